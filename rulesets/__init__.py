@@ -1,0 +1,1 @@
+"""Builtin rulesets, shipped inside the package so `extends: builtin:NAME` always works."""

@@ -1,0 +1,5 @@
+"""`python -m rulesmon`."""
+
+from rulesmon.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ruleset language: models, YAML loading with positions, interpolation and extends."""

@@ -1,0 +1,86 @@
+"""`${VAR}` / `${VAR:-default}` environment interpolation in string values.
+
+Interpolated values are treated as secrets: they are collected so that every diagnostic can be
+scrubbed of them, because environment variables are where webhook URLs and passwords live.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..diagnostics import Diagnostic, make
+from .nodes import YList, YMap
+
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class Secrets:
+    """Values that must never be printed, and a scrubber that masks them."""
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+
+    def add(self, value: str) -> None:
+        if len(value) >= 3:
+            self.values.add(value)
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self.values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, "***")
+        return text
+
+
+def interpolate(root: YMap, env: Mapping[str, str], secrets: Secrets) -> list[Diagnostic]:
+    """Replace references in every string value of the tree, in place."""
+    diags: list[Diagnostic] = []
+    _walk(root, env, secrets, diags)
+    return diags
+
+
+def _walk(node: Any, env: Mapping[str, str], secrets: Secrets, diags: list[Diagnostic]) -> None:
+    if isinstance(node, YMap):
+        for key, value in node.items():
+            if isinstance(value, str):
+                if "$" in value:
+                    pos = node.value_pos[key]
+                    node[key] = _expand(value, env, secrets, diags, pos.path, pos.line, pos.col)
+            else:
+                _walk(value, env, secrets, diags)
+    elif isinstance(node, YList):
+        for i, value in enumerate(node):
+            if isinstance(value, str):
+                if "$" in value:
+                    pos = node.item_pos[i]
+                    node[i] = _expand(value, env, secrets, diags, pos.path, pos.line, pos.col)
+            else:
+                _walk(value, env, secrets, diags)
+
+
+def _expand(text: str, env: Mapping[str, str], secrets: Secrets, diags: list[Diagnostic],
+            path: str, line: int, col: int) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        body = m.group(1)
+        name, sep, default = body.partition(":-")
+        if not _NAME.match(name):
+            diags.append(make(path, line, col, "RM305",
+                              f"malformed reference ${{{body}}}: expected ${{NAME}} or "
+                              "${NAME:-default}"))
+            return ""
+        if name in env:
+            value = env[name]
+            secrets.add(value)
+            return value
+        if sep:
+            return default
+        diags.append(make(path, line, col, "RM301",
+                          f"environment variable {name} is not set (give a default with "
+                          f"${{{name}:-...}})"))
+        return ""
+
+    return _REF.sub(sub, text)

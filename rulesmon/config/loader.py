@@ -1,0 +1,464 @@
+"""Loading a ruleset: read → parse → interpolate → extends/merge → validate, every error located.
+
+The result is a validated `Ruleset` plus the positioned tree it came from, so later checks
+(lint) can point at the exact node too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..diagnostics import Diagnostic, RulesetError, make
+from .interpolate import Secrets, interpolate
+from .nodes import Pos, YList, YMap, locate, matched, to_plain
+from .yamlio import parse, read_text
+
+BUILTIN_PREFIX = "builtin:"
+
+
+@dataclass
+class Loaded:
+    """A validated ruleset, the merged positioned tree, and the secrets seen while loading."""
+
+    ruleset: Any  # models.Ruleset; typed loosely to keep pydantic out of import time
+    tree: YMap
+    path: str
+    secrets: Secrets
+    files: list[str] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def builtin_names() -> list[str]:
+    root = resources.files("rulesmon.rulesets")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _builtin_path(name: str) -> Path | None:
+    root = resources.files("rulesmon.rulesets")
+    candidate = root / f"{name}.yaml"
+    return Path(str(candidate)) if candidate.is_file() else None
+
+
+def display_path(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("../..") else rel
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
+    """Load and validate; raises RulesetError carrying every diagnostic found."""
+    env = os.environ if env is None else env
+    secrets = Secrets()
+    p = Path(path)
+    display = display_path(p)
+    files: list[str] = []
+    tree = _load_tree(p, display, env, secrets, [], files)
+    return validate(tree, display, secrets, files)
+
+
+def load_text(text: str, display: str = "<string>",
+              env: Mapping[str, str] | None = None, base: Path | None = None) -> Loaded:
+    """Load from a string (tests, `rulesmon test`, embedded rulesets)."""
+    env = os.environ if env is None else env
+    secrets = Secrets()
+    root = parse(text, display)
+    diags = interpolate(root, env, secrets)
+    if diags:
+        raise RulesetError([_scrub(d, secrets) for d in diags])
+    files = [display]
+    tree = _apply_extends(root, base or Path.cwd(), display, env, secrets, [], files)
+    return validate(tree, display, secrets, files)
+
+
+def _scrub(d: Diagnostic, secrets: Secrets) -> Diagnostic:
+    return Diagnostic(d.path, d.line, d.col, d.code, secrets.scrub(d.message), d.severity)
+
+
+def _load_tree(p: Path, display: str, env: Mapping[str, str], secrets: Secrets,
+               stack: list[Path], files: list[str]) -> YMap:
+    text = read_text(p, display)
+    root = parse(text, display)
+    diags = interpolate(root, env, secrets)
+    diags += _duplicate_rules(root)
+    if diags:
+        raise RulesetError([_scrub(d, secrets) for d in diags])
+    files.append(display)
+    return _apply_extends(root, p.parent, display, env, secrets, [*stack, p.resolve()], files)
+
+
+def _duplicate_rules(root: YMap) -> list[Diagnostic]:
+    rules = root.get("rules")
+    if not isinstance(rules, YList):
+        return []
+    seen: dict[str, Pos] = {}
+    out = []
+    for i, rule in enumerate(rules):
+        if isinstance(rule, YMap) and isinstance(rule.get("name"), str):
+            name = rule["name"]
+            pos = rule.value_pos["name"]
+            if name in seen:
+                first = seen[name]
+                out.append(make(pos.path, pos.line, pos.col, "RM408",
+                                f"rule name {name!r} is used twice (first at line {first.line}); "
+                                "to change an inherited rule, do it in the file that extends it"))
+            else:
+                seen[name] = pos
+        del i
+    return out
+
+
+def _apply_extends(root: YMap, base_dir: Path, display: str, env: Mapping[str, str],
+                   secrets: Secrets, stack: list[Path], files: list[str]) -> YMap:
+    ext = root.get("extends")
+    if ext is None:
+        return root
+    entries: list[tuple[str, Pos]] = []
+    if isinstance(ext, str):
+        entries = [(ext, root.value_pos["extends"])]
+    elif isinstance(ext, YList):
+        entries = [(v, ext.item_pos[i]) for i, v in enumerate(ext) if isinstance(v, str)]
+    else:
+        return root  # the model reports the wrong type
+    merged: YMap | None = None
+    for ref, pos in entries:
+        if ref.startswith(BUILTIN_PREFIX):
+            name = ref[len(BUILTIN_PREFIX):]
+            target = _builtin_path(name)
+            if target is None:
+                hint = _did_you_mean(name, builtin_names())
+                raise RulesetError([make(pos.path, pos.line, pos.col, "RM302",
+                                         f"no builtin ruleset {name!r}{hint}; builtins: "
+                                         + ", ".join(builtin_names()))])
+            child_display = ref
+        else:
+            target = (base_dir / ref)
+            child_display = display_path(target)
+            if not target.is_file():
+                raise RulesetError([make(pos.path, pos.line, pos.col, "RM302",
+                                         f"extends {ref!r}: no such file")])
+        if target.resolve() in stack:
+            chain = " → ".join([*(s.name for s in stack), target.name])
+            raise RulesetError([make(pos.path, pos.line, pos.col, "RM303",
+                                     f"extends cycle: {chain}")])
+        parent = _load_tree(target, child_display, env, secrets, stack, files)
+        merged = parent if merged is None else merge(merged, parent)
+    if merged is None:
+        return root
+    return merge(merged, root)
+
+
+# --- merging --------------------------------------------------------------------------------------
+
+#: How each top-level key merges when a ruleset extends another (documented in docs/language.md).
+MERGE_BY_KEY = ("notify", "jobs")
+MERGE_DEEP = ("defaults",)
+
+
+def merge(parent: YMap, child: YMap) -> YMap:
+    """The child's view over its parent: documented in docs/language.md#extends."""
+    out = YMap(child.pos)
+    for key in parent:
+        if key != "extends":
+            out.copy_from(parent, key)
+    for key in child:
+        if key == "extends":
+            out.copy_from(child, key)
+            continue
+        if key in out and key in MERGE_BY_KEY and isinstance(out[key], YMap) \
+                and isinstance(child[key], YMap):
+            m = YMap(child[key].pos)
+            for k in out[key]:
+                m.copy_from(out[key], k)
+            for k in child[key]:
+                m.copy_from(child[key], k)
+            out.put(key, m, child.key_pos[key], child.value_pos[key])
+        elif key in out and key in MERGE_DEEP and isinstance(out[key], YMap) \
+                and isinstance(child[key], YMap):
+            out.put(key, _deep(out[key], child[key]), child.key_pos[key], child.value_pos[key])
+        elif key in out and key == "rules" and isinstance(out[key], YList) \
+                and isinstance(child[key], YList):
+            out.put(key, _merge_rules(out[key], child[key]), child.key_pos[key],
+                    child.value_pos[key])
+        else:
+            out.copy_from(child, key)
+    return out
+
+
+def _deep(a: YMap, b: YMap) -> YMap:
+    m = YMap(b.pos)
+    for k in a:
+        m.copy_from(a, k)
+    for k in b:
+        if k in m and isinstance(m[k], YMap) and isinstance(b[k], YMap):
+            m.put(k, _deep(m[k], b[k]), b.key_pos[k], b.value_pos[k])
+        else:
+            m.copy_from(b, k)
+    return m
+
+
+OVERRIDE_MARK = "__override__"
+
+
+def _merge_rules(parent: YList, child: YList) -> YList:
+    out = YList(child.pos)
+    index: dict[str, int] = {}
+    for i, rule in enumerate(parent):
+        out.push(rule, parent.item_pos[i])
+        if isinstance(rule, YMap) and isinstance(rule.get("name"), str):
+            index[rule["name"]] = i
+    for i, rule in enumerate(child):
+        name = rule.get("name") if isinstance(rule, YMap) else None
+        if isinstance(name, str) and name in index:
+            base = out[index[name]]
+            assert isinstance(base, YMap)
+            m = YMap(rule.pos)
+            for k in base:
+                m.copy_from(base, k)
+            for k in rule:
+                m.copy_from(rule, k)
+            out[index[name]] = m
+            out.item_pos[index[name]] = child.item_pos[i]
+        else:
+            if isinstance(rule, YMap) and isinstance(name, str) and "when" not in rule:
+                rule = _marked(rule)
+            out.push(rule, child.item_pos[i])
+    return out
+
+
+def _marked(rule: YMap) -> YMap:
+    """A child rule with no `when` that overrides nothing: flagged for RM304 at validation."""
+    m = YMap(rule.pos)
+    for k in rule:
+        m.copy_from(rule, k)
+    m.put(OVERRIDE_MARK, True, rule.value_pos["name"], rule.value_pos["name"])
+    return m
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def validate(tree: YMap, display: str, secrets: Secrets, files: list[str]) -> Loaded:
+    from .models import Ruleset
+
+    diags: list[Diagnostic] = []
+    data = to_plain(tree)
+    for key in [k for k in data if k.startswith("x-")]:
+        del data[key]  # reusable anchor blocks, documented
+    rules = data.get("rules")
+    if isinstance(rules, list):
+        for i, rule in enumerate(rules):
+            if isinstance(rule, dict) and rule.pop(OVERRIDE_MARK, False):
+                pos = locate(tree, ("rules", i, "name")) or tree.pos
+                what = "disables" if rule.get("enabled") is False else "overrides"
+                diags.append(make(pos.path, pos.line, pos.col, "RM304",
+                                  f"rule {rule['name']!r} {what} no rule of the rulesets it "
+                                  "extends (and has no `when:` of its own)"))
+    if diags:
+        raise RulesetError([_scrub(d, secrets) for d in diags])
+    try:
+        ruleset = Ruleset.model_validate(data, strict=True)
+    except ValidationError as exc:
+        diags = [_scrub(d, secrets) for d in from_validation(exc, tree, Ruleset)]
+        raise RulesetError(_dedupe(diags)) from None
+    return Loaded(ruleset, tree, display, secrets, files)
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[str, int, int, str]] = set()
+    out = []
+    for d in sorted(diags, key=lambda d: (d.path, d.line, d.col)):
+        key = (d.path, d.line, d.col, d.code)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+_TYPE_ERRORS = {
+    "string_type": "a string", "int_type": "an integer", "float_type": "a number",
+    "bool_type": "true or false", "dict_type": "a mapping", "list_type": "a list",
+    "model_type": "a mapping", "model_attributes_type": "a mapping", "int_from_float":
+    "an integer", "int_parsing": "an integer", "float_parsing": "a number",
+    "bool_parsing": "true or false", "none_required": "nothing",
+}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "nothing (null)"
+    return type(value).__name__
+
+
+def where(tree: YMap, loc: Sequence[str | int], *, parent: bool = False) -> str:
+    """A readable place: `jobs.train.slurm`, `rule "crashed"`, `rules[3].do[0]`.
+
+    With `parent`, the place that holds the last element of `loc` (for unknown keys).
+    """
+    node: Any = tree
+    parts: list[str] = []
+    trail = matched(tree, loc)
+    if parent and trail and loc and trail[-1] == loc[-1] and len(trail) > 0:
+        trail = trail[:-1]
+    for part in trail:
+        if isinstance(node, YMap) and isinstance(part, str) and part in node:
+            parts.append(part if not parts else f".{part}")
+            node = node[part]
+        elif isinstance(node, YList) and isinstance(part, int) and 0 <= part < len(node):
+            item = node[part]
+            if parts and parts[-1] in ("rules", ".rules") and isinstance(item, YMap) \
+                    and isinstance(item.get("name"), str):
+                parts = [f'rule "{item["name"]}"']
+            else:
+                parts.append(f"[{part}]")
+            node = item
+    return "".join(parts) or "the ruleset"
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _tags(tp: Any) -> dict[str, Any]:
+    """Members of a tagged union by tag."""
+    from pydantic import Tag
+
+    out = {}
+    for member in typing.get_args(tp):
+        if typing.get_origin(member) is typing.Annotated:
+            args = typing.get_args(member)
+            for meta in args[1:]:
+                if isinstance(meta, Tag):
+                    out[meta.tag] = args[0]
+    return out
+
+
+def _model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (for did-you-mean on unknown keys)."""
+    tp: Any = root
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            tags = _tags(tp)
+            if isinstance(part, str) and part in tags:
+                tp = tags[part]
+                continue
+            models = [a for a in typing.get_args(tp)
+                      if isinstance(_unwrap(a), type) and issubclass(_unwrap(a), BaseModel)]
+            if not models:
+                continue
+            tp = _unwrap(models[0])
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
+            if isinstance(part, str) and part in fields:
+                tp = fields[part].annotation
+            continue
+        origin = typing.get_origin(tp)
+        if origin in (list, dict):
+            tp = typing.get_args(tp)[-1]
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        models = [_unwrap(a) for a in typing.get_args(tp)
+                  if isinstance(_unwrap(a), type) and issubclass(_unwrap(a), BaseModel)]
+        tp = models[0] if models else tp
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def allowed_keys(root: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    model = _model_at(root, loc)
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def from_validation(exc: ValidationError, tree: YMap,
+                    root_model: type[BaseModel]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    errors = exc.errors(include_url=False)
+    for err in errors:
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        place = where(tree, loc, parent=True) if loc else "the ruleset"
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            pos = locate(tree, loc, at_key=True)
+            choices = allowed_keys(root_model, loc[:-1])
+            hint = _did_you_mean(key, choices)
+            if not hint and choices:
+                hint = "; allowed: " + ", ".join(choices)
+            code, message = "RM201", f'unknown key "{key}" in {place}{hint}'
+        elif kind == "missing":
+            key = str(loc[-1])
+            pos = locate(tree, loc[:-1])
+            code, message = "RM202", f'missing required key "{key}" in {place}'
+        elif kind.startswith("RM"):
+            pos = locate(tree, loc)
+            code, message = kind, err["msg"]
+        elif kind == "literal_error" and loc == ("version",):
+            pos = locate(tree, loc)
+            code, message = "RM210", f"unsupported version {err['input']!r}: this rulesmon " \
+                "understands version 1"
+        elif kind in ("literal_error", "enum"):
+            pos = locate(tree, loc)
+            expected = err.get("ctx", {}).get("expected", "")
+            code, message = "RM204", f"invalid value {err['input']!r} for " \
+                f"{where(tree, loc)}: expected {expected}"
+        elif kind in _TYPE_ERRORS:
+            pos = locate(tree, loc)
+            code, message = "RM203", f"{where(tree, loc)} must be {_TYPE_ERRORS[kind]}, got " \
+                f"{_type_name(err['input'])}"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            pos = locate(tree, loc)
+            code, message = "RM213", f"{where(tree, loc)}: an action names exactly one of " \
+                "notify, log, exec, stop"
+        else:
+            pos = locate(tree, loc)
+            msg = err["msg"]
+            code, message = "RM204", f"invalid value for {where(tree, loc)}: {msg}"
+        pos = pos or tree.pos
+        out.append(make(pos.path, pos.line, pos.col, code, message))
+    return _collapse_unions(out)
+
+
+def _collapse_unions(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """One error per mistake: a union reports every branch at the same node; keep the first."""
+    seen: set[tuple[str, int, int]] = set()
+    out = []
+    for d in diags:
+        key = (d.path, d.line, d.col)
+        if key in seen and d.code in ("RM203", "RM204"):
+            continue
+        seen.add(key)
+        out.append(d)
+    return out

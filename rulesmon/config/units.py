@@ -1,0 +1,71 @@
+"""Durations (`30s`, `5m`, `2h`, `1d`, or seconds) and sizes (`10GB`, `512MiB`, or bytes)."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*\Z")
+_DURATION_PARTS = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$|^\s*\d+(\.\d+)?\s*$"
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)\s*\Z", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2,
+               "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "p": 1000**5,
+               "pb": 1000**5, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+               "pib": 1024**5, "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+SIZE_PATTERN = r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP][iI]?)?[bB]?\s*$"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as `90s`, `5m`, `1h30m`; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 2h or 1d, got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative, got {value}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration such as 30s, 5m, 2h or 1d, got {type(value).__name__}")
+    text = value.strip()
+    m = _DURATION.match(text)
+    if m:
+        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+    compact = text.replace(" ", "")
+    parts = _DURATION_PARTS.findall(compact)
+    if parts and "".join(n + u for n, u in parts) == compact:
+        return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    raise ValueError(f"invalid duration {value!r}: use a number of seconds or 30s, 5m, 2h, 1d")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a number or a string such as `10GB`, `512MiB`; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10GB or 512MiB, got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"size must not be negative, got {value}")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size such as 10GB or 512MiB, got {type(value).__name__}")
+    m = _SIZE.match(value)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"invalid size {value!r}: use bytes or a unit such as 10GB, 512MiB")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def format_duration(seconds: float) -> str:
+    """`4m 52s`, the style of the SLURM evaluation logs."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    parts = [f"{days}d"] if days else []
+    if hours or days:
+        parts.append(f"{hours}h")
+    parts.append(f"{minutes}m")
+    if not days and secs:
+        parts.append(f"{secs}s")
+    return " ".join(parts)

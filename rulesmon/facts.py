@@ -1,0 +1,595 @@
+"""The fact catalog: every name a condition or template may use, its type and meaning.
+
+Probes promise to provide these facts; lint checks names against them; docs/facts.md and the
+sample values that templates are rendered against at lint time are generated from them. Facts
+that depend on a job's declaration (extractor groups, file names, error names) are added per job
+by `job_facts`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from .config.models import Job, Ruleset
+
+SOURCES = ("slurm", "htcondor", "dagman", "local", "none")
+
+STATES = ("PENDING", "RUNNING", "SUSPENDED", "HELD", "COMPLETING", "COMPLETED", "FAILED",
+          "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+          "DEADLINE", "REMOVED", "UNKNOWN")
+TERMINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+                   "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REMOVED")
+WORKER_STATES = ("starting", "running", "sleeping", "zombie", "dead", "exited", "killed",
+                 "missing")
+CONDOR_STATUSES = ("idle", "running", "removed", "completed", "held", "transferring",
+                   "suspended")
+NODE_STATES = ("NOT_READY", "READY", "PRERUN", "SUBMITTED", "POSTRUN", "DONE", "ERROR",
+               "FUTILE")
+OUTCOMES = ("success", "failed", "timeout", "cancelled", "error", "running")
+DIAGNOSES = ("ok", "oom", "time_limit", "nonzero_exit", "signal", "nan", "nccl", "missing_output",
+             "cancelled", "node_failure", "unknown")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A leaf fact. `type` drives lint's sample values; `values` lists an enumeration."""
+
+    type: str
+    doc: str
+    sources: frozenset[str] | None = None
+    values: tuple[str, ...] = ()
+
+
+Namespace = dict[str, Union[Fact, "Namespace"]]
+
+_SLURM = frozenset({"slurm"})
+_CONDOR = frozenset({"htcondor", "dagman"})
+_LOCAL = frozenset({"local"})
+_SCHED = frozenset({"slurm", "htcondor", "dagman"})
+
+
+def _f(type_: str, doc: str, sources: frozenset[str] | None = None,
+       values: tuple[str, ...] = ()) -> Fact:
+    return Fact(type_, doc, sources, values)
+
+
+JOB: Namespace = {
+    "key": _f("str", "The job's key in the ruleset (`jobs: train:` → `train`)."),
+    "id": _f("str", "Scheduler job id (`12345`, `12345_7`, `42.0`), or the pid of a local job."),
+    "name": _f("str", "Job name (SLURM name, HTCondor batch name, DAG node name, or the key)."),
+    "source": _f("str", "Which source watches it.", values=SOURCES),
+    "state": _f("str", "Normalised state, SLURM style.", values=STATES),
+    "raw_state": _f("str", "The state exactly as the scheduler reported it."),
+    "terminal": _f("bool", "The job has ended (any terminal state)."),
+    "succeeded": _f("bool", "The job ended with COMPLETED and exit code 0."),
+    "outcome": _f("str", "Final outcome for history and summaries.", values=OUTCOMES),
+    "diagnosis": _f("str", "Why a job ended badly (crash classification).", values=DIAGNOSES),
+    "diagnosis_detail": _f("str", "A one-line explanation of the diagnosis."),
+    "exit_code": _f("int", "Exit code of the job's main process."),
+    "signal": _f("int", "Signal that ended it (9 for SIGKILL), or 0."),
+    "user": _f("str", "Owner of the job."),
+    "workdir": _f("str", "Working directory."),
+    "stdout": _f("str", "Path of the job's standard output, placeholders expanded."),
+    "stderr": _f("str", "Path of the job's standard error, placeholders expanded."),
+    "submit_time": _f("timestamp", "When the job was submitted or launched."),
+    "start_time": _f("timestamp", "When it started running."),
+    "end_time": _f("timestamp", "When it ended."),
+    "elapsed": _f("seconds", "Run time so far, or in total once ended."),
+    "wait": _f("seconds", "Time spent pending before it started."),
+    "restarts": _f("int", "Requeues (SLURM), restarts (HTCondor runs after the first), or "
+                   "relaunches (local)."),
+    "labels": _f("map", "Labels declared on the job."),
+    # SLURM
+    "array_id": _f("str", "Array job id.", _SLURM),
+    "array_task": _f("int", "Array task index.", _SLURM),
+    "partition": _f("str", "Partition.", _SLURM),
+    "account": _f("str", "Account.", _SLURM),
+    "qos": _f("str", "Quality of service.", _SLURM),
+    "reason": _f("str", "Why it is pending (Resources, Priority, QOSMaxJobsPerUserLimit, "
+                 "ReqNodeNotAvail, ...).", _SLURM),
+    "nodes": _f("int", "Number of nodes.", _SLURM),
+    "node_list": _f("str", "Node list (`gpu[01-04]`).", _SLURM),
+    "cpus": _f("int", "Allocated or requested CPUs.", _SCHED | _LOCAL),
+    "gpus": _f("int", "Requested GPUs (gres/tres or RequestGPUs).", _SCHED),
+    "time_limit": _f("seconds", "Time limit.", _SLURM),
+    "time_left": _f("seconds", "Time until the limit.", _SLURM),
+    "exceeded": _f("bool", "Wall time reached the limit (TIMEOUT).", _SLURM),
+    "cpu_time": _f("seconds", "Total CPU time used (user + system).", _SCHED | _LOCAL),
+    "cpu_user": _f("seconds", "User CPU time.", _SCHED | _LOCAL),
+    "cpu_sys": _f("seconds", "System CPU time.", _SCHED | _LOCAL),
+    "cpu_eff": _f("float", "CPU efficiency after completion, as seff reports it (0-1).",
+                  _SLURM),
+    "mem_used": _f("bytes", "Peak memory used (MaxRSS, MemoryUsage, or peak RSS).",
+                   _SCHED | _LOCAL),
+    "mem_req": _f("bytes", "Requested memory.", _SCHED),
+    "mem_eff": _f("float", "Memory efficiency: peak used / requested (0-1).", _SCHED),
+    "time_eff": _f("float", "Wall time / time limit (0-1).", _SLURM),
+    "gpu_hours": _f("float", "GPU hours consumed.", _SLURM),
+    # HTCondor / DAGMan
+    "cluster": _f("int", "Cluster id.", _CONDOR),
+    "proc": _f("int", "Proc id.", _CONDOR),
+    "owner": _f("str", "Owner.", _CONDOR),
+    "batch_name": _f("str", "JobBatchName.", _CONDOR),
+    "status": _f("str", "HTCondor job status.", _CONDOR, CONDOR_STATUSES),
+    "hold_reason": _f("str", "Why the job is held.", _CONDOR),
+    "hold_code": _f("int", "HoldReasonCode.", _CONDOR),
+    "hold_subcode": _f("int", "HoldReasonSubCode.", _CONDOR),
+    "remote_host": _f("str", "Execute host.", _CONDOR),
+    "run_count": _f("int", "Times the job started running.", _CONDOR),
+    "disk_used": _f("bytes", "Disk usage.", _CONDOR),
+    "disk_req": _f("bytes", "Requested disk.", _CONDOR),
+    "gpus_assigned": _f("str", "Assigned GPU ids.", _CONDOR),
+    "attrs": _f("map", "Custom ClassAd attributes (`+RunUUID` → `job.attrs.RunUUID`).", _CONDOR),
+    # local
+    "pid": _f("int", "Main process id.", _LOCAL),
+    "cpu_pct": _f("pct", "CPU percent of all its processes (100 = one core).", _LOCAL),
+    "rss": _f("bytes", "Resident memory of all its processes.", _LOCAL),
+    "children": _f("int", "Number of child processes.", _LOCAL),
+    "uptime": _f("seconds", "Seconds since the process started.", _LOCAL),
+    "workers": _f("int", "Workers expected.", _LOCAL),
+    "workers_running": _f("int", "Workers alive now.", _LOCAL),
+    "launch_ok": _f("bool", "Every expected worker was up within launch_timeout.", _LOCAL),
+    "launch_error": _f("str", "Why launch verification failed.", _LOCAL),
+}
+
+WORKER: Namespace = {
+    "index": _f("int", "Worker index (0-based)."),
+    "state": _f("str", "Process state.", values=WORKER_STATES),
+    "pid": _f("int", "Process id."),
+    "exit_code": _f("int", "Exit code once exited."),
+    "signal": _f("int", "Signal that killed it, or 0."),
+    "cpu_pct": _f("pct", "CPU percent (100 = one core)."),
+    "rss": _f("bytes", "Resident memory."),
+    "children": _f("int", "Child processes."),
+    "uptime": _f("seconds", "Seconds since it started."),
+    "gpu": _f("int", "GPU index given to it (CUDA_VISIBLE_DEVICES)."),
+    "gpu_util": _f("pct", "Utilisation of its GPU."),
+    "gpu_mem": _f("bytes", "GPU memory used by its processes."),
+    "log": _f("str", "Its log file."),
+}
+
+ERROR_FACTS: Namespace = {
+    "count": _f("int", "Matching lines so far."),
+    "first_seen": _f("timestamp", "When the first match was read."),
+    "last_seen": _f("timestamp", "When the last match was read."),
+    "last_line": _f("str", "The last matching line."),
+    "lines": _f("list", "The last few matching lines."),
+    "severity": _f("str", "Severity declared for this pattern."),
+}
+
+EXTRACTOR_FACTS: Namespace = {
+    "count": _f("int", "Lines matched so far."),
+    "first_seen": _f("timestamp", "When it first matched."),
+    "last_seen": _f("timestamp", "When it last matched."),
+}
+
+LOG_BUILTIN: Namespace = {
+    "tail": _f("str", "The last lines of the log (count from `tail:`), for messages."),
+    "lines": _f("list", "The last lines as a list."),
+    "age": _f("seconds", "Seconds since the log last grew."),
+    "size": _f("bytes", "Current size."),
+    "path": _f("str", "The file being followed."),
+    "mtime": _f("timestamp", "Last modification time."),
+    "error_count": _f("int", "Matches of all error patterns together."),
+    "errors": {},
+    "extractors": {},
+}
+
+FILE_FACTS: Namespace = {
+    "count": _f("int", "Files matching now."),
+    "size": _f("bytes", "Total size."),
+    "newest": _f("str", "Path of the newest file."),
+    "newest_size": _f("bytes", "Size of the newest file."),
+    "newest_mtime": _f("timestamp", "Modification time of the newest file."),
+    "age": _f("seconds", "Seconds since the newest file was modified."),
+    "growth_rate": _f("float", "Bytes per second over the growth window."),
+    "stalled": _f("bool", "No growth for `stall_after`."),
+    "valid": _f("bool", "Every file passed its integrity check."),
+    "invalid": _f("list", "Files that failed their integrity check."),
+    "new": _f("list", "Files that appeared and stayed quiet for `quiet_for` since the last tick "
+              "(each reported once)."),
+    "new_count": _f("int", "Number of new files this tick."),
+    "paths": _f("list", "Every matching path."),
+    "interval": _f("seconds", "Observed mean interval between files (checkpoint cadence)."),
+    "expected_next": _f("seconds", "Seconds until the next file is due (`expect_every`); "
+                        "negative when late."),
+    "late": _f("bool", "The next file is overdue by more than `expect_every`."),
+    "matches": _f("map", "Named groups of `pattern` for the newest file."),
+}
+
+DISK: Namespace = {
+    "free": _f("bytes", "Free bytes on the filesystem of the job's folders."),
+    "total": _f("bytes", "Filesystem size."),
+    "used": _f("bytes", "Used bytes."),
+    "free_pct": _f("pct", "Free space in percent."),
+    "path": _f("str", "The folder measured (the fullest of the job's folders)."),
+}
+
+GPU: Namespace = {
+    "available": _f("bool", "GPU facts could be read (NVML present, or the metrics CSV exists)."),
+    "error": _f("str", "Why GPU facts are missing (no driver, no GPU, no CSV yet)."),
+    "count": _f("int", "GPUs observed for the job."),
+    "util": _f("pct", "Mean utilisation."),
+    "util_min": _f("pct", "Lowest utilisation among the job's GPUs."),
+    "util_max": _f("pct", "Highest utilisation."),
+    "mem_used": _f("bytes", "Memory used, summed."),
+    "mem_total": _f("bytes", "Memory, summed."),
+    "mem_pct": _f("pct", "Memory used in percent (highest GPU)."),
+    "mem_max": _f("bytes", "Highest memory used on one GPU."),
+    "temp": _f("float", "Highest temperature (°C)."),
+    "power": _f("float", "Power draw, summed (W)."),
+    "power_limit": _f("float", "Enforced power limit, summed (W)."),
+    "throttled": _f("bool", "Any GPU reports a clock throttle reason other than idle."),
+    "throttle_reasons": _f("list", "Active throttle reasons."),
+    "xid_errors": _f("int", "Xid errors seen."),
+    "ecc_errors": _f("int", "Uncorrected ECC errors."),
+    "age": _f("seconds", "Age of the last metrics row (CSV source)."),
+}
+
+PROGRESS: Namespace = {
+    "done": _f("float", "Items (or steps) done."),
+    "total": _f("float", "Items expected."),
+    "pct": _f("pct", "Percent done."),
+    "rate": _f("float", "Current throughput (items per second, recent window)."),
+    "avg_rate": _f("float", "Average throughput since the start."),
+    "peak_rate": _f("float", "Highest throughput seen."),
+    "eta": _f("seconds", "Seconds to completion (the most conservative estimate)."),
+    "eta_at": _f("timestamp", "Estimated completion time."),
+    "eta_linear": _f("seconds", "ETA by linear extrapolation from overall progress."),
+    "eta_recent": _f("seconds", "ETA from the recent window's throughput."),
+    "eta_avg": _f("seconds", "ETA from the moving-average throughput."),
+    "confidence": _f("str", "How far the estimates agree.", values=("high", "medium", "low")),
+    "slowdown": _f("float", "Drop of the current throughput from the peak (0.25 = 25% slower)."),
+    "age": _f("seconds", "Seconds since progress last advanced."),
+    "stalled": _f("bool", "No progress for `stall_after`."),
+    "elapsed": _f("seconds", "Seconds since progress was first seen."),
+    "unit": _f("str", "Unit of done/total (items, steps, ...)."),
+}
+
+HOST: Namespace = {
+    "name": _f("str", "Host rulesmon runs on."),
+    "load1": _f("float", "One-minute load average."),
+    "cpu_pct": _f("pct", "CPU use of the host."),
+    "mem_pct": _f("pct", "Memory use of the host."),
+    "mem_available": _f("bytes", "Available memory."),
+}
+
+RUN: Namespace = {
+    "name": _f("str", "The ruleset's name."),
+    "total": _f("int", "Job instances watched."),
+    "pending": _f("int", "Instances pending."),
+    "running": _f("int", "Instances running."),
+    "terminal": _f("int", "Instances that ended."),
+    "succeeded": _f("int", "Instances that succeeded."),
+    "failed": _f("int", "Instances that ended badly (failed, timeout, cancelled, error)."),
+    "all_terminal": _f("bool", "Every watched instance has ended."),
+    "all_succeeded": _f("bool", "Every watched instance has ended and succeeded."),
+    "elapsed": _f("seconds", "Time since the run started."),
+    "started": _f("timestamp", "When the run started."),
+    "tick": _f("int", "Tick number."),
+    "overruns": _f("int", "Ticks that took longer than the interval."),
+    "counts": _f("map", "Instances by state (`run.counts.RUNNING`)."),
+    "summary": _f("str", "A readable summary: counts by outcome and total time."),
+}
+
+PROBE_FACTS: Namespace = {
+    "ok": _f("bool", "The probe's last collection succeeded."),
+    "failures": _f("int", "Consecutive failed collections."),
+    "error": _f("str", "The last error, one line."),
+    "last_ok": _f("timestamp", "When it last succeeded."),
+    "duration": _f("seconds", "How long the last collection took."),
+}
+PROBES = ("slurm", "htcondor", "dagman", "local", "gpu", "files", "logs", "host")
+
+NODE: Namespace = {
+    "name": _f("str", "DAG node name."),
+    "state": _f("str", "Node state, as DAGMan's node status file names it.", values=NODE_STATES),
+    "retries": _f("int", "Retries used so far."),
+    "max_retries": _f("int", "RETRY count declared in the .dag file."),
+    "vars": _f("map", "VARS of the node (`node.vars.run_uuid`)."),
+    "cluster": _f("int", "HTCondor cluster id of the node's latest submission."),
+    "dir": _f("str", "DIR of the node."),
+    "noop": _f("bool", "The node is NOOP."),
+    "parents": _f("list", "Parent node names."),
+    "children": _f("list", "Child node names."),
+    "submit_file": _f("str", "The node's submit description file."),
+    "pre_script": _f("str", "Its PRE script, if any."),
+    "post_script": _f("str", "Its POST script, if any."),
+}
+
+GROUP: Namespace = {
+    "by": _f("str", "The VARS key or fact grouped on (`run_uuid`)."),
+    "key": _f("str", "This group's value (the run's uuid)."),
+    "total": _f("int", "Members."),
+    "done": _f("int", "Members that succeeded."),
+    "failed": _f("int", "Members that failed after all retries."),
+    "running": _f("int", "Members running."),
+    "pending": _f("int", "Members not started yet."),
+    "retried": _f("int", "Members that needed a retry."),
+    "pct": _f("pct", "Percent done."),
+    "epochs_done": _f("int", "Distinct epochs whose nodes all succeeded."),
+    "epochs_total": _f("int", "Distinct epochs in the group."),
+    "all_done": _f("bool", "Every member succeeded."),
+    "cpu_time": _f("seconds", "CPU time of all members."),
+    "mem_peak": _f("bytes", "Highest memory of any member."),
+    "resources": _f("map", "Members by ResourceName."),
+}
+
+RULE: Namespace = {
+    "name": _f("str", "The rule's name."),
+    "severity": _f("str", "Its severity."),
+    "description": _f("str", "Its description."),
+    "labels": _f("map", "Its labels."),
+}
+
+ALERT: Namespace = {
+    "state": _f("str", "firing or resolved.", values=("firing", "resolved")),
+    "since": _f("timestamp", "When it started firing."),
+    "duration": _f("seconds", "How long it has been firing (or fired, on resolve)."),
+    "count": _f("int", "Notifications sent for this alert so far."),
+    "id": _f("str", "Stable id of the alert instance (its fingerprint)."),
+    "instance": _f("str", "Which job instance it is about."),
+}
+
+#: Names Jinja provides itself inside templates.
+TEMPLATE_GLOBALS = frozenset({"loop", "range", "dict", "lipsum", "cycler", "joiner", "namespace",
+                              "true", "false", "none", "True", "False", "None", "now"})
+
+SCOPES = ("job", "group", "run")
+
+
+@dataclass
+class Catalog:
+    """The facts visible to one rule, with which of its jobs provide each path."""
+
+    tree: Namespace
+    providers: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
+    all_jobs: set[str] = field(default_factory=set)
+
+
+def numeric_group(pattern: str, group: str) -> bool:
+    """Whether a named group's own pattern can only match a number (for typed sample values)."""
+    m = re.search(r"\(\?P<" + re.escape(group) + r">", pattern)
+    if not m:
+        return False
+    depth, i = 1, m.end()
+    while i < len(pattern) and depth:
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        depth += (ch == "(") - (ch == ")")
+        i += 1
+    body = pattern[m.end(): i - 1]
+    body = re.sub(r"\\d|\\.|\[[-+0-9.eE]*\]|\(\?:|[()?*+{},0-9|]", "", body)
+    return body.replace("eE", "").replace("e", "").replace("E", "") in ("", "-+", "+-")
+
+
+def job_facts(job: Job) -> Namespace:
+    """`log.*`, `files.*` and friends for one job, from its declarations."""
+    from .probes.log_presets import PRESETS
+
+    log: Namespace = dict(LOG_BUILTIN)
+    errors: Namespace = {}
+    extractors: Namespace = {}
+    for spec in job.logs:
+        presets = [PRESETS[p] for p in spec.preset_list if p in PRESETS]
+        extract = {k: v for p in presets for k, v in p.extract.items()} | dict(spec.extract)
+        for name, pattern in extract.items():
+            extractors[name] = dict(EXTRACTOR_FACTS)
+            for group in re.compile(pattern).groupindex:
+                kind = "float" if numeric_group(pattern, group) else "str"
+                log.setdefault(group, _f(kind, f"Last value of group `{group}` of `{name}`."))
+        names = {k for p in presets for k in p.errors} | set(spec.errors)
+        for name in names:
+            errors[name] = dict(ERROR_FACTS)
+    log["errors"] = errors
+    log["extractors"] = extractors
+    out: Namespace = {"log": log}
+    out["files"] = {name: dict(FILE_FACTS) for name in job.files}
+    return out
+
+
+def source_of(job: Job) -> str:
+    for name in ("slurm", "htcondor", "dagman", "local"):
+        if getattr(job, name) is not None:
+            return name
+    return "none"
+
+
+def catalog_for(ruleset: Ruleset, scope: str, jobs: list[str] | None) -> Catalog:
+    """Merge the facts every applicable job provides, remembering who provides what."""
+    selected = {k: v for k, v in ruleset.jobs.items() if not jobs or k in jobs}
+    providers: dict[tuple[str, ...], set[str]] = {}
+    tree: Namespace = {
+        "run": RUN,
+        "host": HOST,
+        "probe": {p: PROBE_FACTS for p in PROBES},
+    }
+    if scope == "group":
+        tree["group"] = GROUP
+    if scope == "job":
+        base: Namespace = {"job": {}, "disk": DISK, "gpu": GPU, "progress": PROGRESS}
+        tree.update(base)
+        for key, job in selected.items():
+            source = source_of(job)
+            for name, fact in JOB.items():
+                assert isinstance(fact, Fact)
+                if fact.sources is None or source in fact.sources:
+                    tree["job"][name] = fact  # type: ignore[index]
+                    providers.setdefault(("job", name), set()).add(key)
+            if source == "local":
+                tree["worker"] = WORKER
+                _mark(providers, ("worker",), key)
+            if source == "dagman":
+                tree["node"] = NODE
+                _mark(providers, ("node",), key)
+            extra = job_facts(job)
+            _merge(tree, extra, providers, key, ())
+        if not selected:
+            tree["job"] = {k: v for k, v in JOB.items()
+                           if isinstance(v, Fact) and v.sources is None}
+    return Catalog(tree, providers, set(selected))
+
+
+def _mark(providers: dict[tuple[str, ...], set[str]], path: tuple[str, ...], key: str) -> None:
+    providers.setdefault(path, set()).add(key)
+
+
+def _merge(into: Namespace, extra: Namespace, providers: dict[tuple[str, ...], set[str]],
+           key: str, prefix: tuple[str, ...]) -> None:
+    for name, value in extra.items():
+        path = (*prefix, name)
+        if isinstance(value, dict):
+            sub = into.setdefault(name, {})
+            if isinstance(sub, dict):
+                _merge(sub, value, providers, key, path)
+        else:
+            into.setdefault(name, value)
+        if len(path) <= 3:
+            _mark(providers, path, key)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Result of resolving a dotted path in a catalog."""
+
+    ok: bool
+    fact: Fact | None = None
+    missing: str = ""
+    known: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()
+
+
+def lookup(tree: Namespace, path: tuple[str, ...]) -> Lookup:
+    node: Any = tree
+    for i, part in enumerate(path):
+        if isinstance(node, Fact):
+            if node.type == "map" and i == len(path) - 1:
+                return Lookup(True, Fact("str", "map entry"))
+            if node.type == "map":
+                return Lookup(True, Fact("str", "map entry"))
+            return Lookup(False, node, part, (), path[:i])
+        if not isinstance(node, dict) or part not in node:
+            known = tuple(sorted(node)) if isinstance(node, dict) else ()
+            return Lookup(False, None, part, known, path[:i])
+        node = node[part]
+    if isinstance(node, Fact):
+        return Lookup(True, node)
+    return Lookup(True, None)  # a namespace (e.g. `job` alone or `files.outputs`)
+
+
+# --- sample values, for rendering templates at lint time --------------------------------------
+
+
+class Sample:
+    """A namespace of sample facts; unknown attributes raise like StrictUndefined would."""
+
+    def __init__(self, tree: Namespace, path: str) -> None:
+        self._tree = tree
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self._tree:
+            raise AttributeError(f"{self._path}.{name}")
+        return sample_value(self._tree[name], f"{self._path}.{name}")
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __iter__(self) -> Any:
+        return iter(sorted(self._tree))
+
+    def __str__(self) -> str:
+        return f"<{self._path}>"
+
+
+class SampleMap(dict[str, str]):
+    """Any key is present, for free-form maps such as `node.vars`."""
+
+    def __missing__(self, key: str) -> str:
+        return f"sample-{key}"
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+
+_SAMPLES: dict[str, Any] = {
+    "str": "sample",
+    "int": 3,
+    "float": 0.5,
+    "bool": True,
+    "seconds": 125.0,
+    "timestamp": 1_767_225_600.0,
+    "bytes": 1_048_576,
+    "pct": 42.0,
+    "list": ["sample-1.txt", "sample-2.txt"],
+}
+
+
+def sample_value(node: Fact | Namespace, path: str) -> Any:
+    if isinstance(node, dict):
+        return Sample(node, path)
+    if node.type == "map":
+        return SampleMap(RUNNING="1", COMPLETED="2")
+    if node.values:
+        return node.values[0]
+    return _SAMPLES.get(node.type, "sample")
+
+
+def sample_context(tree: Namespace) -> dict[str, Any]:
+    ctx = {name: sample_value(node, name) for name, node in tree.items()}
+    ctx["rule"] = Sample(RULE, "rule")
+    ctx["alert"] = Sample(ALERT, "alert")
+    ctx["now"] = _SAMPLES["timestamp"]
+    return ctx
+
+
+def render_docs() -> str:
+    """docs/facts.md, generated from the catalog."""
+    out = ["# Facts reference", "",
+           "Every name a condition or a message template can use. Generated by `rulesmon docs` "
+           "from `rulesmon/facts.py`; do not edit by hand.", "",
+           "Facts that are missing in a tick (a probe failed, a log has not matched yet) are "
+           "*unknown*: a condition that needs them is neither true nor false, so it neither "
+           "fires nor resets a `for:` timer. Use `known(x)` or `coalesce(x, y)` to be explicit.",
+           ""]
+    sections: list[tuple[str, Namespace, str]] = [
+        ("job", JOB, "Per job instance (scope `job`)."),
+        ("worker", WORKER, "Per worker of a `local` job with `workers:`."),
+        ("node", NODE, "Per DAG node of a `dagman` job."),
+        ("log", {k: v for k, v in LOG_BUILTIN.items() if isinstance(v, Fact)},
+         "From the job's `logs:`. Each named group of an extractor or preset is also a fact "
+         "`log.<group>` (its last value, numbers typed); each error pattern gives "
+         "`log.errors.<name>.*` and each extractor `log.extractors.<name>.*`."),
+        ("log.errors.<name>", ERROR_FACTS, "Per error pattern."),
+        ("log.extractors.<name>", EXTRACTOR_FACTS, "Per extractor."),
+        ("files.<name>", FILE_FACTS, "Per entry of the job's `files:`."),
+        ("disk", DISK, "Free space of the job's folders."),
+        ("gpu", GPU, "From NVML or the job's GPU metrics CSV, aggregated per job."),
+        ("progress", PROGRESS, "From the job's `progress:` declaration."),
+        ("group", GROUP, "Per group of a job with `group_by:` (scope `group`)."),
+        ("run", RUN, "The whole run (every scope)."),
+        ("host", HOST, "The machine rulesmon runs on (every scope)."),
+        ("probe.<name>", PROBE_FACTS, "Health of each probe (" + ", ".join(PROBES) + ")."),
+        ("rule", RULE, "In templates only: the rule being notified."),
+        ("alert", ALERT, "In templates only: the alert instance."),
+    ]
+    for prefix, ns, doc in sections:
+        out += [f"## `{prefix}`", "", doc, "", "| fact | type | meaning |", "| --- | --- | --- |"]
+        for name, fact in ns.items():
+            if not isinstance(fact, Fact):
+                continue
+            meaning = fact.doc
+            if fact.sources:
+                meaning += " *(" + ", ".join(sorted(fact.sources)) + " only)*"
+            if fact.values:
+                meaning += " One of: " + ", ".join(f"`{v}`" for v in fact.values) + "."
+            out.append(f"| `{prefix}.{name}` | {fact.type} | {meaning} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,50 @@
+"""`rulesmon lint`: load every ruleset given, run the static checks, collect diagnostics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ..config.loader import load
+from ..diagnostics import Diagnostic, RulesetError, make
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def expand(paths: Iterable[str]) -> tuple[list[Path], list[Diagnostic]]:
+    """Files to lint: given files as they are, folders searched for *.yaml / *.yml.
+
+    `*.test.yaml` files are rule tests for `rulesmon test`, not rulesets, and are skipped in
+    folders.
+    """
+    files: list[Path] = []
+    problems: list[Diagnostic] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file()
+                           and not f.name.endswith((".test.yaml", ".test.yml"))
+                           and not any(part.startswith(".") for part in f.parts))
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            problems.append(make(raw, 0, 0, "RM001", "no such file or folder"))
+    return files, problems
+
+
+def lint_file(path: Path, env: Mapping[str, str] | None = None) -> list[Diagnostic]:
+    from .checks import check
+
+    try:
+        loaded = load(path, env)
+    except RulesetError as exc:
+        return exc.diagnostics
+    return check(loaded)
+
+
+def lint(paths: Iterable[str], env: Mapping[str, str] | None = None) -> list[Diagnostic]:
+    files, diags = expand(paths)
+    for f in files:
+        diags += lint_file(f, env)
+    return diags

@@ -1,0 +1,386 @@
+"""Static checks over a validated ruleset: the reason `rulesmon lint` exists.
+
+Each check reads the model, reports with a location path into the merged tree, and never
+executes anything from the ruleset (templates are rendered only against sample facts).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import facts, templates
+from ..config.loader import Loaded
+from ..config.models import ExecAction, Job, NotifyAction, Rule, Ruleset, backtracking_risk
+from ..config.nodes import locate
+from ..config.units import parse_duration
+from ..diagnostics import Diagnostic, make
+from ..probes.log_presets import PRESETS
+from ..rules import expressions
+from ..rules.functions import FUNCTIONS
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    loc: Loc
+    code: str
+    message: str
+    at_key: bool = False
+
+
+def _hint(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def check(loaded: Loaded) -> list[Diagnostic]:
+    """Every static finding, located and scrubbed of secrets."""
+    rs: Ruleset = loaded.ruleset
+    findings: list[Finding] = []
+    findings += _check_targets(rs)
+    findings += _check_jobs(rs)
+    for i, rule in enumerate(rs.rules):
+        findings += _check_rule(rs, i, rule)
+    out = []
+    for f in findings:
+        pos = locate(loaded.tree, f.loc, at_key=f.at_key) or loaded.tree.pos
+        out.append(make(pos.path, pos.line, pos.col, f.code, loaded.secrets.scrub(f.message)))
+    return sorted(set(out), key=lambda d: (d.path, d.line, d.col, d.code))
+
+
+# --- targets --------------------------------------------------------------------------------------
+
+
+def _check_targets(rs: Ruleset) -> Iterator[Finding]:
+    for name, target in rs.notify.items():
+        urls = [u for u in target.urls if u.strip()]
+        if not urls:
+            yield Finding(("notify", name), "RM507",
+                          f"target {name!r} has no URL (empty after interpolation); its "
+                          "notifications are only logged")
+            continue
+        for j, url in enumerate(target.urls):
+            if url.strip() and not _valid_url(url):
+                loc: Loc = ("notify", name, "urls", j) if len(target.urls) > 1 else \
+                    ("notify", name)
+                yield Finding(loc, "RM407",
+                              f"target {name!r}: {_mask(url)} is not a notification URL apprise "
+                              "understands (see the apprise wiki for URL forms)")
+    for j, name in enumerate(rs.defaults.notify):
+        if name not in rs.notify:
+            yield Finding(("defaults", "notify", j), "RM406", _unknown_target(rs, name))
+
+
+def _mask(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    return f"the {scheme}:// URL" if scheme and len(scheme) < 20 else "the URL"
+
+
+def _valid_url(url: str) -> bool:
+    import logging
+
+    import apprise
+
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)
+    try:
+        return apprise.Apprise.instantiate(url) is not None
+    except Exception:  # apprise raises assorted errors for malformed URLs
+        return False
+
+
+def _unknown_target(rs: Ruleset, name: str) -> str:
+    known = ", ".join(rs.notify) or "none declared"
+    return f"unknown notification target {name!r}{_hint(name, list(rs.notify))} " \
+        f"(targets: {known})"
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+_RESERVED_LOG = {k for k in facts.LOG_BUILTIN}
+
+
+def _check_jobs(rs: Ruleset) -> Iterator[Finding]:
+    for key, job in rs.jobs.items():
+        source = facts.source_of(job)
+        spec = getattr(job, source, None) if source != "none" else None
+        if spec is not None and getattr(spec, "min_interval", 30) < 30:
+            yield Finding(("jobs", key, source, "min_interval"), "RM506",
+                          f"{source} polls every {spec.min_interval:g}s; schedulers ask for "
+                          "30s or more")
+        for li, log in enumerate(job.logs):
+            for pi, preset in enumerate(log.preset):
+                if preset not in PRESETS:
+                    yield Finding(("jobs", key, "logs", li, "preset", pi), "RM411",
+                                  f"unknown preset {preset!r}{_hint(preset, list(PRESETS))}; "
+                                  "presets: " + ", ".join(PRESETS))
+            for name, pattern in log.extract.items():
+                loc: Loc = ("jobs", key, "logs", li, "extract", name)
+                yield from _regex_risk(loc, pattern)
+                import re
+
+                for group in re.compile(pattern).groupindex:
+                    if group in _RESERVED_LOG:
+                        yield Finding(loc, "RM410",
+                                      f"group {group!r} of extractor {name!r} would hide the "
+                                      f"builtin fact log.{group}; rename the group")
+            for name, err in log.errors.items():
+                yield from _regex_risk(("jobs", key, "logs", li, "errors", name), err.pattern)
+            yield from _template_facts(rs, ("jobs", key, "logs", li, "path"), log.path,
+                                       _path_tree(job))
+        for name, fspec in job.files.items():
+            if fspec.pattern:
+                yield from _regex_risk(("jobs", key, "files", name, "pattern"), fspec.pattern)
+            yield from _template_facts(rs, ("jobs", key, "files", name, "root"), fspec.root,
+                                       _path_tree(job))
+        if job.local and job.local.pattern:
+            yield from _regex_risk(("jobs", key, "local", "pattern"), job.local.pattern)
+        if job.progress:
+            cat = facts.catalog_for(rs, "job", [key])
+            for field in ("done", "total"):
+                expr = getattr(job.progress, field)
+                if isinstance(expr, str):
+                    yield from _expression(("jobs", key, "progress", field), expr, cat, "job",
+                                           rs, forbid=("progress",))
+
+
+def _path_tree(job: Job) -> facts.Namespace:
+    tree: facts.Namespace = {"job": facts.JOB}
+    if job.local is not None:
+        tree["worker"] = {"index": facts.WORKER["index"]}
+    return tree
+
+
+def _regex_risk(loc: Loc, pattern: str) -> Iterator[Finding]:
+    if backtracking_risk(pattern):
+        yield Finding(loc, "RM502",
+                      "nested quantifiers (like (a+)+) can backtrack exponentially on a long "
+                      "line; make the inner part possessive or more specific")
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
+    base: Loc = ("rules", i)
+    for j, job in enumerate(rule.jobs):
+        if job not in rs.jobs:
+            yield Finding((*base, "jobs", j), "RM409",
+                          f"rule {rule.name!r} names unknown job {job!r}"
+                          f"{_hint(job, list(rs.jobs))}")
+    if rule.scope == "group" and not any(
+            rs.jobs[k].group_by for k in rs.jobs if not rule.jobs or k in rule.jobs):
+        yield Finding((*base, "scope"), "RM412",
+                      f"rule {rule.name!r} has scope: group but none of its jobs has group_by")
+    cat = facts.catalog_for(rs, rule.scope, [j for j in rule.jobs if j in rs.jobs] or None)
+    yield from _expression((*base, "when"), rule.when, cat, rule.scope, rs)
+    if rule.clear_when:
+        yield from _expression((*base, "clear_when"), rule.clear_when, cat, rule.scope, rs)
+    names = {r.name for r in rs.rules}
+    for j, other in enumerate(rule.inhibits):
+        if other not in names:
+            yield Finding((*base, "inhibits", j), "RM414",
+                          f"rule {rule.name!r} inhibits unknown rule {other!r}"
+                          f"{_hint(other, sorted(names))}")
+    if rule.for_ is not None and 0 < rule.for_ < rs.every:
+        yield Finding((*base, "for"), "RM501",
+                      f"for: {rule.for_:g}s is shorter than the tick interval every: "
+                      f"{rs.every:g}s; the rule can only fire on a tick")
+    for j, name in enumerate(rule.notify or []):
+        if name not in rs.notify:
+            yield Finding((*base, "notify", j) if len(rule.notify or []) > 1 else
+                          (*base, "notify"), "RM406", _unknown_target(rs, name))
+    ctx_tree = cat.tree
+    for field in ("title", "message"):
+        text = getattr(rule, field)
+        if text is not None:
+            yield from _template_facts(rs, (*base, field), text, ctx_tree, render=True)
+    for k, action in enumerate(rule.do):
+        aloc: Loc = (*base, "do", k)
+        if isinstance(action, NotifyAction):
+            for j, name in enumerate(action.notify):
+                if name not in rs.notify:
+                    yield Finding((*aloc, "notify", j) if len(action.notify) > 1 else
+                                  (*aloc, "notify"), "RM406", _unknown_target(rs, name))
+        if isinstance(action, ExecAction):
+            yield Finding(aloc, "RM503",
+                          f"rule {rule.name!r} runs {action.exec[0]!r}; it runs only under "
+                          "`rulesmon run --allow-exec`")
+            for j, arg in enumerate(action.exec):
+                yield from _template_facts(rs, (*aloc, "exec", j), arg, ctx_tree, render=True)
+        for field in ("title", "message"):
+            text = getattr(action, field, None)
+            if text is not None:
+                yield from _template_facts(rs, (*aloc, field), text, ctx_tree, render=True)
+    has_action = bool(rule.do or rule.notify)
+    if rule.enabled and not has_action and not rs.defaults.notify:
+        yield Finding((*base, "name"), "RM505",
+                      f"rule {rule.name!r} has no action and there is no default target: it "
+                      "only logs (add notify:, do: [log] to say so, or defaults.notify)")
+
+
+_WHOLE_SCOPE = {"job": "job", "group": "group", "run": "run"}
+
+
+def _expression(loc: Loc, text: str, cat: facts.Catalog, scope: str, rs: Ruleset,
+                forbid: tuple[str, ...] = ()) -> Iterator[Finding]:
+    parsed = expressions.parse(text)  # validated already by the model
+    for path in parsed.paths:
+        if path[0] in FUNCTIONS and len(path) == 1:
+            yield Finding(loc, "RM403", f"function {path[0]!r} is used without calling it")
+            continue
+        if path[0] in forbid:
+            yield Finding(loc, "RM401", f"{'.'.join(path)} cannot be used here (it is computed "
+                          "from this declaration)")
+            continue
+        yield from _fact(loc, path, cat, scope, rs)
+    for call in parsed.calls:
+        spec = FUNCTIONS.get(call.name)
+        if spec is None:
+            yield Finding(loc, "RM402", f"unknown function {call.name!r}"
+                          f"{_hint(call.name, list(FUNCTIONS))}; functions: "
+                          + ", ".join(sorted(FUNCTIONS)))
+            continue
+        n = len(call.args)
+        if not spec.min_args <= n <= spec.max_args:
+            want = str(spec.min_args) if spec.min_args == spec.max_args else \
+                f"{spec.min_args} to {spec.max_args}"
+            yield Finding(loc, "RM403", f"{call.name}() takes {want} argument"
+                          f"{'s' if want != '1' else ''}, got {n}: {spec.signature}")
+            continue
+        for idx in spec.window_args:
+            arg = call.args[idx]
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str | int | float)
+                    and not isinstance(arg.value, bool)):
+                yield Finding(loc, "RM403", f"{call.name}(): argument {idx + 1} must be a "
+                              f'duration literal such as "5m": {spec.signature}')
+                continue
+            try:
+                window = parse_duration(arg.value)
+            except ValueError as exc:
+                yield Finding(loc, "RM403", f"{call.name}(): {exc}")
+                continue
+            if window > 7 * 86400:
+                yield Finding(loc, "RM403", f"{call.name}(): window {arg.value!r} is longer "
+                              "than the 7 days of fact history kept")
+        for idx in spec.fact_args:
+            if expressions.dotted(call.args[idx]) is None:
+                yield Finding(loc, "RM403", f"{call.name}(): argument {idx + 1} must name a "
+                              f"fact (its history is kept): {spec.signature}")
+    yield from _literals(loc, parsed.tree, cat)
+
+
+def _fact(loc: Loc, path: tuple[str, ...], cat: facts.Catalog, scope: str,
+          rs: Ruleset) -> Iterator[Finding]:
+    dotted = ".".join(path)
+    found = facts.lookup(cat.tree, path)
+    if not found.ok:
+        if scope != "job" and path[0] in ("job", "log", "files", "gpu", "progress", "disk",
+                                          "worker", "node"):
+            yield Finding(loc, "RM412", f"{dotted} is a per-job fact; this rule has scope: "
+                          f"{scope} (use run.*, group.* or host.*)")
+            return
+        if path[0] == "group" and scope != "group":
+            yield Finding(loc, "RM412", f"{dotted} exists only in rules with scope: group")
+            return
+        where = ".".join(found.prefix) or "facts"
+        hint = _hint(found.missing, found.known)
+        extra = ""
+        if path[0] == "log" and len(path) == 2 and not hint:
+            extra = " (declare an extractor with that named group, or a preset that has it)"
+        elif path[0] == "files" and len(path) >= 2 and path[1] not in cat.tree.get("files", {}):
+            extra = " (declare it under the job's files:)"
+        elif path[0] in ("worker", "node") and not hint and len(path) == 1 or (
+                path[0] in ("worker", "node") and found.prefix == ()):
+            extra = " (worker.* needs a local job, node.* a dagman job)"
+        msg = f"unknown fact {dotted!r}: {where} has no {found.missing!r}{hint}{extra}"
+        yield Finding(loc, "RM401", msg)
+        return
+    if scope == "job" and len(path) >= 2 and cat.all_jobs:
+        key = path[:2] if path[0] != "files" and path[0] != "log" else path[:3]
+        providers = cat.providers.get(key) or cat.providers.get(path[:2])
+        if path[0] in ("worker", "node"):
+            providers = cat.providers.get(path[:1])
+        if providers is not None and providers != cat.all_jobs:
+            missing = sorted(cat.all_jobs - providers)
+            yield Finding(loc, "RM504", f"{dotted} is not provided for job"
+                          f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}; restrict "
+                          "the rule with jobs:")
+
+
+def _literals(loc: Loc, tree: ast.expr, cat: facts.Catalog) -> Iterator[Finding]:
+    """`job.state == "running"`: a literal the enumerated fact never takes."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for a, op, b in zip(operands, node.ops, operands[1:], strict=False):
+            for fact_node, lit in ((a, b), (b, a)):
+                path = expressions.dotted(fact_node) if isinstance(
+                    fact_node, ast.Attribute | ast.Subscript) else None
+                if path is None:
+                    continue
+                found = facts.lookup(cat.tree, path)
+                if not (found.ok and found.fact and found.fact.values):
+                    continue
+                values = _string_literals(lit, op)
+                for value in values:
+                    if value not in found.fact.values:
+                        yield Finding(loc, "RM413", f"{'.'.join(path)} is never {value!r}"
+                                      f"{_hint(value, found.fact.values) or _case(value, found.fact.values)}"
+                                      f"; it is one of " + ", ".join(found.fact.values))
+
+
+def _case(value: str, values: Sequence[str]) -> str:
+    for v in values:
+        if v.lower() == value.lower():
+            return f' (did you mean "{v}"?)'
+    return ""
+
+
+def _string_literals(node: ast.expr, op: ast.cmpop) -> list[str]:
+    if isinstance(op, ast.Eq | ast.NotEq) and isinstance(node, ast.Constant) \
+            and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(op, ast.In | ast.NotIn) and isinstance(node, ast.Tuple | ast.List):
+        return [e.value for e in node.elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return []
+
+
+# --- templates ------------------------------------------------------------------------------------
+
+
+def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
+                    *, render: bool = False) -> Iterator[Finding]:
+    parsed = templates.parse(text)  # validated already by the model
+    context_roots = set(tree) | ({"rule", "alert", "now"} if render else set())
+    full: facts.Namespace = dict(tree)
+    if render:
+        full["rule"] = facts.RULE
+        full["alert"] = facts.ALERT
+    bad = False
+    for path in templates.paths(parsed):
+        if path[0] in facts.TEMPLATE_GLOBALS and path[0] not in context_roots:
+            continue
+        found = facts.lookup(full, path)
+        if path[0] == "now" and render:
+            continue
+        if not found.ok:
+            bad = True
+            where = ".".join(found.prefix) or "the template context"
+            hint = _hint(found.missing, found.known)
+            yield Finding(loc, "RM401", f"template uses unknown fact {'.'.join(path)!r}: "
+                          f"{where} has no {found.missing!r}{hint}")
+    if render and not bad:
+        error = templates.render_errors(text, facts.sample_context(tree))
+        if error:
+            yield Finding(loc, "RM405", f"template fails with sample facts: {error}")
+
+
+def rule_index(rs: Ruleset) -> dict[str, int]:
+    return {r.name: i for i, r in enumerate(rs.rules)}

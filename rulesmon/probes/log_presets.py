@@ -1,0 +1,105 @@
+"""Builtin log extractor presets: the formats ML and HPC jobs print, ready to use by name.
+
+A preset is data (regexes with named groups, error patterns with a severity), so lint knows the
+facts it provides. Patterns tolerate what real framework output does outside a terminal: tqdm's
+`\\r` updates without newlines, ANSI colour codes, stderr glued onto an unfinished bar line
+(nothing is anchored at the line start), Lightning's `nan.0`, transformers 5.x quoted values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUM_OR_NAN = rf"(?:{_NUM}|nan(?:\.0)?|-?inf(?:\.0)?)"
+
+
+@dataclass(frozen=True)
+class ErrorPattern:
+    pattern: str
+    severity: str = "error"
+
+
+@dataclass(frozen=True)
+class Preset:
+    doc: str
+    extract: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, ErrorPattern] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "python-logging": Preset(
+        doc="Progress lines of plain Python logging: `Processed N/M items`, `Batch b/B`, "
+        "`Epoch e/E`, `loss: x`, `N items/s`.",
+        extract={
+            "items": r"Processed (?P<done>\d+)/(?P<total>\d+)",
+            "batch": r"Batch (?P<batch>\d+)/(?P<batches>\d+)",
+            "epoch": r"Epoch (?P<epoch>\d+)(?:/(?P<epochs>\d+))?",
+            "loss": rf"loss:\s*(?P<loss>{_NUM_OR_NAN})",
+            "throughput": rf"(?P<rate>{_NUM}) (?:items?|samples?|it)/s",
+        },
+    ),
+    "tqdm": Preset(
+        doc="tqdm bars, including the `\\r` updates written without newlines outside a terminal.",
+        extract={
+            "tqdm": r"(?P<pct>\d+)%\|[^|\r\n]*\| (?P<done>\d+)/(?P<total>\d+) "
+            r"\[[\d:]+<[\d:?]+, *(?P<rate>[\d.]+)(?:it|s)/(?:s|it)",
+        },
+    ),
+    "lightning": Preset(
+        doc="PyTorch Lightning's progress bar (`Epoch 0: 45%|...| 45/100`, epochs count from 0) "
+        "and its `loss=` / `train_loss=` metrics, with NaN printed as `nan.0`.",
+        extract={
+            "lightning": r"Epoch (?P<epoch>\d+):\s+(?P<pct>\d+)%\|[^|\r\n]*\| "
+            r"(?P<done>\d+)/(?P<total>\d+)",
+            "lightning_loss": rf"(?:train_)?loss(?:_step|_epoch)?=(?P<loss>{_NUM_OR_NAN})",
+        },
+    ),
+    "hf-trainer": Preset(
+        doc="Hugging Face Trainer dict lines `{'loss': 0.5, 'epoch': 1.0}`, also as quoted strings "
+        "(transformers 5.x), and `eval_loss` / `grad_norm`.",
+        extract={
+            "hf_loss": rf"\{{'loss': '?(?P<loss>{_NUM_OR_NAN})'?",
+            "hf_epoch": rf"'epoch': '?(?P<epoch>{_NUM})'?",
+            "hf_grad_norm": rf"'grad_norm': '?(?P<grad_norm>{_NUM_OR_NAN})'?",
+            "hf_eval_loss": rf"'eval_loss': '?(?P<eval_loss>{_NUM_OR_NAN})'?",
+        },
+    ),
+    "traceback": Preset(
+        doc="Python tracebacks and the exception line that ends them.",
+        errors={
+            "traceback": ErrorPattern(r"Traceback \(most recent call last\):", "error"),
+        },
+    ),
+    "cuda-oom": Preset(
+        doc="Out of memory on the GPU (`CUDA out of memory`, `torch.OutOfMemoryError`) and on the "
+        "CPU, which PyTorch reports as a plain RuntimeError from its allocator.",
+        errors={
+            "oom": ErrorPattern(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory",
+                                "critical"),
+            "cpu_oom": ErrorPattern(
+                r"DefaultCPUAllocator: can't allocate memory|MemoryError", "critical"),
+        },
+    ),
+    "nccl": Preset(
+        doc="NCCL and distributed-training network failures.",
+        errors={
+            "nccl": ErrorPattern(
+                r"NCCL error|ncclInternalError|ncclSystemError|ncclUnhandledCudaError"
+                r"|ncclRemoteError|Watchdog caught collective operation timeout", "critical"),
+        },
+    ),
+    "nan-loss": Preset(
+        doc="A loss or gradient norm that became NaN or infinite (also `nan.0` and quoted).",
+        errors={
+            "nan_loss": ErrorPattern(
+                r"(?:loss|grad_norm)['\"]?(?:[:=]|': )\s*'?(?:nan|-?inf)\b", "critical"),
+        },
+    ),
+}
+
+
+def group_names(pattern: str) -> list[str]:
+    import re
+
+    return list(re.compile(pattern).groupindex)

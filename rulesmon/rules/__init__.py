@@ -1,0 +1,1 @@
+"""Conditions: parsing, functions, evaluation and the rule state machine."""

@@ -1,0 +1,178 @@
+"""Message templates: Jinja2 in an immutable sandbox with StrictUndefined, compiled once.
+
+Lint parses every template, lists the fact paths it reads, and renders it against sample facts,
+so a template error shows up in CI rather than in a dropped notification.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .config.units import format_duration
+
+MAX_OUTPUT = 16_000
+MAX_TEMPLATE_LENGTH = 20_000
+
+
+def _pct(value: Any, digits: int = 0) -> str:
+    """0.873 → "87%"; values above 1 are taken as percents already (87.3 → "87%")."""
+    if value is None:
+        return "?"
+    v = float(value)
+    if math.isnan(v):
+        return "?"
+    if abs(v) <= 1:
+        v *= 100
+    return f"{v:.{digits}f}%"
+
+
+def _duration(value: Any) -> str:
+    if value is None:
+        return "?"
+    return format_duration(float(value))
+
+
+def _bytes(value: Any) -> str:
+    if value is None:
+        return "?"
+    v = float(value)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(v) < 1000 or unit == "TB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1000
+    return f"{v:.1f} PB"  # pragma: no cover
+
+
+def _ts(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if value is None:
+        return "?"
+    return dt.datetime.fromtimestamp(float(value)).strftime(fmt)
+
+
+def _tail(value: Any, n: int = 20) -> str:
+    lines = value.splitlines() if isinstance(value, str) else list(value or [])
+    return "\n".join(str(x) for x in lines[-n:])
+
+
+FILTERS: dict[str, Any] = {
+    "pct": _pct,
+    "duration": _duration,
+    "bytes": _bytes,
+    "ts": _ts,
+    "tail": _tail,
+}
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on `*` and `**` (Jinja's own allow `'x' * 10**8`)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 100:
+                raise SecurityError("exponent too large in template")
+            return left**right
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(n, int) \
+                    and len(seq) * n > MAX_OUTPUT:
+                raise SecurityError("repetition too large in template")
+        return left * right
+
+
+@lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.filters.update(FILTERS)
+    return env
+
+
+class TemplateCheckError(ValueError):
+    """A template that cannot be accepted; `line` is 1-based within the template text."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def parse(text: str) -> nodes.Template:
+    """Parse and compile once (unknown filters fail here, at load)."""
+    if len(text) > MAX_TEMPLATE_LENGTH:
+        raise TemplateCheckError(f"template is longer than {MAX_TEMPLATE_LENGTH} characters")
+    env = environment()
+    try:
+        tree = env.parse(text)
+        env.compile(tree)  # raises TemplateAssertionError for unknown filters and tests
+    except TemplateSyntaxError as exc:
+        msg = exc.message or "syntax error"
+        return_code = "unknown-filter" if "No filter named" in msg or "No test named" in msg else ""
+        raise TemplateCheckError(
+            f"{msg}" + (" (see the filters in docs/language.md)" if return_code else ""),
+            exc.lineno or 0) from None
+    return tree
+
+
+def is_unknown_filter(message: str) -> bool:
+    return "No filter named" in message or "No test named" in message
+
+
+def paths(tree: nodes.Template) -> list[tuple[str, ...]]:
+    """Every dotted fact path the template reads (`job.id`, `files.results.new`)."""
+    found: list[tuple[str, ...]] = []
+    bound = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    seen_inner: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if id(node) in seen_inner:
+            continue
+        chain: list[str] = []
+        cur: nodes.Node = node
+        inner: list[int] = []
+        while True:
+            if isinstance(cur, nodes.Getattr):
+                chain.append(cur.attr)
+                cur = cur.node
+            elif isinstance(cur, nodes.Getitem) and isinstance(cur.arg, nodes.Const) \
+                    and isinstance(cur.arg.value, str):
+                chain.append(cur.arg.value)
+                cur = cur.node
+            else:
+                break
+            inner.append(id(cur))
+        if isinstance(cur, nodes.Name) and cur.ctx == "load" and cur.name not in bound:
+            chain.append(cur.name)
+            found.append(tuple(reversed(chain)))
+            seen_inner.update(inner)
+    # keep only the longest chains (job.id rather than job and job.id)
+    longest = [p for p in found if not any(q != p and q[: len(p)] == p for q in found)]
+    return list(dict.fromkeys(longest))
+
+
+def render(text: str, context: dict[str, Any]) -> str:
+    """Render with bounded output; raises TemplateError subclasses on failure."""
+    out = environment().from_string(text).render(context)
+    if len(out) > MAX_OUTPUT:
+        out = out[:MAX_OUTPUT] + f"\n… [truncated {len(out) - MAX_OUTPUT} characters]"
+    return out
+
+
+def render_errors(text: str, context: dict[str, Any]) -> str | None:
+    """The error a render raises, as one line, or None."""
+    try:
+        render(text, context)
+    except TemplateError as exc:
+        return f"{type(exc).__name__}: {exc.message or exc}".splitlines()[0]
+    except (TypeError, ValueError, ArithmeticError, AttributeError, KeyError) as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+def names_used(trees: Iterable[nodes.Template]) -> set[str]:
+    return {p[0] for tree in trees for p in paths(tree)}
