@@ -175,7 +175,7 @@ _CODES: list[Code] = [
     Code("RM502", "regex-backtracking", W, "A regular expression nests quantifiers (such as "
          "`(a+)+` or `(\\w*)*`).", "Such patterns can take exponential time on a long log line "
          "and stall the whole tick."),
-    Code("RM503", "exec-action", W, "A rule runs a command (`exec`).", "Commands run only when "
+    Code("RM503", "exec-action", I, "A rule runs a command (`exec`).", "Commands run only when "
          "`rulesmon run --allow-exec` is given; reviewers should see every place that can."),
     Code("RM504", "fact-not-everywhere", W, "A condition names a fact that only some of the jobs "
          "it applies to provide (for example `job.partition` on a rule that also covers a local "
@@ -185,9 +185,6 @@ _CODES: list[Code] = [
     Code("RM506", "polling-too-fast", W, "A scheduler source polls more often than once every "
          "30 seconds.", "Cluster administrators ask users not to poll faster; rulesmon caches "
          "between scheduler calls anyway."),
-    Code("RM507", "empty-target", I, "A notification target has no URL after interpolation "
-         "(for example `${SLACK_URL:-}` with the variable unset).", "Its notifications are only "
-         "logged until the variable is set."),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _CODES}

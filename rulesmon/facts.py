@@ -429,9 +429,10 @@ def catalog_for(ruleset: Ruleset, scope: str, jobs: list[str] | None) -> Catalog
                 _mark(providers, ("node",), key)
             extra = job_facts(job)
             _merge(tree, extra, providers, key, ())
-        if not selected:
-            tree["job"] = {k: v for k, v in JOB.items()
-                           if isinstance(v, Fact) and v.sources is None}
+        if not ruleset.jobs:
+            # A library ruleset (meant for `extends:`) declares no jobs: any job fact may be
+            # used; the ruleset that extends it is checked against its real jobs.
+            tree.update({"job": JOB, "worker": WORKER, "node": NODE, "log": LOG_BUILTIN})
     return Catalog(tree, providers, set(selected))
 
 

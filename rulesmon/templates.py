@@ -104,20 +104,33 @@ class TemplateCheckError(ValueError):
 
 
 def parse(text: str) -> nodes.Template:
-    """Parse and compile once (unknown filters fail here, at load)."""
+    """Parse once and check filters and tests by name (unknown ones fail here, at load)."""
     if len(text) > MAX_TEMPLATE_LENGTH:
         raise TemplateCheckError(f"template is longer than {MAX_TEMPLATE_LENGTH} characters")
+    return _parse(text)
+
+
+@lru_cache(maxsize=8192)
+def _parse(text: str) -> nodes.Template:
     env = environment()
     try:
         tree = env.parse(text)
-        env.compile(tree)  # raises TemplateAssertionError for unknown filters and tests
     except TemplateSyntaxError as exc:
-        msg = exc.message or "syntax error"
-        return_code = "unknown-filter" if "No filter named" in msg or "No test named" in msg else ""
-        raise TemplateCheckError(
-            f"{msg}" + (" (see the filters in docs/language.md)" if return_code else ""),
-            exc.lineno or 0) from None
+        raise TemplateCheckError(exc.message or "syntax error", exc.lineno or 0) from None
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        table = env.filters if isinstance(node, nodes.Filter) else env.tests
+        if node.name not in table:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            raise TemplateCheckError(
+                f"No {kind} named {node.name!r} (see the filters in docs/language.md)",
+                node.lineno)
     return tree
+
+
+@lru_cache(maxsize=4096)
+def compiled(text: str) -> Any:
+    """The compiled template for a text: compile once, render many times."""
+    return environment().from_string(text)
 
 
 def is_unknown_filter(message: str) -> bool:
@@ -157,7 +170,7 @@ def paths(tree: nodes.Template) -> list[tuple[str, ...]]:
 
 def render(text: str, context: dict[str, Any]) -> str:
     """Render with bounded output; raises TemplateError subclasses on failure."""
-    out = environment().from_string(text).render(context)
+    out = compiled(text).render(context)
     if len(out) > MAX_OUTPUT:
         out = out[:MAX_OUTPUT] + f"\n… [truncated {len(out) - MAX_OUTPUT} characters]"
     return out

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..diagnostics import Diagnostic, RulesetError, make
 from .interpolate import Secrets, interpolate
-from .nodes import Pos, YList, YMap, locate, matched, to_plain
+from .nodes import Pos, YList, YMap, copy_tree, locate, matched, to_plain
 from .yamlio import parse, read_text
 
 BUILTIN_PREFIX = "builtin:"
@@ -38,14 +38,18 @@ class Loaded:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
+def _builtin_root() -> Any:
+    return resources.files("rulesmon") / "rulesets"
+
+
 def builtin_names() -> list[str]:
-    root = resources.files("rulesmon.rulesets")
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in _builtin_root().iterdir() if p.name.endswith(".yaml"))
 
 
 def _builtin_path(name: str) -> Path | None:
-    root = resources.files("rulesmon.rulesets")
-    candidate = root / f"{name}.yaml"
+    if "/" in name or "\\" in name or name.startswith("."):
+        return None
+    candidate = _builtin_root() / f"{name}.yaml"
     return Path(str(candidate)) if candidate.is_file() else None
 
 
@@ -86,10 +90,29 @@ def _scrub(d: Diagnostic, secrets: Secrets) -> Diagnostic:
     return Diagnostic(d.path, d.line, d.col, d.code, secrets.scrub(d.message), d.severity)
 
 
+_PARSED: dict[tuple[str, str, int, int], YMap] = {}
+
+
+def _parse_file(p: Path, display: str) -> YMap:
+    """Parse, reusing an earlier parse of the same unchanged file (builtins, shared parents)."""
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), display, st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _PARSED:
+        return copy_tree(_PARSED[key])
+    root = parse(read_text(p, display), display)
+    if key is not None:
+        if len(_PARSED) > 256:
+            _PARSED.clear()
+        _PARSED[key] = copy_tree(root)
+    return root
+
+
 def _load_tree(p: Path, display: str, env: Mapping[str, str], secrets: Secrets,
                stack: list[Path], files: list[str]) -> YMap:
-    text = read_text(p, display)
-    root = parse(text, display)
+    root = _parse_file(p, display)
     diags = interpolate(root, env, secrets)
     diags += _duplicate_rules(root)
     if diags:

@@ -90,6 +90,21 @@ def _walk(node: Any, loc: tuple[str | int, ...], at_key: bool) -> _Walk:
     return taken if taken[:2] >= skipped[:2] else skipped
 
 
+def copy_tree(node: Any) -> Any:
+    """A copy whose containers can be changed (interpolation edits values in place)."""
+    if isinstance(node, YMap):
+        m = YMap(node.pos)
+        for k, v in node.items():
+            m.put(k, copy_tree(v), node.key_pos[k], node.value_pos[k])
+        return m
+    if isinstance(node, YList):
+        s = YList(node.pos)
+        for v, pos in zip(node, node.item_pos, strict=True):
+            s.push(copy_tree(v), pos)
+        return s
+    return node
+
+
 def to_plain(node: Any) -> Any:
     """Drop the position bookkeeping (for hashing, comparing and dumping)."""
     if isinstance(node, dict):

@@ -58,12 +58,6 @@ def check(loaded: Loaded) -> list[Diagnostic]:
 
 def _check_targets(rs: Ruleset) -> Iterator[Finding]:
     for name, target in rs.notify.items():
-        urls = [u for u in target.urls if u.strip()]
-        if not urls:
-            yield Finding(("notify", name), "RM507",
-                          f"target {name!r} has no URL (empty after interpolation); its "
-                          "notifications are only logged")
-            continue
         for j, url in enumerate(target.urls):
             if url.strip() and not _valid_url(url):
                 loc: Loc = ("notify", name, "urls", j) if len(target.urls) > 1 else \
@@ -217,7 +211,7 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
             if text is not None:
                 yield from _template_facts(rs, (*aloc, field), text, ctx_tree, render=True)
     has_action = bool(rule.do or rule.notify)
-    if rule.enabled and not has_action and not rs.defaults.notify:
+    if rule.enabled and not has_action and not rs.defaults.notify and rs.jobs:
         yield Finding((*base, "name"), "RM505",
                       f"rule {rule.name!r} has no action and there is no default target: it "
                       "only logs (add notify:, do: [log] to say so, or defaults.notify)")

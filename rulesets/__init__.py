@@ -1,1 +1,0 @@
-"""Builtin rulesets, shipped inside the package so `extends: builtin:NAME` always works."""

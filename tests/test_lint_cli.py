@@ -1,0 +1,116 @@
+"""`rulesmon lint`: output formats, exit codes, strictness, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .conftest import run_cli
+
+BAD = """\
+version: 1
+name: demo
+notify:
+  team: ${HOOK}
+jobs:
+  train:
+    slurm: {user: alice}
+rules:
+  - name: crashed
+    when: job.stat == "FAILED"
+    notify: team
+  - name: quick
+    when: job.state == "RUNNING"
+    for: 5s
+    notify: team
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def test_text_format_is_path_line_col_severity_code(write) -> None:  # type: ignore[no-untyped-def]
+    """Text output is one `path:line:col: severity CODE message` line per finding."""
+    path: Path = write("bad.yaml", BAD)
+    result = run_cli("lint", str(path), env=_env(HOOK="json://127.0.0.1:1/x"))
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines == [
+        f"{path}:10:11: error RM401 unknown fact 'job.stat': job has no 'stat' "
+        '(did you mean "state"?)',
+        f"{path}:14:10: warning RM501 for: 5s is shorter than the tick interval every: 30s; "
+        "the rule can only fire on a tick",
+    ]
+
+
+def test_strict_turns_warnings_into_errors(write) -> None:  # type: ignore[no-untyped-def]
+    """With --strict a warning is reported as an error and fails the run."""
+    path = write("warn.yaml", BAD.replace("job.stat ", "job.state "))
+    env = _env(HOOK="json://127.0.0.1:1/x")
+    plain = run_cli("lint", str(path), env=env)
+    strict = run_cli("lint", "--strict", str(path), env=env)
+    assert plain.returncode == 0 and " warning RM501 " in plain.stdout
+    assert strict.returncode == 1 and " error RM501 " in strict.stdout
+
+
+def test_json_format(write) -> None:  # type: ignore[no-untyped-def]
+    """JSON output is a list of findings with path, line, col, code, name, severity."""
+    path = write("bad.yaml", BAD)
+    result = run_cli("lint", "--format", "json", str(path), env=_env(HOOK="json://h/x"))
+    data = json.loads(result.stdout)
+    assert data[0]["code"] == "RM401" and data[0]["line"] == 10 and data[0]["col"] == 11
+    assert data[0]["name"] == "unknown-fact" and data[0]["severity"] == "error"
+
+
+def test_github_format(write) -> None:  # type: ignore[no-untyped-def]
+    """GitHub format emits workflow annotations with file, line and col."""
+    path = write("bad.yaml", BAD)
+    result = run_cli("lint", "--format", "github", str(path), env=_env(HOOK="json://h/x"))
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"::error file={path},line=10,col=11,title=RM401 unknown-fact::")
+
+
+def test_sarif_format(write) -> None:  # type: ignore[no-untyped-def]
+    """SARIF output is a 2.1.0 log whose results point at the region and name the rule."""
+    path = write("bad.yaml", BAD)
+    result = run_cli("lint", "--format", "sarif", str(path), env=_env(HOOK="json://h/x"))
+    log = json.loads(result.stdout)
+    assert log["version"] == "2.1.0"
+    res = log["runs"][0]["results"][0]
+    assert res["ruleId"] == "RM401"
+    assert res["locations"][0]["physicalLocation"]["region"] == {"startLine": 10,
+                                                                 "startColumn": 11}
+    rules = log["runs"][0]["tool"]["driver"]["rules"]
+    assert rules[res["ruleIndex"]]["id"] == "RM401"
+
+
+def test_missing_path_exits_two() -> None:
+    """An unreadable input is a usage problem: exit 2."""
+    result = run_cli("lint", "does/not/exist.yaml")
+    assert result.returncode == 2
+    assert "RM001" in result.stdout
+
+
+def test_secret_never_printed(write) -> None:  # type: ignore[no-untyped-def]
+    """A secret from the environment never appears in lint output, even in a bad URL."""
+    secret = "hunter2-super-secret-token"
+    path = write("s.yaml", BAD)
+    for fmt in ("text", "json", "github", "sarif"):
+        result = run_cli("lint", "--format", fmt, str(path),
+                         env=_env(HOOK=f"notaservice://{secret}@host/x"))
+        assert "RM407" in result.stdout
+        assert secret not in result.stdout + result.stderr
+
+
+def test_folder_is_searched_and_test_files_skipped(write, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A folder is searched recursively for *.yaml/*.yml, skipping *.test.yaml rule tests."""
+    write("a/one.yaml", BAD)
+    write("a/b/two.yml", BAD)
+    write("a/one.test.yaml", "not: [a ruleset")
+    result = run_cli("lint", str(tmp_path / "a"), env=_env(HOOK="json://h/x"))
+    files = {line.split(":", 1)[0] for line in result.stdout.splitlines()}
+    assert files == {str(tmp_path / "a" / "one.yaml"), str(tmp_path / "a" / "b" / "two.yml")}
