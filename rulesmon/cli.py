@@ -41,9 +41,7 @@ def lint(paths: tuple[str, ...], fmt: str, strict: bool, quiet: bool) -> None:
 
     diags = run_lint(paths)
     text = FORMATTERS[fmt](diags, strict=strict)
-    if text and (diags or fmt != "text"):
-        click.echo(text)
-    elif fmt != "text":
+    if (text and (diags or fmt != "text")) or fmt != "text":
         click.echo(text)
     if any(d.code == "RM001" for d in diags):
         sys.exit(2)
@@ -88,7 +86,8 @@ def _write_generated(text: str, output: Path | None, default: Path, check: bool,
     if check:
         current = target.read_text(encoding="utf-8") if target.exists() else ""
         if current != text:
-            click.echo(f"{target} is stale: run `rulesmon {default.parent.name == 'docs' and 'docs' or 'schema'}`", err=True)
+            command = "docs" if default.parent.name == "docs" else "schema"
+            click.echo(f"{target} is stale: run `rulesmon {command}`", err=True)
             sys.exit(1)
         return
     target.write_text(text, encoding="utf-8")

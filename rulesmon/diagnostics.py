@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How bad a finding is; `--strict` promotes warnings to errors."""
 
     ERROR = "error"
@@ -45,7 +45,8 @@ class Diagnostic:
     severity: Severity = field(default=Severity.ERROR, compare=False)
 
     def render(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: {self.severity.value} {self.code} {self.message}"
+        where = f"{self.path}:{self.line}:{self.col}"
+        return f"{where}: {self.severity.value} {self.code} {self.message}"
 
 
 class RulesetError(Exception):
@@ -56,7 +57,7 @@ class RulesetError(Exception):
         super().__init__(self.diagnostics[0].render() if self.diagnostics else "invalid ruleset")
 
 
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 _CODES: list[Code] = [
     # RM0xx: the file itself
@@ -175,7 +176,7 @@ _CODES: list[Code] = [
     Code("RM502", "regex-backtracking", W, "A regular expression nests quantifiers (such as "
          "`(a+)+` or `(\\w*)*`).", "Such patterns can take exponential time on a long log line "
          "and stall the whole tick."),
-    Code("RM503", "exec-action", I, "A rule runs a command (`exec`).", "Commands run only when "
+    Code("RM503", "exec-action", INFO, "A rule runs a command (`exec`).", "Commands run only when "
          "`rulesmon run --allow-exec` is given; reviewers should see every place that can."),
     Code("RM504", "fact-not-everywhere", W, "A condition names a fact that only some of the jobs "
          "it applies to provide (for example `job.partition` on a rule that also covers a local "

@@ -407,7 +407,7 @@ def catalog_for(ruleset: Ruleset, scope: str, jobs: list[str] | None) -> Catalog
     tree: Namespace = {
         "run": RUN,
         "host": HOST,
-        "probe": {p: PROBE_FACTS for p in PROBES},
+        "probe": dict.fromkeys(PROBES, PROBE_FACTS),
     }
     if scope == "group":
         tree["group"] = GROUP

@@ -170,7 +170,7 @@ def paths(tree: nodes.Template) -> list[tuple[str, ...]]:
 
 def render(text: str, context: dict[str, Any]) -> str:
     """Render with bounded output; raises TemplateError subclasses on failure."""
-    out = compiled(text).render(context)
+    out: str = compiled(text).render(context)
     if len(out) > MAX_OUTPUT:
         out = out[:MAX_OUTPUT] + f"\n… [truncated {len(out) - MAX_OUTPUT} characters]"
     return out

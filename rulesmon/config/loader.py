@@ -101,7 +101,8 @@ def _parse_file(p: Path, display: str) -> YMap:
     except OSError:
         key = None
     if key is not None and key in _PARSED:
-        return copy_tree(_PARSED[key])
+        cached: YMap = copy_tree(_PARSED[key])
+        return cached
     root = parse(read_text(p, display), display)
     if key is not None:
         if len(_PARSED) > 256:
@@ -254,9 +255,8 @@ def _merge_rules(parent: YList, child: YList) -> YList:
             out[index[name]] = m
             out.item_pos[index[name]] = child.item_pos[i]
         else:
-            if isinstance(rule, YMap) and isinstance(name, str) and "when" not in rule:
-                rule = _marked(rule)
-            out.push(rule, child.item_pos[i])
+            marked = isinstance(rule, YMap) and isinstance(name, str) and "when" not in rule
+            out.push(_marked(rule) if marked else rule, child.item_pos[i])
     return out
 
 

@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..rules import expressions
 from .. import templates
+from ..rules import expressions
 from .units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 
 # --- scalar types --------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ Expression = Annotated[str, AfterValidator(_expression),
                        Field(description="A condition: facts, comparisons, arithmetic, and/or/not, "
                              "and registered functions (see docs/language.md).")]
 Template = Annotated[str, AfterValidator(_template),
-                     Field(description="A Jinja2 template rendered in a sandbox against the facts.")]
+                     Field(description="A Jinja2 template rendered in a sandbox with the facts.")]
 PathTemplate = Annotated[str, AfterValidator(_template),
                          Field(description="A path; may use templates such as {{ job.id }} and, "
                                "for SLURM jobs, %j %A %a %x %u placeholders.")]

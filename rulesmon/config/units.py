@@ -26,7 +26,8 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"duration must not be negative, got {value}")
         return float(value)
     if not isinstance(value, str):
-        raise ValueError(f"expected a duration such as 30s, 5m, 2h or 1d, got {type(value).__name__}")
+        kind = type(value).__name__
+        raise ValueError(f"expected a duration such as 30s, 5m, 2h or 1d, got {kind}")
     text = value.strip()
     m = _DURATION.match(text)
     if m:
@@ -56,7 +57,7 @@ def parse_size(value: object) -> int:
 
 def format_duration(seconds: float) -> str:
     """`4m 52s`, the style of the SLURM evaluation logs."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     days, rem = divmod(seconds, 86400)

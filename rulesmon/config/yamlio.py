@@ -15,7 +15,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from ..diagnostics import Diagnostic, RulesetError, make
+from ..diagnostics import RulesetError, make
 from .nodes import Pos, YList, YMap
 
 MAX_BYTES = 1 << 20
@@ -168,14 +168,15 @@ def _key_positions(m: CommentedMap, key: Any, display: str) -> tuple[Pos, Pos]:
 def _convert(node: Any, display: str, pos: Pos, depth: int) -> Any:
     if isinstance(node, CommentedMap):
         out = YMap(pos)
-        for key, value in node.items():
-            kpos, vpos = _key_positions(node, key, display)
-            if not isinstance(key, str):
-                if isinstance(key, bool | int | float) and not isinstance(key, bool):
-                    key = str(key)  # `1: x` style keys in free-form maps
-                else:
-                    raise _fail(display, kpos.line, kpos.col, "RM203",
-                                "mapping keys must be plain strings")
+        for raw_key, value in node.items():
+            kpos, vpos = _key_positions(node, raw_key, display)
+            if isinstance(raw_key, str):
+                key = raw_key
+            elif isinstance(raw_key, int | float) and not isinstance(raw_key, bool):
+                key = str(raw_key)  # `1: x` style keys in free-form maps
+            else:
+                raise _fail(display, kpos.line, kpos.col, "RM203",
+                            "mapping keys must be plain strings")
             out.put(key, _convert(value, display, vpos, depth + 1), kpos, vpos)
         return out
     if isinstance(node, CommentedSeq):

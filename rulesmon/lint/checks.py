@@ -10,7 +10,6 @@ import ast
 import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .. import facts, templates
 from ..config.loader import Loaded
@@ -95,7 +94,7 @@ def _unknown_target(rs: Ruleset, name: str) -> str:
 
 # --- jobs -----------------------------------------------------------------------------------------
 
-_RESERVED_LOG = {k for k in facts.LOG_BUILTIN}
+_RESERVED_LOG = set(facts.LOG_BUILTIN)
 
 
 def _check_jobs(rs: Ruleset) -> Iterator[Finding]:
@@ -286,10 +285,9 @@ def _fact(loc: Loc, path: tuple[str, ...], cat: facts.Catalog, scope: str,
         extra = ""
         if path[0] == "log" and len(path) == 2 and not hint:
             extra = " (declare an extractor with that named group, or a preset that has it)"
-        elif path[0] == "files" and len(path) >= 2 and path[1] not in cat.tree.get("files", {}):
+        elif path[0] == "files" and len(found.prefix) == 1:
             extra = " (declare it under the job's files:)"
-        elif path[0] in ("worker", "node") and not hint and len(path) == 1 or (
-                path[0] in ("worker", "node") and found.prefix == ()):
+        elif path[0] in ("worker", "node") and found.prefix == ():
             extra = " (worker.* needs a local job, node.* a dagman job)"
         msg = f"unknown fact {dotted!r}: {where} has no {found.missing!r}{hint}{extra}"
         yield Finding(loc, "RM401", msg)
@@ -324,9 +322,10 @@ def _literals(loc: Loc, tree: ast.expr, cat: facts.Catalog) -> Iterator[Finding]
                 values = _string_literals(lit, op)
                 for value in values:
                     if value not in found.fact.values:
-                        yield Finding(loc, "RM413", f"{'.'.join(path)} is never {value!r}"
-                                      f"{_hint(value, found.fact.values) or _case(value, found.fact.values)}"
-                                      f"; it is one of " + ", ".join(found.fact.values))
+                        allowed = found.fact.values
+                        hint = _case(value, allowed) or _hint(value, allowed)
+                        yield Finding(loc, "RM413", f"{'.'.join(path)} is never {value!r}{hint}; "
+                                      "it is one of " + ", ".join(allowed))
 
 
 def _case(value: str, values: Sequence[str]) -> str:

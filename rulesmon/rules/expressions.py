@@ -84,9 +84,9 @@ def _where(node: ast.AST) -> int:
 
 
 def _check_node(node: ast.AST) -> None:
-    if isinstance(node, ast.BoolOp | ast.IfExp | ast.Load | ast.And | ast.Or | ast.Tuple
-                  | ast.List | ast.Subscript) or isinstance(
-                      node, _ALLOWED_BINOPS + _ALLOWED_UNARY + _ALLOWED_CMP):
+    simple = (ast.BoolOp, ast.IfExp, ast.Load, ast.And, ast.Or, ast.Tuple, ast.List,
+              ast.Subscript, *_ALLOWED_BINOPS, *_ALLOWED_UNARY, *_ALLOWED_CMP)
+    if isinstance(node, simple):
         return
     if isinstance(node, ast.BinOp):
         if not isinstance(node.op, _ALLOWED_BINOPS):

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from . import age, avg, changed, coalesce, delta, fn_abs, fn_float, fn_int, fn_len, fn_max, fn_min, fn_round, fn_str, known, matches, prev, rate, seconds
+from . import (
+    age,
+    avg,
+    changed,
+    coalesce,
+    delta,
+    fn_abs,
+    fn_float,
+    fn_int,
+    fn_len,
+    fn_max,
+    fn_min,
+    fn_round,
+    fn_str,
+    known,
+    matches,
+    prev,
+    rate,
+    seconds,
+)
 from .spec import FunctionSpec
 
 FUNCTIONS: dict[str, FunctionSpec] = {

@@ -1,4 +1,4 @@
-"""`changed(x)`: True when `x` differs from its value at the previous tick (false on the first tick it is known)."""
+"""`changed(x)`: did a fact change since the previous tick."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ SPEC = FunctionSpec(
     min_args=1,
     max_args=1,
     signature="changed(x)",
-    doc='True when `x` differs from its value at the previous tick (false on the first tick it is known).',
+    doc=(
+        'True when `x` differs from its value at the previous tick (false on '
+        'the first tick it is known).'
+    ),
     window_args=frozenset(),
     fact_args=frozenset({0}),
     stateful=True,
