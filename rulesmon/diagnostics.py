@@ -79,6 +79,9 @@ _CODES: list[Code] = [
          "(`---`).", "Only the first would be used and the rest silently ignored."),
     Code("RM008", "unknown-yaml-tag", E, "A node carries a YAML tag such as `!python/object`.",
          "Tags can construct objects; a ruleset is plain data."),
+    Code("RM009", "internal-error", E, "rulesmon itself failed while checking this file.",
+         "The file may be fine; the failure is a bug in rulesmon. The message names the "
+         "exception; please report it with the file."),
     # RM1xx: YAML syntax
     Code("RM101", "yaml-syntax", E, "The YAML cannot be parsed.", "Nothing after the error can "
          "be checked."),

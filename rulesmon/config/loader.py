@@ -440,6 +440,8 @@ def from_validation(exc: ValidationError, tree: YMap,
             hint = _did_you_mean(key, choices)
             if not hint and choices:
                 hint = "; allowed: " + ", ".join(choices)
+                if len(loc) == 1:
+                    hint += " (prefix a key with x- to keep a block for YAML anchors)"
             code, message = "RM201", f'unknown key "{key}" in {place}{hint}'
         elif kind == "missing":
             key = str(loc[-1])

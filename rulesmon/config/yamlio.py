@@ -158,8 +158,9 @@ def _key_positions(m: CommentedMap, key: Any, display: str) -> tuple[Pos, Pos]:
     data = m.lc.data.get(key)
     if data is not None:
         return Pos(display, data[0] + 1, data[1] + 1), Pos(display, data[2] + 1, data[3] + 1)
-    for _, source in getattr(m, "merge", []) or []:  # a key brought in by `<<: *anchor`
-        if key in source:
+    for entry in getattr(m, "merge", []) or []:  # a key brought in by `<<: *anchor`
+        source = entry[1] if isinstance(entry, tuple) else entry
+        if isinstance(source, CommentedMap) and key in source:
             return _key_positions(source, key, display)
     here = Pos(display, (m.lc.line or 0) + 1, (m.lc.col or 0) + 1)
     return here, here

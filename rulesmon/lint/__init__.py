@@ -38,9 +38,15 @@ def lint_file(path: Path, env: Mapping[str, str] | None = None) -> list[Diagnost
 
     try:
         loaded = load(path, env)
+        return check(loaded)
     except RulesetError as exc:
         return exc.diagnostics
-    return check(loaded)
+    except RecursionError:
+        return [make(str(path), 0, 0, "RM006", "document nests too deep")]
+    except Exception as exc:  # never a traceback for a user's file: report and go on
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        return [make(str(path), 0, 0, "RM009",
+                     f"internal error {type(exc).__name__}: {detail} (please report this)")]
 
 
 def lint(paths: Iterable[str], env: Mapping[str, str] | None = None) -> list[Diagnostic]:
