@@ -457,8 +457,10 @@ def from_validation(exc: ValidationError, tree: YMap,
         elif kind in ("literal_error", "enum"):
             pos = locate(tree, loc)
             expected = err.get("ctx", {}).get("expected", "")
+            options = [o.strip(" '") for o in expected.replace(" or ", ", ").split(",")]
+            hint = _did_you_mean(str(err["input"]), options)
             code, message = "RM204", f"invalid value {err['input']!r} for " \
-                f"{where(tree, loc)}: expected {expected}"
+                f"{where(tree, loc)}: expected {expected}{hint}"
         elif kind in _TYPE_ERRORS:
             pos = locate(tree, loc)
             code, message = "RM203", f"{where(tree, loc)} must be {_TYPE_ERRORS[kind]}, got " \

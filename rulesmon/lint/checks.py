@@ -285,7 +285,7 @@ def _fact(loc: Loc, path: tuple[str, ...], cat: facts.Catalog, scope: str,
         extra = ""
         if path[0] == "log" and len(path) == 2 and not hint:
             extra = " (declare an extractor with that named group, or a preset that has it)"
-        elif path[0] == "files" and len(found.prefix) == 1:
+        elif path[0] == "files" and len(found.prefix) == 1 and not hint:
             extra = " (declare it under the job's files:)"
         elif path[0] in ("worker", "node") and found.prefix == ():
             extra = " (worker.* needs a local job, node.* a dagman job)"
