@@ -159,9 +159,9 @@ _CODES: list[Code] = [
          "identity of an alert in the state database and in overrides."),
     Code("RM409", "unknown-job", E, "A rule's `jobs:` list names a job the ruleset does not "
          "declare.", "The rule would never apply to anything."),
-    Code("RM410", "name-collision", E, "An extractor group or error name collides with a builtin "
-         "log fact (`tail`, `age`, `errors`, ...) or with another extractor's group of a different "
-         "meaning.", "One of the two facts would hide the other."),
+    Code("RM410", "name-collision", E, "A named group of an extractor collides with a builtin "
+         "log fact (`tail`, `age`, `errors`, ...).", "The group's value would hide the builtin "
+         "fact, or the other way round."),
     Code("RM411", "unknown-preset", E, "A log `preset:` names no builtin extractor preset.",
          "Its progress and error facts would be missing."),
     Code("RM412", "scope-mismatch", E, "A rule uses facts that do not exist at its scope (for "

@@ -100,13 +100,13 @@ JOB: Namespace = {
     "cpu_time": _f("seconds", "Total CPU time used (user + system).", _SCHED | _LOCAL),
     "cpu_user": _f("seconds", "User CPU time.", _SCHED | _LOCAL),
     "cpu_sys": _f("seconds", "System CPU time.", _SCHED | _LOCAL),
-    "cpu_eff": _f("float", "CPU efficiency after completion, as seff reports it (0-1).",
+    "cpu_eff": _f("pct", "CPU efficiency after completion, as seff reports it (percent).",
                   _SLURM),
     "mem_used": _f("bytes", "Peak memory used (MaxRSS, MemoryUsage, or peak RSS).",
                    _SCHED | _LOCAL),
     "mem_req": _f("bytes", "Requested memory.", _SCHED),
-    "mem_eff": _f("float", "Memory efficiency: peak used / requested (0-1).", _SCHED),
-    "time_eff": _f("float", "Wall time / time limit (0-1).", _SLURM),
+    "mem_eff": _f("pct", "Memory efficiency: peak used / requested (percent).", _SCHED),
+    "time_eff": _f("pct", "Wall time / time limit (percent).", _SLURM),
     "gpu_hours": _f("float", "GPU hours consumed.", _SLURM),
     # HTCondor / DAGMan
     "cluster": _f("int", "Cluster id.", _CONDOR),
@@ -242,7 +242,8 @@ PROGRESS: Namespace = {
     "eta_recent": _f("seconds", "ETA from the recent window's throughput."),
     "eta_avg": _f("seconds", "ETA from the moving-average throughput."),
     "confidence": _f("str", "How far the estimates agree.", values=("high", "medium", "low")),
-    "slowdown": _f("float", "Drop of the current throughput from the peak (0.25 = 25% slower)."),
+    "slowdown": _f("float", "Drop of the current throughput from the peak, a fraction (0.25 = "
+                   "25% slower; format with `| frac`)."),
     "age": _f("seconds", "Seconds since progress last advanced."),
     "stalled": _f("bool", "No progress for `stall_after`."),
     "elapsed": _f("seconds", "Seconds since progress was first seen."),
@@ -432,7 +433,8 @@ def catalog_for(ruleset: Ruleset, scope: str, jobs: list[str] | None) -> Catalog
         if not ruleset.jobs:
             # A library ruleset (meant for `extends:`) declares no jobs: any job fact may be
             # used; the ruleset that extends it is checked against its real jobs.
-            tree.update({"job": JOB, "worker": WORKER, "node": NODE, "log": LOG_BUILTIN})
+            tree.update({"job": JOB, "worker": WORKER, "node": NODE, "log": LOG_BUILTIN,
+                         "files": _f("map", "Any file set of the jobs that extend it.")})
     return Catalog(tree, providers, set(selected))
 
 

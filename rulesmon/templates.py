@@ -23,15 +23,19 @@ MAX_TEMPLATE_LENGTH = 20_000
 
 
 def _pct(value: Any, digits: int = 0) -> str:
-    """0.873 → "87%"; values above 1 are taken as percents already (87.3 → "87%")."""
+    """A percent fact (0-100, such as gpu.util or job.cpu_eff): 87.3 → "87%"."""
     if value is None:
         return "?"
     v = float(value)
-    if math.isnan(v):
+    return "?" if math.isnan(v) else f"{v:.{digits}f}%"
+
+
+def _frac(value: Any, digits: int = 0) -> str:
+    """A fraction (0-1, such as progress.slowdown) as a percent: 0.25 → "25%"."""
+    if value is None:
         return "?"
-    if abs(v) <= 1:
-        v *= 100
-    return f"{v:.{digits}f}%"
+    v = float(value)
+    return "?" if math.isnan(v) else f"{v * 100:.{digits}f}%"
 
 
 def _duration(value: Any) -> str:
@@ -64,6 +68,7 @@ def _tail(value: Any, n: int = 20) -> str:
 
 FILTERS: dict[str, Any] = {
     "pct": _pct,
+    "frac": _frac,
     "duration": _duration,
     "bytes": _bytes,
     "ts": _ts,

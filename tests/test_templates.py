@@ -11,9 +11,10 @@ from rulesmon import templates
 def test_filters_format_facts() -> None:
     """pct, duration, bytes and tail turn raw facts into readable text."""
     out = templates.render(
-        "{{ a | pct }} {{ b | pct }} {{ c | duration }} {{ d | bytes }} {{ e | tail(2) }}",
-        {"a": 0.873, "b": 42.0, "c": 292, "d": 1_500_000, "e": "1\n2\n3"})
-    assert out == "87% 42% 4m 52s 1.5 MB 2\n3"
+        "{{ a | frac }} {{ b | pct }} {{ c | duration }} {{ d | bytes }} {{ e | tail(2) }} "
+        "{{ f | pct }}",
+        {"a": 0.873, "b": 42.0, "c": 292, "d": 1_500_000, "e": "1\n2\n3", "f": 1.0})
+    assert out == "87% 42% 4m 52s 1.5 MB 2\n3 1%"
 
 
 def test_strict_undefined() -> None:

@@ -15,6 +15,9 @@ from .nodes import YList, YMap
 
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_PIECES = re.compile(r"[A-Za-z0-9_]+")
+_COMMON = {"https", "hooks", "services", "localhost", "mailto", "slack", "discord", "ntfy",
+           "webhook", "webhooks", "api", "true", "false"}
 
 
 class Secrets:
@@ -26,6 +29,11 @@ class Secrets:
     def add(self, value: str) -> None:
         if len(value) >= 3:
             self.values.add(value)
+        # A secret pasted into a condition is parsed into pieces (`tok-en` → `tok`, `en`) that
+        # a message may quote; mask the distinctive pieces too.
+        for piece in _PIECES.findall(value):
+            if len(piece) >= 5 and piece.lower() not in _COMMON:
+                self.values.add(piece)
 
     def scrub(self, text: str) -> str:
         for value in sorted(self.values, key=len, reverse=True):
@@ -72,11 +80,11 @@ def _expand(text: str, env: Mapping[str, str], secrets: Secrets, diags: list[Dia
                               f"malformed reference ${{{body}}}: expected ${{NAME}} or "
                               "${NAME:-default}"))
             return ""
-        if name in env:
-            value = env[name]
+        value = env.get(name)
+        if value is not None and (value or not sep):
             secrets.add(value)
             return value
-        if sep:
+        if sep:  # like the shell: the default also replaces a set but empty variable
             return default
         diags.append(make(path, line, col, "RM301",
                           f"environment variable {name} is not set (give a default with "

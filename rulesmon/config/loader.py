@@ -211,9 +211,10 @@ def merge(parent: YMap, child: YMap) -> YMap:
         elif key in out and key in MERGE_DEEP and isinstance(out[key], YMap) \
                 and isinstance(child[key], YMap):
             out.put(key, _deep(out[key], child[key]), child.key_pos[key], child.value_pos[key])
-        elif key in out and key == "rules" and isinstance(out[key], YList) \
-                and isinstance(child[key], YList):
-            out.put(key, _merge_rules(out[key], child[key]), child.key_pos[key],
+        elif key == "rules" and isinstance(child[key], YList) \
+                and isinstance(out.get(key, YList(child.pos)), YList):
+            base = out.get(key, YList(child.pos))
+            out.put(key, _merge_rules(base, child[key]), child.key_pos[key],
                     child.value_pos[key])
         else:
             out.copy_from(child, key)

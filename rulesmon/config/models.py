@@ -204,7 +204,10 @@ class Target(Model):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str | list):
-            return {"urls": _one_or_many(value)}
+            value = {"urls": _one_or_many(value)}
+        if isinstance(value, dict) and isinstance(value.get("urls"), list):
+            value = {**value, "urls": [u for u in value["urls"]
+                                       if not (isinstance(u, str) and not u.strip())]}
         return value
 
 
@@ -305,7 +308,7 @@ class Preflight(Model):
 class LocalSource(Model):
     """Processes on this machine: launched by rulesmon (`command`) or only watched."""
 
-    command: str | list[Template] | None = Field(
+    command: Template | list[Template] | None = Field(
         None, description="Command to launch; a string is split like a shell would, without a "
         "shell. Templates see `worker` (the worker index).")
     workers: int = Field(1, ge=1, le=1024, description="Number of worker processes to launch.")
@@ -552,7 +555,11 @@ def _action_shorthand(value: Any) -> Any:
                                       {"value": repr(value), "kinds": ", ".join(ACTION_KINDS),
                                        "hint": _close(value, ACTION_KINDS)})
         if value == "notify":
-            raise PydanticCustomError("RM213", "notify needs targets: {{notify: team}}")
+            raise PydanticCustomError(
+                "RM213", "notify needs its targets, for example `- notify: team`")
+        if value == "exec":
+            raise PydanticCustomError(
+                "RM213", "exec needs a command, for example `- exec: [python, post.py]`")
         return {value: None} if value == "log" else {value: 0}
     if isinstance(value, dict):
         kinds = [k for k in value if k in ACTION_KINDS]

@@ -7,6 +7,7 @@ with one located diagnostic before any of it reaches the models.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def parse(text: str, display: str) -> YMap:
         raise _fail(display, 1, 1, "RM005", f"the document is {kind}; a ruleset is a mapping "
                     "with keys such as version, name, jobs and rules")
     _check_size(doc, display)
-    root = _convert(doc, display, Pos(display, 1, 1), 0)
+    root = _convert(doc, display, Pos(display, 1, 1), 0, text.splitlines())
     assert isinstance(root, YMap)
     return root
 
@@ -155,7 +156,7 @@ def _check_size(root: Any, display: str) -> None:
 
 
 def _key_positions(m: CommentedMap, key: Any, display: str) -> tuple[Pos, Pos]:
-    data = m.lc.data.get(key)
+    data = (m.lc.data or {}).get(key)
     if data is not None:
         return Pos(display, data[0] + 1, data[1] + 1), Pos(display, data[2] + 1, data[3] + 1)
     for entry in getattr(m, "merge", []) or []:  # a key brought in by `<<: *anchor`
@@ -166,7 +167,11 @@ def _key_positions(m: CommentedMap, key: Any, display: str) -> tuple[Pos, Pos]:
     return here, here
 
 
-def _convert(node: Any, display: str, pos: Pos, depth: int) -> Any:
+_NUMBER_TEXT = re.compile(r"[-+]?[0-9_]+")
+
+
+def _convert(node: Any, display: str, pos: Pos, depth: int,
+             lines: list[str] | None = None) -> Any:
     if isinstance(node, CommentedMap):
         out = YMap(pos)
         for raw_key, value in node.items():
@@ -178,20 +183,25 @@ def _convert(node: Any, display: str, pos: Pos, depth: int) -> Any:
             else:
                 raise _fail(display, kpos.line, kpos.col, "RM203",
                             "mapping keys must be plain strings")
-            out.put(key, _convert(value, display, vpos, depth + 1), kpos, vpos)
+            out.put(key, _convert(value, display, vpos, depth + 1, lines), kpos, vpos)
         return out
     if isinstance(node, CommentedSeq):
         seq = YList(pos)
         for i, value in enumerate(node):
-            data = node.lc.data.get(i)
+            data = (node.lc.data or {}).get(i)
             ipos = Pos(display, data[0] + 1, data[1] + 1) if data else pos
-            seq.push(_convert(value, display, ipos, depth + 1), ipos)
+            seq.push(_convert(value, display, ipos, depth + 1, lines), ipos)
         return seq
     if isinstance(node, TaggedScalar):
         raise _fail(display, pos.line, pos.col, "RM008", "YAML tags are not allowed in rulesets")
     if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, int):
+        if getattr(node, "_underscore", None) and lines is not None:
+            # `12345_7` is a string in YAML 1.2 (a SLURM array task); ruamel reads it as
+            # 123457 with YAML 1.1's digit separators, so take the text as written.
+            m = _NUMBER_TEXT.match(lines[pos.line - 1], pos.col - 1)
+            return m.group(0) if m else str(int(node))
         return int(node)
     if isinstance(node, float):
         return float(node)

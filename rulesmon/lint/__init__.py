@@ -24,7 +24,8 @@ def expand(paths: Iterable[str]) -> tuple[list[Path], list[Diagnostic]]:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file()
                            and not f.name.endswith((".test.yaml", ".test.yml"))
-                           and not any(part.startswith(".") for part in f.parts))
+                           and not any(part.startswith(".")
+                                       for part in f.relative_to(p).parts))
             files += found
         elif p.exists():
             files.append(p)

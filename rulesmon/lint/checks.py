@@ -132,6 +132,18 @@ def _check_jobs(rs: Ruleset) -> Iterator[Finding]:
                                        _path_tree(job))
         if job.local and job.local.pattern:
             yield from _regex_risk(("jobs", key, "local", "pattern"), job.local.pattern)
+        if job.local:
+            local_loc: Loc = ("jobs", key, "local")
+            command = job.local.command
+            argv = [command] if isinstance(command, str) else list(command or [])
+            for j, arg in enumerate(argv):
+                loc = (*local_loc, "command") if isinstance(command, str) else \
+                    (*local_loc, "command", j)
+                yield from _template_facts(rs, loc, arg, _path_tree(job), render=True,
+                                           extras=False)
+            for name, value in job.local.env.items():
+                yield from _template_facts(rs, (*local_loc, "env", name), value,
+                                           _path_tree(job), render=True, extras=False)
         if job.progress:
             cat = facts.catalog_for(rs, "job", [key])
             for field in ("done", "total"):
@@ -142,9 +154,11 @@ def _check_jobs(rs: Ruleset) -> Iterator[Finding]:
 
 
 def _path_tree(job: Job) -> facts.Namespace:
+    """What path, command and environment templates see: the job, and for a local job the
+    worker index as `{{ worker }}`."""
     tree: facts.Namespace = {"job": facts.JOB}
     if job.local is not None:
-        tree["worker"] = {"index": facts.WORKER["index"]}
+        tree["worker"] = facts.Fact("int", "The worker index (0-based).")
     return tree
 
 
@@ -349,11 +363,14 @@ def _string_literals(node: ast.expr, op: ast.cmpop) -> list[str]:
 
 
 def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
-                    *, render: bool = False) -> Iterator[Finding]:
+                    *, render: bool = False, extras: bool = True) -> Iterator[Finding]:
+    """Check the facts a template reads and, with `render`, render it against samples.
+
+    `extras` adds the notification context (`rule`, `alert`, `now`) to the facts."""
     parsed = templates.parse(text)  # validated already by the model
-    context_roots = set(tree) | ({"rule", "alert", "now"} if render else set())
+    context_roots = set(tree) | ({"rule", "alert", "now"} if extras else set())
     full: facts.Namespace = dict(tree)
-    if render:
+    if extras:
         full["rule"] = facts.RULE
         full["alert"] = facts.ALERT
     bad = False
@@ -361,7 +378,7 @@ def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
         if path[0] in facts.TEMPLATE_GLOBALS and path[0] not in context_roots:
             continue
         found = facts.lookup(full, path)
-        if path[0] == "now" and render:
+        if path[0] == "now" and extras:
             continue
         if not found.ok:
             bad = True

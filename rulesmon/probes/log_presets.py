@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {
         },
     ),
     "traceback": Preset(
-        doc="Python tracebacks and the exception line that ends them.",
+        doc="Python tracebacks (their `Traceback (most recent call last):` header).",
         errors={
             "traceback": ErrorPattern(r"Traceback \(most recent call last\):", "error"),
         },
