@@ -45,7 +45,7 @@ def test_examples_express_each_source_document() -> None:
     assert {"htcondor-dag", "gpu-workers", "slurm-eval", "parsl-files"} <= names
     dag = load(ROOT / "examples" / "htcondor-dag" / "ruleset.yaml", env={}).ruleset
     assert dag.jobs["pipeline"].group_by == ["run_uuid"]
-    assert {r.name for r in dag.rules} >= {"node-failed-after-retries", "job-held",
+    assert {r.name for r in dag.rules} >= {"node-failed-after-retries", "condor-job-held",
                                            "run-finished"}
 
 

@@ -68,7 +68,7 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
     p = Path(path)
     display = display_path(p)
     files: list[str] = []
-    tree = _load_tree(p, display, env, secrets, [], files)
+    tree = _load_tree(p, display, env, secrets, [], [], files)
     return validate(tree, display, secrets, files)
 
 
@@ -82,7 +82,7 @@ def load_text(text: str, display: str = "<string>",
     if diags:
         raise RulesetError([_scrub(d, secrets) for d in diags])
     files = [display]
-    tree = _apply_extends(root, base or Path.cwd(), display, env, secrets, [], files)
+    tree = _apply_extends(root, base or Path.cwd(), display, env, secrets, [], [], files)
     return validate(tree, display, secrets, files)
 
 
@@ -112,14 +112,15 @@ def _parse_file(p: Path, display: str) -> YMap:
 
 
 def _load_tree(p: Path, display: str, env: Mapping[str, str], secrets: Secrets,
-               stack: list[Path], files: list[str]) -> YMap:
+               stack: list[Path], via: list[Pos], files: list[str]) -> YMap:
     root = _parse_file(p, display)
     diags = interpolate(root, env, secrets)
     diags += _duplicate_rules(root)
     if diags:
         raise RulesetError([_scrub(d, secrets) for d in diags])
     files.append(display)
-    return _apply_extends(root, p.parent, display, env, secrets, [*stack, p.resolve()], files)
+    return _apply_extends(root, p.parent, display, env, secrets, [*stack, p.resolve()], via,
+                          files)
 
 
 def _duplicate_rules(root: YMap) -> list[Diagnostic]:
@@ -144,7 +145,13 @@ def _duplicate_rules(root: YMap) -> list[Diagnostic]:
 
 
 def _apply_extends(root: YMap, base_dir: Path, display: str, env: Mapping[str, str],
-                   secrets: Secrets, stack: list[Path], files: list[str]) -> YMap:
+                   secrets: Secrets, stack: list[Path], via: list[Pos],
+                   files: list[str]) -> YMap:
+    """Merge the parents named by `extends:` under `root`.
+
+    `stack` holds the files being loaded (for cycle detection) and `via` the extends entries
+    that led from each to the next, so a cycle is reported in the file where it starts.
+    """
     ext = root.get("extends")
     if ext is None:
         return root
@@ -173,10 +180,12 @@ def _apply_extends(root: YMap, base_dir: Path, display: str, env: Mapping[str, s
                 raise RulesetError([make(pos.path, pos.line, pos.col, "RM302",
                                          f"extends {ref!r}: no such file")])
         if target.resolve() in stack:
-            chain = " → ".join([*(s.name for s in stack), target.name])
-            raise RulesetError([make(pos.path, pos.line, pos.col, "RM303",
+            start = stack.index(target.resolve())
+            chain = " → ".join([*(s.name for s in stack[start:]), target.name])
+            at = [*via, pos][start]
+            raise RulesetError([make(at.path, at.line, at.col, "RM303",
                                      f"extends cycle: {chain}")])
-        parent = _load_tree(target, child_display, env, secrets, stack, files)
+        parent = _load_tree(target, child_display, env, secrets, stack, [*via, pos], files)
         merged = parent if merged is None else merge(merged, parent)
     if merged is None:
         return root
@@ -449,8 +458,14 @@ def from_validation(exc: ValidationError, tree: YMap,
             pos = locate(tree, loc[:-1])
             code, message = "RM202", f'missing required key "{key}" in {place}'
         elif kind.startswith("RM"):
-            pos = locate(tree, loc)
+            on_key = bool(loc) and loc[-1] == "[key]"
+            pos = locate(tree, loc[:-1], at_key=True) if on_key else locate(tree, loc)
             code, message = kind, err["msg"]
+        elif kind == "literal_error" and loc == ("version",) and not isinstance(
+                err["input"], int):
+            pos = locate(tree, loc)
+            code, message = "RM203", f"version must be an integer (1), got " \
+                f"{_type_name(err['input'])}"
         elif kind == "literal_error" and loc == ("version",):
             pos = locate(tree, loc)
             code, message = "RM210", f"unsupported version {err['input']!r}: this rulesmon " \

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, CommentedSet, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -48,8 +48,10 @@ def read_text(path: Path, display: str) -> str:
     if len(data) > MAX_BYTES:  # grew while we looked, or a special file
         raise _fail(display, 0, 0, "RM002", f"file is larger than {MAX_BYTES} bytes")
     if b"\x00" in data:
-        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
-        raise _fail(display, line, 1, "RM003", "file holds NUL bytes; is it a binary file?")
+        at = data.index(b"\x00")
+        line = data.count(b"\n", 0, at) + 1
+        col = at - (data.rfind(b"\n", 0, at) + 1) + 1
+        raise _fail(display, line, col, "RM003", "file holds NUL bytes; is it a binary file?")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -170,8 +172,18 @@ def _key_positions(m: CommentedMap, key: Any, display: str) -> tuple[Pos, Pos]:
 _NUMBER_TEXT = re.compile(r"[-+]?[0-9_]+")
 
 
+def _tagged(node: Any) -> bool:
+    tag = getattr(node, "tag", None)
+    return getattr(tag, "value", None) is not None
+
+
 def _convert(node: Any, display: str, pos: Pos, depth: int,
              lines: list[str] | None = None) -> Any:
+    if isinstance(node, CommentedMap | CommentedSeq) and _tagged(node):
+        raise _fail(display, pos.line, pos.col, "RM008", "YAML tags are not allowed in rulesets")
+    if isinstance(node, bytes | set | CommentedSet):
+        raise _fail(display, pos.line, pos.col, "RM008",
+                    "YAML tags (!!binary, !!set) are not allowed in rulesets")
     if isinstance(node, CommentedMap):
         out = YMap(pos)
         for raw_key, value in node.items():

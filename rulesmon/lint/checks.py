@@ -205,7 +205,8 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
     for field in ("title", "message"):
         text = getattr(rule, field)
         if text is not None:
-            yield from _template_facts(rs, (*base, field), text, ctx_tree, render=True)
+            yield from _template_facts(rs, (*base, field), text, ctx_tree, render=True,
+                                           scope=rule.scope)
     for k, action in enumerate(rule.do):
         aloc: Loc = (*base, "do", k)
         if isinstance(action, NotifyAction):
@@ -218,11 +219,13 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
                           f"rule {rule.name!r} runs {action.exec[0]!r}; it runs only under "
                           "`rulesmon run --allow-exec`")
             for j, arg in enumerate(action.exec):
-                yield from _template_facts(rs, (*aloc, "exec", j), arg, ctx_tree, render=True)
+                yield from _template_facts(rs, (*aloc, "exec", j), arg, ctx_tree, render=True,
+                                           scope=rule.scope)
         for field in ("title", "message"):
             text = getattr(action, field, None)
             if text is not None:
-                yield from _template_facts(rs, (*aloc, field), text, ctx_tree, render=True)
+                yield from _template_facts(rs, (*aloc, field), text, ctx_tree, render=True,
+                                           scope=rule.scope)
     has_action = bool(rule.do or rule.notify)
     if rule.enabled and not has_action and not rs.defaults.notify and rs.jobs:
         yield Finding((*base, "name"), "RM505",
@@ -230,7 +233,7 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
                       "only logs (add notify:, do: [log] to say so, or defaults.notify)")
 
 
-_WHOLE_SCOPE = {"job": "job", "group": "group", "run": "run"}
+_PER_JOB = ("job", "log", "files", "gpu", "progress", "disk", "worker", "node")
 
 
 def _expression(loc: Loc, text: str, cat: facts.Catalog, scope: str, rs: Ruleset,
@@ -286,8 +289,7 @@ def _fact(loc: Loc, path: tuple[str, ...], cat: facts.Catalog, scope: str,
     dotted = ".".join(path)
     found = facts.lookup(cat.tree, path)
     if not found.ok:
-        if scope != "job" and path[0] in ("job", "log", "files", "gpu", "progress", "disk",
-                                          "worker", "node"):
+        if scope != "job" and path[0] in _PER_JOB:
             yield Finding(loc, "RM412", f"{dotted} is a per-job fact; this rule has scope: "
                           f"{scope} (use run.*, group.* or host.*)")
             return
@@ -363,7 +365,8 @@ def _string_literals(node: ast.expr, op: ast.cmpop) -> list[str]:
 
 
 def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
-                    *, render: bool = False, extras: bool = True) -> Iterator[Finding]:
+                    *, render: bool = False, extras: bool = True,
+                    scope: str = "job") -> Iterator[Finding]:
     """Check the facts a template reads and, with `render`, render it against samples.
 
     `extras` adds the notification context (`rule`, `alert`, `now`) to the facts."""
@@ -382,6 +385,10 @@ def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
             continue
         if not found.ok:
             bad = True
+            if scope != "job" and path[0] in _PER_JOB:
+                yield Finding(loc, "RM412", f"template uses {'.'.join(path)}, a per-job fact; "
+                              f"this rule has scope: {scope} (use run.*, group.* or host.*)")
+                continue
             where = ".".join(found.prefix) or "the template context"
             hint = _hint(found.missing, found.known)
             yield Finding(loc, "RM401", f"template uses unknown fact {'.'.join(path)!r}: "

@@ -113,6 +113,8 @@ def _check_node(node: ast.AST) -> None:
                 _where(node))
         return
     if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Lambda):
+            raise ExpressionError("lambda not allowed in conditions", _where(node))
         if not isinstance(node.func, ast.Name):
             raise ExpressionError("only registered functions can be called, not methods",
                                   _where(node))

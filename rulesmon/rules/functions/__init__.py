@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from . import (
     age,
     avg,
@@ -22,7 +25,7 @@ from . import (
     rate,
     seconds,
 )
-from .spec import FunctionSpec
+from .spec import Arg, FunctionSpec
 
 FUNCTIONS: dict[str, FunctionSpec] = {
     changed.SPEC.name: changed.SPEC,
@@ -45,4 +48,52 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     fn_str.SPEC.name: fn_str.SPEC,
 }
 
-__all__ = ["FUNCTIONS", "FunctionSpec"]
+#: How each function is compiled: its module's `emit`, from argument code to call code.
+EMITTERS: dict[str, Callable[[list[Arg]], str]] = {
+    changed.SPEC.name: changed.emit,
+    prev.SPEC.name: prev.emit,
+    delta.SPEC.name: delta.emit,
+    rate.SPEC.name: rate.emit,
+    avg.SPEC.name: avg.emit,
+    fn_min.SPEC.name: fn_min.emit,
+    fn_max.SPEC.name: fn_max.emit,
+    age.SPEC.name: age.emit,
+    matches.SPEC.name: matches.emit,
+    known.SPEC.name: known.emit,
+    coalesce.SPEC.name: coalesce.emit,
+    seconds.SPEC.name: seconds.emit,
+    fn_abs.SPEC.name: fn_abs.emit,
+    fn_round.SPEC.name: fn_round.emit,
+    fn_len.SPEC.name: fn_len.emit,
+    fn_int.SPEC.name: fn_int.emit,
+    fn_float.SPEC.name: fn_float.emit,
+    fn_str.SPEC.name: fn_str.emit,
+}
+
+#: Helpers the compiled code may call, by the names `emit` uses.
+RUNTIME: dict[str, Callable[..., Any]] = {
+    name: fn
+    for module in (
+        changed,
+        prev,
+        delta,
+        rate,
+        avg,
+        fn_min,
+        fn_max,
+        age,
+        matches,
+        known,
+        coalesce,
+        seconds,
+        fn_abs,
+        fn_round,
+        fn_len,
+        fn_int,
+        fn_float,
+        fn_str,
+    )
+    for name, fn in module.RUNTIME.items()
+}
+
+__all__ = ["EMITTERS", "FUNCTIONS", "RUNTIME", "Arg", "FunctionSpec"]

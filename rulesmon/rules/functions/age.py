@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="age",
@@ -14,3 +17,16 @@ SPEC = FunctionSpec(
     fact_args=frozenset(),
     stateful=False,
 )
+
+
+def _age(t: Any, now: float) -> Any:
+    if t is UNKNOWN:
+        return UNKNOWN
+    return now - float(t)
+
+
+RUNTIME = {"_fn_age": _age}
+
+
+def emit(args: list[Arg]) -> str:
+    return f"_fn_age({args[0].code}, now)"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..history import History
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="changed",
@@ -17,3 +21,18 @@ SPEC = FunctionSpec(
     fact_args=frozenset({0}),
     stateful=True,
 )
+
+
+def _changed(h: History, key: str, current: Any) -> Any:
+    if current is UNKNOWN:
+        return UNKNOWN
+    if key not in h.prev:
+        return False  # the first tick a fact is known is not a change
+    return bool(h.prev[key] != current)
+
+
+RUNTIME = {"_fn_changed": _changed}
+
+
+def emit(args: list[Arg]) -> str:
+    return f"_fn_changed(h, {args[0].key!r}, {args[0].code})"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..history import History
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="delta",
@@ -14,3 +18,16 @@ SPEC = FunctionSpec(
     fact_args=frozenset({0}),
     stateful=True,
 )
+
+
+def _delta(h: History, key: str, current: Any) -> Any:
+    if current is UNKNOWN or key not in h.prev:
+        return UNKNOWN
+    return current - h.prev[key]
+
+
+RUNTIME = {"_fn_delta": _delta}
+
+
+def emit(args: list[Arg]) -> str:
+    return f"_fn_delta(h, {args[0].key!r}, {args[0].code})"

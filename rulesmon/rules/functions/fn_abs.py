@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="abs",
@@ -14,3 +17,14 @@ SPEC = FunctionSpec(
     fact_args=frozenset(),
     stateful=False,
 )
+
+
+def _abs(x: Any) -> Any:
+    return UNKNOWN if x is UNKNOWN else abs(x)
+
+
+RUNTIME = {"_fn_abs": _abs}
+
+
+def emit(args: list[Arg]) -> str:
+    return "_fn_abs(" + ", ".join(a.code for a in args) + ")"

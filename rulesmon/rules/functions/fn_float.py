@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="float",
@@ -14,3 +17,14 @@ SPEC = FunctionSpec(
     fact_args=frozenset(),
     stateful=False,
 )
+
+
+def _float(x: Any) -> Any:
+    return UNKNOWN if x is UNKNOWN else float(x)
+
+
+RUNTIME = {"_fn_float": _float}
+
+
+def emit(args: list[Arg]) -> str:
+    return "_fn_float(" + ", ".join(a.code for a in args) + ")"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..history import History
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec, window_of
 
 SPEC = FunctionSpec(
     name="max",
@@ -14,3 +18,15 @@ SPEC = FunctionSpec(
     fact_args=frozenset({0}),
     stateful=True,
 )
+
+
+def _max(h: History, key: str, window: float, now: float) -> Any:
+    samples = h.window(key, window, now)
+    return max(v for _, v in samples) if samples else UNKNOWN
+
+
+RUNTIME = {"_fn_max": _max}
+
+
+def emit(args: list[Arg]) -> str:
+    return f"_fn_max(h, {args[0].key!r}, {window_of(args[1])!r}, now)"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="round",
@@ -14,3 +17,16 @@ SPEC = FunctionSpec(
     fact_args=frozenset(),
     stateful=False,
 )
+
+
+def _round(*args: Any) -> Any:
+    if any(a is UNKNOWN for a in args):
+        return UNKNOWN
+    return round(*args)
+
+
+RUNTIME = {"_fn_round": _round}
+
+
+def emit(args: list[Arg]) -> str:
+    return "_fn_round(" + ", ".join(a.code for a in args) + ")"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="str",
@@ -14,3 +17,14 @@ SPEC = FunctionSpec(
     fact_args=frozenset(),
     stateful=False,
 )
+
+
+def _str(x: Any) -> Any:
+    return UNKNOWN if x is UNKNOWN else str(x)
+
+
+RUNTIME = {"_fn_str": _str}
+
+
+def emit(args: list[Arg]) -> str:
+    return "_fn_str(" + ", ".join(a.code for a in args) + ")"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from collections.abc import Callable
+from typing import Any
+
+from ..unknown import UNKNOWN, Missing
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="known",
@@ -17,3 +21,19 @@ SPEC = FunctionSpec(
     fact_args=frozenset(),
     stateful=False,
 )
+
+
+def _known(thunk: Callable[[], Any]) -> bool:
+    try:
+        return thunk() is not UNKNOWN
+    except (KeyError, Missing):
+        return False
+
+
+RUNTIME = {"_fn_known": _known}
+
+
+def emit(args: list[Arg]) -> str:
+    if args[0].key is not None:
+        return f"_has(s, {args[0].key!r})"
+    return f"_fn_known(lambda: {args[0].code})"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..history import History
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec
 
 SPEC = FunctionSpec(
     name="prev",
@@ -14,3 +18,14 @@ SPEC = FunctionSpec(
     fact_args=frozenset({0}),
     stateful=True,
 )
+
+
+def _prev(h: History, key: str) -> Any:
+    return h.prev.get(key, UNKNOWN)
+
+
+RUNTIME = {"_fn_prev": _prev}
+
+
+def emit(args: list[Arg]) -> str:
+    return f"_fn_prev(h, {args[0].key!r})"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from typing import Any
+
+from ..history import History
+from ..unknown import UNKNOWN
+from .spec import Arg, FunctionSpec, window_of
 
 SPEC = FunctionSpec(
     name="rate",
@@ -17,3 +21,18 @@ SPEC = FunctionSpec(
     fact_args=frozenset({0}),
     stateful=True,
 )
+
+
+def _rate(h: History, key: str, window: float, now: float) -> Any:
+    samples = h.window(key, window, now)
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+        return UNKNOWN
+    (t0, v0), (t1, v1) = samples[0], samples[-1]
+    return (v1 - v0) / (t1 - t0)
+
+
+RUNTIME = {"_fn_rate": _rate}
+
+
+def emit(args: list[Arg]) -> str:
+    return f"_fn_rate(h, {args[0].key!r}, {window_of(args[1])!r}, now)"

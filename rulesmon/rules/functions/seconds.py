@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .spec import FunctionSpec
+from collections.abc import Callable
+from typing import Any
+
+from .spec import Arg, FunctionSpec, window_of
 
 SPEC = FunctionSpec(
     name="seconds",
@@ -14,3 +17,10 @@ SPEC = FunctionSpec(
     fact_args=frozenset(),
     stateful=False,
 )
+
+
+RUNTIME: dict[str, Callable[..., Any]] = {}
+
+
+def emit(args: list[Arg]) -> str:
+    return repr(window_of(args[0]))
