@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,7 +20,11 @@ def main() -> None:
     """Watch cluster jobs with declarative rules.
 
     \b
+      rulesmon demo                  launch and watch a small local demo job
+      rulesmon run RULESET           watch until every job is terminal
       rulesmon lint rulesets/        check rule files (CI)
+      rulesmon test RULESET TESTS    unit-test rules against timed facts
+      rulesmon facts RULESET         print the facts the rules would see now
       rulesmon schema                write the JSON Schema for editors
     """
 
@@ -49,6 +54,160 @@ def lint(paths: tuple[str, ...], fmt: str, strict: bool, quiet: bool) -> None:
         sys.exit(1)
     if not diags and not quiet and fmt == "text":
         click.echo(f"{len(paths)} path(s) checked: no findings", err=True)
+
+
+def _load_or_exit(path: str) -> Any:
+    from .config.loader import load
+    from .diagnostics import RulesetError, format_text
+
+    try:
+        return load(path)
+    except RulesetError as exc:
+        click.echo(format_text(exc.diagnostics), err=True)
+        sys.exit(2)
+
+
+def _state_path(loaded: Any, state: Path | None) -> Path:
+    if state is not None:
+        return state
+    base = Path(loaded.path).resolve().parent
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in loaded.ruleset.name)
+    return base / ".rulesmon" / f"{safe}.db"
+
+
+@main.command()
+@click.argument("ruleset", type=click.Path(dir_okay=False))
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@click.option("--dry-run", is_flag=True,
+              help="Evaluate and print what would fire; launch and send nothing.")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="State database (default .rulesmon/<name>.db beside the ruleset).")
+@click.option("--allow-exec", is_flag=True, help="Let `exec` actions run commands.")
+@click.option("--log-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write JSON lines logs to this file.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec: bool,
+        log_json: Path | None, verbose: bool) -> None:
+    """Watch the jobs of RULESET until every one is terminal.
+
+    Exit status: 0 when every job succeeded, 1 when one failed, the code of a `stop`
+    action, 2 for an unusable ruleset, 128+N after signal N.
+    """
+    sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
+                  log_json=log_json, verbose=verbose))
+
+
+def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path | None = None,
+         allow_exec: bool = False, log_json: Path | None = None, verbose: bool = False) -> int:
+    import structlog
+
+    from . import logsetup
+    from .delivery import AppriseSender
+    from .engine import Engine
+
+    loaded = _load_or_exit(ruleset)
+    log = logsetup.setup("debug" if verbose else "info", log_json)
+    structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
+    sender = None if dry_run else AppriseSender(loaded.ruleset.notify, log)
+    engine = Engine(loaded, state_path=_state_path(loaded, state), log=log, sender=sender,
+                    dry_run=dry_run, allow_exec=allow_exec)
+    try:
+        return engine.run(once=once)
+    finally:
+        engine.close()
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where to put the demo (default: a new temporary folder).")
+def demo(directory: Path | None) -> None:
+    """Launch and watch the quick-start demo: three training workers, one of which crashes."""
+    import tempfile
+    from importlib import resources
+
+    target = directory or Path(tempfile.mkdtemp(prefix="rulesmon-demo-"))
+    source = resources.files("rulesmon") / "demo"
+    target.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.name.endswith((".py", ".yaml")) and not item.name.startswith("__"):
+            (target / item.name).write_bytes(item.read_bytes())
+    click.echo(f"demo folder: {target}", err=True)
+    sys.exit(_run(str(target / "ruleset.yaml")))
+
+
+@main.command()
+@click.argument("ruleset", type=click.Path(dir_okay=False))
+@click.argument("tests", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+def test(ruleset: str, tests: tuple[Path, ...]) -> None:
+    """Run rule unit tests (default: RULESET's sibling <name>.test.yaml)."""
+    import logging
+
+    from .diagnostics import RulesetError, format_text
+    from .testing import run_file
+
+    logging.getLogger("test").setLevel(logging.CRITICAL)
+    path = Path(ruleset)
+    files = list(tests) or [path.with_name(path.name.rsplit(".", 1)[0] + ".test.yaml")]
+    failed = 0
+    for tfile in files:
+        try:
+            results, problems = run_file(path, tfile)
+        except RulesetError as exc:
+            click.echo(format_text(exc.diagnostics), err=True)
+            sys.exit(2)
+        if problems:
+            click.echo(format_text(problems))
+            click.echo(f"FAIL {ruleset}: the ruleset does not lint")
+            sys.exit(1)
+        for result in results:
+            click.echo(f"{'PASS' if result.ok else 'FAIL'} {tfile}: {result.name}")
+            for line in result.diff:
+                click.echo(line)
+            failed += not result.ok
+        click.echo(f"{len(results) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("ruleset", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text",
+              show_default=True)
+def facts(ruleset: str, fmt: str) -> None:
+    """Collect facts once (launching nothing) and print them per job instance; facts that
+    the rules use but no probe provided are marked unknown."""
+    import json
+    import logging
+
+    import structlog
+
+    from .engine import Engine
+    from .rules.program import build
+
+    loaded = _load_or_exit(ruleset)
+    logging.getLogger("rulesmon").setLevel(logging.ERROR)
+    engine = Engine(loaded, state_path=Path(":memory:"), log=structlog.get_logger("rulesmon"),
+                    dry_run=True)
+    try:
+        engine.start()
+        engine.tick()
+    finally:
+        engine.close()
+    used = sorted({k for r in build(loaded.ruleset).rules for k in r.condition.keys})
+    rows = {"run": engine.run_facts, **engine.instances}
+    if fmt == "json":
+        click.echo(json.dumps({k: {"facts": v, "unknown": [u for u in used if u not in v
+                                                             and u not in engine.run_facts]}
+                               for k, v in rows.items()}, indent=2, default=str))
+        return
+    for key, values in rows.items():
+        click.echo(f"== {key}")
+        for name in sorted(values):
+            click.echo(f"  {name} = {values[name]!r}")
+        for name in used:
+            prefix = name.split(".", 1)[0]
+            scope_ok = (key == "run") == (prefix in ("run", "host", "probe"))
+            if name not in values and name not in engine.run_facts and scope_ok:
+                click.echo(f"  {name} = unknown")
 
 
 @main.command()

@@ -28,9 +28,9 @@ CONDOR_STATUSES = ("idle", "running", "removed", "completed", "held", "transferr
                    "suspended")
 NODE_STATES = ("NOT_READY", "READY", "PRERUN", "SUBMITTED", "POSTRUN", "DONE", "ERROR",
                "FUTILE")
-OUTCOMES = ("success", "failed", "timeout", "cancelled", "error", "running")
+OUTCOMES = ("success", "failed", "timeout", "cancelled", "error", "running", "unknown")
 DIAGNOSES = ("ok", "oom", "time_limit", "nonzero_exit", "signal", "nan", "nccl", "missing_output",
-             "cancelled", "node_failure", "unknown")
+             "cancelled", "node_failure", "launch_failed", "zombie", "unknown")
 
 
 @dataclass(frozen=True)

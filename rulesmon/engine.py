@@ -1,0 +1,622 @@
+"""The tick: probes → snapshot → rules → actions → state, and nothing else.
+
+The engine orchestrates and persists; evaluating a rule is the pure `rules.state.step`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .actions import ACTIONS, ActionContext, Notification
+from .actions.base import Sender
+from .config.loader import Loaded
+from .config.units import format_duration
+from .facts import TERMINAL_STATES
+from .probes.base import Facts, Probe, TickContext
+from .probes.progress import Tracker
+from .rules.compile import Compiled, EvalError
+from .rules.history import History
+from .rules.program import CompiledRule, Program, build, fingerprint
+from .rules.state import AlertState, Owed, step
+from .rules.unknown import UNKNOWN, Unknown
+from .store import StateStore
+from .templates import render
+
+SOURCE_PROBES = ("slurm", "htcondor", "dagman", "local")
+RUN_PROBES = ("host",)
+FAILED_OUTCOMES = ("failed", "timeout", "cancelled", "error")
+_INACTIVE = AlertState()
+
+
+@dataclass
+class ProbeHealth:
+    ok: bool = True
+    failures: int = 0
+    error: str = ""
+    last_ok: float | None = None
+    duration: float = 0.0
+
+
+@dataclass
+class TickOutcome:
+    tick: int
+    fired: list[Notification] = field(default_factory=list)
+    finished: bool = False
+    duration: float = 0.0
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"job.state": x}` → `{"job": {"state": x}}`, for templates."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if not (parts[-1] in node and isinstance(node[parts[-1]], dict)):
+            node[parts[-1]] = value
+    return out
+
+
+def default_probes(loaded: Loaded, base_dir: Path) -> list[Probe]:
+    """The probes a ruleset needs, in stage order (sources, then node probes)."""
+    from .probes.host import HostProbe
+
+    rs = loaded.ruleset
+    probes: list[Probe] = []
+    if any(job.local for job in rs.jobs.values()):
+        from .probes.local import LocalProbe
+
+        probes.append(LocalProbe(rs, base_dir))
+    if any(job.files for job in rs.jobs.values()) or any(
+            not (j.slurm or j.htcondor or j.dagman or j.local) for j in rs.jobs.values()):
+        from .probes.files import FilesProbe
+
+        probes.append(FilesProbe(rs, base_dir))
+    if any(job.logs for job in rs.jobs.values()):
+        from .probes.logs import LogsProbe
+
+        probes.append(LogsProbe(rs, base_dir))
+    probes.append(HostProbe())
+    return probes
+
+
+class Engine:
+    """Runs a loaded ruleset tick by tick."""
+
+    def __init__(self, loaded: Loaded, *, state_path: Path, log: Any,
+                 sender: Sender | None = None, probes: list[Probe] | None = None,
+                 dry_run: bool = False, allow_exec: bool = False,
+                 probe_timeout: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.loaded = loaded
+        self.rs = loaded.ruleset
+        self.program: Program = build(self.rs)
+        self.base_dir = Path(loaded.path).resolve().parent if loaded.path != "<string>" \
+            else Path.cwd()
+        self.log = log
+        self.dry_run = dry_run
+        self.allow_exec = allow_exec
+        self.clock = clock
+        self.interval = float(self.rs.every)
+        self.probe_timeout = probe_timeout or max(1.0, min(self.interval * 0.8, 120.0))
+        self.store = StateStore(Path(":memory:") if dry_run else state_path)
+        self.alerts: dict[str, dict[str, AlertState]] = {}
+        for rule_name, inst, st in self.store.alerts().values():
+            self.alerts.setdefault(rule_name, {})[inst] = st
+        self._durable: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.histories: dict[str, History] = {}
+        for inst, values in self.store.last_values().items():
+            self.histories.setdefault(inst, History()).prev.update(values)
+        self._persisted: dict[tuple[str, str], Any] = {
+            (inst, k): v for inst, h in self.histories.items() for k, v in h.prev.items()}
+        self.trackers: dict[str, Tracker] = {}
+        self.probes = probes if probes is not None else default_probes(loaded, self.base_dir)
+        self.health = {p.name: ProbeHealth() for p in self.probes}
+        self.inflight: dict[str, Future[dict[str, Facts]]] = {}
+        self.executor = ThreadPoolExecutor(max_workers=max(2, len(self.probes)),
+                                           thread_name_prefix="probe")
+        self.sender = sender
+        self.ticks = 0
+        self.overruns = 0
+        self.started = clock()
+        self.stop_code: int | None = None
+        self.interrupted: int | None = None
+        self._wake = threading.Event()
+        self._fp: dict[tuple[str, str], str] = {}
+        self._target_cache: dict[frozenset[str], list[tuple[str, Mapping[str, Any], History]]] \
+            = {}
+        self._states: dict[str, str] = {}
+        self._events: list[tuple[float, str, str, str, str, str, str]] = []
+        self._eval_errors: set[tuple[str, str]] = set()
+        self.run_id = self.store.start_run(self.rs.name, self.started)
+        self.instances: dict[str, Facts] = {}
+        self.run_facts: Facts = {}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        ctx = self._ctx(self.clock())
+        for probe in self.probes:
+            try:
+                probe.start(ctx)
+            except Exception as exc:  # a probe that cannot start is a fact, not a crash
+                self._fail(probe.name, f"start failed: {_one_line(exc)}")
+
+    def close(self) -> None:
+        for probe in self.probes:
+            try:
+                probe.close()
+            except Exception as exc:
+                self.log.warning("probe_close_failed", probe=probe.name, error=_one_line(exc))
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.sender is not None and hasattr(self.sender, "close"):
+            self.sender.close()
+        self.store.close()
+
+    def _ctx(self, now: float, instances: Mapping[str, Facts] | None = None) -> TickContext:
+        return TickContext(now=now, ruleset=self.rs, base_dir=self.base_dir,
+                           instances=instances or {}, dry_run=self.dry_run)
+
+    # --- one tick -----------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> TickOutcome:
+        t0 = time.monotonic()
+        now = self.clock() if now is None else now
+        self.ticks += 1
+        instances, run_level = self._collect(now)
+        self._derive(instances, now)
+        run_facts = self._run_facts(instances, run_level, now)
+        self.instances, self.run_facts = instances, run_facts
+        outcome = TickOutcome(self.ticks)
+        self._log_state_changes(instances)
+        # Instances see the run-level facts the job-scope rules name (templates get them all
+        # at dispatch); the instance dicts are not touched again, and rules see them read-only.
+        shared = {k: run_facts[k] for k in self.program.run_keys if k in run_facts}
+        snapshots: dict[str, Mapping[str, Any]] = {}
+        for key, row in instances.items():
+            row.update(shared)
+            snapshots[key] = MappingProxyType(row)
+        run_snapshot = MappingProxyType(dict(run_facts))
+        tracked = self.program.tracked
+        for key, snap in snapshots.items():
+            self._history(key).record(snap, tracked, now, self.program.max_window)
+        changed: dict[str, tuple[str, str, AlertState]] = {}
+        self._target_cache = {}
+        for rule in self.program.rules:
+            self._evaluate_rule(rule, self._targets(rule, snapshots, run_snapshot), now,
+                                changed, outcome)
+        last_values = []
+        for key, snap in snapshots.items():
+            h = self._history(key)
+            h.commit(snap, tracked)
+            for k in tracked:
+                if k in snap and self._persisted.get((key, k), _MISSING) != snap[k]:
+                    self._persisted[(key, k)] = snap[k]
+                    last_values.append((key, k, snap[k]))
+        self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
+                             last_values, self._events, self.run_id, self.ticks, self.overruns)
+        self._events = []
+        outcome.finished = bool(run_facts.get("run.all_terminal"))
+        outcome.duration = time.monotonic() - t0
+        return outcome
+
+    def _history(self, key: str) -> History:
+        h = self.histories.get(key)
+        if h is None:
+            h = self.histories[key] = History()
+        return h
+
+    def _collect(self, now: float) -> tuple[dict[str, Facts], Facts]:
+        instances: dict[str, Facts] = {}
+        run_level: Facts = {}
+        stages = (
+            [p for p in self.probes if p.name in SOURCE_PROBES],
+            [p for p in self.probes if p.name not in SOURCE_PROBES],
+        )
+        for probes in stages:
+            ctx = self._ctx(now, MappingProxyType(instances))
+            results = self._run_probes(probes, ctx)
+            for result in results:
+                for key, facts in result.items():
+                    if key == "":
+                        run_level.update(facts)
+                    else:
+                        instances.setdefault(key, {}).update(facts)
+        for name, h in self.health.items():
+            run_level[f"probe.{name}.ok"] = h.ok
+            run_level[f"probe.{name}.failures"] = h.failures
+            run_level[f"probe.{name}.error"] = h.error
+            run_level[f"probe.{name}.duration"] = h.duration
+            if h.last_ok is not None:
+                run_level[f"probe.{name}.last_ok"] = h.last_ok
+        return instances, run_level
+
+    def _run_probes(self, probes: Iterable[Probe], ctx: TickContext) -> list[dict[str, Facts]]:
+        futures: list[tuple[Probe, Future[dict[str, Facts]], float]] = []
+        for probe in probes:
+            busy = self.inflight.get(probe.name)
+            if busy is not None and not busy.done():
+                self._fail(probe.name, f"still running after {self.probe_timeout:g}s "
+                           "(previous tick)")
+                continue
+            future = self.executor.submit(probe.collect, ctx)
+            self.inflight[probe.name] = future
+            futures.append((probe, future, time.monotonic()))
+        results = []
+        deadline = time.monotonic() + self.probe_timeout
+        for probe, future, started in futures:
+            try:
+                result = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                self._fail(probe.name, f"timed out after {self.probe_timeout:g}s")
+                continue
+            except Exception as exc:  # any probe failure becomes facts
+                self._fail(probe.name, _one_line(exc))
+                continue
+            h = self.health[probe.name]
+            if not h.ok:
+                self.log.info("probe_recovered", probe=probe.name, after=h.failures)
+            h.ok, h.failures, h.error = True, 0, ""
+            h.last_ok = ctx.now
+            h.duration = time.monotonic() - started
+            results.append(result if isinstance(result, dict) else {})
+        return results
+
+    def _fail(self, name: str, error: str) -> None:
+        h = self.health.setdefault(name, ProbeHealth())
+        h.ok = False
+        h.failures += 1
+        h.error = error
+        self.log.warning("probe_failed", probe=name, failures=h.failures, error=error)
+
+    def _derive(self, instances: dict[str, Facts], now: float) -> None:
+        """Facts computed from other facts: progress, outcomes."""
+        for key, facts in instances.items():
+            job_key = facts.get("job.key")
+            job = self.rs.jobs.get(job_key) if isinstance(job_key, str) else None
+            if job is None:
+                continue
+            spec = self.program.progress.get(str(job_key)) if job.progress else None
+            if spec is not None and job.progress is not None:
+                done_c, total_c = spec
+                done = _value(done_c, facts, self._history(key), now)
+                total = total_c if isinstance(total_c, float) else _value(
+                    total_c, facts, self._history(key), now)
+                if isinstance(done, int | float) and not isinstance(done, bool):
+                    tracker = self.trackers.setdefault(key, Tracker())
+                    facts.update(tracker.update(
+                        now, float(done), float(total) if isinstance(total, int | float)
+                        else None, job.progress.window, job.progress.stall_after,
+                        job.progress.unit))
+            state = facts.get("job.state")
+            if isinstance(state, str):
+                facts.setdefault("job.terminal", state in TERMINAL_STATES)
+
+    def _run_facts(self, instances: Mapping[str, Facts], run_level: Facts,
+                   now: float) -> Facts:
+        counts: dict[str, int] = {}
+        with_source = 0
+        terminal = succeeded = failed = pending = running = 0
+        for facts in instances.values():
+            if facts.get("job.source", "none") == "none":
+                continue
+            with_source += 1
+            state = facts.get("job.state")
+            if isinstance(state, str):
+                counts[state] = counts.get(state, 0) + 1
+                pending += state in ("PENDING", "HELD")
+                running += state == "RUNNING"
+            if facts.get("job.terminal"):
+                terminal += 1
+                outcome = facts.get("job.outcome")
+                if facts.get("job.succeeded") is True or outcome == "success":
+                    succeeded += 1
+                elif outcome in FAILED_OUTCOMES or facts.get("job.succeeded") is False:
+                    failed += 1
+        elapsed = now - self.started
+        out: Facts = dict(run_level)
+        out.update({
+            "run.name": self.rs.name,
+            "run.total": with_source,
+            "run.pending": pending,
+            "run.running": running,
+            "run.terminal": terminal,
+            "run.succeeded": succeeded,
+            "run.failed": failed,
+            "run.all_terminal": with_source > 0 and terminal == with_source,
+            "run.all_succeeded": with_source > 0 and succeeded == with_source,
+            "run.elapsed": elapsed,
+            "run.started": self.started,
+            "run.tick": self.ticks,
+            "run.overruns": self.overruns,
+            "run.counts": dict(counts),
+        })
+        for state, n in counts.items():
+            out[f"run.counts.{state}"] = n
+        by_state = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
+        out["run.summary"] = (f"{with_source} job instance(s): {by_state}; {succeeded} "
+                              f"succeeded, {failed} failed; total time "
+                              f"{format_duration(elapsed)}")
+        return out
+
+    def _targets(self, rule: CompiledRule, snapshots: Mapping[str, Mapping[str, Any]],
+                 run_snapshot: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], History]]:
+        if rule.scope == "run":
+            return [("run", run_snapshot, self._history("run"))]
+        if rule.scope == "group":
+            return [(k, f, self._history(k))
+                    for k, f in self._groups(rule, snapshots, run_snapshot)]
+        cached = self._target_cache.get(rule.jobs)
+        if cached is None:
+            cached = self._target_cache[rule.jobs] = [
+                (k, f, self._history(k)) for k, f in snapshots.items()
+                if rule.applies_to(f.get("job.key", ""))]
+        return cached
+
+    def _groups(self, rule: CompiledRule, snapshots: Mapping[str, Mapping[str, Any]],
+                run_snapshot: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+        for snap in snapshots.values():
+            job_key = snap.get("job.key", "")
+            job = self.rs.jobs.get(job_key)
+            if job is None or not job.group_by or not rule.applies_to(job_key):
+                continue
+            for by in job.group_by:
+                value = snap.get(f"node.vars.{by}", snap.get(by, snap.get(f"job.{by}")))
+                if value is not None:
+                    groups.setdefault((job_key, by, str(value)), []).append(snap)
+        out: list[tuple[str, Mapping[str, Any]]] = []
+        for (job_key, by, value), members in sorted(groups.items()):
+            done = sum(1 for m in members if m.get("job.succeeded") is True)
+            failed = sum(1 for m in members if m.get("job.terminal")
+                         and m.get("job.succeeded") is False)
+            running = sum(1 for m in members if m.get("job.state") == "RUNNING")
+            facts: Facts = dict(run_snapshot)
+            facts.update({
+                "group.by": by, "group.key": value, "group.total": len(members),
+                "group.done": done, "group.failed": failed, "group.running": running,
+                "group.pending": len(members) - done - failed - running,
+                "group.pct": 100.0 * done / len(members),
+                "group.all_done": done == len(members),
+                "group.retried": sum(1 for m in members if (m.get("node.retries") or 0) > 0),
+            })
+            out.append((f"{job_key}/{by}={value}", MappingProxyType(facts)))
+        return out
+
+    def _evaluate_rule(self, rule: CompiledRule,
+                       targets: list[tuple[str, Mapping[str, Any], History]], now: float,
+                       changed: dict[str, tuple[str, str, AlertState]],
+                       outcome: TickOutcome) -> None:
+        """One rule over its instances; the common case (false, and inactive) costs one
+        condition call and one dict lookup."""
+        states = self.alerts.setdefault(rule.name, {})
+        t = rule.timing
+        simple = t.times is None and t.absent_for is None and t.stale_for is None
+        cond = rule.condition
+        keep = bool(t.keep_firing_for)
+        fast = cond.fast
+        for key, facts, h in targets:
+            try:
+                value: Any = fast(facts, h, now)
+            except Exception:
+                value = _slow(cond, facts, h, now)
+            if value is False and simple and key not in states:
+                continue  # the common case: nothing to do, nothing to store
+            if isinstance(value, EvalError):
+                exc = value
+                value = UNKNOWN
+                if (rule.name, str(exc)) not in self._eval_errors:
+                    self._eval_errors.add((rule.name, str(exc)))
+                    self.log.warning("condition_error", rule=rule.name, instance=key,
+                                     error=str(exc))
+            if value is UNKNOWN:
+                result: bool | Unknown = UNKNOWN
+            else:
+                try:
+                    result = bool(value)
+                except Exception:  # a container holding unknown data
+                    result = UNKNOWN
+            prev = states.get(key)
+            if prev is None:
+                if simple and result is False:
+                    continue  # the common case: nothing to do, nothing to store
+                prev = _INACTIVE
+            cleared = None
+            if rule.clear is not None and prev.status == "firing":
+                try:
+                    cleared = rule.clear.truth(facts, h, now)
+                except EvalError:
+                    cleared = UNKNOWN
+            st = step(t, result, now, self.interval, prev, value=value, cleared=cleared)
+            new = st.state
+            if new.status == "inactive" and simple and not new.fired_once \
+                    and new.held_for == 0.0:
+                if key in states:
+                    del states[key]
+                    changed[self._fingerprint(rule.name, key)] = (rule.name, key, new)
+            else:
+                states[key] = new
+                durable = new.durable(keep)
+                dk = (rule.name, key)
+                if self._durable.get(dk) != durable:
+                    self._durable[dk] = durable
+                    changed[self._fingerprint(rule.name, key)] = (rule.name, key, new)
+            for owed in st.owed:
+                fp = self._fingerprint(rule.name, key)
+                outcome.fired.append(self._dispatch(rule, key, fp, facts, new, owed))
+
+    def _fingerprint(self, rule: str, key: str) -> str:
+        fpk = (rule, key)
+        fp = self._fp.get(fpk)
+        if fp is None:
+            fp = self._fp[fpk] = fingerprint(self.rs.name, rule, key)
+        return fp
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def _dispatch(self, rule: CompiledRule, key: str, fp: str, facts: Mapping[str, Any],
+                  state: AlertState, owed: Owed) -> Notification:
+        context = nest({**self.run_facts, **facts})
+        context["rule"] = {"name": rule.name, "severity": rule.severity,
+                           "description": rule.rule.description, "labels": rule.labels}
+        context["alert"] = {
+            "state": "resolved" if owed.kind == "resolve" else "firing",
+            "since": state.since, "count": state.notifications, "id": fp, "instance": key,
+            "duration": owed.at - state.since if state.since else 0.0,
+        }
+        context["now"] = owed.at
+
+        def render_safe(text: str) -> str:
+            try:
+                return render(text, context)
+            except Exception as exc:  # never nothing: the raw text with the error
+                return f"{text}\n[template error: {_one_line(exc)}]"
+
+        note = Notification(
+            id=f"{fp}-{state.notifications}-{owed.kind}", kind=owed.kind, rule=rule.name,
+            instance=key, severity=rule.severity, title=render_safe(rule.title),
+            body=render_safe(rule.message), at=owed.at, labels=rule.labels)
+        self._events.append((owed.at, owed.kind, rule.name, key, rule.severity, note.title,
+                             note.body))
+        ctx = ActionContext(
+            base_dir=self.base_dir, sender=self.sender or _NullSender(self.log),
+            render=render_safe, log=self.log.bind(rule=rule.name, instance=key),
+            record=self._record, request_stop=self._request_stop,
+            allow_exec=self.allow_exec, dry_run=self.dry_run)
+        for action in rule.actions:
+            if owed.kind == "resolve" and type(action).__name__ in ("ExecAction",
+                                                                    "StopAction"):
+                continue  # recovery notifies and logs; it does not run commands again
+            try:
+                ACTIONS[type(action)](action, ctx, note)
+            except Exception as exc:  # one failing action never stops the others
+                self.log.error("action_failed", rule=rule.name, action=type(action).__name__,
+                               error=_one_line(exc))
+        return note
+
+    def _record(self, kind: str, note: Notification, text: str) -> None:
+        self._events.append((time.time(), kind, note.rule, note.instance, note.severity,
+                             note.title, text))
+
+    def _request_stop(self, code: int) -> None:
+        self.stop_code = code
+
+    def _log_state_changes(self, instances: Mapping[str, Facts]) -> None:
+        for key, facts in instances.items():
+            state = facts.get("job.state")
+            if not isinstance(state, str):
+                continue
+            before = self._states.get(key)
+            if before != state:
+                self._states[key] = state
+                self.log.info("state_change", instance=key, previous=before or "-",
+                              current=state, **_brief(facts))
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False, max_ticks: int | None = None) -> int:
+        """Tick until every job is terminal, a `stop` action, a signal, or `once`."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            self.start()
+            deadline = time.monotonic()
+            while True:
+                outcome = self.tick()
+                if outcome.finished or self.stop_code is not None or once or \
+                        self.interrupted is not None or (max_ticks and self.ticks >= max_ticks):
+                    break
+                deadline += self.interval
+                now = time.monotonic()
+                if now > deadline:
+                    self.overruns += 1
+                    self.log.warning("tick_overrun", tick=self.ticks,
+                                     took=round(outcome.duration, 3), every=self.interval)
+                    deadline = now
+                self._wake.wait(max(0.0, deadline - time.monotonic()))
+                if self.interrupted is not None:
+                    break
+            return self._finish(outcome)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.interrupted = signum
+        self._wake.set()
+
+    def _finish(self, outcome: TickOutcome) -> int:
+        failed = int(self.run_facts.get("run.failed", 0) or 0)
+        if self.interrupted is not None:
+            code = 128 + self.interrupted
+            reason = f"interrupted by signal {self.interrupted}"
+        elif self.stop_code is not None:
+            code, reason = self.stop_code, "stop action"
+        elif outcome.finished:
+            code = 1 if failed else 0
+            reason = "all jobs terminal"
+        else:
+            code, reason = 0, "one tick" if self.ticks == 1 else "tick limit"
+        summary = str(self.run_facts.get("run.summary", ""))
+        self.store.end_run(self.run_id, self.clock(), code, summary)
+        self.log.info("run_finished", reason=reason, exit_code=code, summary=summary,
+                      overruns=self.overruns)
+        return code
+
+
+_MISSING = object()
+
+
+class _NullSender:
+    def __init__(self, log: Any) -> None:
+        self.log = log
+
+    def send(self, targets: list[str], note: Notification) -> None:
+        self.log.info("notify_skipped", targets=",".join(targets), title=note.title,
+                      reason="no sender configured")
+
+
+def _slow(cond: Compiled, facts: Mapping[str, Any], h: History, now: float) -> Any:
+    """The full evaluation (missing data, errors) when the fast path raised."""
+    try:
+        return cond(facts, h, now)
+    except EvalError as exc:
+        return exc
+
+
+def _value(c: Compiled | float | None, facts: Mapping[str, Any], h: History,
+           now: float) -> Any:
+    if c is None or isinstance(c, float):
+        return c
+    try:
+        return c(facts, h, now)
+    except EvalError:
+        return UNKNOWN
+
+
+def _brief(facts: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k in ("job.exit_code", "job.signal", "job.diagnosis"):
+        if k in facts and facts[k] is not None:
+            out[k.split(".", 1)[1]] = facts[k]
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

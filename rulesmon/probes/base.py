@@ -1,0 +1,74 @@
+"""The probe interface: what every source of facts implements.
+
+A probe turns the outside world into flat facts (`{"job.state": "RUNNING", "worker.pid": 42}`)
+per job instance. Source probes (slurm, htcondor, dagman, local) create instances; node probes
+(logs, files, gpu) add facts to the instances that exist. A probe knows nothing of rules.
+
+The engine calls `collect` once per tick on a worker thread with a timeout; an exception or a
+timeout becomes the facts `probe.<name>.ok/failures/error`, never a stopped tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..config.models import Job, Ruleset
+
+Facts = dict[str, Any]
+
+
+@dataclass
+class TickContext:
+    """What a probe may read during one tick."""
+
+    now: float
+    ruleset: Ruleset
+    base_dir: Path
+    #: Facts gathered so far this tick by instance key (source probes run first; node probes
+    #: see what the sources found). Read-only by convention.
+    instances: Mapping[str, Facts] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+class ProbeError(Exception):
+    """A probe's failure, with a one-line message for `probe.<name>.error`."""
+
+
+class Probe(Protocol):
+    """One source of facts."""
+
+    name: str
+
+    def start(self, ctx: TickContext) -> None:
+        """Prepare (launch processes, submit jobs); called once before the first tick."""
+
+    def collect(self, ctx: TickContext) -> dict[str, Facts]:
+        """Facts per instance key for this tick."""
+
+    def close(self) -> None:
+        """Release resources; launched processes are left running unless the probe owns
+        their lifetime."""
+
+
+def instance_key(job: str, unit: str | int) -> str:
+    """`train/12345`, `embed/0`: stable across restarts, used in fingerprints."""
+    return f"{job}/{unit}"
+
+
+def render_path(template: str, context: Mapping[str, Any], base: Path) -> Path:
+    """A path template rendered in the sandbox and resolved from the ruleset's folder."""
+    from ..templates import render
+
+    text = render(template, dict(context)) if "{{" in template or "{%" in template else template
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def job_base(job: Job, base: Path) -> Path:
+    if job.workdir:
+        return render_path(job.workdir, {}, base)
+    return base

@@ -1,0 +1,87 @@
+"""Progress, throughput, ETA and slowdown, derived from a job's `progress:` declaration.
+
+Three estimates as the GPU design document asks (linear over the whole run, the recent
+window's throughput, a moving average of throughput); `eta` is the most conservative one and
+`confidence` says how far they agree.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Facts
+
+
+@dataclass
+class Tracker:
+    """Progress samples of one instance."""
+
+    samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=4096))
+    first: tuple[float, float] | None = None
+    last_advance: float | None = None
+    peak_rate: float = 0.0
+    ema_rate: float | None = None
+
+    def update(self, now: float, done: float, total: float | None, window: float,
+               stall_after: float | None, unit: str) -> Facts:
+        if self.first is None:
+            self.first = (now, done)
+            self.last_advance = now
+        if self.samples and done > self.samples[-1][1]:
+            self.last_advance = now
+        elif self.samples and done < self.samples[-1][1]:  # restarted counting
+            self.samples.clear()
+            self.first = (now, done)
+            self.last_advance = now
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and self.samples[0][0] < now - window:
+            self.samples.popleft()
+        facts: Facts = {"progress.done": done, "progress.unit": unit}
+        t0, d0 = self.first
+        elapsed = now - t0
+        facts["progress.elapsed"] = elapsed
+        facts["progress.age"] = now - (self.last_advance or now)
+        if stall_after is not None:
+            facts["progress.stalled"] = facts["progress.age"] >= stall_after
+        rate = avg_rate = None
+        (ts, ds), (te, de) = self.samples[0], self.samples[-1]
+        if te > ts:
+            rate = (de - ds) / (te - ts)
+            facts["progress.rate"] = rate
+            self.peak_rate = max(self.peak_rate, rate)
+            facts["progress.peak_rate"] = self.peak_rate
+            if self.peak_rate > 0:
+                facts["progress.slowdown"] = max(0.0, 1 - rate / self.peak_rate)
+            self.ema_rate = rate if self.ema_rate is None else 0.8 * self.ema_rate + 0.2 * rate
+        if elapsed > 0:
+            avg_rate = (done - d0) / elapsed
+            facts["progress.avg_rate"] = avg_rate
+        if total:
+            facts["progress.total"] = total
+            facts["progress.pct"] = min(100.0, 100.0 * done / total)
+            remaining = max(0.0, total - done)
+            estimates = _estimates(remaining, done - d0, elapsed, rate, self.ema_rate)
+            facts.update(estimates)
+            values = [v for k, v in estimates.items() if k != "progress.eta"]
+            if values:
+                eta = max(values)
+                facts["progress.eta"] = eta
+                facts["progress.eta_at"] = now + eta
+                spread = max(values) / max(min(values), 1e-9) if min(values) > 0 else 1.0
+                facts["progress.confidence"] = ("high" if spread <= 1.2 and len(values) >= 2
+                                                else "medium" if spread <= 1.5 else "low")
+        return facts
+
+
+def _estimates(remaining: float, advanced: float, elapsed: float, rate: float | None,
+               ema: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if advanced > 0 and elapsed > 0:
+        out["progress.eta_linear"] = remaining * elapsed / advanced
+    if rate and rate > 0:
+        out["progress.eta_recent"] = remaining / rate
+    if ema and ema > 0:
+        out["progress.eta_avg"] = remaining / ema
+    return out

@@ -1,0 +1,57 @@
+"""`rulesmon test`: rule unit tests drive the real engine over timed facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rulesmon.testing import expand
+
+from .conftest import ROOT, run_cli
+
+RULES = ROOT / "tests" / "rules"
+
+
+def test_state_machine_timelines_pass() -> None:
+    """for, keep_firing_for, clear_when, repeat with backoff, resolve values, unknown data,
+    N-of-M, once, absent_for, stale_for and changed() behave as their timelines say."""
+    result = run_cli("test", str(RULES / "states.yaml"), str(RULES / "states.test.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "11 passed, 0 failed" in result.stdout
+
+
+def test_a_wrong_expectation_prints_a_diff() -> None:
+    """A failing case names the missing and the unexpected transition."""
+    result = run_cli("test", str(RULES / "states.yaml"), str(RULES / "broken.test.yaml"))
+    assert result.returncode == 1
+    assert "FAIL" in result.stdout
+    assert "missing: tick 3 fire hot [train/1]" in result.stdout
+    assert "unexpected: tick 4 fire hot [train/1]" in result.stdout
+
+
+def test_a_ruleset_that_does_not_lint_fails_its_tests(tmp_path: Path) -> None:
+    """Rule tests refuse to run against a ruleset with lint errors."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nname: b\nrules:\n  - {name: x, when: job.stat == 1}\n",
+                   encoding="utf-8")
+    result = run_cli("test", str(bad), str(RULES / "broken.test.yaml"))
+    assert result.returncode == 1
+    assert "RM401" in result.stdout and "does not lint" in result.stdout
+
+
+def test_a_bad_test_file_is_a_located_error(tmp_path: Path) -> None:
+    """A malformed test file gets a file:line:col error, not a traceback."""
+    t = tmp_path / "t.test.yaml"
+    t.write_text("tests:\n  - name: x\n    seriess: {}\n", encoding="utf-8")
+    result = run_cli("test", str(RULES / "states.yaml"), str(t))
+    assert result.returncode == 2
+    assert f"{t}:3:5: error RM201" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_series_notation() -> None:
+    """Series strings expand like promtool's: `_` missing, `a+bxN` ramps, `axN` repeats."""
+    missing = expand("_")[0]
+    assert expand("1 2 _ 3") == [1, 2, missing, 3]
+    assert expand("0+10x3") == [0, 10, 20, 30]
+    assert expand("5x2 RUNNING true") == [5, 5, 5, "RUNNING", True]
+    assert expand(["a", None]) == ["a", missing]
