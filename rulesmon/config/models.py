@@ -668,7 +668,8 @@ class Ruleset(Model):
     extends: list[str] = Field(default_factory=list,
                                description="Rulesets merged under this one: relative paths or "
                                "builtin:NAME.")
-    every: Duration = Field(30.0, description="Tick interval.")
+    every: Annotated[Duration, Field(gt=0, le=86400)] = Field(
+        30.0, description="Tick interval (more than 0, at most 1d).")
     defaults: Defaults = Field(default_factory=Defaults, description="Rule defaults.")
     notify: dict[TargetName, Target] = Field(default_factory=dict,
                                              description="Named notification targets.")

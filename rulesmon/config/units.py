@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
+
+MAX_DURATION = 10 * 365 * 86400.0  # ten years
+MAX_SIZE = float(1 << 60)
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*\Z")
 _DURATION_PARTS = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -23,20 +27,20 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 2h or 1d, got a boolean")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"duration must not be negative, got {value}")
-        return float(value)
+        return _finite(value, "duration", MAX_DURATION)
     if not isinstance(value, str):
         kind = type(value).__name__
         raise ValueError(f"expected a duration such as 30s, 5m, 2h or 1d, got {kind}")
     text = value.strip()
     m = _DURATION.match(text)
     if m:
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+        return _finite(float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"], "duration",
+                       MAX_DURATION)
     compact = text.replace(" ", "")
     parts = _DURATION_PARTS.findall(compact)
     if parts and "".join(n + u for n, u in parts) == compact:
-        return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        return _finite(sum(float(n) * _DURATION_UNITS[u] for n, u in parts), "duration",
+                       MAX_DURATION)
     raise ValueError(f"invalid duration {value!r}: use a number of seconds or 30s, 5m, 2h, 1d")
 
 
@@ -45,15 +49,26 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 10GB or 512MiB, got a boolean")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"size must not be negative, got {value}")
-        return int(value)
+        return int(_finite(value, "size", MAX_SIZE))
     if not isinstance(value, str):
         raise ValueError(f"expected a size such as 10GB or 512MiB, got {type(value).__name__}")
     m = _SIZE.match(value)
     if not m or m.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"invalid size {value!r}: use bytes or a unit such as 10GB, 512MiB")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    return int(_finite(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()], "size", MAX_SIZE))
+
+
+def _finite(value: float, what: str, limit: float) -> float:
+    """Numbers users can mean: not negative, not infinite, not absurdly large."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{what} is too large") from None
+    if math.isnan(number) or number < 0:
+        raise ValueError(f"{what} must be a number of at least 0, got {value}")
+    if number > limit:
+        raise ValueError(f"{what} is too large (at most {limit:.0f})")
+    return number
 
 
 def format_duration(seconds: float) -> str:

@@ -277,6 +277,14 @@ def _expression(loc: Loc, text: str, cat: facts.Catalog, scope: str, rs: Ruleset
             if window > 7 * 86400:
                 yield Finding(loc, "RM403", f"{call.name}(): window {arg.value!r} is longer "
                               "than the 7 days of fact history kept")
+        if call.name == "matches" and len(call.args) == 2 and isinstance(
+                call.args[1], ast.Constant) and isinstance(call.args[1].value, str):
+            import re
+
+            try:
+                re.compile(call.args[1].value)
+            except re.error as exc:
+                yield Finding(loc, "RM207", f"matches(): invalid regular expression: {exc}")
         for idx in spec.fact_args:
             if expressions.dotted(call.args[idx]) is None:
                 yield Finding(loc, "RM403", f"{call.name}(): argument {idx + 1} must name a "

@@ -1,0 +1,437 @@
+"""Named file sets of a job (`files:`): counts, sizes, growth, stalls, checkpoint cadence,
+integrity, new files (Parsl FileMonitor style), and the free space of the job's folders.
+
+A node probe: it adds `files.<name>.*` and `disk.*` facts to the instances the source probes
+found, and creates one instance (`<job>/-`, `job.source` = none) for each job that has no
+source, so file-only jobs are watched too.
+
+A tick costs one directory scan and one stat per file; file contents are read only by the
+integrity checks, and only for files whose size or modification time changed since the last
+check. Scans are shared between instances that render the same root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import integrity
+from .base import Facts, ProbeError, TickContext, instance_key, job_base, render_path
+
+if TYPE_CHECKING:
+    from ..config.models import FileSpec, Job, Ruleset
+
+#: At most this many paths in `files.<name>.paths` and `.new` (the rest of the new files are
+#: reported on the next ticks).
+MAX_PATHS = 1000
+#: A scan stops after this many directory entries.
+MAX_ENTRIES = 200_000
+#: A JSONL or CSV file counts as finished (its unfinished last line is an error) once it has
+#: not changed for this long, or for `quiet_for` when that is longer.
+APPEND_QUIET = 60.0
+#: State of an instance that has not been seen for this long is dropped.
+STATE_TTL = 86_400.0
+_SOURCES = ("slurm", "htcondor", "dagman", "local")
+_MAGIC = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One matching file."""
+
+    path: str
+    rel: str
+    size: int
+    mtime: float
+    mtime_ns: int
+
+
+@dataclass
+class Scan:
+    """The files of one file set: status is ok, missing (no such folder) or error."""
+
+    status: str
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class SetState:
+    """What one file set of one instance remembers between ticks."""
+
+    first_seen: float
+    last_seen: float
+    #: Paths present at the first scan plus those already reported as new; None until a scan
+    #: has said what is there.
+    seen: set[str] | None = None
+    #: Candidate new files: path → (size, mtime_ns, time this signature was first observed).
+    pending: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=10_000))
+    last_sig: tuple[int, int] | None = None
+    last_change: float = 0.0
+
+
+class FilesProbe:
+    name = "files"
+
+    def __init__(self, ruleset: Ruleset, base_dir: Path) -> None:
+        self.ruleset = ruleset
+        self.base_dir = base_dir
+        self._states: dict[tuple[str, str], SetState] = {}
+        #: (path, format) → (size, mtime_ns, quiet, reason)
+        self._checked: dict[tuple[str, str], tuple[int, int, bool, str | None]] = {}
+        self._regex: dict[str, re.Pattern[str]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, ctx: TickContext) -> None:
+        return None
+
+    def close(self) -> None:
+        self._states.clear()
+        self._checked.clear()
+
+    def collect(self, ctx: TickContext) -> dict[str, Facts]:
+        if not self._lock.acquire(blocking=False):
+            raise ProbeError("the previous files collection is still running")
+        try:
+            return self._collect(ctx)
+        finally:
+            self._lock.release()
+
+    # --- one tick ----------------------------------------------------------------------------
+
+    def _collect(self, ctx: TickContext) -> dict[str, Facts]:
+        ruleset = ctx.ruleset or self.ruleset
+        base_dir = ctx.base_dir or self.base_dir
+        scans: dict[tuple[str, str, str], Scan] = {}
+        usage: dict[str, tuple[int, int, int] | None] = {}
+        checked: set[tuple[str, str]] = set()
+        out: dict[str, Facts] = {}
+
+        items: list[tuple[str, Job, Mapping[str, Any], Facts]] = []
+        jobs_seen: set[str] = set()
+        for key, facts in ctx.instances.items():
+            job_key = facts.get("job.key")
+            if not isinstance(job_key, str) or job_key not in ruleset.jobs:
+                continue
+            job = ruleset.jobs[job_key]
+            jobs_seen.add(job_key)
+            items.append((key, job, facts, {}))
+        for job_key, job in ruleset.jobs.items():
+            if job_key in jobs_seen or any(getattr(job, s) is not None for s in _SOURCES):
+                continue
+            own: Facts = {"job.key": job_key, "job.name": job_key, "job.source": "none"}
+            items.append((instance_key(job_key, "-"), job, own, dict(own)))
+
+        for key, job, seen, result in items:
+            context = {"job": _nest(seen, "job."), "worker": seen.get("worker.index")}
+            base = _job_base(job, base_dir, context)
+            folders: list[Path] = []
+            if base is not None:
+                folders.append(base)
+            for name, spec in job.files.items():
+                root = _render(spec.root, context, base)
+                if root is not None:
+                    folders.append(root)
+                scan = self._scan(root, spec, scans)
+                state = self._state(key, name, ctx.now)
+                result.update(self._facts(name, spec, scan, state, ctx.now, checked))
+            for template in job.disk:
+                folder = _render(template, context, base)
+                if folder is not None:
+                    folders.append(folder)
+            for log in job.logs:
+                path = _render(log.path, context, base)
+                if path is not None:
+                    parent = path.parent
+                    while _MAGIC.search(str(parent)) and parent != parent.parent:
+                        parent = parent.parent
+                    folders.append(parent)
+            result.update(_disk(folders, usage))
+            out[key] = result
+
+        for ck in [k for k in self._checked if k not in checked]:
+            del self._checked[ck]
+        for sk in [k for k, s in self._states.items() if ctx.now - s.last_seen > STATE_TTL]:
+            del self._states[sk]
+        return out
+
+    def _state(self, key: str, name: str, now: float) -> SetState:
+        state = self._states.get((key, name))
+        if state is None:
+            state = self._states[(key, name)] = SetState(first_seen=now, last_seen=now)
+        state.last_seen = now
+        return state
+
+    # --- scanning ----------------------------------------------------------------------------
+
+    def _scan(self, root: Path | None, spec: FileSpec,
+              cache: dict[tuple[str, str, str], Scan]) -> Scan:
+        if root is None:
+            return Scan("error")
+        cache_key = (str(root), spec.glob or "", spec.pattern or "")
+        if cache_key not in cache:
+            cache[cache_key] = self._scan_uncached(root, spec)
+        return cache[cache_key]
+
+    def _scan_uncached(self, root: Path, spec: FileSpec) -> Scan:
+        pattern = spec.glob
+        if pattern and Path(pattern).is_absolute():
+            root = Path(Path(pattern).anchor)
+            pattern = str(Path(pattern).relative_to(root))
+        try:
+            st = root.stat()
+        except FileNotFoundError:
+            return Scan("missing")
+        except OSError:
+            return Scan("error")
+        if not stat.S_ISDIR(st.st_mode):
+            return Scan("missing")
+        try:
+            with os.scandir(root):  # readable? (glob and the walk would quietly find nothing)
+                pass
+            if pattern:
+                return Scan("ok", _glob(root, pattern))
+            assert spec.pattern is not None
+            rx = self._regex.get(spec.pattern)
+            if rx is None:
+                rx = self._regex[spec.pattern] = re.compile(spec.pattern)
+            return Scan("ok", _walk(root, rx))
+        except OSError:
+            return Scan("error")
+
+    # --- facts -------------------------------------------------------------------------------
+
+    def _facts(self, name: str, spec: FileSpec, scan: Scan, state: SetState, now: float,
+               checked: set[tuple[str, str]]) -> Facts:
+        p = f"files.{name}."
+        entries = scan.entries
+        count = len(entries)
+        total = sum(e.size for e in entries)
+        facts: Facts = {p + "count": count, p + "size": total,
+                        p + "paths": sorted(e.path for e in entries)[:MAX_PATHS]}
+        newest = max(entries, key=lambda e: (e.mtime_ns, e.path)) if entries else None
+        age: float | None = None
+        if newest is not None:
+            age = max(0.0, now - newest.mtime)
+            facts.update({p + "newest": newest.path, p + "newest_size": newest.size,
+                          p + "newest_mtime": newest.mtime, p + "age": age})
+            if spec.pattern:
+                m = self._regex[spec.pattern].fullmatch(newest.rel)
+                for group, value in (m.groupdict() if m else {}).items():
+                    if value is not None:
+                        facts[f"{p}matches.{group}"] = value
+        if count >= 2:
+            mtimes = [e.mtime for e in entries]
+            facts[p + "interval"] = (max(mtimes) - min(mtimes)) / (count - 1)
+        if spec.expect_every is not None:
+            since = age if age is not None else max(0.0, now - state.first_seen)
+            facts[p + "expected_next"] = spec.expect_every - since
+            facts[p + "late"] = since > spec.expect_every
+        if spec.validate_ != "none":
+            invalid = [e.path for e in entries if self._check(e, spec, now, checked)]
+            facts[p + "valid"] = not invalid
+            facts[p + "invalid"] = sorted(invalid)[:MAX_PATHS]
+
+        if scan.status == "error":
+            # An unreadable root says nothing about growth or new files: keep the state as is.
+            facts[p + "new"] = []
+            facts[p + "new_count"] = 0
+            return facts
+
+        # growth and stalls
+        if state.samples and now < state.samples[-1][0]:
+            state.samples.clear()  # the clock went backwards
+        if state.samples and now == state.samples[-1][0]:
+            state.samples.pop()
+        state.samples.append((now, total))
+        while len(state.samples) >= 2 and state.samples[1][0] <= now - spec.growth_window:
+            state.samples.popleft()
+        t0, s0 = state.samples[0]
+        if now > t0:
+            facts[p + "growth_rate"] = (total - s0) / (now - t0)
+        sig = (count, total)
+        if state.last_sig is None:
+            state.last_change = min(now, newest.mtime) if newest is not None else now
+        elif sig != state.last_sig:
+            state.last_change = now
+        state.last_sig = sig
+        if spec.stall_after is not None or spec.min_growth is not None:
+            stalled = False
+            if count and spec.stall_after is not None:
+                stalled = now - state.last_change >= spec.stall_after
+            if (count and spec.min_growth is not None
+                    and now - t0 >= spec.growth_window and total - s0 < spec.min_growth):
+                stalled = True
+            facts[p + "stalled"] = stalled
+
+        new = self._new_files(spec, entries, state, now)
+        facts[p + "new"] = new
+        facts[p + "new_count"] = len(new)
+        return facts
+
+    def _new_files(self, spec: FileSpec, entries: list[Entry], state: SetState,
+                   now: float) -> list[str]:
+        if state.seen is None:
+            state.seen = {e.path for e in entries}  # the baseline: present before we looked
+            return []
+        quiet_for = spec.quiet_for
+        present: set[str] = set()
+        new: list[str] = []
+        for e in entries:
+            if e.path in state.seen:
+                continue
+            present.add(e.path)
+            prev = state.pending.get(e.path)
+            if prev is None or prev[:2] != (e.size, e.mtime_ns):
+                state.pending[e.path] = (e.size, e.mtime_ns, now)
+                stable_since, observed = now, False
+            else:
+                stable_since, observed = prev[2], True
+            quiet = (quiet_for <= 0 or now - stable_since >= quiet_for
+                     or (observed and now - e.mtime >= quiet_for))
+            if quiet:
+                new.append(e.path)
+        for gone in [path for path in state.pending if path not in present]:
+            del state.pending[gone]
+        new = sorted(new)[:MAX_PATHS]
+        for path in new:
+            state.seen.add(path)
+            del state.pending[path]
+        return new
+
+    def _check(self, e: Entry, spec: FileSpec, now: float,
+               checked: set[tuple[str, str]]) -> str | None:
+        fmt = spec.validate_
+        key = (e.path, fmt)
+        checked.add(key)
+        quiet = True
+        if fmt in integrity.APPENDED:
+            quiet = now - e.mtime >= max(spec.quiet_for, APPEND_QUIET)
+        cached = self._checked.get(key)
+        if cached is not None and cached[:3] == (e.size, e.mtime_ns, quiet):
+            return cached[3]
+        reason = integrity.check(Path(e.path), fmt, quiet=quiet)
+        self._checked[key] = (e.size, e.mtime_ns, quiet, reason)
+        return reason
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _nest(facts: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """`{"job.id": 1, "job.attrs.X": 2}` → `{"id": 1, "attrs": {"X": 2}}` for templates."""
+    out: dict[str, Any] = {}
+    for key, value in facts.items():
+        if not key.startswith(prefix):
+            continue
+        *parents, leaf = key[len(prefix):].split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if not (isinstance(node.get(leaf), dict) and not isinstance(value, dict)):
+            node[leaf] = value
+    return out
+
+
+def _render(template: str, context: Mapping[str, Any], base: Path | None) -> Path | None:
+    if base is None:
+        return None
+    try:
+        return render_path(template, context, base)
+    except Exception:  # an undefined fact or a bad template: this folder cannot be known
+        return None
+
+
+def _job_base(job: Job, base_dir: Path, context: Mapping[str, Any]) -> Path | None:
+    try:
+        return job_base(job, base_dir)
+    except Exception:
+        assert job.workdir is not None
+        return _render(job.workdir, context, base_dir)
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def _glob(root: Path, pattern: str) -> list[Entry]:
+    allow_hidden = _hidden(pattern)
+    out: list[Entry] = []
+    for n, path in enumerate(root.glob(pattern)):
+        if n >= MAX_ENTRIES:
+            break
+        rel = path.relative_to(root).as_posix()
+        if not allow_hidden and _hidden(rel):
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out.append(Entry(str(path), rel, st.st_size, st.st_mtime, st.st_mtime_ns))
+    return out
+
+
+def _walk(root: Path, rx: re.Pattern[str]) -> list[Entry]:
+    """Files under root whose POSIX path relative to root fullmatches rx; hidden folders and
+    symlinked folders are not entered."""
+    out: list[Entry] = []
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    seen = 0
+    while stack and seen < MAX_ENTRIES:
+        folder, prefix = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                seen += 1
+                rel = prefix + entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if not entry.name.startswith("."):
+                            stack.append((entry.path, rel + "/"))
+                        continue
+                    if not rx.fullmatch(rel):
+                        continue
+                    st = entry.stat()
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out.append(Entry(entry.path, rel, st.st_size, st.st_mtime, st.st_mtime_ns))
+    return out
+
+
+def _disk(folders: list[Path], cache: dict[str, tuple[int, int, int] | None]) -> Facts:
+    """disk.* for the fullest filesystem among the folders that exist."""
+    best: tuple[float, str, tuple[int, int, int]] | None = None
+    for folder in folders:
+        key = str(folder)
+        if key not in cache:
+            try:
+                cache[key] = tuple(shutil.disk_usage(folder))  # type: ignore[assignment]
+            except OSError:
+                cache[key] = None
+        du = cache[key]
+        if du is None or du[0] <= 0:
+            continue
+        free_pct = 100.0 * du[2] / du[0]
+        if best is None or free_pct < best[0]:
+            best = (free_pct, key, du)
+    if best is None:
+        return {}
+    free_pct, path, (total, used, free) = best
+    return {"disk.free": free, "disk.total": total, "disk.used": used,
+            "disk.free_pct": free_pct, "disk.path": path}

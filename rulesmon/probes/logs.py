@@ -1,0 +1,480 @@
+"""`log.*` facts: follow each job instance's logs and match extractors and error patterns.
+
+For every instance whose job declares `logs:`, each log path template is rendered with the
+instance's `job.*` facts and `worker` (its worker index; `*` for an instance without one, so a
+per-worker path follows every worker's log), SLURM's `%j %A %a %x %u` are expanded for SLURM
+jobs, and a path with glob characters follows every matching file (new matches join later).
+Each file is read incrementally by a `Tailer`; each new line is matched against the extractors
+(presets first, then the log's own `extract:`) and the error patterns.
+
+Every regex is compiled once, and a pattern with a required literal (the longest run of plain
+characters that every match must contain) is only searched on lines that contain it.
+
+When several logs or files feed one instance, counts add up and the last value of a group comes
+from the most recently matching line (a later tick, then the more recently modified file, then
+the later line). A log that cannot be read gives no facts; the reason is kept in `errors`, by
+path. `collect` never raises for a bad log.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import logging
+import math
+import re
+import stat
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .base import Facts, TickContext, job_base, render_path
+from .log_presets import PRESETS
+from .tail import FileId, Tailer
+
+if TYPE_CHECKING:
+    from ..config.models import Job, LogSpec, Ruleset
+
+log = logging.getLogger(__name__)
+
+ERROR_LINES = 5  #: matching lines kept per error pattern (log.errors.<name>.lines)
+FORGET_AFTER = 600.0  #: seconds an instance may be absent before its files are closed
+_GLOB = re.compile(r"[*?[]")
+_SLURM = re.compile(r"(?<!\{)%([jAaxu%])")
+_INT = re.compile(r"[-+]?\d+")
+_FLOAT = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|infinity)",
+                    re.IGNORECASE)
+_SPECIAL = re.compile(r"([-+]?)(nan|inf)(?:\.0+)?", re.IGNORECASE)
+
+Key = tuple[float, float, int]  # (tick time, file mtime, line sequence): later is more recent
+
+
+# --- patterns ------------------------------------------------------------------------------------
+
+
+def required_literal(pattern: str) -> str | None:
+    """The longest run of plain characters every match of `pattern` contains, or None when
+    there is none or it cannot be told (top-level alternation, case-insensitive matching)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse(pattern)
+        if parsed.state.flags & re.IGNORECASE:
+            return None
+        items = list(parsed)
+    except Exception:
+        return None
+    codes = _parser  # opcodes are re-exported by the parser module
+    runs: list[str] = []
+    current: list[str] = []
+
+    def flush() -> None:
+        if current:
+            runs.append("".join(current))
+            current.clear()
+
+    def walk(seq: Iterable[Any]) -> None:
+        """Collect runs of adjacent literals from a sequence of required items."""
+        for op, arg in seq:
+            if op is codes.LITERAL:
+                current.append(chr(arg))
+            elif op is codes.AT:
+                continue  # zero width: the characters around it are adjacent
+            elif op is codes.SUBPATTERN and not arg[1] & re.IGNORECASE:
+                walk(arg[3])  # a group is required as a whole; its alternations break runs
+            else:
+                flush()  # alternation, repetition, class, lookaround: no literal across it
+
+    if len(items) == 1 and items[0][0] is codes.BRANCH:
+        return None  # alternation at the top level: no single literal is required
+    walk(items)
+    flush()
+    best = max(runs, key=len, default="")
+    return best or None
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    rx: re.Pattern[str]
+    literal: str | None
+    severity: str = "error"
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> tuple[re.Pattern[str], str | None]:
+    return re.compile(pattern), required_literal(pattern)
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """Compiled extractors and error patterns of one log."""
+
+    extract: tuple[Matcher, ...]
+    errors: tuple[Matcher, ...]
+
+
+def patterns_for(spec: LogSpec) -> Patterns:
+    presets = [PRESETS[p] for p in spec.preset_list if p in PRESETS]
+    extract: dict[str, str] = {}
+    for preset in presets:
+        extract.update(preset.extract)
+    extract.update(spec.extract)  # the log's own extractor wins on a name clash
+    errors: dict[str, tuple[str, str]] = {}
+    for preset in presets:
+        errors.update({k: (e.pattern, e.severity) for k, e in preset.errors.items()})
+    errors.update({k: (e.pattern, e.severity) for k, e in spec.errors.items()})
+    ex = tuple(Matcher(name, *_compile(p)) for name, p in extract.items())
+    er = tuple(Matcher(name, *_compile(p), severity=sev) for name, (p, sev) in errors.items())
+    return Patterns(ex, er)
+
+
+def typed(value: str) -> int | float | str:
+    """A captured value as a number when it is one: `12` → 12, `5.036` / `'5.036'` → 5.036,
+    `nan.0` (Lightning) → nan, `-inf.0` → -inf; anything else stays a string."""
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].strip()
+    if _INT.fullmatch(text):
+        return int(text)
+    special = _SPECIAL.fullmatch(text)
+    if special:
+        number = math.nan if special.group(2).lower() == "nan" else math.inf
+        return -number if special.group(1) == "-" else number
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return value
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hits:
+    count: int = 0
+    first_seen: float | None = None
+    last_seen: float | None = None
+
+    def hit(self, now: float) -> None:
+        self.count += 1
+        if self.first_seen is None:
+            self.first_seen = now
+        self.last_seen = now
+
+
+@dataclass
+class ErrorHits(Hits):
+    severity: str = "error"
+    lines: deque[tuple[Key, str]] = field(default_factory=lambda: deque(maxlen=ERROR_LINES))
+
+
+@dataclass
+class LogState:
+    """One `logs:` entry of one instance: its files and what was matched in them."""
+
+    spec: LogSpec
+    patterns: Patterns
+    tail_n: int
+    tailers: dict[str, Tailer] = field(default_factory=dict)
+    resume: dict[FileId, tuple[int, bytes]] = field(default_factory=dict)
+    extract: dict[str, Hits] = field(default_factory=dict)
+    errors: dict[str, ErrorHits] = field(default_factory=dict)
+    values: dict[str, tuple[Key, str]] = field(default_factory=dict)
+    tail: deque[tuple[Key, str]] = field(default_factory=deque)
+    readable: list[Tailer] = field(default_factory=list)  # files read fine this tick
+
+    def __post_init__(self) -> None:
+        self.tail = deque(maxlen=self.tail_n)
+        self.extract = {m.name: Hits() for m in self.patterns.extract}
+        self.errors = {m.name: ErrorHits(severity=m.severity) for m in self.patterns.errors}
+
+    def close(self) -> None:
+        for t in self.tailers.values():
+            t.close()
+        self.tailers.clear()
+
+
+@dataclass
+class InstanceState:
+    logs: dict[int, LogState] = field(default_factory=dict)
+    seq: int = 0
+    seen: float = 0.0
+
+    def close(self) -> None:
+        for s in self.logs.values():
+            s.close()
+
+
+_SEVERITY_ORDER = {"info": 0, "warning": 1, "error": 2, "critical": 3}
+
+
+# --- the probe -----------------------------------------------------------------------------------
+
+
+class LogsProbe:
+    """Follows the logs of every job instance; see the module docstring."""
+
+    name = "logs"
+
+    def __init__(self, ruleset: Ruleset, base_dir: Path | str) -> None:
+        self.ruleset = ruleset
+        self.base_dir = Path(base_dir)
+        #: Why a log gave no facts this tick, by path (or path template).
+        self.errors: dict[str, str] = {}
+        self._instances: dict[str, InstanceState] = {}
+        self._lock = threading.Lock()
+
+    def start(self, ctx: TickContext) -> None:
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            for state in self._instances.values():
+                state.close()
+            self._instances.clear()
+
+    def collect(self, ctx: TickContext) -> dict[str, Facts]:
+        with self._lock:
+            self.errors = {}
+            out: dict[str, Facts] = {}
+            ruleset = ctx.ruleset or self.ruleset
+            for key, facts in ctx.instances.items():
+                job_key = facts.get("job.key")
+                job = ruleset.jobs.get(job_key) if isinstance(job_key, str) else None
+                if job is None or not job.logs:
+                    continue
+                state = self._instances.get(key)
+                if state is None:
+                    state = self._instances[key] = InstanceState()
+                state.seen = ctx.now
+                try:
+                    result = self._collect_instance(ctx, ruleset, job, facts, state)
+                except Exception as exc:  # a bug must not stop the other instances
+                    log.exception("logs probe failed for %s", key)
+                    self.errors[key] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    continue
+                if result:
+                    out[key] = result
+            for key in [k for k, s in self._instances.items()
+                        if k not in ctx.instances and ctx.now - s.seen > FORGET_AFTER]:
+                self._instances.pop(key).close()
+            return out
+
+    # --- per instance --------------------------------------------------------------------------
+
+    def _collect_instance(self, ctx: TickContext, ruleset: Ruleset, job: Job,
+                          facts: Mapping[str, Any], state: InstanceState) -> Facts:
+        base = job_base(job, ctx.base_dir)
+        context = render_context(facts)
+        for index, spec in enumerate(job.logs):
+            ls = state.logs.get(index)
+            if ls is None or ls.spec is not spec:
+                if ls is not None:
+                    ls.close()
+                tail_n = spec.tail if spec.tail is not None else ruleset.defaults.tail
+                ls = state.logs[index] = LogState(spec, patterns_for(spec), tail_n)
+            ls.readable = []
+            template = expand_slurm(spec.path, facts) if job.slurm is not None else spec.path
+            try:
+                path = render_path(template, context, base)
+            except Exception as exc:
+                self.errors[spec.path] = (f"cannot render {spec.path!r}: "
+                                          f"{type(exc).__name__}: {exc}").splitlines()[0]
+                continue
+            self._follow(ctx, state, ls, path)
+        return merge(ctx.now, [s for s in state.logs.values() if s.readable])
+
+    def _follow(self, ctx: TickContext, state: InstanceState, ls: LogState, path: Path) -> None:
+        text = str(path)
+        if _GLOB.search(text):
+            held = {i for t in ls.tailers.values() for i in t.held()}
+            wanted: list[str] = []
+            # Path.glob takes no absolute pattern, and the pattern may have globs in folders
+            for match in sorted(globmod.glob(text)):  # noqa: PTH207
+                if match in ls.tailers:
+                    wanted.append(match)
+                    continue
+                try:
+                    st = Path(match).stat()
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in held:
+                    continue  # a folder, or a file already followed under another name
+                wanted.append(match)
+            if not wanted and not ls.tailers:
+                self.errors[text] = f"no file matches {text}"
+        else:
+            wanted = [text]
+        for name in wanted:
+            if name not in ls.tailers:
+                ls.tailers[name] = Tailer(name, resume=ls.resume)
+        for name in list(ls.tailers):
+            tailer = ls.tailers[name]
+            self._read(ctx, state, ls, tailer)
+            ls.resume.update(tailer.positions())
+            if name not in wanted:
+                if tailer.error is None or not tailer.held():
+                    # no longer wanted (the path changed) or gone and drained to its end
+                    tailer.close()
+                    del ls.tailers[name]
+                continue
+            if tailer.error is None:
+                ls.readable.append(tailer)
+            else:
+                self.errors[name] = tailer.error
+
+    def _read(self, ctx: TickContext, state: InstanceState, ls: LogState, tailer: Tailer) -> None:
+        now = ctx.now
+        extract = ls.patterns.extract
+        errors = ls.patterns.errors
+        for lines in tailer.batches():
+            mtime = tailer.mtime or 0.0
+            seq0 = state.seq
+            for i, line in enumerate(lines):
+                for m in extract:
+                    if m.literal is not None and m.literal not in line:
+                        continue
+                    found = m.rx.search(line)
+                    if found is None:
+                        continue
+                    ls.extract[m.name].hit(now)
+                    key = (now, mtime, seq0 + i)
+                    for group, value in found.groupdict().items():
+                        if value is not None:
+                            ls.values[group] = (key, value)
+                for m in errors:
+                    if m.literal is not None and m.literal not in line:
+                        continue
+                    if m.rx.search(line) is None:
+                        continue
+                    hits = ls.errors[m.name]
+                    hits.hit(now)
+                    hits.lines.append(((now, mtime, seq0 + i), line))
+            state.seq = seq0 + len(lines)
+            if ls.tail_n:
+                start = max(0, len(lines) - ls.tail_n)
+                ls.tail.extend(((now, mtime, seq0 + i), lines[i])
+                               for i in range(start, len(lines)))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def render_context(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"job": {...nested job.* facts...}, "worker": index}` for path templates; `worker` is
+    `*` when the instance is not a worker, so a per-worker path becomes a glob."""
+    job: dict[str, Any] = {}
+    for name, value in facts.items():
+        if not name.startswith("job."):
+            continue
+        parts = name.split(".")[1:]
+        node = job
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            last = parts[-1]
+            if isinstance(node.get(last), dict) and isinstance(value, dict):
+                node[last] = {**value, **node[last]}
+            elif not isinstance(node.get(last), dict):
+                node[last] = value
+    worker = facts.get("worker.index")
+    return {"job": job, "worker": "*" if worker is None else worker}
+
+
+def expand_slurm(template: str, facts: Mapping[str, Any]) -> str:
+    """sbatch filename placeholders: %j job id, %A array job id, %a array task, %x job name,
+    %u user, %% a percent sign. One whose fact is unknown is left as it is."""
+    if "%" not in template:
+        return template
+    values = {
+        "j": facts.get("job.id"),
+        "A": facts.get("job.array_id") or facts.get("job.id"),
+        "a": facts.get("job.array_task"),
+        "x": facts.get("job.name"),
+        "u": facts.get("job.user"),
+        "%": "%",
+    }
+
+    def sub(m: re.Match[str]) -> str:
+        value = values.get(m.group(1))
+        return m.group(0) if value is None else str(value)
+
+    return _SLURM.sub(sub, template)
+
+
+def merge(now: float, logs: list[LogState]) -> Facts:
+    """The facts of one instance from the logs that could be read this tick."""
+    if not logs:
+        return {}
+    newest = max((t for s in logs for t in s.readable), key=lambda t: t.mtime or 0.0)
+    facts: Facts = {
+        "log.path": str(newest.path),
+        "log.size": newest.size,
+        "log.mtime": newest.mtime,
+        "log.age": max(0.0, now - (newest.mtime or now)),
+    }
+    tail_n = max(s.tail_n for s in logs)
+    if len(logs) == 1:
+        tail = [line for _, line in logs[0].tail]
+    else:
+        tail = [line for _, line in sorted((e for s in logs for e in s.tail),
+                                           key=lambda e: e[0])]
+    tail = tail[-tail_n:] if tail_n else []
+    facts["log.tail"] = "\n".join(tail)
+    facts["log.lines"] = tail
+
+    values: dict[str, tuple[Key, str]] = {}
+    extract: dict[str, Hits] = {}
+    errors: dict[str, ErrorHits] = {}
+    for s in logs:
+        for group, (key, value) in s.values.items():
+            if group not in values or key >= values[group][0]:
+                values[group] = (key, value)
+        for name, h in s.extract.items():
+            prev = extract.get(name)
+            extract[name] = h if prev is None else _combine(prev, h)
+        for name, e in s.errors.items():
+            prev_e = errors.get(name)
+            if prev_e is None:
+                errors[name] = e
+                continue
+            c = _combine(prev_e, e)
+            severity = max(prev_e.severity, e.severity, key=lambda v: _SEVERITY_ORDER.get(v, 2))
+            lines = sorted([*prev_e.lines, *e.lines], key=lambda x: x[0])[-ERROR_LINES:]
+            errors[name] = ErrorHits(c.count, c.first_seen, c.last_seen, severity,
+                                     deque(lines, maxlen=ERROR_LINES))
+    for group, (_, value) in values.items():
+        facts[f"log.{group}"] = typed(value)
+    for name, h in extract.items():
+        facts[f"log.extractors.{name}.count"] = h.count
+        if h.first_seen is not None:
+            facts[f"log.extractors.{name}.first_seen"] = h.first_seen
+            facts[f"log.extractors.{name}.last_seen"] = h.last_seen
+    total = 0
+    for name, e in errors.items():
+        total += e.count
+        prefix = f"log.errors.{name}"
+        facts[f"{prefix}.count"] = e.count
+        facts[f"{prefix}.severity"] = e.severity
+        facts[f"{prefix}.lines"] = [line for _, line in e.lines]
+        if e.first_seen is not None:
+            facts[f"{prefix}.first_seen"] = e.first_seen
+            facts[f"{prefix}.last_seen"] = e.last_seen
+        if e.lines:
+            facts[f"{prefix}.last_line"] = e.lines[-1][1]
+    facts["log.error_count"] = total
+    return facts
+
+
+def _combine(a: Hits, b: Hits) -> Hits:
+    """Counts add; first_seen is the earliest, last_seen the latest."""
+    firsts = [t for t in (a.first_seen, b.first_seen) if t is not None]
+    lasts = [t for t in (a.last_seen, b.last_seen) if t is not None]
+    return Hits(a.count + b.count, min(firsts) if firsts else None,
+                max(lasts) if lasts else None)

@@ -1,0 +1,309 @@
+"""Follow one log file incrementally, the way `tail -F` does, with bounded memory.
+
+A `Tailer` remembers the file's identity (st_dev, st_ino) and the byte offset it has read up to.
+Each `read()` returns the complete lines written since the previous call:
+
+- decoded as UTF-8 (invalid bytes replaced), NUL bytes removed, ANSI escape sequences stripped;
+- split on `\\r\\n`, `\\r` or `\\n` (tqdm writes `\\r` updates without newlines outside a terminal);
+  an empty segment ended by a lone `\\r` (the start of a tqdm update) is not a line;
+- a trailing partial line is held back until it is completed, and so is a trailing `\\r` (it may
+  be half of a CRLF);
+- a line longer than `MAX_LINE` keeps only its last `KEEP` bytes;
+- at most `MAX_READ` bytes are read per call, in `CHUNK`-sized reads; the rest comes next call.
+
+Rotation by rename (a new inode at the path): the old file descriptor is kept open and read to
+its end (across calls if need be, and one more call after it looks finished, for a writer that
+had not reopened yet), then the new file is read from offset 0. Truncation (copytruncate): a
+size below the offset, or different first bytes (truncated and grown again between two polls),
+restarts from offset 0. A missing path, a directory, a non-regular file or a permission error
+makes `read()` return what could still be drained from an open descriptor (usually nothing) and
+set `error` to a one-line reason; `read()` never raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_LINE = 1 << 20  #: a longer line is cut...
+KEEP = 64 << 10  #: ...to its last KEEP bytes
+MAX_READ = 64 << 20  #: bytes read per call at most
+CHUNK = 4 << 20  #: bytes per read(2)
+FINGERPRINT = 256  #: first bytes compared to notice truncate-then-regrow
+
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement, erase line
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]"  # two-character escapes (ESC 7, ESC c, ESC ( B)
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+_SPLIT = re.compile(r"(\r\n|\r|\n)")
+
+FileId = tuple[int, int]
+
+
+@dataclass
+class _Open:
+    """An open file being read: descriptor, identity, offset, pending bytes."""
+
+    fd: int
+    ident: FileId
+    offset: int = 0
+    partial: bytes = b""
+    fingerprint: bytes = b""
+    idle_polls: int = 0  #: calls in a row that found nothing new (for a rotated file)
+    cut: bool = False  #: the pending partial line was already cut to its last KEEP bytes
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text) if ("\x1b" in text or "\x9b" in text) else text
+
+
+def _cut(line: bytes) -> bytes:
+    return line[-KEEP:] if len(line) > MAX_LINE else line
+
+
+class Tailer:
+    """Follows one path across appends, rotation and truncation."""
+
+    def __init__(self, path: str | os.PathLike[str], *, max_read: int = MAX_READ,
+                 chunk: int = CHUNK, resume: dict[FileId, tuple[int, bytes]] | None = None) -> None:
+        """`resume` maps file identities to (offset, first bytes) already consumed (a renamed
+        file that a glob matches again, a file renamed back): such a file is not read again
+        from 0 if its first bytes are unchanged (an inode number can be reused)."""
+        self.path = Path(path)
+        self.max_read = max(1, max_read)
+        self.chunk = max(1, min(chunk, self.max_read))
+        self.resume = resume if resume is not None else {}
+        self.error: str | None = None
+        self.size: int | None = None
+        self.mtime: float | None = None
+        self._cur: _Open | None = None
+        self._old: _Open | None = None  # a rotated-away file still being drained
+
+    # --- public ----------------------------------------------------------------------------
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the current file consumed so far."""
+        return self._cur.offset if self._cur else 0
+
+    @property
+    def ident(self) -> FileId | None:
+        return self._cur.ident if self._cur else None
+
+    def held(self) -> set[FileId]:
+        """Identities of the files this tailer has open."""
+        return {o.ident for o in (self._cur, self._old) if o is not None}
+
+    def positions(self) -> dict[FileId, tuple[int, bytes]]:
+        return {o.ident: (o.offset, o.fingerprint) for o in (self._cur, self._old)
+                if o is not None}
+
+    def read(self) -> list[str]:
+        """Complete new lines since the last call (never raises)."""
+        out: list[str] = []
+        for batch in self.batches():
+            out.extend(batch)
+        return out
+
+    def batches(self) -> Iterator[list[str]]:
+        """The same lines as `read()`, one list per chunk read, to keep memory bounded."""
+        budget = self.max_read
+        try:
+            cur = self._reopen()  # may move a rotated-away file to self._old
+            if self._old is not None:
+                for used, lines in self._drain_old(budget):
+                    budget -= used
+                    if lines:
+                        yield lines
+                if self._old is not None and budget <= 0:
+                    return  # the rotated file is not finished yet: the new one waits
+            if cur is None:
+                return
+            for used, lines in self._consume(cur, budget):
+                budget -= used
+                if lines:
+                    yield lines
+        except OSError as exc:  # an unexpected I/O error: report it, never raise
+            self.error = _reason(exc, self.path)
+
+    def close(self) -> None:
+        for o in (self._cur, self._old):
+            if o is not None:
+                with contextlib.suppress(OSError):
+                    os.close(o.fd)
+        self._cur = self._old = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _drain_old(self, budget: int) -> Iterator[tuple[int, list[str]]]:
+        old = self._old
+        assert old is not None
+        got = 0
+        for used, lines in self._consume(old, budget):
+            got += used
+            yield used, lines
+        if got >= budget:
+            return
+        if got:
+            old.idle_polls = 0
+            return
+        old.idle_polls += 1
+        if old.idle_polls >= 2:  # at its end twice in a row: finished, flush its last line
+            tail = old.partial.rstrip(b"\r")
+            self.resume[old.ident] = (old.offset, old.fingerprint)
+            with contextlib.suppress(OSError):
+                os.close(old.fd)
+            self._old = None
+            if tail:
+                yield 0, self._decode([_cut(tail)])
+
+    def _retire(self) -> None:
+        """The path no longer names the current file: drain it as the old one."""
+        cur = self._cur
+        if cur is None:
+            return
+        self._cur = None
+        if self._old is not None:  # a second rotation before the first was drained
+            self.resume[self._old.ident] = (self._old.offset, self._old.fingerprint)
+            with contextlib.suppress(OSError):
+                os.close(self._old.fd)
+        cur.idle_polls = 0
+        self._old = cur
+
+    def _reopen(self) -> _Open | None:
+        """The current file, (re)opened if the path now names another one."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._retire()
+            dangling = self.path.is_symlink()
+            self.error = (f"dangling symlink: {self.path}" if dangling
+                          else f"no such file: {self.path}")
+            return None
+        except OSError as exc:
+            self._retire()
+            self.error = _reason(exc, self.path)
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            self._retire()
+            self.error = f"is a directory: {self.path}"
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self._retire()
+            self.error = f"not a regular file: {self.path}"
+            return None
+        ident = (st.st_dev, st.st_ino)
+        if self._cur is not None and self._cur.ident == ident:
+            cur = self._cur
+        else:
+            self._retire()
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                self.error = _reason(exc, self.path)
+                return None
+            try:
+                fst = os.fstat(fd)
+            except OSError as exc:
+                os.close(fd)
+                self.error = _reason(exc, self.path)
+                return None
+            if not stat.S_ISREG(fst.st_mode):
+                os.close(fd)
+                self.error = f"not a regular file: {self.path}"
+                return None
+            ident = (fst.st_dev, fst.st_ino)
+            cur = _Open(fd, ident)
+            start, fingerprint = self.resume.get(ident, (0, b""))
+            if 0 < start <= fst.st_size and fingerprint \
+                    and os.pread(fd, len(fingerprint), 0) == fingerprint:
+                cur.offset, cur.fingerprint = start, fingerprint
+            self._cur = cur
+        fst = os.fstat(cur.fd)
+        self.size, self.mtime = fst.st_size, fst.st_mtime
+        if fst.st_size < cur.offset or (
+                cur.fingerprint and os.pread(cur.fd, len(cur.fingerprint), 0) != cur.fingerprint):
+            # truncated (copytruncate), perhaps grown again since: start over
+            cur.offset, cur.partial, cur.fingerprint, cur.cut = 0, b"", b"", False
+        self.error = None
+        return cur
+
+    def _consume(self, o: _Open, budget: int) -> Iterator[tuple[int, list[str]]]:
+        """Read `o` from its offset up to `budget` bytes, yielding (bytes used, lines)."""
+        while budget > 0:
+            data = os.pread(o.fd, min(self.chunk, budget), o.offset)
+            if not data:
+                return
+            o.offset += len(data)
+            budget -= len(data)
+            if len(o.fingerprint) < FINGERPRINT and o.offset > len(o.fingerprint):
+                o.fingerprint = os.pread(o.fd, FINGERPRINT, 0)
+            yield len(data), self._split(o, data)
+
+    def _split(self, o: _Open, data: bytes) -> list[str]:
+        if b"\0" in data:
+            data = data.translate(None, b"\0")
+        buf = o.partial + data if o.partial else data
+        last = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
+        if last == len(buf) - 1 and buf.endswith(b"\r"):
+            # a trailing \r may be half of a CRLF: hold it and the line it ends
+            last = max(buf.rfind(b"\n", 0, len(buf) - 1), buf.rfind(b"\r", 0, len(buf) - 1))
+        if last < 0:
+            o.partial = self._bound(o, buf)
+            return []
+        complete, rest = buf[: last + 1], buf[last + 1:]
+        was_cut = o.cut
+        o.cut = False
+        o.partial = self._bound(o, rest)
+        lines = self._lines(complete)
+        if was_cut and lines:  # the end of a line cut while it was being written
+            lines[0] = lines[0][-KEEP:]
+        return lines
+
+    @staticmethod
+    def _bound(o: _Open, partial: bytes) -> bytes:
+        if len(partial) <= MAX_LINE:
+            return partial
+        o.cut = True
+        return partial[-KEEP:]
+
+    def _lines(self, complete: bytes) -> list[str]:
+        """Split bytes that end with a line terminator into decoded lines."""
+        text = complete.decode("utf-8", "replace")
+        if "\r" not in text:
+            parts = text.split("\n")
+            parts.pop()  # after the final terminator
+            lines = parts
+        else:
+            pieces = _SPLIT.split(text)
+            lines = []
+            for i in range(0, len(pieces) - 1, 2):
+                segment, sep = pieces[i], pieces[i + 1]
+                if segment or sep != "\r":  # "\rtext": the empty part before \r is no line
+                    lines.append(segment)
+        return [strip_ansi(line[-KEEP:] if len(line) > MAX_LINE else line) for line in lines]
+
+    def _decode(self, raw: list[bytes]) -> list[str]:
+        return [strip_ansi(b.decode("utf-8", "replace")) for b in raw]
+
+
+def _reason(exc: OSError, path: Path) -> str:
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {path}"
+    if isinstance(exc, IsADirectoryError):
+        return f"is a directory: {path}"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {path}"
+    text = exc.strerror or str(exc)
+    return f"{text}: {path}".splitlines()[0]
