@@ -481,7 +481,7 @@ class Engine:
 
         def render_safe(text: str) -> str:
             try:
-                return render(text, context)
+                return render(text, context, strict=False)
             except Exception as exc:  # never nothing: the raw text with the error
                 return f"{text}\n[template error: {_one_line(exc)}]"
 
@@ -560,7 +560,19 @@ class Engine:
         self.interrupted = signum
         self._wake.set()
 
+    def _terminate_launched(self) -> None:
+        """Workers rulesmon launched do not outlive an interrupted or stopped run."""
+        for probe in self.probes:
+            terminate = getattr(probe, "terminate", None)
+            if terminate is not None:
+                try:
+                    terminate()
+                except Exception as exc:
+                    self.log.warning("terminate_failed", probe=probe.name, error=_one_line(exc))
+
     def _finish(self, outcome: TickOutcome) -> int:
+        if (self.interrupted is not None or self.stop_code is not None) and not self.dry_run:
+            self._terminate_launched()
         failed = int(self.run_facts.get("run.failed", 0) or 0)
         if self.interrupted is not None:
             code = 128 + self.interrupted

@@ -390,7 +390,10 @@ def job_facts(job: Job) -> Namespace:
     log["errors"] = errors
     log["extractors"] = extractors
     out: Namespace = {"log": log}
-    out["files"] = {name: dict(FILE_FACTS) for name in job.files}
+    out["files"] = {
+        name: {k: v for k, v in FILE_FACTS.items()
+               if spec.new_files or k not in ("new", "new_count")}
+        for name, spec in job.files.items()}
     return out
 
 

@@ -13,6 +13,17 @@ from typing import Any
 import structlog
 
 
+def _drop(*keys: str) -> Any:
+    """The console shows one ruleset; the JSON log keeps the key for aggregation."""
+
+    def processor(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        for key in keys:
+            event.pop(key, None)
+        return event
+
+    return processor
+
+
 def setup(level: str = "info", json_file: Path | None = None, color: bool | None = None) -> Any:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -34,6 +45,7 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
     console.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    _drop("ruleset"),
                     structlog.dev.ConsoleRenderer(
                         colors=use_color, pad_event_to=18,
                         exception_formatter=structlog.dev.plain_traceback)]))

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -24,29 +24,29 @@ MAX_TEMPLATE_LENGTH = 20_000
 
 def _pct(value: Any, digits: int = 0) -> str:
     """A percent fact (0-100, such as gpu.util or job.cpu_eff): 87.3 → "87%"."""
-    if value is None:
-        return "?"
+    if value is None or isinstance(value, Undefined):
+        return "unknown"
     v = float(value)
     return "?" if math.isnan(v) else f"{v:.{digits}f}%"
 
 
 def _frac(value: Any, digits: int = 0) -> str:
     """A fraction (0-1, such as progress.slowdown) as a percent: 0.25 → "25%"."""
-    if value is None:
-        return "?"
+    if value is None or isinstance(value, Undefined):
+        return "unknown"
     v = float(value)
     return "?" if math.isnan(v) else f"{v * 100:.{digits}f}%"
 
 
 def _duration(value: Any) -> str:
-    if value is None:
-        return "?"
+    if value is None or isinstance(value, Undefined):
+        return "unknown"
     return format_duration(float(value))
 
 
 def _bytes(value: Any) -> str:
-    if value is None:
-        return "?"
+    if value is None or isinstance(value, Undefined):
+        return "unknown"
     v = float(value)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(v) < 1000 or unit == "TB":
@@ -56,8 +56,8 @@ def _bytes(value: Any) -> str:
 
 
 def _ts(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    if value is None:
-        return "?"
+    if value is None or isinstance(value, Undefined):
+        return "unknown"
     return dt.datetime.fromtimestamp(float(value)).strftime(fmt)
 
 
@@ -93,9 +93,31 @@ class _Environment(ImmutableSandboxedEnvironment):
         return left * right
 
 
-@lru_cache(maxsize=1)
-def environment() -> ImmutableSandboxedEnvironment:
-    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+class MissingFact(Undefined):
+    """At run time a fact the rules know but no probe provided this tick renders as
+    "unknown" (lint has already refused names that can never exist)."""
+
+    def __str__(self) -> str:
+        return "unknown"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        return self
+
+    def __round__(self, *_: Any) -> Any:
+        return self
+
+    __float__ = __int__ = None  # type: ignore[assignment]
+
+
+@lru_cache(maxsize=2)
+def environment(strict: bool = True) -> ImmutableSandboxedEnvironment:
+    env = _Environment(undefined=StrictUndefined if strict else MissingFact, autoescape=False,
+                       keep_trailing_newline=False)
     env.filters.update(FILTERS)
     return env
 
@@ -133,9 +155,9 @@ def _parse(text: str) -> nodes.Template:
 
 
 @lru_cache(maxsize=4096)
-def compiled(text: str) -> Any:
+def compiled(text: str, strict: bool = True) -> Any:
     """The compiled template for a text: compile once, render many times."""
-    return environment().from_string(text)
+    return environment(strict).from_string(text)
 
 
 def is_unknown_filter(message: str) -> bool:
@@ -173,9 +195,12 @@ def paths(tree: nodes.Template) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(longest))
 
 
-def render(text: str, context: dict[str, Any]) -> str:
-    """Render with bounded output; raises TemplateError subclasses on failure."""
-    out: str = compiled(text).render(context)
+def render(text: str, context: dict[str, Any], *, strict: bool = True) -> str:
+    """Render with bounded output; raises TemplateError subclasses on failure.
+
+    `strict=False` is for notifications at run time: facts missing this tick read "unknown".
+    """
+    out: str = compiled(text, strict).render(context)
     if len(out) > MAX_OUTPUT:
         out = out[:MAX_OUTPUT] + f"\n… [truncated {len(out) - MAX_OUTPUT} characters]"
     return out

@@ -27,11 +27,11 @@ def main() -> None:
     parser.add_argument("--worker", type=int, required=True)
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--delay", type=float, default=0.05)
+    parser.add_argument("--delay", type=float, default=0.6)
     args = parser.parse_args()
     crash_worker = int(os.environ.get("CRASH_WORKER", "-1"))
-    ckpt = Path("ckpt")
-    ckpt.mkdir(exist_ok=True)
+    ckpt = Path("ckpt") / f"worker{args.worker}"
+    ckpt.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.worker)
     per_epoch = args.items // args.epochs
     done = 0
@@ -49,7 +49,7 @@ def main() -> None:
             if args.worker == crash_worker and done >= args.items // 2:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB "
                                    "(a simulated crash for the demo)")
-        save_checkpoint(ckpt / f"worker{args.worker}_epoch{epoch}.pt", done)
+        save_checkpoint(ckpt / f"epoch{epoch}.pt", done)
     print(f"done: {done} items", flush=True)
 
 

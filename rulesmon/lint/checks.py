@@ -311,6 +311,8 @@ def _fact(loc: Loc, path: tuple[str, ...], cat: facts.Catalog, scope: str,
             extra = " (declare an extractor with that named group, or a preset that has it)"
         elif path[0] == "files" and len(found.prefix) == 1 and not hint:
             extra = " (declare it under the job's files:)"
+        elif path[0] == "files" and found.missing in ("new", "new_count"):
+            extra = " (set new_files: true on it)"
         elif path[0] in ("worker", "node") and found.prefix == ():
             extra = " (worker.* needs a local job, node.* a dagman job)"
         msg = f"unknown fact {dotted!r}: {where} has no {found.missing!r}{hint}{extra}"

@@ -242,8 +242,9 @@ class FilesProbe:
 
         if scan.status == "error":
             # An unreadable root says nothing about growth or new files: keep the state as is.
-            facts[p + "new"] = []
-            facts[p + "new_count"] = 0
+            if spec.new_files:
+                facts[p + "new"] = []
+                facts[p + "new_count"] = 0
             return facts
 
         # growth and stalls
@@ -272,9 +273,10 @@ class FilesProbe:
                 stalled = True
             facts[p + "stalled"] = stalled
 
-        new = self._new_files(spec, entries, state, now)
-        facts[p + "new"] = new
-        facts[p + "new_count"] = len(new)
+        if spec.new_files:
+            new = self._new_files(spec, entries, state, now)
+            facts[p + "new"] = new
+            facts[p + "new_count"] = len(new)
         return facts
 
     def _new_files(self, spec: FileSpec, entries: list[Entry], state: SetState,
