@@ -115,7 +115,9 @@ class Engine:
         self.store = StateStore(Path(":memory:") if dry_run else state_path)
         self.alerts: dict[str, dict[str, AlertState]] = {}
         for rule_name, inst, st in self.store.alerts().values():
-            self.alerts.setdefault(rule_name, {})[inst] = st
+            # last_eval=None: the first tick after a restart credits no time, so downtime
+            # never counts toward `for:` (held_for keeps what was held before)
+            self.alerts.setdefault(rule_name, {})[inst] = st._replace(last_eval=None)
         self._durable: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.histories: dict[str, History] = {}
         for inst, values in self.store.last_values().items():

@@ -24,11 +24,14 @@ import math
 import re
 import stat
 import threading
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 from pathlib import Path
+from re import _parser  # type: ignore[attr-defined]  # the parse tree, for prefilters
 from typing import TYPE_CHECKING, Any
 
 from .base import Facts, TickContext, job_base, render_path
@@ -55,58 +58,151 @@ Key = tuple[float, float, int]  # (tick time, file mtime, line sequence): later 
 # --- patterns ------------------------------------------------------------------------------------
 
 
-def required_literal(pattern: str) -> str | None:
-    """The longest run of plain characters every match of `pattern` contains, or None when
-    there is none or it cannot be told (top-level alternation, case-insensitive matching)."""
-    try:
-        from re import _parser  # type: ignore[attr-defined]
+_WIDE = 1 << 16  # a prefix this wide or more is treated as unbounded
 
-        parsed = _parser.parse(pattern)
+
+def _parse(pattern: str) -> Any:
+    return _parser.parse(pattern)
+
+
+def _flatten(seq: Iterable[Any], out: list[Any]) -> None:
+    """The items of a sequence with its (case-sensitive) groups inlined: adjacent items stay
+    adjacent, so literal runs can cross group boundaries."""
+    for op, arg in seq:
+        if op is _parser.SUBPATTERN and not arg[1] & re.IGNORECASE:
+            _flatten(arg[3], out)
+        else:
+            out.append((op, arg))
+
+
+Anchor = tuple[str, int | None]  # a literal, and the largest width before it (None: unbounded)
+
+
+def _add_width(a: int | None, b: int | None) -> int | None:
+    if a is None or b is None or a + b >= _WIDE:
+        return None
+    return a + b
+
+
+def _candidates(state: Any, seq: Iterable[Any]) -> list[tuple[Anchor, ...]]:
+    """Sets of literals such that every match of the sequence contains one literal of the set:
+    each run of adjacent literal characters (a set of one), and each alternation whose every
+    branch has such a set (their union)."""
+    flat: list[Any] = []
+    _flatten(seq, flat)
+    found: list[tuple[Anchor, ...]] = []
+    current: list[str] = []
+    width: int | None = 0  # largest width of the items before the current position
+    start_width: int | None = 0
+    for op, arg in flat:
+        if op is _parser.LITERAL:
+            if not current:
+                start_width = width
+            current.append(chr(arg))
+            width = _add_width(width, 1)
+            continue
+        if op is _parser.AT:
+            continue  # zero width: the characters around it are adjacent
+        if current:
+            found.append((("".join(current), start_width),))
+            current = []
+        if op is _parser.BRANCH:
+            union: list[Anchor] = []
+            for alternative in arg[1]:
+                best = _best(_candidates(state, alternative))
+                if best is None:
+                    union = []
+                    break
+                union.extend((lit, _add_width(width, w)) for lit, w in best)
+            if union:
+                found.append(tuple(dict.fromkeys(union)))
+        width = _add_width(width, _parser.SubPattern(state, [(op, arg)]).getwidth()[1])
+    if current:
+        found.append((("".join(current), start_width),))
+    return found
+
+
+def _best(candidates: list[tuple[Anchor, ...]]) -> tuple[Anchor, ...] | None:
+    """The most selective set: the one whose shortest literal is longest, fewer literals
+    first."""
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (min(len(lit) for lit, _ in c), -len(c)))
+
+
+def anchors(pattern: str) -> tuple[Anchor, ...] | None:
+    """Literals of which every match of `pattern` contains at least one, each with the largest
+    width of the match before it; None when there are none or it cannot be told (ignoring
+    case). A run of plain characters gives one literal, an alternation one per branch."""
+    try:
+        parsed = _parse(pattern)
         if parsed.state.flags & re.IGNORECASE:
             return None
+        return _best(_candidates(parsed.state, list(parsed)))
+    except Exception:  # an unusual parse tree: no prefilter rather than a wrong one
+        return None
+
+
+def required_literal(pattern: str) -> str | None:
+    """The longest run of plain characters every match of `pattern` contains, or None when
+    there is none or it cannot be told (alternation at the top level, ignoring case)."""
+    try:
+        parsed = _parse(pattern)
         items = list(parsed)
+        if parsed.state.flags & re.IGNORECASE or (
+                len(items) == 1 and items[0][0] is _parser.BRANCH):
+            return None
+        runs = [c[0][0] for c in _candidates(parsed.state, items) if len(c) == 1]
     except Exception:
         return None
-    codes = _parser  # opcodes are re-exported by the parser module
-    runs: list[str] = []
-    current: list[str] = []
+    return max(runs, key=len, default=None)
 
-    def flush() -> None:
-        if current:
-            runs.append("".join(current))
-            current.clear()
 
-    def walk(seq: Iterable[Any]) -> None:
-        """Collect runs of adjacent literals from a sequence of required items."""
-        for op, arg in seq:
-            if op is codes.LITERAL:
-                current.append(chr(arg))
-            elif op is codes.AT:
-                continue  # zero width: the characters around it are adjacent
-            elif op is codes.SUBPATTERN and not arg[1] & re.IGNORECASE:
-                walk(arg[3])  # a group is required as a whole; its alternations break runs
-            else:
-                flush()  # alternation, repetition, class, lookaround: no literal across it
+def _line_bound(pattern: str) -> bool:
+    """Whether searching a line in place inside a block of lines (`search(text, pos, endpos)`
+    with re.MULTILINE) is the same as searching the line alone: not with a lookbehind (it
+    would see the previous line) or `\\A`."""
+    def unsafe(node: Any) -> bool:
+        if isinstance(node, list | tuple | _parser.SubPattern):
+            if isinstance(node, tuple) and len(node) == 2 and node[0] in (
+                    _parser.ASSERT, _parser.ASSERT_NOT) and node[1][0] < 0:
+                return True
+            if isinstance(node, tuple) and len(node) == 2 and node[0] is _parser.AT \
+                    and node[1] is _parser.AT_BEGINNING_STRING:
+                return True
+            return any(unsafe(child) for child in node)
+        return False
 
-    if len(items) == 1 and items[0][0] is codes.BRANCH:
-        return None  # alternation at the top level: no single literal is required
-    walk(items)
-    flush()
-    best = max(runs, key=len, default="")
-    return best or None
+    try:
+        return not unsafe(_parse(pattern))
+    except Exception:
+        return False
 
 
 @dataclass(frozen=True)
 class Matcher:
+    """One compiled pattern: `rx` for a line alone, `block` (re.MULTILINE) for a line searched
+    in place in a block of lines, the literals a match must contain, and whether the block
+    search is exact for it."""
+
     name: str
     rx: re.Pattern[str]
-    literal: str | None
+    block: re.Pattern[str]
+    anchors: tuple[Anchor, ...] | None
+    in_place: bool
     severity: str = "error"
+
+    @property
+    def literals(self) -> tuple[str, ...]:
+        return tuple(lit for lit, _ in self.anchors or ())
 
 
 @lru_cache(maxsize=1024)
-def _compile(pattern: str) -> tuple[re.Pattern[str], str | None]:
-    return re.compile(pattern), required_literal(pattern)
+def _compile(pattern: str) -> tuple[re.Pattern[str], re.Pattern[str],
+                                    tuple[Anchor, ...] | None, bool]:
+    rx = re.compile(pattern)
+    block = re.compile(pattern, re.MULTILINE)
+    return rx, block, anchors(pattern), _line_bound(pattern)
 
 
 @dataclass(frozen=True)
@@ -158,8 +254,8 @@ class Hits:
     first_seen: float | None = None
     last_seen: float | None = None
 
-    def hit(self, now: float) -> None:
-        self.count += 1
+    def add(self, n: int, now: float) -> None:
+        self.count += n
         if self.first_seen is None:
             self.first_seen = now
         self.last_seen = now
@@ -328,36 +424,92 @@ class LogsProbe:
 
     def _read(self, ctx: TickContext, state: InstanceState, ls: LogState, tailer: Tailer) -> None:
         now = ctx.now
-        extract = ls.patterns.extract
-        errors = ls.patterns.errors
         for lines in tailer.batches():
             mtime = tailer.mtime or 0.0
             seq0 = state.seq
-            for i, line in enumerate(lines):
-                for m in extract:
-                    if m.literal is not None and m.literal not in line:
-                        continue
-                    found = m.rx.search(line)
-                    if found is None:
-                        continue
-                    ls.extract[m.name].hit(now)
-                    key = (now, mtime, seq0 + i)
-                    for group, value in found.groupdict().items():
-                        if value is not None:
-                            ls.values[group] = (key, value)
-                for m in errors:
-                    if m.literal is not None and m.literal not in line:
-                        continue
-                    if m.rx.search(line) is None:
-                        continue
-                    hits = ls.errors[m.name]
-                    hits.hit(now)
-                    hits.lines.append(((now, mtime, seq0 + i), line))
             state.seq = seq0 + len(lines)
+            block = Block(lines)
+            for m in ls.patterns.extract:
+                hits = block.scan(m)
+                if not hits:
+                    continue
+                ls.extract[m.name].add(len(hits), now)
+                pending = set(m.rx.groupindex)
+                for i, found in reversed(hits):  # the last non-None value of each group
+                    for group, value in found.groupdict().items():
+                        if value is None or group not in pending:
+                            continue
+                        pending.discard(group)
+                        key = (now, mtime, seq0 + i)
+                        if group not in ls.values or key >= ls.values[group][0]:
+                            ls.values[group] = (key, value)
+                    if not pending:
+                        break
+            for m in ls.patterns.errors:
+                hits = block.scan(m)
+                if not hits:
+                    continue
+                err = ls.errors[m.name]
+                err.add(len(hits), now)
+                err.lines.extend(((now, mtime, seq0 + i), lines[i])
+                                 for i, _ in hits[-ERROR_LINES:])
             if ls.tail_n:
                 start = max(0, len(lines) - ls.tail_n)
                 ls.tail.extend(((now, mtime, seq0 + i), lines[i])
                                for i in range(start, len(lines)))
+
+
+class Block:
+    """A batch of lines, searched pattern by pattern: a pattern with literals is searched only
+    on the lines containing one (found with `str.find` over the whole block, so lines without
+    are never visited in Python), from just before the literal when the width of what precedes
+    it is bounded."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self._text: str | None = None
+        self._starts: list[int] = []
+
+    def _index(self) -> str:
+        if self._text is None:
+            self._text = "\n".join(self.lines)
+            self._starts = list(accumulate((n + 1 for n in map(len, self.lines)), initial=0))
+        return self._text
+
+    def scan(self, m: Matcher) -> list[tuple[int, re.Match[str]]]:
+        """(line index, first match in that line) for every line `m` matches, in order."""
+        lines = self.lines
+        if not lines:
+            return []
+        if m.anchors is None or not m.in_place:
+            literals = m.literals
+            rx = m.rx
+            out = []
+            for i, line in enumerate(lines):
+                if literals and not any(lit in line for lit in literals):
+                    continue
+                found = rx.search(line)
+                if found is not None:
+                    out.append((i, found))
+            return out
+        text = self._index()
+        starts = self._starts
+        begin: dict[int, int] = {}  # line index -> where a match may start at the earliest
+        for lit, before in m.anchors:
+            pos = text.find(lit)
+            while pos >= 0:
+                i = bisect_right(starts, pos) - 1
+                first = starts[i] if before is None else max(starts[i], pos - before)
+                if first < begin.get(i, first + 1):
+                    begin[i] = first
+                pos = text.find(lit, starts[i + 1])  # the next line: one look per line
+        out = []
+        block = m.block
+        for i in sorted(begin):
+            found = block.search(text, begin[i], starts[i + 1] - 1)
+            if found is not None:
+                out.append((i, found))
+        return out
 
 
 # --- helpers -------------------------------------------------------------------------------------

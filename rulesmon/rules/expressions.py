@@ -84,6 +84,13 @@ def _where(node: ast.AST) -> int:
 
 
 def _check_node(node: ast.AST) -> None:
+    if isinstance(node, ast.Compare):
+        for op, right in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, ast.Is | ast.IsNot) and not (
+                    isinstance(right, ast.Constant) and right.value is None):
+                raise ExpressionError("`is` compares only with None (use == for values)",
+                                      _where(node))
+        return
     simple = (ast.BoolOp, ast.IfExp, ast.Load, ast.And, ast.Or, ast.Tuple, ast.List,
               ast.Subscript, *_ALLOWED_BINOPS, *_ALLOWED_UNARY, *_ALLOWED_CMP)
     if isinstance(node, simple):
@@ -97,6 +104,11 @@ def _check_node(node: ast.AST) -> None:
             raise ExpressionError(f"operator {type(node.op).__name__} is not allowed", _where(node))
         return
     if isinstance(node, ast.Compare):
+        for op, right in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, ast.Is | ast.IsNot) and not (
+                    isinstance(right, ast.Constant) and right.value is None):
+                raise ExpressionError("`is` compares only with None (use == for values)",
+                                      _where(node))
         return
     if isinstance(node, ast.Constant):
         if not isinstance(node.value, str | int | float | bool | type(None)):
