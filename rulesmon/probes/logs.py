@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 from .base import Facts, TickContext, job_base, render_path
 from .log_presets import PRESETS
-from .tail import FileId, Tailer
+from .tail import FileId, Resume, Tailer
 
 if TYPE_CHECKING:
     from ..config.models import Job, LogSpec, Ruleset
 
 log = logging.getLogger(__name__)
 
+SPARSE = 8  #: literal occurrences below 1 in SPARSE lines: visit only those lines
 ERROR_LINES = 5  #: matching lines kept per error pattern (log.errors.<name>.lines)
 FORGET_AFTER = 600.0  #: seconds an instance may be absent before its files are closed
 _GLOB = re.compile(r"[*?[]")
@@ -275,7 +276,7 @@ class LogState:
     patterns: Patterns
     tail_n: int
     tailers: dict[str, Tailer] = field(default_factory=dict)
-    resume: dict[FileId, tuple[int, bytes]] = field(default_factory=dict)
+    resume: dict[FileId, Resume] = field(default_factory=dict)
     extract: dict[str, Hits] = field(default_factory=dict)
     errors: dict[str, ErrorHits] = field(default_factory=dict)
     values: dict[str, tuple[Key, str]] = field(default_factory=dict)
@@ -365,12 +366,14 @@ class LogsProbe:
                           facts: Mapping[str, Any], state: InstanceState) -> Facts:
         base = job_base(job, ctx.base_dir)
         context = render_context(facts)
+        for index in [i for i in state.logs if i >= len(job.logs)]:  # the ruleset changed
+            state.logs.pop(index).close()
         for index, spec in enumerate(job.logs):
             ls = state.logs.get(index)
-            if ls is None or ls.spec is not spec:
+            tail_n = spec.tail if spec.tail is not None else ruleset.defaults.tail
+            if ls is None or ls.spec != spec or ls.tail_n != tail_n:  # new, or a changed ruleset
                 if ls is not None:
                     ls.close()
-                tail_n = spec.tail if spec.tail is not None else ruleset.defaults.tail
                 ls = state.logs[index] = LogState(spec, patterns_for(spec), tail_n)
             ls.readable = []
             template = expand_slurm(spec.path, facts) if job.slurm is not None else spec.path
@@ -434,25 +437,17 @@ class LogsProbe:
                 if not hits:
                     continue
                 ls.extract[m.name].add(len(hits), now)
-                pending = set(m.rx.groupindex)
-                for i, found in reversed(hits):  # the last non-None value of each group
-                    for group, value in found.groupdict().items():
-                        if value is None or group not in pending:
-                            continue
-                        pending.discard(group)
-                        key = (now, mtime, seq0 + i)
-                        if group not in ls.values or key >= ls.values[group][0]:
-                            ls.values[group] = (key, value)
-                    if not pending:
-                        break
+                for group, (i, value) in block.last_values(m, hits).items():
+                    key = (now, mtime, seq0 + i)
+                    if group not in ls.values or key >= ls.values[group][0]:
+                        ls.values[group] = (key, value)
             for m in ls.patterns.errors:
                 hits = block.scan(m)
                 if not hits:
                     continue
                 err = ls.errors[m.name]
                 err.add(len(hits), now)
-                err.lines.extend(((now, mtime, seq0 + i), lines[i])
-                                 for i, _ in hits[-ERROR_LINES:])
+                err.lines.extend(((now, mtime, seq0 + i), lines[i]) for i in hits[-ERROR_LINES:])
             if ls.tail_n:
                 start = max(0, len(lines) - ls.tail_n)
                 ls.tail.extend(((now, mtime, seq0 + i), lines[i])
@@ -476,23 +471,41 @@ class Block:
             self._starts = list(accumulate((n + 1 for n in map(len, self.lines)), initial=0))
         return self._text
 
-    def scan(self, m: Matcher) -> list[tuple[int, re.Match[str]]]:
-        """(line index, first match in that line) for every line `m` matches, in order."""
+    def scan(self, m: Matcher) -> list[int]:
+        """The indices of the lines `m` matches (`m.rx.search(line)`), in order. Match objects
+        are not kept: `last_values` searches the few lines it needs again."""
         lines = self.lines
         if not lines:
             return []
-        if m.anchors is None or not m.in_place:
-            literals = m.literals
-            rx = m.rx
-            out = []
+        if m.anchors is not None:
+            text = self._index()
+            seen = sum(text.count(lit) for lit, _ in m.anchors)
+            if not seen:
+                return []
+            if m.in_place and seen * SPARSE < len(lines):
+                return self._sparse(m, text)
+        out: list[int] = []
+        search = m.rx.search
+        if m.anchors is None:
+            out = [i for i, line in enumerate(lines) if search(line) is not None]
+        elif len(m.anchors) == 1:
+            ((lit, before),) = m.anchors
             for i, line in enumerate(lines):
-                if literals and not any(lit in line for lit in literals):
-                    continue
-                found = rx.search(line)
-                if found is not None:
-                    out.append((i, found))
-            return out
-        text = self._index()
+                at = line.find(lit)
+                # no match starts before the literal's first occurrence minus `before`
+                if at >= 0 and search(
+                        line, 0 if before is None or at <= before else at - before) is not None:
+                    out.append(i)
+        else:
+            literals = m.literals
+            out = [i for i, line in enumerate(lines)
+                   if any(lit in line for lit in literals) and search(line) is not None]
+        return out
+
+    def _sparse(self, m: Matcher, text: str) -> list[int]:
+        """Few lines hold a literal: find them in the whole block and search only those, each
+        in place (re.MULTILINE, bounded to the line)."""
+        assert m.anchors is not None
         starts = self._starts
         begin: dict[int, int] = {}  # line index -> where a match may start at the earliest
         for lit, before in m.anchors:
@@ -503,12 +516,25 @@ class Block:
                 if first < begin.get(i, first + 1):
                     begin[i] = first
                 pos = text.find(lit, starts[i + 1])  # the next line: one look per line
-        out = []
-        block = m.block
-        for i in sorted(begin):
-            found = block.search(text, begin[i], starts[i + 1] - 1)
-            if found is not None:
-                out.append((i, found))
+        search = m.block.search
+        return [i for i in sorted(begin) if search(text, begin[i], starts[i + 1] - 1) is not None]
+
+    def last_values(self, m: Matcher, hits: list[int]) -> dict[str, tuple[int, str]]:
+        """The last non-None value of each named group among the matched lines, with its line
+        index: the last match usually has them all; earlier lines are searched only for groups
+        it left empty."""
+        pending = set(m.rx.groupindex)
+        out: dict[str, tuple[int, str]] = {}
+        for i in reversed(hits):
+            found = m.rx.search(self.lines[i])
+            if found is None:  # cannot happen: the line matched
+                continue
+            for group, value in found.groupdict().items():
+                if value is not None and group in pending:
+                    pending.discard(group)
+                    out[group] = (i, value)
+            if not pending:
+                break
         return out
 
 

@@ -45,7 +45,8 @@ _ANSI = re.compile(
 )
 _SPLIT = re.compile(r"(\r\n|\r|\n)")
 
-FileId = tuple[int, int]
+FileId = tuple[int, int]  #: (st_dev, st_ino)
+Resume = tuple[int, bytes, str]  #: offset, first bytes, the path it was read under
 
 
 @dataclass
@@ -73,10 +74,12 @@ class Tailer:
     """Follows one path across appends, rotation and truncation."""
 
     def __init__(self, path: str | os.PathLike[str], *, max_read: int = MAX_READ,
-                 chunk: int = CHUNK, resume: dict[FileId, tuple[int, bytes]] | None = None) -> None:
-        """`resume` maps file identities to (offset, first bytes) already consumed (a renamed
-        file that a glob matches again, a file renamed back): such a file is not read again
-        from 0 if its first bytes are unchanged (an inode number can be reused)."""
+                 chunk: int = CHUNK, resume: dict[FileId, Resume] | None = None) -> None:
+        """`resume` maps file identities to what was consumed of them under another path (a
+        rotated file that a glob matches under its new name): such a file is read on from
+        there, not again from 0, if its first bytes are unchanged. It is shared with the
+        caller, who keeps it across tailers; entries recorded under this same path are not
+        used (a deleted file's inode number can come back for a new file)."""
         self.path = Path(path)
         self.max_read = max(1, max_read)
         self.chunk = max(1, min(chunk, self.max_read))
@@ -102,9 +105,10 @@ class Tailer:
         """Identities of the files this tailer has open."""
         return {o.ident for o in (self._cur, self._old) if o is not None}
 
-    def positions(self) -> dict[FileId, tuple[int, bytes]]:
-        return {o.ident: (o.offset, o.fingerprint) for o in (self._cur, self._old)
-                if o is not None}
+    def positions(self) -> dict[FileId, Resume]:
+        """What has been consumed of each open file, for `resume`."""
+        return {o.ident: (o.offset, o.fingerprint, str(self.path))
+                for o in (self._cur, self._old) if o is not None}
 
     def read(self) -> list[str]:
         """Complete new lines since the last call (never raises)."""
@@ -142,7 +146,8 @@ class Tailer:
         self._cur = self._old = None
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):
+            self.close()
 
     # --- internals -------------------------------------------------------------------------
 
@@ -161,12 +166,13 @@ class Tailer:
         old.idle_polls += 1
         if old.idle_polls >= 2:  # at its end twice in a row: finished, flush its last line
             tail = old.partial.rstrip(b"\r")
-            self.resume[old.ident] = (old.offset, old.fingerprint)
+            tail = tail[-KEEP:] if old.cut else _cut(tail)
+            self.resume[old.ident] = (old.offset, old.fingerprint, str(self.path))
             with contextlib.suppress(OSError):
                 os.close(old.fd)
             self._old = None
             if tail:
-                yield 0, self._decode([_cut(tail)])
+                yield 0, [strip_ansi(tail.decode("utf-8", "replace"))]
 
     def _retire(self) -> None:
         """The path no longer names the current file: drain it as the old one."""
@@ -175,7 +181,8 @@ class Tailer:
             return
         self._cur = None
         if self._old is not None:  # a second rotation before the first was drained
-            self.resume[self._old.ident] = (self._old.offset, self._old.fingerprint)
+            self.resume[self._old.ident] = (self._old.offset, self._old.fingerprint,
+                                            str(self.path))
             with contextlib.suppress(OSError):
                 os.close(self._old.fd)
         cur.idle_polls = 0
@@ -225,8 +232,8 @@ class Tailer:
                 return None
             ident = (fst.st_dev, fst.st_ino)
             cur = _Open(fd, ident)
-            start, fingerprint = self.resume.get(ident, (0, b""))
-            if 0 < start <= fst.st_size and fingerprint \
+            start, fingerprint, where = self.resume.get(ident, (0, b"", ""))
+            if 0 < start <= fst.st_size and fingerprint and where != str(self.path) \
                     and os.pread(fd, len(fingerprint), 0) == fingerprint:
                 cur.offset, cur.fingerprint = start, fingerprint
             self._cur = cur
@@ -293,9 +300,6 @@ class Tailer:
                 if segment or sep != "\r":  # "\rtext": the empty part before \r is no line
                     lines.append(segment)
         return [strip_ansi(line[-KEEP:] if len(line) > MAX_LINE else line) for line in lines]
-
-    def _decode(self, raw: list[bytes]) -> list[str]:
-        return [strip_ansi(b.decode("utf-8", "replace")) for b in raw]
 
 
 def _reason(exc: OSError, path: Path) -> str:

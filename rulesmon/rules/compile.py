@@ -16,6 +16,7 @@ The generated code sees no builtins; a differential test checks it agrees with s
 from __future__ import annotations
 
 import ast
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -301,8 +302,10 @@ def compile_condition(parsed: Parsed) -> Compiled:
                 path = dotted(node.args[idx]) if idx < len(node.args) else None
                 if path:
                     tracked.add(".".join(path))
-    fast = eval(f"lambda s, h, now: {fast_src}", dict(_NAMESPACE))
-    kleene = eval(f"lambda s, h, now: {kleene_src}", dict(_NAMESPACE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # parse() already refused what Python warns about
+        fast = eval(f"lambda s, h, now: {fast_src}", dict(_NAMESPACE))
+        kleene = eval(f"lambda s, h, now: {kleene_src}", dict(_NAMESPACE))
     return Compiled(parsed.text, fast_src, kleene_src, fast, kleene,
                     frozenset(fast_emitter.keys), frozenset(tracked))
 

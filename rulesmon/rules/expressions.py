@@ -61,6 +61,8 @@ def parse(text: str) -> Parsed:
             stmt = SimpleEval.parse(source)
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", exc.offset or 0) from None
+    except SyntaxWarning as exc:  # such as `"x" is None`: always a mistake in a condition
+        raise ExpressionError(str(exc)) from None
     except (Warning, Exception) as exc:  # simpleeval warns on several statements
         raise ExpressionError(f"not a single expression: {exc}") from None
     if not isinstance(stmt, ast.Expr):
