@@ -1,0 +1,471 @@
+"""The logs probe and its tailer, on real files: partial lines, tqdm `\\r` updates, ANSI codes,
+bad bytes, rotation, truncation, unreadable paths, typed extractor values, error patterns, globs
+and a large sparse file."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from rulesmon.config.loader import load_text
+from rulesmon.probes.base import TickContext
+from rulesmon.probes.logs import LogsProbe, anchors, required_literal, typed
+from rulesmon.probes.tail import KEEP, MAX_READ, Tailer
+
+KEY = "embed/0"
+
+
+def make_probe(tmp_path: Path, logs: str, *, jobs_extra: str = "") -> tuple[LogsProbe, Any]:
+    """A probe for a ruleset whose job `embed` has the given `logs:` YAML block."""
+    text = "version: 1\nname: t\njobs:\n  embed:\n    logs:\n" + textwrap.indent(
+        textwrap.dedent(logs).strip("\n"), "      ") + "\n" + jobs_extra
+    ruleset = load_text(text, "t.yaml", env={}, base=tmp_path).ruleset
+    return LogsProbe(ruleset, tmp_path), ruleset
+
+
+def collect(probe: LogsProbe, ruleset: Any, tmp_path: Path,
+            instances: dict[str, dict[str, Any]] | None = None,
+            now: float | None = None) -> dict[str, dict[str, Any]]:
+    ctx = TickContext(now=time.time() if now is None else now, ruleset=ruleset,
+                      base_dir=tmp_path,
+                      instances=instances or {KEY: {"job.key": "embed", "job.id": "123"}})
+    return probe.collect(ctx)
+
+
+def append(path: Path, data: bytes) -> None:
+    with path.open("ab") as f:
+        f.write(data)
+
+
+# --- the tailer ----------------------------------------------------------------------------------
+
+
+def test_partial_line_held_back_then_completed(tmp_path: Path) -> None:
+    """A line without its terminator is held back until completed, and a CRLF split across
+    two reads gives one line, not an empty one."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"one\ntw")
+    t = Tailer(path)
+    assert t.read() == ["one"]
+    append(path, b"o\r")
+    assert t.read() == []  # "two\r" may be half of a CRLF
+    append(path, b"\nthree\r\n")
+    assert t.read() == ["two", "three"]
+    assert t.read() == []
+    assert t.error is None and t.size == path.stat().st_size and t.mtime is not None
+
+
+def test_long_line_is_cut(tmp_path: Path) -> None:
+    """A line over 1 MiB keeps only its last 64 KiB, even while it is still being written."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"x" * (3 << 20))
+    t = Tailer(path)
+    assert t.read() == []
+    append(path, b"END\nnext\n")
+    lines = t.read()
+    assert len(lines[0]) <= KEEP and lines[0].endswith("xEND")
+    assert lines[1] == "next"
+
+
+def test_ansi_codes_stripped(tmp_path: Path) -> None:
+    """Colour codes and erase-line sequences are removed before matching."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"\x1b[32mINFO\x1b[0m Processed \x1b[1m5\x1b[22m/10 items\x1b[K\n")
+    probe, rs = make_probe(tmp_path, "- {path: a.log, preset: python-logging}")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.done"] == 5 and facts["log.total"] == 10
+    assert facts["log.tail"] == "INFO Processed 5/10 items"
+
+
+def test_invalid_utf8_and_nul_bytes(tmp_path: Path) -> None:
+    """Invalid UTF-8 becomes U+FFFD and NUL bytes vanish; nothing raises."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"\xff\xfe bad \x00\x00Processed 3/4\n\x00\x00\x00\nok \xe2\x82\n")
+    probe, rs = make_probe(tmp_path, "- {path: a.log, preset: python-logging}")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.done"] == 3
+    assert facts["log.lines"][0] == "\ufffd\ufffd bad Processed 3/4"
+    assert "\x00" not in facts["log.tail"]
+    assert facts["log.lines"][-1].startswith("ok ")
+
+
+# --- tqdm and extractors -------------------------------------------------------------------------
+
+
+def test_tqdm_carriage_return_updates(tmp_path: Path) -> None:
+    """tqdm's `\\r` updates without newlines become lines; the tqdm preset gives done, total
+    and rate, and the bar still being drawn is held back until the next update."""
+    bars = []
+    for i in range(1, 11):
+        done = i * 10
+        fill = "█" * i + " " * (10 - i)
+        bars.append(f"\r{done:3d}%|{fill}| {done}/100 [00:{i:02d}<00:{10 - i:02d}, 9.9it/s]")
+    path = tmp_path / "bar.log"
+    path.write_bytes("".join(bars).encode())
+    probe, rs = make_probe(tmp_path, "- {path: bar.log, preset: tqdm}")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.done"] == 90  # the 100/100 update is not finished yet
+    assert facts["log.total"] == 100
+    assert facts["log.rate"] == 9.9
+    assert facts["log.pct"] == 90
+    assert facts["log.extractors.tqdm.count"] == 9
+    assert "" not in facts["log.lines"]
+    append(path, b"\nTraining done\n")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.done"] == 100 and facts["log.extractors.tqdm.count"] == 10
+    assert facts["log.lines"][-1] == "Training done"
+
+
+def test_extractor_values_are_typed(tmp_path: Path) -> None:
+    """Lightning's `loss=nan.0` is a float NaN, transformers' quoted values are numbers, and a
+    log's own extractor replaces a preset one of the same name."""
+    (tmp_path / "pl.log").write_text(
+        "Epoch 3:  45%|████▌     | 45/100 [00:10<00:12, 4.50it/s, v_num=0, loss=nan.0]\n")
+    (tmp_path / "hf.log").write_text(
+        "{'loss': '5.036', 'grad_norm': '1.25', 'learning_rate': '5e-05', 'epoch': '2'}\n"
+        "{'eval_loss': 'inf.0', 'epoch': '2.5'}\n"
+        "step=17 tag=warmup\n")
+    probe, rs = make_probe(tmp_path, "- {path: pl.log, preset: lightning}", jobs_extra="""
+  hf:
+    logs:
+      - path: hf.log
+        preset: hf-trainer
+        extract:
+          hf_epoch: 'step=(?P<step>\\d+) tag=(?P<tag>\\w+)'
+""")
+    out = collect(probe, rs, tmp_path, {
+        "embed/0": {"job.key": "embed"}, "hf/0": {"job.key": "hf"}})
+    pl, hf = out["embed/0"], out["hf/0"]
+    assert pl["log.epoch"] == 3 and pl["log.done"] == 45 and pl["log.total"] == 100
+    assert isinstance(pl["log.loss"], float) and math.isnan(pl["log.loss"])
+    assert hf["log.loss"] == 5.036 and hf["log.grad_norm"] == 1.25
+    assert hf["log.eval_loss"] == math.inf
+    assert hf["log.step"] == 17 and isinstance(hf["log.step"], int)
+    assert hf["log.tag"] == "warmup"
+    assert "log.epoch" not in hf  # hf_epoch was replaced by the log's own extractor
+    assert hf["log.extractors.hf_epoch.count"] == 1
+    assert hf["log.extractors.hf_loss.count"] == 1
+    assert typed("'5.036'") == 5.036 and typed("2") == 2 and typed("12abc") == "12abc"
+    assert math.isnan(typed("nan.0")) and typed("-inf.0") == -math.inf
+
+
+def test_error_patterns_count_and_last_line(tmp_path: Path) -> None:
+    """Error patterns count matches across ticks, keep the last line and the last five lines,
+    their severity and first/last seen times; log.error_count adds them all."""
+    path = tmp_path / "a.log"
+    path.write_text("start\nTraceback (most recent call last):\n  File x\nValueError: bad\n"
+                    "WARN connection refused by 10.0.0.1\n")
+    probe, rs = make_probe(tmp_path, """
+        - path: a.log
+          preset: [traceback, cuda-oom]
+          errors:
+            connection: 'connection refused|timed out'
+            retry: {pattern: 'retrying in \\d+s', severity: warning}
+          tail: 3
+        """)
+    facts = collect(probe, rs, tmp_path, now=1000.0)[KEY]
+    assert facts["log.errors.traceback.count"] == 1
+    assert facts["log.errors.traceback.severity"] == "error"
+    assert facts["log.errors.connection.count"] == 1
+    assert facts["log.errors.oom.count"] == 0 and facts["log.errors.oom.severity"] == "critical"
+    assert "log.errors.oom.last_line" not in facts
+    assert facts["log.errors.retry.severity"] == "warning"
+    assert facts["log.error_count"] == 2
+    assert facts["log.lines"] == ["  File x", "ValueError: bad",
+                                  "WARN connection refused by 10.0.0.1"]
+    append(path, b"".join(f"request {i} timed out\n".encode() for i in range(7))
+           + b"RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+    facts = collect(probe, rs, tmp_path, now=1010.0)[KEY]
+    assert facts["log.errors.connection.count"] == 8
+    assert facts["log.errors.connection.last_line"] == "request 6 timed out"
+    assert facts["log.errors.connection.lines"] == [f"request {i} timed out" for i in range(2, 7)]
+    assert facts["log.errors.connection.first_seen"] == 1000.0
+    assert facts["log.errors.connection.last_seen"] == 1010.0
+    assert facts["log.errors.oom.count"] == 1
+    assert facts["log.error_count"] == 10
+    assert facts["log.tail"].endswith("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_required_literal_prefilter() -> None:
+    """The prefilter literal is a run every match must contain, and none when unsure."""
+    assert required_literal(r"Processed (?P<done>\d+)/(?P<total>\d+)") == "Processed "
+    assert required_literal(r"Traceback \(most recent call last\):") \
+        == "Traceback (most recent call last):"
+    assert required_literal(r"(?:train_)?loss(?:_step|_epoch)?=(?P<l>\d+)") == "loss"
+    assert required_literal("connection refused|timed out") is None
+    assert required_literal("(?i)error") is None
+    assert required_literal(r"\d+") is None
+    assert anchors("CUDA out of memory|OutOfMemoryError") == (
+        ("CUDA out of memory", 0), ("OutOfMemoryError", 0))
+    assert anchors(r"(?:train_)?loss=(?P<l>\d+)") == (("loss=", 6),)
+
+
+# --- rotation, truncation, unreadable paths -------------------------------------------------------
+
+
+WRITER = r"""
+import os, sys, time
+path, n, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+f = open(path, "w")
+rotation = 0
+for i in range(n):
+    if i and i % every == 0:
+        rotation += 1
+        os.rename(path, f"{path}.{rotation}")
+        f.write(f"line {i}\n")          # a late line into the renamed file
+        f.flush()
+        f.close()
+        f = open(path, "w")
+        continue
+    f.write(f"line {i}\n")
+    f.flush()
+    if i % 20 == 0:
+        time.sleep(0.01)
+f.close()
+"""
+
+
+def test_rename_rotation_with_a_live_writer(tmp_path: Path) -> None:
+    """A writer that renames its log and starts a new one while the probe reads: every line is
+    seen exactly once, in order."""
+    n, every = 1500, 400
+    path = tmp_path / "run.log"
+    probe, rs = make_probe(tmp_path, """
+        - path: run.log
+          extract: {line: 'line (?P<n>\\d+)'}
+          tail: 10000
+        """)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), str(every)])
+    ticks = 0
+    try:
+        while writer.poll() is None:
+            collect(probe, rs, tmp_path)
+            ticks += 1
+            time.sleep(0.005)
+    finally:
+        writer.wait(timeout=30)
+    assert writer.returncode == 0
+    facts: dict[str, Any] = {}
+    for _ in range(4):  # the rotated file is closed after two quiet polls
+        facts = collect(probe, rs, tmp_path)[KEY]
+    assert ticks > 5
+    assert facts["log.lines"] == [f"line {i}" for i in range(n)]
+    assert facts["log.extractors.line.count"] == n
+    assert facts["log.n"] == n - 1
+    assert sorted(p.name for p in tmp_path.glob("run.log*")) == [
+        "run.log", "run.log.1", "run.log.2", "run.log.3"]
+
+
+def test_glob_sees_a_rotated_file_once(tmp_path: Path) -> None:
+    """With a glob that also matches rotated names (`app.log*`), a file renamed to app.log.1 is
+    not read again from the start, and a new app.log with the same first line is read."""
+    path = tmp_path / "app.log"
+    path.write_text("job started\nline 0\nline 1\n")
+    probe, rs = make_probe(tmp_path, "- {path: 'app.log*', extract: {x: 'line (?P<n>\\d+)'}}")
+    assert collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] == 2
+    path.rename(tmp_path / "app.log.1")
+    append(tmp_path / "app.log.1", b"line 2\n")  # written before the writer reopened
+    path.write_text("job started\nline 3\n")
+    counts = [collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] for _ in range(5)]
+    assert counts[-1] == 4, counts
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.n"] == 3
+    assert facts["log.extractors.x.count"] == 4
+
+
+def test_block_search_equals_per_line_search() -> None:
+    """Searching lines in place in a block (literal-led, bounded to the line) finds exactly
+    the lines and values a plain per-line `search` finds, for presets and tricky patterns."""
+    import random
+
+    from rulesmon.probes import logs
+    from rulesmon.probes.log_presets import PRESETS
+
+    patterns = [p for preset in PRESETS.values() for p in
+                [*preset.extract.values(), *(e.pattern for e in preset.errors.values())]]
+    patterns += [r"^abc", r"abc$", r"(?<=x)abc", r"\Aab", r"x\s*y", r"ab(?:cde|fgh)",
+                 r"\bfoo\b", r"[^;]*;x", r"a\Z", r"(?=\s)", r"(?P<a>x)?(?P<b>y)?foo"]
+    pieces = ["abc", "x", "y", " ", "foo", ";", "loss", "=", "1", "23", "cde", "fgh", "Epoch ",
+              ": ", "%|", "/s", "it/s", "'loss': ", "{", "nan", ".", "\t", "train_", "_step"]
+    rng = random.Random(7)
+    saved = logs.SPARSE
+    try:
+        for sparse in (0, saved, 10**9):  # always in place, by density, never in place
+            logs.SPARSE = sparse
+            for _ in range(60):
+                lines = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+                         for _ in range(rng.randint(1, 50))]
+                block = logs.Block(lines)
+                for pattern in patterns:
+                    m = logs.Matcher("p", *logs._compile(pattern))
+                    expected = [i for i, line in enumerate(lines) if m.rx.search(line)]
+                    hits = block.scan(m)
+                    assert hits == expected, (pattern, lines)
+                    values: dict[str, tuple[int, str]] = {}
+                    for i in expected:
+                        found = m.rx.search(lines[i])
+                        assert found is not None
+                        values.update({g: (i, v) for g, v in found.groupdict().items()
+                                       if v is not None})
+                    assert block.last_values(m, hits) == values
+    finally:
+        logs.SPARSE = saved
+
+
+def test_copytruncate(tmp_path: Path) -> None:
+    """Copy, truncate to zero, then new lines: the new lines are read from the start."""
+    path = tmp_path / "a.log"
+    path.write_text("".join(f"old line {i}\n" for i in range(50)))
+    probe, rs = make_probe(tmp_path, "- {path: a.log, extract: {x: 'line (?P<n>\\d+)'}}")
+    assert collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] == 50
+    shutil.copy(path, tmp_path / "a.log.1")
+    with path.open("r+") as f:
+        f.truncate(0)
+    append(path, b"new line 1000\nnew line 1001\n")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.lines"][-2:] == ["new line 1000", "new line 1001"]
+    assert facts["log.n"] == 1001 and facts["log.extractors.x.count"] == 52
+
+
+def test_truncate_then_regrow_between_polls(tmp_path: Path) -> None:
+    """Truncated and grown past the old offset before the next poll: the changed first bytes
+    reveal it and the file is read again from the start."""
+    path = tmp_path / "a.log"
+    path.write_text("first run line 1\nfirst run line 2\n")
+    t = Tailer(path)
+    assert t.read() == ["first run line 1", "first run line 2"]
+    with path.open("w") as f:  # truncate, then write more than before
+        f.write("".join(f"second run line {i}\n" for i in range(5)))
+    assert t.read() == [f"second run line {i}" for i in range(5)]
+
+
+def test_path_becomes_a_directory(tmp_path: Path) -> None:
+    """A log replaced by a directory gives no facts and a reason, and the probe does not
+    raise; when a file is back it is read again."""
+    path = tmp_path / "a.log"
+    path.write_text("Processed 1/2\n")
+    probe, rs = make_probe(tmp_path, "- {path: a.log, preset: python-logging}")
+    assert collect(probe, rs, tmp_path)[KEY]["log.done"] == 1
+    path.unlink()
+    path.mkdir()
+    for _ in range(3):
+        assert collect(probe, rs, tmp_path) == {}
+    assert probe.errors[str(path)] == f"is a directory: {path}"
+    path.rmdir()
+    path.write_text("Processed 2/2\n")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.done"] == 2 and probe.errors == {}
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    """A file that cannot be read gives no facts and a one-line reason (permission denied where
+    the test user can be denied; a dangling symlink otherwise, root reads everything)."""
+    probe, rs = make_probe(tmp_path, "- {path: a.log, preset: python-logging}")
+    path = tmp_path / "a.log"
+    path.write_text("Processed 1/2\n")
+    path.chmod(0)
+    try:
+        if not os.access(path, os.R_OK):
+            assert collect(probe, rs, tmp_path) == {}
+            assert probe.errors[str(path)] == f"permission denied: {path}"
+    finally:
+        path.chmod(0o644)
+    path.unlink()
+    path.symlink_to(tmp_path / "nowhere.log")
+    assert collect(probe, rs, tmp_path) == {}
+    assert probe.errors[str(path)] == f"dangling symlink: {path}"
+    t = Tailer(tmp_path / "missing" / "x.log")
+    assert t.read() == [] and t.error == f"no such file: {tmp_path / 'missing' / 'x.log'}"
+
+
+def test_bad_template_is_reported_not_raised(tmp_path: Path) -> None:
+    """A path template that cannot be rendered for an instance gives no facts and a reason."""
+    probe, rs = make_probe(tmp_path, "- 'logs/{{ job.array_task }}.log'")
+    assert collect(probe, rs, tmp_path) == {}
+    assert "array_task" in probe.errors["logs/{{ job.array_task }}.log"]
+
+
+def test_slurm_placeholders(tmp_path: Path) -> None:
+    """sbatch's %x-%j placeholders are expanded from the job's facts for SLURM jobs."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "train-4242.out").write_text("Epoch 2/10\n")
+    text = ("version: 1\nname: t\njobs:\n  train:\n    slurm: {ids: [4242]}\n"
+            "    logs: [{path: 'logs/%x-%j.out', preset: python-logging}]\n")
+    rs = load_text(text, "t.yaml", env={}, base=tmp_path).ruleset
+    probe = LogsProbe(rs, tmp_path)
+    out = collect(probe, rs, tmp_path, {"train/4242": {
+        "job.key": "train", "job.id": "4242", "job.name": "train"}})
+    assert out["train/4242"]["log.epoch"] == 2 and out["train/4242"]["log.epochs"] == 10
+
+
+# --- globs and big files --------------------------------------------------------------------------
+
+
+def test_per_worker_logs_and_glob(tmp_path: Path) -> None:
+    """`logs/worker_{{ worker }}.log` follows each worker's own log; an instance without a
+    worker index follows all of them as a glob, merging counts, taking the last value from the
+    most recently written file, and picking up a new worker's log later."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "worker_0.log").write_text("Processed 10/100\nTraceback (most recent call last):\n")
+    (logs / "worker_1.log").write_text("Processed 20/100\n")
+    os.utime(logs / "worker_0.log", (1000, 1000))
+    os.utime(logs / "worker_1.log", (2000, 2000))
+    probe, rs = make_probe(tmp_path, """
+        - path: 'logs/worker_{{ worker }}.log'
+          preset: [python-logging, traceback]
+        """)
+    instances = {f"embed/{i}": {"job.key": "embed", "job.id": "7", "worker.index": i}
+                 for i in range(2)}
+    instances["embed/all"] = {"job.key": "embed", "job.id": "7"}
+    out = collect(probe, rs, tmp_path, instances)
+    assert out["embed/0"]["log.done"] == 10 and out["embed/0"]["log.errors.traceback.count"] == 1
+    assert out["embed/1"]["log.done"] == 20 and out["embed/1"]["log.errors.traceback.count"] == 0
+    assert out["embed/1"]["log.path"] == str(logs / "worker_1.log")
+    assert out["embed/all"]["log.done"] == 20  # worker_1.log is the newer file
+    assert out["embed/all"]["log.extractors.items.count"] == 2
+    assert out["embed/all"]["log.errors.traceback.count"] == 1
+    (logs / "worker_2.log").write_text("Processed 30/100\n")
+    append(logs / "worker_0.log", b"Processed 11/100\n")
+    out = collect(probe, rs, tmp_path, instances)
+    assert out["embed/all"]["log.extractors.items.count"] == 4
+    assert out["embed/all"]["log.done"] in (11, 30)  # same tick: the newer file wins
+    newest = max(logs.glob("worker_*.log"), key=lambda p: p.stat().st_mtime)
+    assert out["embed/all"]["log.path"] == str(newest)
+
+
+def test_sparse_200mb_file_is_read_in_bounded_steps(tmp_path: Path) -> None:
+    """A 200 MB sparse file is read at most 64 MiB per collect, in small chunks, and the lines
+    appended at its end arrive after a few collects."""
+    path = tmp_path / "big.log"
+    with path.open("wb") as f:
+        f.truncate(200_000_000)
+    append(path, b"\nProcessed 7/9\n")
+    probe, rs = make_probe(tmp_path, "- {path: big.log, preset: python-logging}")
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        out = collect(probe, rs, tmp_path)
+        elapsed = time.monotonic() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    tailer = probe._instances[KEY].logs[0].tailers[str(path)]
+    assert tailer.offset == MAX_READ
+    assert peak < 32 << 20, f"peak memory {peak} bytes"
+    assert elapsed < 10
+    assert "log.done" not in out[KEY]
+    for _ in range(4):
+        out = collect(probe, rs, tmp_path)
+        if "log.done" in out[KEY]:
+            break
+    assert out[KEY]["log.done"] == 7 and out[KEY]["log.total"] == 9
+    assert tailer.offset == path.stat().st_size
