@@ -102,15 +102,18 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     import structlog
 
     from . import logsetup
-    from .delivery import AppriseSender
+    from .delivery import Delivery
     from .engine import Engine
 
     loaded = _load_or_exit(ruleset)
     log = logsetup.setup("debug" if verbose else "info", log_json)
     structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
-    sender = None if dry_run else AppriseSender(loaded.ruleset.notify, log)
-    engine = Engine(loaded, state_path=_state_path(loaded, state), log=log, sender=sender,
-                    dry_run=dry_run, allow_exec=allow_exec)
+    state_path = _state_path(loaded, state)
+    engine = Engine(loaded, state_path=state_path, log=log, dry_run=dry_run,
+                    allow_exec=allow_exec)
+    if not dry_run:
+        engine.delivery = Delivery(state_path, loaded.ruleset.notify, loaded.secrets, log)
+        engine.delivery.start()
     try:
         return engine.run(once=once)
     finally:
@@ -208,6 +211,80 @@ def facts(ruleset: str, fmt: str) -> None:
             scope_ok = (key == "run") == (prefix in ("run", "host", "probe"))
             if name not in values and name not in engine.run_facts and scope_ok:
                 click.echo(f"  {name} = unknown")
+
+
+@main.group()
+def silence() -> None:
+    """Mute notifications of matching alerts for a while (they are still evaluated and
+    logged)."""
+
+
+def _store_for(ruleset: str, state: Path | None) -> Any:
+    from .store import StateStore
+
+    loaded = _load_or_exit(ruleset)
+    return StateStore(_state_path(loaded, state))
+
+
+@silence.command("add")
+@click.argument("ruleset", type=click.Path(dir_okay=False))
+@click.option("--rule", default="*", show_default=True, help="Rule name or glob.")
+@click.option("--instance", default="*", show_default=True,
+              help="Instance key or glob (train/12345, train/*).")
+@click.option("--for", "duration", required=True, help="How long: 30m, 2h, 1d.")
+@click.option("--comment", default="", help="Why (shown by list).")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def silence_add(ruleset: str, rule: str, instance: str, duration: str, comment: str,
+                state: Path | None) -> None:
+    """Add a silence that expires by itself."""
+    import time
+
+    from .config.units import parse_duration
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--for") from None
+    store = _store_for(ruleset, state)
+    sid = store.add_silence(rule, instance, time.time() + seconds, comment)
+    store.close()
+    click.echo(f"silence {sid}: rule {rule} instance {instance} for {duration}")
+
+
+@silence.command("list")
+@click.argument("ruleset", type=click.Path(dir_okay=False))
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def silence_list(ruleset: str, show_all: bool, state: Path | None) -> None:
+    """List silences (active ones unless --all)."""
+    import time
+
+    from .config.units import format_duration
+
+    store = _store_for(ruleset, state)
+    now = time.time()
+    rows = store.silences(now, include_expired=show_all)
+    store.close()
+    if not rows:
+        click.echo("no silences")
+    for s in rows:
+        left = "expired" if s.expires <= now else f"{format_duration(s.expires - now)} left"
+        click.echo(f"{s.id}\trule={s.rule}\tinstance={s.instance}\t{left}\t{s.comment}")
+
+
+@silence.command("remove")
+@click.argument("ruleset", type=click.Path(dir_okay=False))
+@click.argument("silence_id", type=int)
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def silence_remove(ruleset: str, silence_id: int, state: Path | None) -> None:
+    """Remove a silence before it expires."""
+    store = _store_for(ruleset, state)
+    found = store.remove_silence(silence_id)
+    store.close()
+    if not found:
+        click.echo(f"no silence {silence_id}", err=True)
+        sys.exit(1)
+    click.echo(f"removed silence {silence_id}")
 
 
 @main.command()

@@ -28,7 +28,7 @@ from .rules.history import History
 from .rules.program import CompiledRule, Program, build, fingerprint
 from .rules.state import AlertState, Owed, step
 from .rules.unknown import UNKNOWN, Unknown
-from .store import StateStore
+from .store import OutboxRow, StateStore
 from .templates import render
 
 SOURCE_PROBES = ("slurm", "htcondor", "dagman", "local")
@@ -97,7 +97,8 @@ class Engine:
     """Runs a loaded ruleset tick by tick."""
 
     def __init__(self, loaded: Loaded, *, state_path: Path, log: Any,
-                 sender: Sender | None = None, probes: list[Probe] | None = None,
+                 sender: Sender | None = None, delivery: Any = None,
+                 probes: list[Probe] | None = None,
                  dry_run: bool = False, allow_exec: bool = False,
                  probe_timeout: float | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -130,7 +131,10 @@ class Engine:
         self.inflight: dict[str, Future[dict[str, Facts]]] = {}
         self.executor = ThreadPoolExecutor(max_workers=max(2, len(self.probes)),
                                            thread_name_prefix="probe")
-        self.sender = sender
+        self._outbox: list[OutboxRow] = []
+        self.sender: Sender = sender or _OutboxWriter(self)
+        self.delivery = delivery
+        self.drain_timeout = 30.0
         self.ticks = 0
         self.overruns = 0
         self.started = clock()
@@ -142,6 +146,7 @@ class Engine:
             = {}
         self._states: dict[str, str] = {}
         self._events: list[tuple[float, str, str, str, str, str, str]] = []
+        self._owed: list[tuple[CompiledRule, str, Mapping[str, Any], Owed]] = []
         self._eval_errors: set[tuple[str, str]] = set()
         self.run_id = self.store.start_run(self.rs.name, self.started)
         self.instances: dict[str, Facts] = {}
@@ -164,8 +169,8 @@ class Engine:
             except Exception as exc:
                 self.log.warning("probe_close_failed", probe=probe.name, error=_one_line(exc))
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if self.sender is not None and hasattr(self.sender, "close"):
-            self.sender.close()
+        if self.delivery is not None:
+            self.delivery.close()
         self.store.close()
 
     def _ctx(self, now: float, instances: Mapping[str, Facts] | None = None) -> TickContext:
@@ -197,9 +202,11 @@ class Engine:
             self._history(key).record(snap, tracked, now, self.program.max_window)
         changed: dict[str, tuple[str, str, AlertState]] = {}
         self._target_cache = {}
+        self._owed = []
         for rule in self.program.rules:
             self._evaluate_rule(rule, self._targets(rule, snapshots, run_snapshot), now,
                                 changed, outcome)
+        self._dispatch_owed(snapshots, now, changed, outcome)
         last_values = []
         for key, snap in snapshots.items():
             h = self._history(key)
@@ -209,8 +216,12 @@ class Engine:
                     self._persisted[(key, k)] = snap[k]
                     last_values.append((key, k, snap[k]))
         self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
-                             last_values, self._events, self.run_id, self.ticks, self.overruns)
+                             last_values, self._events, self.run_id, self.ticks, self.overruns,
+                             self._outbox)
         self._events = []
+        if self._outbox and self.delivery is not None:
+            self.delivery.poke()
+        self._outbox = []
         outcome.finished = bool(run_facts.get("run.all_terminal"))
         outcome.duration = time.monotonic() - t0
         return outcome
@@ -457,8 +468,7 @@ class Engine:
                     self._durable[dk] = durable
                     changed[self._fingerprint(rule.name, key)] = (rule.name, key, new)
             for owed in st.owed:
-                fp = self._fingerprint(rule.name, key)
-                outcome.fired.append(self._dispatch(rule, key, fp, facts, new, owed))
+                self._owed.append((rule, key, facts, owed))
 
     def _fingerprint(self, rule: str, key: str) -> str:
         fpk = (rule, key)
@@ -468,6 +478,71 @@ class Engine:
         return fp
 
     # --- actions ------------------------------------------------------------------------------
+
+    def _dispatch_owed(self, snapshots: Mapping[str, Mapping[str, Any]], now: float,
+                       changed: dict[str, tuple[str, str, AlertState]],
+                       outcome: TickOutcome) -> None:
+        """Run the actions owed this tick, except notifications muted by an inhibiting rule
+        or a silence (recorded, and their recovery is not announced either)."""
+        if not self._owed:
+            return
+        covered = self._inhibited(snapshots)
+        silences = self.store.silences(now)
+        for rule, key, facts, owed in self._owed:
+            states = self.alerts.get(rule.name, {})
+            state = states.get(key, _INACTIVE)
+            fp = self._fingerprint(rule.name, key)
+            muted_by = covered.get((rule.name, key))
+            if muted_by is None:
+                muted_by = next((f"silence {s.id}" for s in silences
+                                 if s.matches(rule.name, key)), None)
+            if owed.kind == "resolve" and state.muted:
+                muted_by = muted_by or "its firing was muted"
+            if muted_by is not None:
+                if owed.kind == "fire" and key in states:
+                    states[key] = state._replace(muted=True)
+                    changed[fp] = (rule.name, key, states[key])
+                self._events.append((now, "muted", rule.name, key, rule.severity, owed.kind,
+                                     muted_by))
+                self.log.info("notification_muted", rule=rule.name, instance=key,
+                              transition=owed.kind, by=muted_by)
+                continue
+            if owed.kind == "fire" and state.muted and key in states:
+                states[key] = state._replace(muted=False)
+                changed[fp] = (rule.name, key, states[key])
+            outcome.fired.append(self._dispatch(rule, key, fp, facts, states.get(key, state),
+                                                owed))
+
+    def _inhibited(self, snapshots: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str],
+                                                                               str]:
+        """(rule, instance) pairs muted by a firing inhibitor, with the inhibitor's name."""
+        out: dict[tuple[str, str], str] = {}
+        by_name = {r.name: r for r in self.program.rules}
+        for rule in self.program.rules:
+            if not rule.rule.inhibits:
+                continue
+            firing = [k for k, st in self.alerts.get(rule.name, {}).items()
+                      if st.status == "firing"]
+            if not firing:
+                continue
+            for entry in rule.rule.inhibits:
+                target = entry if isinstance(entry, str) else entry.rule
+                equal = [] if isinstance(entry, str) else entry.equal
+                victim = by_name.get(target)
+                if victim is None:
+                    continue
+                if rule.scope == "run":
+                    keys = set(self.alerts.get(target, {})) | set(snapshots)
+                    out.update({(target, k): rule.name for k in keys})
+                elif not equal:
+                    out.update({(target, k): rule.name for k in firing})
+                else:
+                    values = {tuple(snapshots.get(k, {}).get(p) for p in equal)
+                              for k in firing}
+                    for k, snap in snapshots.items():
+                        if tuple(snap.get(p) for p in equal) in values:
+                            out[(target, k)] = rule.name
+        return out
 
     def _dispatch(self, rule: CompiledRule, key: str, fp: str, facts: Mapping[str, Any],
                   state: AlertState, owed: Owed) -> Notification:
@@ -494,7 +569,7 @@ class Engine:
         self._events.append((owed.at, owed.kind, rule.name, key, rule.severity, note.title,
                              note.body))
         ctx = ActionContext(
-            base_dir=self.base_dir, sender=self.sender or _NullSender(self.log),
+            base_dir=self.base_dir, sender=self.sender,
             render=render_safe, log=self.log.bind(rule=rule.name, instance=key),
             record=self._record, request_stop=self._request_stop,
             allow_exec=self.allow_exec, dry_run=self.dry_run)
@@ -590,19 +665,57 @@ class Engine:
         self.store.end_run(self.run_id, self.clock(), code, summary)
         self.log.info("run_finished", reason=reason, exit_code=code, summary=summary,
                       overruns=self.overruns)
+        if self.rs.summary is not None and not self.dry_run and outcome.finished:
+            self._send_summary(reason, code)
+        # What is owed goes out before exit when the services answer (briefly after a
+        # signal); the rest stays owed in the outbox for the next run.
+        wait = 3.0 if self.interrupted is not None else self.drain_timeout
+        if self.delivery is not None and not self.delivery.drain(wait):
+            self.log.warning("notifications_pending", hint="still owed; they are sent "
+                             "by the next run on this state file")
         return code
+
+    def _send_summary(self, reason: str, code: int) -> None:
+        assert self.rs.summary is not None
+        context = nest(self.run_facts)
+        context["now"] = self.clock()
+        title_t = self.rs.summary.title or "{{ run.name }}: {{ run.succeeded }}/{{ run.total }} " \
+            "succeeded"
+        body_t = self.rs.summary.message or "{{ run.summary }}"
+
+        def safe(text: str) -> str:
+            try:
+                return render(text, context, strict=False)
+            except Exception as exc:
+                return f"{text}\n[template error: {_one_line(exc)}]"
+
+        now = self.clock()
+        note = Notification(id=f"{fingerprint(self.rs.name, 'summary', str(self.run_id))}-"
+                            "summary", kind="summary", rule="summary", instance="run",
+                            severity="info", title=safe(title_t), body=safe(body_t), at=now)
+        rows = [OutboxRow(note.id, t, "summary", "summary", "run", "info", note.title,
+                          note.body, now, now, "summary") for t in self.rs.summary.notify]
+        self.store.save_tick((), (), [(now, "summary", "summary", "run", "info", note.title,
+                                       note.body)], None, self.ticks, self.overruns, rows)
 
 
 _MISSING = object()
 
 
-class _NullSender:
-    def __init__(self, log: Any) -> None:
-        self.log = log
+class _OutboxWriter:
+    """Notify actions write here; the rows are saved with the tick's transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def send(self, targets: list[str], note: Notification) -> None:
-        self.log.info("notify_skipped", targets=",".join(targets), title=note.title,
-                      reason="no sender configured")
+        rule = next((r for r in self.engine.program.rules if r.name == note.rule), None)
+        wait = (rule.rule.group_wait if rule and rule.rule.group_wait is not None
+                else self.engine.rs.defaults.group_wait)
+        for target in targets:
+            self.engine._outbox.append(OutboxRow(
+                note.id, target, note.kind, note.rule, note.instance, note.severity,
+                note.title, note.body, note.at, note.at + wait, f"{note.rule}|{note.kind}"))
 
 
 def _slow(cond: Compiled, facts: Mapping[str, Any], h: History, now: float) -> Any:

@@ -12,12 +12,13 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .rules.state import AlertState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +48,41 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT
 );
 CREATE INDEX IF NOT EXISTS events_t ON events(t);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created REAL NOT NULL,
+    release_at REAL NOT NULL,
+    group_key TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'owed',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    delivered_at REAL,
+    UNIQUE (id, target)
+);
+CREATE INDEX IF NOT EXISTS outbox_owed ON outbox(target, status, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+    outbox_seq INTEGER NOT NULL,
+    t REAL NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    rule TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    comment TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ruleset TEXT NOT NULL,
@@ -60,6 +96,34 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+class OutboxRow(NamedTuple):
+    """A notification owed to one target, as the tick records it."""
+
+    id: str
+    target: str
+    kind: str
+    rule: str
+    instance: str
+    severity: str
+    title: str
+    body: str
+    created: float
+    release_at: float
+    group_key: str
+
+
+class Silence(NamedTuple):
+    id: int
+    created: float
+    expires: float
+    rule: str
+    instance: str
+    comment: str
+
+    def matches(self, rule: str, instance: str) -> bool:
+        return fnmatchcase(rule, self.rule) and fnmatchcase(instance, self.instance)
+
+
 class StateStore:
     """The persisted state of one ruleset's runs."""
 
@@ -71,8 +135,9 @@ class StateStore:
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
+        # Tables are only ever added, so CREATE ... IF NOT EXISTS migrates older files.
+        self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO "
+                        "UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
@@ -105,10 +170,16 @@ class StateStore:
     def save_tick(self, alerts: Iterable[tuple[str, str, str, AlertState]],
                   last_values: Iterable[tuple[str, str, Any]],
                   events: Iterable[tuple[float, str, str, str, str, str, str]],
-                  run_id: int | None, ticks: int, overruns: int) -> None:
-        """Everything a tick changed, atomically."""
+                  run_id: int | None, ticks: int, overruns: int,
+                  outbox: Iterable[OutboxRow] = ()) -> None:
+        """Everything a tick changed, atomically: a transition and the notifications it owes
+        are recorded together or not at all."""
         now = time.time()
         with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (id, target, kind, rule, instance, severity, title,"
+                " body, created, release_at, group_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [tuple(row) for row in outbox])
             db.executemany(
                 "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE"
                 " SET status=excluded.status, state=excluded.state, updated=excluded.updated",
@@ -133,6 +204,27 @@ class StateStore:
     def end_run(self, run_id: int, ended: float, exit_code: int, summary: str) -> None:
         self.db.execute("UPDATE runs SET ended=?, exit_code=?, summary=? WHERE id=?",
                         (ended, exit_code, summary, run_id))
+
+    # --- silences ------------------------------------------------------------------------------
+
+    def add_silence(self, rule: str, instance: str, until: float, comment: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO silences (created, expires, rule, instance, comment) VALUES (?,?,?,?,?)",
+            (time.time(), until, rule, instance, comment))
+        return int(cur.lastrowid or 0)
+
+    def remove_silence(self, silence_id: int) -> bool:
+        cur = self.db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
+        return cur.rowcount > 0
+
+    def silences(self, now: float, *, include_expired: bool = False) -> list[Silence]:
+        sql = "SELECT id, created, expires, rule, instance, comment FROM silences"
+        rows = self.db.execute(sql + ("" if include_expired else " WHERE expires > ?") +
+                               " ORDER BY id", () if include_expired else (now,))
+        return [Silence(*row) for row in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, count(*) FROM outbox GROUP BY status"))
 
     def events(self, limit: int = 100) -> list[tuple[Any, ...]]:
         return list(self.db.execute(

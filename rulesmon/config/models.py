@@ -199,6 +199,12 @@ class Target(Model):
     tags: list[str] = Field(default_factory=list,
                             description="apprise tags, to address a subset of the URLs.")
     timeout: Duration = Field(10.0, description="Per-delivery timeout.")
+    max_per_hour: int | None = Field(
+        None, ge=1, description="At most this many messages per hour; the rest are summarised "
+        "in one \"N more suppressed\" message.")
+    retry_max: Duration = Field(
+        600.0, description="Longest wait between two delivery attempts while the service is "
+        "down (attempts back off 1s, 2s, 4s... up to this).")
 
     @model_validator(mode="before")
     @classmethod
@@ -591,6 +597,15 @@ Action = Annotated[
 Scope = Literal["job", "group", "run"]
 
 
+class Inhibit(Model):
+    """A rule muted while this one fires, for instances sharing the listed facts."""
+
+    rule: RuleName = Field(description="The rule to mute.")
+    equal: list[str] = Field(default_factory=list,
+                             description="Facts that must be equal (job.node_list, "
+                             "node.vars.run_uuid); empty: the same instance.")
+
+
 class Rule(Model):
     """A condition over the facts, and what to do when it holds."""
 
@@ -628,9 +643,13 @@ class Rule(Model):
     title: Template | None = Field(None, description="Default title of its notifications.")
     message: Template | None = Field(None, description="Default body of its notifications and "
                                      "log lines.")
-    inhibits: list[RuleName] = Field(
-        default_factory=list, description="While this rule fires for a job (or the run), the "
-        "listed rules stay quiet for it.")
+    inhibits: list[RuleName | Inhibit] = Field(
+        default_factory=list, description="While this rule fires, the listed rules send nothing "
+        "for the instances it covers: the same instance, every instance when this rule has "
+        "scope: run, or, with `equal`, every instance whose listed facts have the same values.")
+    group_wait: Duration | None = Field(
+        None, description="Wait this long after a first notification so that other instances "
+        "of the rule that fire meanwhile go out in the same message (default from defaults).")
 
     @model_validator(mode="before")
     @classmethod
@@ -649,11 +668,33 @@ class Defaults(Model):
     repeat: Repeat | None = Field(None, description="Default repeat.")
     resolve: bool = Field(True, description="Notify on recovery.")
     tail: int = Field(20, ge=0, le=10_000, description="Log lines kept for log.tail.")
+    group_wait: Duration = Field(
+        0.0, description="Default group_wait: instances of a rule that fire in the same tick "
+        "always share one message; a wait also gathers those that follow.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels on every rule.")
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("notify"), str):
+            return {**value, "notify": [value["notify"]]}
+        return value
+
+
+class Summary(Model):
+    """Where the run's final summary goes when every job has ended."""
+
+    notify: list[TargetName] = Field(description="Targets for the summary.")
+    title: Template | None = Field(None, description="Title; default names the ruleset.")
+    message: Template | None = Field(None, description="Body; default run.summary.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"notify": [value]}
+        if isinstance(value, list):
+            return {"notify": value}
         if isinstance(value, dict) and isinstance(value.get("notify"), str):
             return {**value, "notify": [value["notify"]]}
         return value
@@ -675,6 +716,8 @@ class Ruleset(Model):
                                              description="Named notification targets.")
     jobs: dict[JobKey, Job] = Field(default_factory=dict, description="Jobs to watch.")
     rules: list[Rule] = Field(default_factory=list, description="Rules.")
+    summary: Summary | None = Field(None, description="Send the final summary to these "
+                                    "targets when every job has ended.")
 
     @model_validator(mode="before")
     @classmethod

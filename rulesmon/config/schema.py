@@ -22,6 +22,10 @@ _SHORTHANDS: dict[str, list[dict[str, Any]]] = {
     ],
     "ErrorSpec": [{"type": "string", "description": "A regular expression (severity error)."}],
     "LogSpec": [{"type": "string", "description": "A log path with default settings."}],
+    "Summary": [
+        {"type": "string", "description": "One target name."},
+        {"type": "array", "items": {"type": "string"}, "description": "Target names."},
+    ],
     "Repeat": [
         {"type": "number", "minimum": 0},
         {"type": "string", "pattern": DURATION_PATTERN, "description": "Re-notify interval."},

@@ -67,6 +67,16 @@ def _check_targets(rs: Ruleset) -> Iterator[Finding]:
     for j, name in enumerate(rs.defaults.notify):
         if name not in rs.notify:
             yield Finding(("defaults", "notify", j), "RM406", _unknown_target(rs, name))
+    if rs.summary is not None:
+        for j, name in enumerate(rs.summary.notify):
+            if name not in rs.notify:
+                yield Finding(("summary", "notify", j), "RM406", _unknown_target(rs, name))
+        tree = facts.catalog_for(rs, "run", None).tree
+        for field in ("title", "message"):
+            text = getattr(rs.summary, field)
+            if text is not None:
+                yield from _template_facts(rs, ("summary", field), text, tree, render=True,
+                                           scope="run")
 
 
 def _mask(url: str) -> str:
@@ -188,11 +198,16 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
     if rule.clear_when:
         yield from _expression((*base, "clear_when"), rule.clear_when, cat, rule.scope, rs)
     names = {r.name for r in rs.rules}
-    for j, other in enumerate(rule.inhibits):
+    for j, entry in enumerate(rule.inhibits):
+        other = entry if isinstance(entry, str) else entry.rule
         if other not in names:
             yield Finding((*base, "inhibits", j), "RM414",
                           f"rule {rule.name!r} inhibits unknown rule {other!r}"
                           f"{_hint(other, sorted(names))}")
+        if not isinstance(entry, str):
+            for path in entry.equal:
+                yield from _fact((*base, "inhibits", j), tuple(path.split(".")), cat,
+                                 rule.scope, rs)
     if rule.for_ is not None and 0 < rule.for_ < rs.every:
         yield Finding((*base, "for"), "RM501",
                       f"for: {rule.for_:g}s is shorter than the tick interval every: "

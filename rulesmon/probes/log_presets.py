@@ -78,7 +78,7 @@ PRESETS: dict[str, Preset] = {
             "oom": ErrorPattern(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory",
                                 "critical"),
             "cpu_oom": ErrorPattern(
-                r"DefaultCPUAllocator: can't allocate memory|MemoryError", "critical"),
+                r"DefaultCPUAllocator: can't allocate memory|\bMemoryError", "critical"),
         },
     ),
     "nccl": Preset(

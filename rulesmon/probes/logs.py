@@ -7,8 +7,11 @@ jobs, and a path with glob characters follows every matching file (new matches j
 Each file is read incrementally by a `Tailer`; each new line is matched against the extractors
 (presets first, then the log's own `extract:`) and the error patterns.
 
-Every regex is compiled once, and a pattern with a required literal (the longest run of plain
-characters that every match must contain) is only searched on lines that contain it.
+Every regex is compiled once. A pattern with a required literal (the longest run of plain
+characters every match contains; for an alternation, one per branch) is only searched on lines
+that contain one, starting just before it when the width of what precedes it is bounded; when
+few lines of a batch contain it, those lines are found with `str.find` over the whole batch and
+searched in place, so the others are never visited in Python.
 
 When several logs or files feed one instance, counts add up and the last value of a group comes
 from the most recently matching line (a later tick, then the more recently modified file, then
@@ -163,11 +166,13 @@ def _line_bound(pattern: str) -> bool:
     """Whether searching a line in place inside a block of lines (`search(text, pos, endpos)`
     with re.MULTILINE) is the same as searching the line alone: not with a lookbehind (it
     would see the previous line) or `\\A`."""
+
     def unsafe(node: Any) -> bool:
         if isinstance(node, list | tuple | _parser.SubPattern):
-            if isinstance(node, tuple) and len(node) == 2 and node[0] in (
-                    _parser.ASSERT, _parser.ASSERT_NOT) and node[1][0] < 0:
-                return True
+            if isinstance(node, tuple) and len(node) == 2 and (
+                    node[0] is _parser.ASSERT or node[0] is _parser.ASSERT_NOT) \
+                    and node[1][0] < 0:
+                return True  # a lookbehind
             if isinstance(node, tuple) and len(node) == 2 and node[0] is _parser.AT \
                     and node[1] is _parser.AT_BEGINNING_STRING:
                 return True

@@ -59,6 +59,7 @@ class AlertState(NamedTuple):
     value: Any = None
     value_for: float = 0.0
     fired_once: bool = False
+    muted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = self._asdict()
@@ -76,7 +77,7 @@ class AlertState(NamedTuple):
         keep_firing_for) change every tick and need not be written every tick."""
         return (self.status, self.held_for, self.since, self.notified_at, self.repeats,
                 self.notifications, self.recent, self.unknown_for, self.was_unknown,
-                self.value, self.value_for, self.fired_once,
+                self.value, self.value_for, self.fired_once, self.muted,
                 self.last_true if keep_firing else None)
 
 
