@@ -147,6 +147,8 @@ class Engine:
         self._states: dict[str, str] = {}
         self._events: list[tuple[float, str, str, str, str, str, str]] = []
         self._owed: list[tuple[CompiledRule, str, Mapping[str, Any], Owed]] = []
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
         self._eval_errors: set[tuple[str, str]] = set()
         self.run_id = self.store.start_run(self.rs.name, self.started)
         self.instances: dict[str, Facts] = {}
@@ -215,10 +217,11 @@ class Engine:
                 if k in snap and self._persisted.get((key, k), _MISSING) != snap[k]:
                     self._persisted[(key, k)] = snap[k]
                     last_values.append((key, k, snap[k]))
+        with self._lock:
+            events, self._events = self._events, []
         self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
-                             last_values, self._events, self.run_id, self.ticks, self.overruns,
+                             last_values, events, self.run_id, self.ticks, self.overruns,
                              self._outbox)
-        self._events = []
         if self._outbox and self.delivery is not None:
             self.delivery.poke()
         self._outbox = []
@@ -572,6 +575,7 @@ class Engine:
             base_dir=self.base_dir, sender=self.sender,
             render=render_safe, log=self.log.bind(rule=rule.name, instance=key),
             record=self._record, request_stop=self._request_stop,
+            background=self._background,
             allow_exec=self.allow_exec, dry_run=self.dry_run)
         for action in rule.actions:
             if owed.kind == "resolve" and type(action).__name__ in ("ExecAction",
@@ -585,8 +589,16 @@ class Engine:
         return note
 
     def _record(self, kind: str, note: Notification, text: str) -> None:
-        self._events.append((time.time(), kind, note.rule, note.instance, note.severity,
-                             note.title, text))
+        with self._lock:  # actions may record from their own threads
+            self._events.append((time.time(), kind, note.rule, note.instance, note.severity,
+                                 note.title, text))
+
+    def _background(self, work: Callable[[], None], name: str) -> None:
+        """Run slow action work (exec) off the tick; the run waits for it before exiting."""
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        self._workers = [t for t in self._workers if t.is_alive()]
+        self._workers.append(thread)
+        thread.start()
 
     def _request_stop(self, code: int) -> None:
         self.stop_code = code
@@ -661,6 +673,12 @@ class Engine:
             reason = "all jobs terminal"
         else:
             code, reason = 0, "one tick" if self.ticks == 1 else "tick limit"
+        for worker in self._workers:  # exec actions still running finish and are recorded
+            worker.join(timeout=120.0)
+        with self._lock:
+            events, self._events = self._events, []
+        if events:
+            self.store.save_tick((), (), events, None, self.ticks, self.overruns)
         summary = str(self.run_facts.get("run.summary", ""))
         self.store.end_run(self.run_id, self.clock(), code, summary)
         self.log.info("run_finished", reason=reason, exit_code=code, summary=summary,

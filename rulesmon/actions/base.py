@@ -39,5 +39,6 @@ class ActionContext:
     log: Any
     record: Callable[[str, Notification, str], None]
     request_stop: Callable[[int], None]
+    background: Callable[[Callable[[], None], str], None]
     allow_exec: bool = False
     dry_run: bool = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 
 from ..config.models import ExecAction
 from ..probes.base import render_path
@@ -39,4 +38,4 @@ def run(action: ExecAction, ctx: ActionContext, note: Notification) -> None:
             ctx.log.error("exec_failed", rule=note.rule, command=argv[0],
                           error=exc.strerror or str(exc))
 
-    threading.Thread(target=work, name=f"exec-{note.rule}", daemon=True).start()
+    ctx.background(work, f"exec-{note.rule}")

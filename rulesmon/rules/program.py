@@ -11,9 +11,28 @@ from .compile import Compiled, compile_condition, windows
 from .expressions import parse
 from .state import Timing
 
-DEFAULT_TITLE = "[{{ rule.severity | upper }}] {{ rule.name }}: {{ alert.instance }}"
-DEFAULT_MESSAGE = ("{{ rule.description or rule.name }} ({{ alert.instance }})"
-                   "{% if alert.state == 'resolved' %}: resolved{% endif %}")
+#: Default title and body, used when a rule gives none. The body says more the more severe the
+#: alert: critical and error alerts carry the job's state, exit, diagnosis and last log lines.
+DEFAULT_TITLE = ("{% if alert.state == 'resolved' %}[RESOLVED]{% else %}"
+                 "[{{ rule.severity | upper }}]{% endif %} {{ rule.name }}: {{ alert.instance }}")
+DEFAULT_MESSAGE = """\
+{%- if alert.state == 'resolved' -%}
+{{ rule.description or rule.name }}: resolved after {{ alert.duration | duration }}.
+{%- else -%}
+{{ rule.description or rule.name }}
+{%- if job is defined and job.state is defined %}
+job {{ job.name | default(alert.instance) }} ({{ job.id | default('?') }}): {{ job.state }}
+{%- if job.exit_code is defined %}, exit code {{ job.exit_code }}{% endif %}
+{%- if job.diagnosis_detail is defined %}, {{ job.diagnosis_detail }}{% endif %}
+{%- endif %}
+{%- if rule.severity in ('critical', 'error') and log is defined and log.tail is defined %}
+last log lines:
+{{ log.tail | tail(10) }}
+{%- endif %}
+{%- if run is defined and alert.instance == 'run' %}
+{{ run.summary }}
+{%- endif %}
+{%- endif %}"""
 
 
 @dataclass(frozen=True)
