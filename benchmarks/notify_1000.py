@@ -15,11 +15,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rulesmon.config.loader import load_text  # noqa: E402
-from rulesmon.delivery import Delivery  # noqa: E402
-from rulesmon.engine import Engine  # noqa: E402
-from rulesmon.testing import NullLog  # noqa: E402
-from tests.receiver import Receiver  # noqa: E402
+from rulesmon.config.loader import load_text
+from rulesmon.delivery import Delivery
+from rulesmon.engine import Engine
+from rulesmon.testing import NullLog
+from tests.receiver import Receiver
 
 N = 1000
 

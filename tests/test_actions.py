@@ -27,7 +27,11 @@ rules:
     when: files.out.count > 0
     resolve: false
     do:
-      - exec: ["{python}", "-c", "import sys; print('processed', sys.argv[1])", "{{{{ files.out.count }}}}; rm -rf /"]
+      - exec:
+          - "{python}"
+          - "-c"
+          - "import sys; print('processed', sys.argv[1])"
+          - "{{{{ files.out.count }}}}; rm -rf /"
       - stop: 0
 """
 
