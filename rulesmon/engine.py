@@ -22,6 +22,7 @@ from .config.loader import Loaded
 from .config.units import format_duration
 from .facts import TERMINAL_STATES
 from .probes.base import Facts, Probe, TickContext
+from .probes.diagnosis import diagnose
 from .probes.progress import Tracker
 from .rules.compile import Compiled, EvalError
 from .rules.history import History
@@ -320,6 +321,12 @@ class Engine:
             state = facts.get("job.state")
             if isinstance(state, str):
                 facts.setdefault("job.terminal", state in TERMINAL_STATES)
+            if facts.get("job.terminal"):
+                facts.update(diagnose(
+                    facts, list(job.files),
+                    {n: s.expect_count for n, s in job.files.items()
+                     if s.expect_count is not None},
+                    [n for n, s in job.files.items() if s.validate_ != "none"]))
 
     def _run_facts(self, instances: Mapping[str, Facts], run_level: Facts,
                    now: float) -> Facts:

@@ -68,6 +68,10 @@ JOB: Namespace = {
     "outcome": _f("str", "Final outcome for history and summaries.", values=OUTCOMES),
     "diagnosis": _f("str", "Why a job ended badly (crash classification).", values=DIAGNOSES),
     "diagnosis_detail": _f("str", "A one-line explanation of the diagnosis."),
+    "verified": _f("bool", "An ended job's work checked out: outputs present and valid, at "
+                   "least 99% of the expected items processed."),
+    "verify_detail": _f("str", "What final verification found (items, throughput, time, or "
+                        "what is missing)."),
     "exit_code": _f("int", "Exit code of the job's main process."),
     "signal": _f("int", "Signal that ended it (9 for SIGKILL), or 0."),
     "user": _f("str", "Owner of the job."),

@@ -18,7 +18,8 @@ def test_demo_shows_launch_progress_crash_and_summary(tmp_path: Path) -> None:
     assert "all 3 workers are up" in err
     assert "rule=halfway" in err and "items/s, ETA" in err
     assert "rule=checkpoint-saved" in err
-    assert "worker 2 crashed: exit code 1" in err and "CUDA out of memory" in err
+    assert "worker 2 crashed with exit code 1, diagnosis oom: out of memory" in err
+    assert "CUDA out of memory" in err
     assert "3 job instance(s): 2 COMPLETED, 1 FAILED" in err
     assert "Traceback" not in err.split("crashed")[0]
 
