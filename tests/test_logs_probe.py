@@ -469,3 +469,25 @@ def test_sparse_200mb_file_is_read_in_bounded_steps(tmp_path: Path) -> None:
             break
     assert out[KEY]["log.done"] == 7 and out[KEY]["log.total"] == 9
     assert tailer.offset == path.stat().st_size
+
+
+def test_sparse_2gb_log_never_crashes_and_catches_up(tmp_path: Path) -> None:
+    """A 2 GB sparse log (NUL bytes) is read in bounded steps without a crash or a memory
+    spike, and the line written at its end is found once the tailer has caught up."""
+    path = tmp_path / "huge.log"
+    with path.open("wb") as f:
+        f.truncate(2 * 1024**3)
+    append(path, b"\nProcessed 5/6\n")
+    probe, rs = make_probe(tmp_path, "- {path: huge.log, preset: python-logging}")
+    tracemalloc.start()
+    try:
+        out: dict[str, Any] = {}
+        for _ in range(40):
+            out = collect(probe, rs, tmp_path)
+            if "log.done" in out[KEY]:
+                break
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out[KEY]["log.done"] == 5
+    assert peak < 200 << 20, f"peak memory {peak} bytes"
