@@ -195,8 +195,15 @@ CODES: dict[str, Code] = {c.code: c for c in _CODES}
 
 
 def make(path: str, line: int, col: int, code: str, message: str) -> Diagnostic:
-    """Build a diagnostic with the registered severity of its code."""
-    return Diagnostic(path, line, col, code, message, CODES[code].severity)
+    """Build a diagnostic with the registered severity of its code; a message quoting the
+    user's text stays one line (line breaks and other control characters are escaped)."""
+    return Diagnostic(path, line, col, code, _one_line(message), CODES[code].severity)
+
+
+def _one_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def effective(diag: Diagnostic, *, strict: bool) -> Severity:
