@@ -90,6 +90,10 @@ def default_probes(loaded: Loaded, base_dir: Path) -> list[Probe]:
         from .probes.logs import LogsProbe
 
         probes.append(LogsProbe(rs, base_dir))
+    if any(job.gpu for job in rs.jobs.values()):
+        from .probes.gpu import GpuProbe
+
+        probes.append(GpuProbe(rs, base_dir))
     probes.append(HostProbe())
     return probes
 

@@ -215,7 +215,7 @@ DISK: Namespace = {
 GPU: Namespace = {
     "available": _f("bool", "GPU facts could be read (NVML present, or the metrics CSV exists)."),
     "error": _f("str", "Why GPU facts are missing (no driver, no GPU, no CSV yet)."),
-    "count": _f("int", "GPUs observed for the job."),
+    "count": _f("int", "GPUs observed for the job (0: none of its processes is on a GPU)."),
     "util": _f("pct", "Mean utilisation."),
     "util_min": _f("pct", "Lowest utilisation among the job's GPUs."),
     "util_max": _f("pct", "Highest utilisation."),
@@ -228,7 +228,6 @@ GPU: Namespace = {
     "power_limit": _f("float", "Enforced power limit, summed (W)."),
     "throttled": _f("bool", "Any GPU reports a clock throttle reason other than idle."),
     "throttle_reasons": _f("list", "Active throttle reasons."),
-    "xid_errors": _f("int", "Xid errors seen."),
     "ecc_errors": _f("int", "Uncorrected ECC errors."),
     "age": _f("seconds", "Age of the last metrics row (CSV source)."),
 }

@@ -91,6 +91,12 @@ def parse(text: str, display: str) -> YMap:
         raise _fail(display, line, col, "RM101", problem) from None
     except YAMLError as exc:
         raise _fail(display, 0, 0, "RM101", str(exc).splitlines()[0]) from None
+    except TypeError as exc:  # `? [a, b]: x`: a list or mapping used as a key
+        if "unhashable" not in str(exc):
+            raise
+        line = next((i + 1 for i, ln in enumerate(text.splitlines())
+                     if ln.lstrip().startswith("? ")), 0)
+        raise _fail(display, line, 1, "RM203", "mapping keys must be plain strings") from None
     except RecursionError:
         raise _fail(display, 0, 0, "RM006", f"document nests deeper than {MAX_DEPTH} levels") \
             from None
