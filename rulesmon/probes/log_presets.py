@@ -78,7 +78,9 @@ PRESETS: dict[str, Preset] = {
             "oom": ErrorPattern(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory",
                                 "critical"),
             "cpu_oom": ErrorPattern(
-                r"DefaultCPUAllocator: can't allocate memory|\bMemoryError", "critical"),
+                r"DefaultCPUAllocator: can't allocate memory|\bMemoryError|_ArrayMemoryError"
+                r"|Unable to allocate \S+ (?:[KMGT]i?B|bytes)|oom_kill event|oom-kill",
+                "critical"),
         },
     ),
     "nccl": Preset(
@@ -93,7 +95,8 @@ PRESETS: dict[str, Preset] = {
         doc="A loss or gradient norm that became NaN or infinite (also `nan.0` and quoted).",
         errors={
             "nan_loss": ErrorPattern(
-                r"(?:loss|grad_norm)['\"]?(?:[:=]|': )\s*'?(?:nan|-?inf)\b", "critical"),
+                r"(?:loss|grad_norm)(?:_step|_epoch)?['\"]?(?:[:=]|': )\s*'?(?:nan|-?inf)\b",
+                "critical"),
         },
     ),
 }
