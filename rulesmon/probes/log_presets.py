@@ -36,7 +36,9 @@ PRESETS: dict[str, Preset] = {
             "batch": r"Batch (?P<batch>\d+)/(?P<batches>\d+)",
             "epoch": r"Epoch (?P<epoch>\d+)(?:/(?P<epochs>\d+))?",
             "loss": rf"loss:\s*(?P<loss>{_NUM_OR_NAN})",
-            "throughput": rf"(?P<rate>{_NUM}) (?:items?|samples?|it)/s",
+            # possessive and bounded, so a digit run fails fast instead of backtracking
+            "throughput": r"\b(?P<rate>\d{1,15}+(?:\.\d{1,9}+)?+(?:[eE][-+]?\d{1,3}+)?+) "
+                          r"(?:items?|samples?|it)/s",
         },
     ),
     "tqdm": Preset(

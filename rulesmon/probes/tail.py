@@ -33,7 +33,7 @@ from pathlib import Path
 MAX_LINE = 1 << 20  #: a longer line is cut...
 KEEP = 64 << 10  #: ...to its last KEEP bytes
 MAX_READ = 64 << 20  #: bytes read per call at most
-CHUNK = 4 << 20  #: bytes per read(2)
+CHUNK = 1 << 20  #: bytes per read(2); small reads keep the allocator from holding freed buffers
 FINGERPRINT = 256  #: first bytes compared to notice truncate-then-regrow
 
 _ANSI = re.compile(

@@ -1,0 +1,251 @@
+"""The builtin log presets on real framework output, through the real LogsProbe on real files.
+
+The fixtures in tests/fixtures/presets/ are the bytes a job's `> job.log 2>&1` receives: tqdm's
+`\\r` updates without newlines (one epoch is one line of over 10 KB), ANSI colour codes, a
+traceback glued onto an unfinished bar, Lightning's `nan.0`, the Hugging Face Trainer's log
+dicts (classic and transformers 5.x quoted), Python logging, CUDA and CPU out-of-memory errors
+and NCCL failures. generate.py there says how they were made.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from rulesmon.config.loader import load_text
+from rulesmon.probes.base import TickContext
+from rulesmon.probes.logs import LogsProbe
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "presets"
+KEY = "train/0"
+
+
+class Job:
+    """One job whose log is `job.log` in a temp folder, followed by a LogsProbe with the given
+    presets; the fixture is written into that file in as many pieces as the test asks."""
+
+    def __init__(self, tmp_path: Path, *presets: str) -> None:
+        self.tmp_path = tmp_path
+        self.path = tmp_path / "job.log"
+        self.path.write_bytes(b"")
+        text = "version: 1\nname: t\njobs:\n  train:\n    logs:\n" + textwrap.indent(
+            f"- path: job.log\n  preset: [{', '.join(presets)}]\n  tail: 50\n", "      ")
+        self.ruleset = load_text(text, "t.yaml", env={}, base=tmp_path).ruleset
+        self.probe = LogsProbe(self.ruleset, tmp_path)
+
+    def write(self, data: bytes) -> None:
+        with self.path.open("ab") as f:
+            f.write(data)
+
+    def collect(self) -> dict[str, Any]:
+        ctx = TickContext(now=time.time(), ruleset=self.ruleset, base_dir=self.tmp_path,
+                          instances={KEY: {"job.key": "train", "job.id": "4242"}})
+        out = self.probe.collect(ctx)
+        assert self.probe.errors == {}
+        return out[KEY]
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def follow(tmp_path: Path, name: str, *presets: str) -> dict[str, Any]:
+    """The facts after the whole fixture has been written and collected once."""
+    job = Job(tmp_path, *presets)
+    job.write(fixture(name))
+    return job.collect()
+
+
+def segments(data: bytes) -> list[str]:
+    """The fixture split the way a terminal would show its lines (on `\\r`, `\\n`, `\\r\\n`)."""
+    return re.split(r"\r\n|\r|\n", data.decode("utf-8"))
+
+
+def isnan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+# --- progress bars -------------------------------------------------------------------------------
+
+
+def test_tqdm_without_terminal_and_glued_traceback(tmp_path: Path) -> None:
+    """tqdm's coloured `\\r` updates read in small pieces give done/total/rate of the last
+    update, and a traceback starting mid-line on the unfinished bar is counted once."""
+    data = fixture("tqdm_traceback.log")
+    assert b"\x1b[32m" in data and b"\r" in data
+    assert max(len(line) for line in data.split(b"\n")) > 10_000  # one epoch, one line
+    job = Job(tmp_path, "tqdm", "traceback")
+    for start in range(0, len(data), 4096):  # a live job: the log grows while it is read
+        job.write(data[start:start + 4096])
+        job.collect()
+    facts = job.collect()
+    assert facts["log.done"] == 45 and facts["log.total"] == 150
+    assert facts["log.rate"] == 4.0 and facts["log.pct"] == 30
+    assert facts["log.extractors.tqdm.count"] == 151 + 151 + 45  # a closed bar is drawn twice
+    assert facts["log.errors.traceback.count"] == 1
+    glued = facts["log.errors.traceback.last_line"]
+    assert glued.startswith("Epoch 2:  30%|███       | 45/150 [00:11<00:26,  4.00it/s]")
+    assert glued.endswith("Traceback (most recent call last):")
+    assert facts["log.lines"][-1] == (
+        "RuntimeError: DataLoader worker (pid 48213) is killed by signal: Killed.")
+    assert not any("\x1b" in line for line in facts["log.lines"])
+
+
+def test_lightning_bar_epoch_loss_and_nan(tmp_path: Path) -> None:
+    """Lightning's bar gives the 0-based epoch, done/total and the loss, and its `nan.0` is a
+    NaN loss that the nan-loss pattern reports from the first update that shows it."""
+    data = fixture("lightning.log")
+    first_nan = data.index(b"train_loss=nan.0")
+    job = Job(tmp_path, "lightning", "nan-loss")
+    job.write(data[:first_nan])  # the NaN update is still being written
+    facts = job.collect()
+    assert facts["log.epoch"] == 2  # the third of max_epochs=3: Lightning counts from 0
+    assert facts["log.done"] == 59 and facts["log.total"] == 100
+    assert facts["log.loss"] == 0.047
+    assert facts["log.errors.nan_loss.count"] == 0
+    job.write(data[first_nan:])
+    facts = job.collect()
+    assert facts["log.epoch"] == 2 and facts["log.done"] == 100
+    assert isnan(facts["log.loss"])
+    assert facts["log.errors.nan_loss.count"] == sum("=nan.0" in s for s in segments(data))
+    assert facts["log.errors.nan_loss.severity"] == "critical"
+    assert facts["log.errors.nan_loss.last_line"].endswith("train_loss=nan.0, val_loss=nan.0]")
+
+
+def test_lightning_step_and_epoch_loss_nan(tmp_path: Path) -> None:
+    """With `self.log(..., on_step=True, on_epoch=True)` the bar shows `train_loss_step=nan.0`,
+    which is a NaN loss for the nan-loss pattern as much as `train_loss=nan.0` is."""
+    data = fixture("lightning_step_epoch.log")
+    first_nan = data.index(b"train_loss_step=nan.0")
+    assert data[data.rindex(b"\r", 0, first_nan) + 1:].startswith(b"Epoch 2:  60%|")
+    # up to the start of the next update: a trailing \r is held back (it may be half a CRLF)
+    end = data.index(b"\r", first_nan) + len(b"\rEpoch")
+    job = Job(tmp_path, "lightning", "nan-loss")
+    job.write(data[:end])
+    facts = job.collect()
+    assert isnan(facts["log.loss"])
+    assert facts["log.errors.nan_loss.count"] == 1
+    job.write(data[end:])
+    facts = job.collect()
+    assert facts["log.errors.nan_loss.count"] == sum("=nan.0" in s for s in segments(data))
+
+
+# --- Hugging Face Trainer ------------------------------------------------------------------------
+
+
+def test_hf_trainer_dicts_typed_and_hidden_nan(tmp_path: Path) -> None:
+    """Classic Trainer log dicts give typed loss/epoch/grad_norm; a NaN step loss hidden by
+    logging_nan_inf_filter still fires nan-loss through `'grad_norm': nan`."""
+    data = fixture("hf_trainer.log")
+    first_nan = data.index(b"'grad_norm': nan")
+    cut = data.index(b"\n", first_nan)
+    job = Job(tmp_path, "hf-trainer", "nan-loss")
+    job.write(data[:cut + 1])
+    facts = job.collect()
+    assert facts["log.loss"] == 0.2661 and isinstance(facts["log.loss"], float)
+    assert facts["log.epoch"] == 2.0 and isinstance(facts["log.epoch"], float)
+    assert isnan(facts["log.grad_norm"])
+    assert facts["log.eval_loss"] == 0.5341
+    assert facts["log.errors.nan_loss.count"] == 1
+    assert facts["log.errors.nan_loss.last_line"] == (
+        "{'loss': 0.2661, 'grad_norm': nan, 'learning_rate': 1.75e-05, 'epoch': 2.0}")
+    job.write(data[cut + 1:])
+    facts = job.collect()
+    assert facts["log.loss"] == 0.1447  # the train summary's train_loss is not the step loss
+    assert facts["log.epoch"] == 3.0 and isnan(facts["log.eval_loss"])
+    assert facts["log.extractors.hf_loss.count"] == 6
+    assert facts["log.errors.nan_loss.count"] == 5  # grad_norm at steps 40-60, eval at 40, 60
+    assert facts["log.errors.nan_loss.severity"] == "critical"
+
+
+def test_hf_trainer_v5_quoted_values(tmp_path: Path) -> None:
+    """transformers 5.x prints every value quoted (`'loss': '5.036'`, `'epoch': '2'`); the
+    facts are still numbers and `'grad_norm': 'nan'` fires nan-loss."""
+    data = fixture("hf_trainer_v5.log")
+    assert b"{'loss': '0.2661', 'grad_norm': 'nan', 'learning_rate': '1.75e-05', 'epoch': '2'}" \
+        in data
+    first_nan = data.index(b"'grad_norm': 'nan'")
+    cut = data.index(b"\n", first_nan)
+    job = Job(tmp_path, "hf-trainer", "nan-loss")
+    job.write(data[:cut + 1])
+    facts = job.collect()
+    assert facts["log.loss"] == 0.2661
+    assert facts["log.epoch"] == 2 and isinstance(facts["log.epoch"], int)
+    assert isnan(facts["log.grad_norm"])
+    assert facts["log.errors.nan_loss.count"] == 1
+    job.write(data[cut + 1:])
+    facts = job.collect()
+    assert facts["log.loss"] == 0.1447 and facts["log.epoch"] == 3
+    assert isnan(facts["log.eval_loss"])
+    assert facts["log.errors.nan_loss.count"] == 5
+
+
+# --- Python logging ------------------------------------------------------------------------------
+
+
+def test_python_logging_progress_lines(tmp_path: Path) -> None:
+    """`Processed N/M items - loss: x - r items/s` and `Epoch e/E` lines of plain logging give
+    done, total, rate, epoch, epochs and loss as numbers."""
+    facts = follow(tmp_path, "python_logging.log", "python-logging")
+    assert facts["log.done"] == 15000 and facts["log.total"] == 100000
+    assert facts["log.rate"] == 250.5
+    assert facts["log.epoch"] == 2 and facts["log.epochs"] == 10
+    assert facts["log.loss"] == 0.345
+    assert facts["log.batch"] == 60 and facts["log.batches"] == 400
+    assert facts["log.extractors.items.count"] == 3
+    assert facts["log.extractors.throughput.count"] == 3
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_cuda_oom_is_not_a_cpu_oom(tmp_path: Path) -> None:
+    """`torch.OutOfMemoryError: CUDA out of memory` (with torchrun's `[rank0]:` prefix) is
+    counted by oom and not by cpu_oom."""
+    facts = follow(tmp_path, "cuda_oom.log", "traceback", "cuda-oom")
+    assert facts["log.errors.oom.count"] == 1
+    assert facts["log.errors.oom.severity"] == "critical"
+    assert "Tried to allocate 2.00 GiB" in facts["log.errors.oom.last_line"]
+    assert facts["log.errors.cpu_oom.count"] == 0
+    assert facts["log.errors.traceback.count"] == 1
+
+
+def test_cpu_allocator_failure_is_a_cpu_oom(tmp_path: Path) -> None:
+    """PyTorch's `DefaultCPUAllocator: can't allocate memory` RuntimeError is counted by cpu_oom
+    and not by oom."""
+    facts = follow(tmp_path, "cpu_oom.log", "traceback", "cuda-oom")
+    assert facts["log.errors.cpu_oom.count"] == 1
+    assert facts["log.errors.cpu_oom.last_line"].startswith(
+        "RuntimeError: [enforce fail at alloc_cpu.cpp:114] . DefaultCPUAllocator: can't allocate")
+    assert facts["log.errors.oom.count"] == 0
+
+
+def test_cpu_oom_from_numpy_and_slurm(tmp_path: Path) -> None:
+    """numpy's `_ArrayMemoryError: Unable to allocate` and SLURM's `Detected 1 oom_kill event`
+    are CPU out-of-memory failures too: counted by cpu_oom, not by oom."""
+    facts = follow(tmp_path, "cpu_oom_other.log", "traceback", "cuda-oom")
+    assert facts["log.errors.cpu_oom.count"] == 2
+    assert facts["log.errors.cpu_oom.last_line"].startswith(
+        "slurmstepd: error: Detected 1 oom_kill event in StepId=4242.batch.")
+    assert facts["log.errors.oom.count"] == 0
+
+
+def test_nccl_errors_and_watchdog_timeout(tmp_path: Path) -> None:
+    """`NCCL error in: ... unhandled system error`, `ncclSystemError` and the watchdog's
+    `Watchdog caught collective operation timeout` (its log line and the `what():` of the
+    abort) are counted by nccl; NCCL INFO lines are not."""
+    facts = follow(tmp_path, "nccl.log", "nccl", "traceback")
+    assert facts["log.errors.nccl.count"] == 4
+    assert facts["log.errors.nccl.severity"] == "critical"
+    lines = facts["log.errors.nccl.lines"]
+    assert lines[0].startswith("[rank1]:[E115 10:40:12.118734528 ProcessGroupNCCL.cpp:632] "
+                               "[Rank 1] Watchdog caught collective operation timeout")
+    assert lines[1].startswith("  what():  [PG ID 0 PG GUID 0(default_pg) Rank 1] Process group")
+    assert lines[2].startswith("torch.distributed.DistBackendError: NCCL error in: ")
+    assert "unhandled system error" in lines[2]
+    assert lines[3].startswith("ncclSystemError: System call")
+    assert facts["log.errors.traceback.count"] == 1
