@@ -81,30 +81,27 @@ def _truth(value: Any) -> bool | Unknown:
     return UNKNOWN if isinstance(value, Unknown) else bool(value)
 
 
-def _k_and(*thunks: Callable[[], Any]) -> Any:
+def _k_bool(decides: bool, thunks: tuple[Callable[[], Any], ...]) -> Any:
+    """Kleene and (decides=False) / or (decides=True): a known deciding operand wins over
+    unknown ones; otherwise unknown if any was unknown, else Python's result."""
     unknown = False
-    value: Any = True
+    value: Any = not decides
     for thunk in thunks:
         value = thunk()
         t = _truth(value)
         if t is UNKNOWN:
             unknown = True
-        elif not t:
+        elif t is decides:
             return value
     return UNKNOWN if unknown else value
+
+
+def _k_and(*thunks: Callable[[], Any]) -> Any:
+    return _k_bool(False, thunks)
 
 
 def _k_or(*thunks: Callable[[], Any]) -> Any:
-    unknown = False
-    value: Any = False
-    for thunk in thunks:
-        value = thunk()
-        t = _truth(value)
-        if t is UNKNOWN:
-            unknown = True
-        elif t:
-            return value
-    return UNKNOWN if unknown else value
+    return _k_bool(True, thunks)
 
 
 def _k_not(value: Any) -> Any:

@@ -105,13 +105,6 @@ def _check_node(node: ast.AST) -> None:
         if not isinstance(node.op, _ALLOWED_UNARY):
             raise ExpressionError(f"operator {type(node.op).__name__} is not allowed", _where(node))
         return
-    if isinstance(node, ast.Compare):
-        for op, right in zip(node.ops, node.comparators, strict=True):
-            if isinstance(op, ast.Is | ast.IsNot) and not (
-                    isinstance(right, ast.Constant) and right.value is None):
-                raise ExpressionError("`is` compares only with None (use == for values)",
-                                      _where(node))
-        return
     if isinstance(node, ast.Constant):
         if not isinstance(node.value, str | int | float | bool | type(None)):
             raise ExpressionError(f"constant {node.value!r} is not allowed", _where(node))
