@@ -164,7 +164,17 @@ def is_unknown_filter(message: str) -> bool:
     return "No filter named" in message or "No test named" in message
 
 
+@lru_cache(maxsize=4096)
+def _paths_cached(tree: nodes.Template) -> tuple[tuple[str, ...], ...]:
+    return tuple(_paths(tree))
+
+
 def paths(tree: nodes.Template) -> list[tuple[str, ...]]:
+    """Every dotted fact path the template reads (`job.id`, `files.results.new`)."""
+    return list(_paths_cached(tree))
+
+
+def _paths(tree: nodes.Template) -> list[tuple[str, ...]]:
     """Every dotted fact path the template reads (`job.id`, `files.results.new`)."""
     found: list[tuple[str, ...]] = []
     bound = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}

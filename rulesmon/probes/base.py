@@ -59,13 +59,44 @@ def instance_key(job: str, unit: str | int) -> str:
     return f"{job}/{unit}"
 
 
-def render_path(template: str, context: Mapping[str, Any], base: Path) -> Path:
-    """A path template rendered in the sandbox and resolved from the ruleset's folder."""
-    from ..templates import render
+_RENDERED: dict[tuple[Any, ...], Path] = {}
 
-    text = render(template, dict(context)) if "{{" in template or "{%" in template else template
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else base / path
+
+def render_path(template: str, context: Mapping[str, Any], base: Path) -> Path:
+    """A path template rendered in the sandbox and resolved from the ruleset's folder.
+
+    Renders are cached by the values the template reads (`job.id`, `worker`), so a probe
+    that resolves hundreds of paths every tick renders each only when its inputs change.
+    """
+    if "{{" not in template and "{%" not in template:
+        path = Path(template).expanduser()
+        return path if path.is_absolute() else base / path
+    from ..templates import parse, paths, render
+
+    key: tuple[Any, ...] | None = (template, str(base),
+                                   *(_dig(context, p) for p in paths(parse(template))))
+    try:
+        hash(key)
+    except TypeError:  # the template reads a whole namespace: render every time
+        key = None
+    if key is not None and key in _RENDERED:
+        return _RENDERED[key]
+    path = Path(render(template, dict(context))).expanduser()
+    path = path if path.is_absolute() else base / path
+    if key is not None:
+        if len(_RENDERED) > 8192:
+            _RENDERED.clear()
+        _RENDERED[key] = path
+    return path
+
+
+def _dig(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = context
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return ("missing", path)
+        node = node[part]
+    return node
 
 
 def job_base(job: Job, base: Path) -> Path:

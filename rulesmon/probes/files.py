@@ -12,6 +12,7 @@ check. Scans are shared between instances that render the same root.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -370,18 +371,21 @@ def _hidden(rel: str) -> bool:
 def _glob(root: Path, pattern: str) -> list[Entry]:
     allow_hidden = _hidden(pattern)
     out: list[Entry] = []
-    for n, path in enumerate(root.glob(pattern)):
+    base = str(root)
+    for n, rel in enumerate(glob.iglob(pattern, root_dir=base, recursive=True,
+                                       include_hidden=allow_hidden)):
         if n >= MAX_ENTRIES:
             break
-        rel = path.relative_to(root).as_posix()
         if not allow_hidden and _hidden(rel):
             continue
+        full = os.path.join(base, rel)
         try:
-            st = path.stat()
+            st = os.stat(full)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            out.append(Entry(str(path), rel, st.st_size, st.st_mtime, st.st_mtime_ns))
+            out.append(Entry(full, Path(rel).as_posix(), st.st_size, st.st_mtime,
+                             st.st_mtime_ns))
     return out
 
 
