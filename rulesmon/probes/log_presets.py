@@ -45,7 +45,8 @@ PRESETS: dict[str, Preset] = {
         doc="tqdm bars, including the `\\r` updates written without newlines outside a terminal.",
         extract={
             "tqdm": r"(?P<pct>\d+)%\|[^|\r\n]*\| (?P<done>\d+)/(?P<total>\d+) "
-            r"\[[\d:]+<[\d:?]+, *(?P<rate>[\d.]+)(?:it|s)/(?:s|it)",
+            # a rate per second in any unit (it/s, examples/s); a slow bar's s/it is no rate
+            r"\[[\d:]+<[\d:?]+(?:, *(?P<rate>[\d.]+) ?[A-Za-z]*/s\b)?",
         },
     ),
     "lightning": Preset(
