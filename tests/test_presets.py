@@ -85,7 +85,9 @@ def test_tqdm_without_terminal_and_glued_traceback(tmp_path: Path) -> None:
     facts = job.collect()
     assert facts["log.done"] == 45 and facts["log.total"] == 150
     assert facts["log.rate"] == 4.0 and facts["log.pct"] == 30
-    assert facts["log.extractors.tqdm.count"] == 151 + 151 + 45  # a closed bar is drawn twice
+    # a closed bar is drawn twice; each bar's first draw (`0/150 [00:00<?, ?it/s]`, no rate
+    # yet) counts too
+    assert facts["log.extractors.tqdm.count"] == 151 + 151 + 45 + 3
     assert facts["log.errors.traceback.count"] == 1
     glued = facts["log.errors.traceback.last_line"]
     assert glued.startswith("Epoch 2:  30%|███       | 45/150 [00:11<00:26,  4.00it/s]")
