@@ -491,3 +491,15 @@ def test_sparse_2gb_log_never_crashes_and_catches_up(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert out[KEY]["log.done"] == 5
     assert peak < 200 << 20, f"peak memory {peak} bytes"
+
+
+def test_line_splitting_semantics_and_unterminated_escape(tmp_path: Path) -> None:
+    """CRLF is one terminator, a lone CR ends a line, the empty piece before a tqdm redraw is
+    no line, blank lines stay, and an unterminated escape sequence never swallows the next
+    lines."""
+    from rulesmon.probes.tail import Tailer
+
+    path = tmp_path / "t.log"
+    path.write_bytes(b"a\r\nb\n\n\rc\rd\n\x1b]0;title-without-end\nline after\n"
+                     b"\x1b[31mred\x1b[0m\n")
+    assert Tailer(path).read() == ["a", "b", "", "c", "d", "", "line after", "red"]

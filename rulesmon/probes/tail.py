@@ -38,12 +38,11 @@ FINGERPRINT = 256  #: first bytes compared to notice truncate-then-regrow
 
 _ANSI = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement, erase line
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b\][^\x07\x1b\r\n]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b\r\n]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings (never past a line)
     r"|\x1b[ -/]*[0-~]"  # two-character escapes (ESC 7, ESC c, ESC ( B)
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
 )
-_SPLIT = re.compile(r"(\r\n|\r|\n)")
 
 FileId = tuple[int, int]  #: (st_dev, st_ino)
 Resume = tuple[int, bytes, str]  #: offset, first bytes, the path it was read under
@@ -286,20 +285,33 @@ class Tailer:
         return partial[-KEEP:]
 
     def _lines(self, complete: bytes) -> list[str]:
-        """Split bytes that end with a line terminator into decoded lines."""
-        text = complete.decode("utf-8", "replace")
+        """Split bytes that end with a line terminator into decoded lines.
+
+        Whole-buffer string operations (C speed) rather than a regex split and a call per line:
+        ANSI codes never span lines, so they are stripped once; `\r\n` is one terminator; a
+        lone `\r` ends a line too, except that the empty piece before it ("\rtext", tqdm's
+        redraw) is no line.
+        """
+        text = strip_ansi(complete.decode("utf-8", "replace"))
         if "\r" not in text:
-            parts = text.split("\n")
-            parts.pop()  # after the final terminator
-            lines = parts
+            lines = text.split("\n")
+            lines.pop()  # after the final terminator
         else:
-            pieces = _SPLIT.split(text)
+            if "\r\n" in text:
+                text = text.replace("\r\n", "\n")
+            parts = text.split("\n")
+            last = parts.pop()  # after the final "\n"; holds text only if the buffer ends in \r
+            if last:
+                parts.append(last)
             lines = []
-            for i in range(0, len(pieces) - 1, 2):
-                segment, sep = pieces[i], pieces[i + 1]
-                if segment or sep != "\r":  # "\rtext": the empty part before \r is no line
-                    lines.append(segment)
-        return [strip_ansi(line[-KEEP:] if len(line) > MAX_LINE else line) for line in lines]
+            for part in parts:
+                if "\r" in part:
+                    lines.extend(piece for piece in part.split("\r") if piece)
+                else:
+                    lines.append(part)
+        if len(text) > MAX_LINE:
+            return [line[-KEEP:] if len(line) > MAX_LINE else line for line in lines]
+        return lines
 
 
 def _reason(exc: OSError, path: Path) -> str:
