@@ -110,6 +110,7 @@ class Engine:
         self.loaded = loaded
         self.rs = loaded.ruleset
         self.program: Program = build(self.rs)
+        self.rules_by_name = {r.name: r for r in self.program.rules}
         self.base_dir = Path(loaded.path).resolve().parent if loaded.path != "<string>" \
             else Path.cwd()
         self.log = log
@@ -531,7 +532,7 @@ class Engine:
                                                                                str]:
         """(rule, instance) pairs muted by a firing inhibitor, with the inhibitor's name."""
         out: dict[tuple[str, str], str] = {}
-        by_name = {r.name: r for r in self.program.rules}
+        by_name = self.rules_by_name
         for rule in self.program.rules:
             if not rule.rule.inhibits:
                 continue
@@ -738,7 +739,7 @@ class _OutboxWriter:
         self.engine = engine
 
     def send(self, targets: list[str], note: Notification) -> None:
-        rule = next((r for r in self.engine.program.rules if r.name == note.rule), None)
+        rule = self.engine.rules_by_name.get(note.rule)
         wait = (rule.rule.group_wait if rule and rule.rule.group_wait is not None
                 else self.engine.rs.defaults.group_wait)
         for target in targets:

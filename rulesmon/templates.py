@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -225,7 +224,3 @@ def render_errors(text: str, context: dict[str, Any]) -> str | None:
     except (TypeError, ValueError, ArithmeticError, AttributeError, KeyError) as exc:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
-
-
-def names_used(trees: Iterable[nodes.Template]) -> set[str]:
-    return {p[0] for tree in trees for p in paths(tree)}

@@ -422,7 +422,3 @@ def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
         error = templates.render_errors(text, facts.sample_context(tree))
         if error:
             yield Finding(loc, "RM405", f"template fails with sample facts: {error}")
-
-
-def rule_index(rs: Ruleset) -> dict[str, int]:
-    return {r.name: i for i, r in enumerate(rs.rules)}

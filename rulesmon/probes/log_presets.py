@@ -103,9 +103,3 @@ PRESETS: dict[str, Preset] = {
         },
     ),
 }
-
-
-def group_names(pattern: str) -> list[str]:
-    import re
-
-    return list(re.compile(pattern).groupindex)

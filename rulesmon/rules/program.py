@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ..config.models import Action, NotifyAction, Rule, Ruleset
 from .compile import Compiled, compile_condition, windows
@@ -62,7 +61,6 @@ class Program:
     tracked: frozenset[str]
     max_window: float
     run_keys: frozenset[str] = frozenset()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def fingerprint(ruleset: str, rule: str, instance: str) -> str:
