@@ -83,22 +83,25 @@ def _state_path(loaded: Any, state: Path | None) -> Path:
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="State database (default .rulesmon/<name>.db beside the ruleset).")
 @click.option("--allow-exec", is_flag=True, help="Let `exec` actions run commands.")
+@click.option("--allow-control", is_flag=True,
+              help="Let `control` actions cancel, requeue, hold, release or remove jobs.")
 @click.option("--log-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write JSON lines logs to this file.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec: bool,
-        log_json: Path | None, verbose: bool) -> None:
+        allow_control: bool, log_json: Path | None, verbose: bool) -> None:
     """Watch the jobs of RULESET until every one is terminal.
 
     Exit status: 0 when every job succeeded, 1 when one failed, the code of a `stop`
     action, 2 for an unusable ruleset, 128+N after signal N.
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
-                  log_json=log_json, verbose=verbose))
+                  allow_control=allow_control, log_json=log_json, verbose=verbose))
 
 
 def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path | None = None,
-         allow_exec: bool = False, log_json: Path | None = None, verbose: bool = False) -> int:
+         allow_exec: bool = False, allow_control: bool = False, log_json: Path | None = None,
+         verbose: bool = False) -> int:
     import structlog
 
     from . import logsetup
@@ -110,7 +113,7 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
     state_path = _state_path(loaded, state)
     engine = Engine(loaded, state_path=state_path, log=log, dry_run=dry_run,
-                    allow_exec=allow_exec)
+                    allow_exec=allow_exec, allow_control=allow_control)
     if not dry_run:
         engine.delivery = Delivery(state_path, loaded.ruleset.notify, loaded.secrets, log)
         engine.delivery.start()

@@ -172,6 +172,9 @@ _CODES: list[Code] = [
          "The comparison would never be true and the rule would never fire."),
     Code("RM414", "unknown-rule", E, "`inhibits:` names a rule that does not exist.",
          "The inhibition would never apply."),
+    Code("RM415", "control-unsupported", E, "A `control` action names a verb that the "
+         "scheduler of one of the rule's jobs cannot do (or a job has no scheduler).",
+         "The action would fail every time it runs; restrict the rule with `jobs:`."),
     # RM5xx: warnings
     Code("RM501", "for-shorter-than-tick", W, "A rule's `for:` is shorter than the tick interval "
          "`every:`.", "Conditions are evaluated once per tick, so the rule fires on the first "
@@ -189,6 +192,10 @@ _CODES: list[Code] = [
     Code("RM506", "polling-too-fast", W, "A scheduler source polls more often than once every "
          "30 seconds.", "Cluster administrators ask users not to poll faster; rulesmon caches "
          "between scheduler calls anyway."),
+    Code("RM507", "control-action", INFO, "A rule acts on jobs through their scheduler "
+         "(`control`: cancel, requeue, hold, release, remove, resubmit).", "Control actions run "
+         "only when `rulesmon run --allow-control` is given; reviewers should see every place "
+         "that can end or change a job."),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _CODES}

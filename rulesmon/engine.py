@@ -47,6 +47,28 @@ class ProbeHealth:
     duration: float = 0.0
 
 
+@dataclass(frozen=True)
+class TickReport:
+    """What one tick saw and did, handed to observers (history, dashboard, plain lines).
+
+    Observers run on the engine thread right after the tick is stored: they must be quick and
+    must not mutate what they are given.
+    """
+
+    tick: int
+    now: float
+    duration: float
+    instances: Mapping[str, Mapping[str, Any]]
+    run: Mapping[str, Any]
+    fired: list[Notification]
+    #: (time, kind, rule, instance, severity, title, text) recorded this tick
+    events: list[tuple[float, str, str, str, str, str, str]]
+    run_id: int
+
+
+Observer = Callable[["TickReport"], None]
+
+
 @dataclass
 class TickOutcome:
     tick: int
@@ -105,6 +127,7 @@ class Engine:
                  sender: Sender | None = None, delivery: Any = None,
                  probes: list[Probe] | None = None,
                  dry_run: bool = False, allow_exec: bool = False,
+                 allow_control: bool = False, observers: Iterable[Observer] = (),
                  probe_timeout: float | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.loaded = loaded
@@ -116,6 +139,8 @@ class Engine:
         self.log = log
         self.dry_run = dry_run
         self.allow_exec = allow_exec
+        self.allow_control = allow_control
+        self.observers: list[Observer] = list(observers)
         self.clock = clock
         self.interval = float(self.rs.every)
         self.probe_timeout = probe_timeout or max(1.0, min(self.interval * 0.8, 120.0))
@@ -233,7 +258,21 @@ class Engine:
         self._outbox = []
         outcome.finished = bool(run_facts.get("run.all_terminal"))
         outcome.duration = time.monotonic() - t0
+        if self.observers:
+            self._notify_observers(TickReport(
+                self.ticks, now, outcome.duration, snapshots, run_snapshot, outcome.fired,
+                events, self.run_id))
         return outcome
+
+    def _notify_observers(self, report: TickReport) -> None:
+        for observer in self.observers:
+            try:
+                observer(report)
+            except Exception as exc:  # a display or recorder bug never stops the watching
+                name = getattr(observer, "__qualname__", type(observer).__name__)
+                if (name, str(exc)) not in self._eval_errors:
+                    self._eval_errors.add((name, str(exc)))
+                    self.log.error("observer_failed", observer=name, error=_one_line(exc))
 
     def _history(self, key: str) -> History:
         h = self.histories.get(key)
@@ -588,10 +627,11 @@ class Engine:
             render=render_safe, log=self.log.bind(rule=rule.name, instance=key),
             record=self._record, request_stop=self._request_stop,
             background=self._background,
-            allow_exec=self.allow_exec, dry_run=self.dry_run)
+            allow_exec=self.allow_exec, allow_control=self.allow_control,
+            facts=facts, dry_run=self.dry_run)
         for action in rule.actions:
-            if owed.kind == "resolve" and type(action).__name__ in ("ExecAction",
-                                                                    "StopAction"):
+            if owed.kind == "resolve" and type(action).__name__ in (
+                    "ExecAction", "ControlAction", "StopAction"):
                 continue  # recovery notifies and logs; it does not run commands again
             try:
                 ACTIONS[type(action)](action, ctx, note)

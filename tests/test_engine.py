@@ -166,3 +166,26 @@ def test_facts_command_marks_unknown_facts(tmp_path: Path) -> None:
     assert "== sim/-" in result.stdout
     assert "files.out.count = 1" in result.stdout
     assert "gpu.temp = unknown" in result.stdout
+
+
+def test_observers_see_each_tick_and_a_failing_one_is_contained(tmp_path: Path) -> None:
+    """Observers get the tick's facts and notifications; one that raises is logged once and
+    the others and the tick go on."""
+    from rulesmon.engine import TickReport
+
+    seen: list[TickReport] = []
+
+    def broken(report: TickReport) -> None:
+        raise ValueError("display bug")
+
+    engine = _engine(tmp_path, Probe("ok"), observers=[broken, seen.append])
+    try:
+        engine.tick(1000.0)
+        engine.tick(1001.0)
+    finally:
+        engine.close()
+    assert [r.tick for r in seen] == [1, 2]
+    assert seen[0].instances["train/1"]["job.state"] == "RUNNING"
+    assert seen[0].run["run.running"] == 1
+    assert [n.rule for n in seen[0].fired] == ["running"]
+    assert seen[1].fired == []

@@ -35,7 +35,8 @@ def test_schema_uses_if_then_for_actions() -> None:
     schema = json.loads(dumps())
     items = schema["definitions"]["Rule"]["properties"]["do"]["items"]
     obj = items["anyOf"][1]
-    assert [b["if"]["required"][0] for b in obj["allOf"]] == ["notify", "log", "exec", "stop"]
+    assert [b["if"]["required"][0] for b in obj["allOf"]] == ["notify", "log", "exec", "control",
+                                                                 "stop"]
     assert "oneOf" not in json.dumps(schema)
 
 

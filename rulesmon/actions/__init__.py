@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..config.models import ExecAction, LogAction, NotifyAction, StopAction
+from ..config.models import ControlAction, ExecAction, LogAction, NotifyAction, StopAction
+from . import control, log, notify, stop
 from . import exec as exec_action
-from . import log, notify, stop
 from .base import ActionContext, Notification
 
 ACTIONS: dict[type[Any], Callable[[Any, ActionContext, Notification], None]] = {
     NotifyAction: notify.run,
     LogAction: log.run,
     ExecAction: exec_action.run,
+    ControlAction: control.run,
     StopAction: stop.run,
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -41,4 +41,7 @@ class ActionContext:
     request_stop: Callable[[int], None]
     background: Callable[[Callable[[], None], str], None]
     allow_exec: bool = False
+    allow_control: bool = False
+    #: the firing instance's facts (flat names), for actions that act on the job itself
+    facts: Mapping[str, Any] = field(default_factory=dict)
     dry_run: bool = False

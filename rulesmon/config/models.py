@@ -545,13 +545,30 @@ class ExecAction(Model):
     cwd: PathTemplate | None = Field(None, description="Working directory.")
 
 
+ControlVerb = Literal["cancel", "requeue", "hold", "release", "remove", "resubmit"]
+
+
+class ControlAction(Model):
+    """Act on the job through its scheduler. Needs `rulesmon run --allow-control`.
+
+    SLURM: cancel (scancel), requeue, hold, release (scontrol). HTCondor: hold, release, remove
+    (cancel is the same as remove). DAGMan: remove or hold the DAGMan job, resubmit the newest
+    rescue DAG.
+    """
+
+    control: ControlVerb = Field(description="What to do with the job.")
+    reason: Template | None = Field(None, description="Why, passed to the scheduler where it "
+                                    "takes one (condor_hold -reason) and kept in the history.")
+    timeout: Duration = Field(60.0, description="The scheduler command is abandoned after this.")
+
+
 class StopAction(Model):
     """End the run with an exit code."""
 
     stop: int = Field(0, ge=0, le=255, description="Exit code of `rulesmon run`.")
 
 
-ACTION_KINDS = ("notify", "log", "exec", "stop")
+ACTION_KINDS = ("notify", "log", "exec", "control", "stop")
 
 
 def _action_shorthand(value: Any) -> Any:
@@ -566,13 +583,17 @@ def _action_shorthand(value: Any) -> Any:
         if value == "exec":
             raise PydanticCustomError(
                 "RM213", "exec needs a command, for example `- exec: [python, post.py]`")
+        if value == "control":
+            raise PydanticCustomError(
+                "RM213", "control needs a verb, for example `- control: cancel`")
         return {value: None} if value == "log" else {value: 0}
     if isinstance(value, dict):
         kinds = [k for k in value if k in ACTION_KINDS]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise PydanticCustomError(
-                "RM213", "an action names exactly one of notify, log, exec, stop (found {found})",
+                "RM213", "an action names exactly one of notify, log, exec, control, stop "
+                "(found {found})",
                 {"found": found})
     return value
 
@@ -589,6 +610,7 @@ Action = Annotated[
     Annotated[NotifyAction, Tag("notify")]
     | Annotated[LogAction, Tag("log")]
     | Annotated[ExecAction, Tag("exec")]
+    | Annotated[ControlAction, Tag("control")]
     | Annotated[StopAction, Tag("stop")],
     Discriminator(_action_kind),
     BeforeValidator(_action_shorthand),

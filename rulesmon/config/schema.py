@@ -35,7 +35,7 @@ _SHORTHANDS: dict[str, list[dict[str, Any]]] = {
 _ONE_OR_MANY = {("Rule", "notify"), ("NotifyAction", "notify"), ("Defaults", "notify"),
                 ("LogSpec", "preset"), ("Ruleset", "extends")}
 _ACTION_MODELS = {"notify": "NotifyAction", "log": "LogAction", "exec": "ExecAction",
-                  "stop": "StopAction"}
+                  "control": "ControlAction", "stop": "StopAction"}
 
 
 def generate() -> dict[str, Any]:

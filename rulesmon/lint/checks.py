@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from .. import facts, templates
 from ..config.loader import Loaded
-from ..config.models import ExecAction, Job, NotifyAction, Rule, Ruleset, backtracking_risk
+from ..config.models import (
+    ControlAction,
+    ExecAction,
+    Job,
+    NotifyAction,
+    Rule,
+    Ruleset,
+    backtracking_risk,
+)
 from ..config.nodes import locate
 from ..config.units import parse_duration
 from ..diagnostics import Diagnostic, make
@@ -236,6 +244,8 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
             for j, arg in enumerate(action.exec):
                 yield from _template_facts(rs, (*aloc, "exec", j), arg, ctx_tree, render=True,
                                            scope=rule.scope)
+        if isinstance(action, ControlAction):
+            yield from _control(rs, rule, aloc, action)
         for field in ("title", "message"):
             text = getattr(action, field, None)
             if text is not None:
@@ -246,6 +256,32 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
         yield Finding((*base, "name"), "RM505",
                       f"rule {rule.name!r} has no action and there is no default target: it "
                       "only logs (add notify:, do: [log] to say so, or defaults.notify)")
+
+
+#: What each scheduler can do to a job (`control:` verbs).
+CONTROL_VERBS = {
+    "slurm": frozenset({"cancel", "requeue", "hold", "release"}),
+    "htcondor": frozenset({"cancel", "remove", "hold", "release"}),
+    "dagman": frozenset({"cancel", "remove", "hold", "release", "resubmit"}),
+}
+
+
+def _control(rs: Ruleset, rule: Rule, loc: Loc, action: ControlAction) -> Iterator[Finding]:
+    yield Finding(loc, "RM507", f"rule {rule.name!r} can {action.control} jobs; it acts only "
+                  "under `rulesmon run --allow-control`")
+    if rule.scope != "job":
+        yield Finding((*loc, "control"), "RM415", f"control acts on one job: rule "
+                      f"{rule.name!r} has scope {rule.scope}")
+        return
+    for key, job in rs.jobs.items():
+        if rule.jobs and key not in rule.jobs:
+            continue
+        source = facts.source_of(job)
+        verbs = CONTROL_VERBS.get(source, frozenset())
+        if action.control not in verbs:
+            can = ", ".join(sorted(verbs)) or "nothing (no scheduler)"
+            yield Finding((*loc, "control"), "RM415",
+                          f"job {key!r} ({source}) cannot {action.control}; it can: {can}")
 
 
 _PER_JOB = ("job", "log", "files", "gpu", "progress", "disk", "worker", "node")
