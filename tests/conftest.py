@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.condor_pool"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
