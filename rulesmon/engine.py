@@ -21,6 +21,7 @@ from .actions.base import Sender
 from .config.loader import Loaded
 from .config.units import format_duration
 from .facts import TERMINAL_STATES
+from .history.recorder import Recorder
 from .probes.base import Facts, Probe, TickContext
 from .probes.diagnosis import diagnose
 from .probes.progress import Tracker
@@ -182,6 +183,11 @@ class Engine:
         self._workers: list[threading.Thread] = []
         self._eval_errors: set[tuple[str, str]] = set()
         self.run_id = self.store.start_run(self.rs.name, self.started)
+        self.recorder: Recorder | None = None
+        if self.rs.history.enabled and not dry_run:
+            h = self.rs.history
+            self.recorder = Recorder(self.rs.name, self.run_id, sample_every=h.sample_every,
+                                     retention=h.retention, sample_retention=h.sample_retention)
         self.instances: dict[str, Facts] = {}
         self.run_facts: Facts = {}
 
@@ -250,9 +256,10 @@ class Engine:
                     last_values.append((key, k, snap[k]))
         with self._lock:
             events, self._events = self._events, []
+        history = self.recorder.stage(now, snapshots, run_snapshot) if self.recorder else None
         self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
                              last_values, events, self.run_id, self.ticks, self.overruns,
-                             self._outbox)
+                             self._outbox, history)
         if self._outbox and self.delivery is not None:
             self.delivery.poke()
         self._outbox = []
@@ -733,6 +740,8 @@ class Engine:
             self.store.save_tick((), (), events, None, self.ticks, self.overruns)
         summary = str(self.run_facts.get("run.summary", ""))
         self.store.end_run(self.run_id, self.clock(), code, summary)
+        if self.recorder is not None:
+            self.recorder.finish(self.store.db, self.clock())
         self.log.info("run_finished", reason=reason, exit_code=code, summary=summary,
                       overruns=self.overruns)
         if self.rs.summary is not None and not self.dry_run and outcome.finished:

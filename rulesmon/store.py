@@ -10,90 +10,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .history.schema import SCHEMA_VERSION, SchemaError, connect
 from .rules.state import AlertState
 
-SCHEMA_VERSION = 2
+#: Work a caller adds to a tick's transaction (the history recorder's rows).
+TickWriter = Callable[[sqlite3.Connection], None]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS alerts (
-    fingerprint TEXT PRIMARY KEY,
-    rule TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    status TEXT NOT NULL,
-    state TEXT NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status);
-CREATE TABLE IF NOT EXISTS last_values (
-    instance TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (instance, key)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    t REAL NOT NULL,
-    kind TEXT NOT NULL,
-    rule TEXT,
-    instance TEXT,
-    severity TEXT,
-    title TEXT,
-    body TEXT
-);
-CREATE INDEX IF NOT EXISTS events_t ON events(t);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    target TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    title TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created REAL NOT NULL,
-    release_at REAL NOT NULL,
-    group_key TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'owed',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    delivered_at REAL,
-    UNIQUE (id, target)
-);
-CREATE INDEX IF NOT EXISTS outbox_owed ON outbox(target, status, seq);
-CREATE TABLE IF NOT EXISTS attempts (
-    outbox_seq INTEGER NOT NULL,
-    t REAL NOT NULL,
-    ok INTEGER NOT NULL,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS silences (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created REAL NOT NULL,
-    expires REAL NOT NULL,
-    rule TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    comment TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ruleset TEXT NOT NULL,
-    started REAL NOT NULL,
-    ended REAL,
-    ticks INTEGER NOT NULL DEFAULT 0,
-    overruns INTEGER NOT NULL DEFAULT 0,
-    exit_code INTEGER,
-    summary TEXT
-);
-"""
+__all__ = ["SCHEMA_VERSION", "OutboxRow", "SchemaError", "Silence", "StateStore"]
 
 
 class OutboxRow(NamedTuple):
@@ -128,16 +57,10 @@ class StateStore:
     """The persisted state of one ruleset's runs."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(_SCHEMA)
-        # Tables are only ever added, so CREATE ... IF NOT EXISTS migrates older files.
-        self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO "
-                        "UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+        # The schema and its migrations live in history/schema.py (documented in
+        # docs/history.md); an older file is migrated here, a newer one is a SchemaError.
+        self.db = connect(path)
 
     def close(self) -> None:
         self.db.close()
@@ -171,9 +94,9 @@ class StateStore:
                   last_values: Iterable[tuple[str, str, Any]],
                   events: Iterable[tuple[float, str, str, str, str, str, str]],
                   run_id: int | None, ticks: int, overruns: int,
-                  outbox: Iterable[OutboxRow] = ()) -> None:
+                  outbox: Iterable[OutboxRow] = (), history: TickWriter | None = None) -> None:
         """Everything a tick changed, atomically: a transition and the notifications it owes
-        are recorded together or not at all."""
+        are recorded together or not at all, and the tick's history rows with them."""
         now = time.time()
         with self.transaction() as db:
             db.executemany(
@@ -195,6 +118,8 @@ class StateStore:
             if run_id is not None:
                 db.execute("UPDATE runs SET ticks=?, overruns=? WHERE id=?",
                            (ticks, overruns, run_id))
+            if history is not None:
+                history(db)
 
     def start_run(self, ruleset: str, started: float) -> int:
         cur = self.db.execute("INSERT INTO runs (ruleset, started) VALUES (?, ?)",

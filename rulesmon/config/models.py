@@ -722,6 +722,22 @@ class Summary(Model):
         return value
 
 
+class History(Model):
+    """What `rulesmon run` records for `rulesmon history`, `stats` and `show`."""
+
+    enabled: bool = Field(True, description="Record jobs, state changes, resource samples "
+                          "and progress in the state database.")
+    retention: Annotated[Duration, Field(gt=0)] = Field(
+        365 * 86400.0, description="Jobs that ended longer ago than this are deleted, with "
+        "their state changes, samples and alerts (checked hourly, in small batches).")
+    sample_every: Annotated[Duration, Field(ge=0)] = Field(
+        60.0, description="Resource samples and progress points are written at most this "
+        "often per job (0: every tick). State changes are always written.")
+    sample_retention: Annotated[Duration, Field(gt=0)] = Field(
+        30 * 86400.0, description="Resource samples and progress points of jobs that ended "
+        "longer ago than this are deleted; the jobs keep their totals.")
+
+
 class Ruleset(Model):
     """A rulesmon ruleset: jobs to watch and rules over their facts."""
 
@@ -740,6 +756,8 @@ class Ruleset(Model):
     rules: list[Rule] = Field(default_factory=list, description="Rules.")
     summary: Summary | None = Field(None, description="Send the final summary to these "
                                     "targets when every job has ended.")
+    history: History = Field(default_factory=History,
+                             description="Job history kept in the state database.")
 
     @model_validator(mode="before")
     @classmethod

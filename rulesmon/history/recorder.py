@@ -1,0 +1,260 @@
+"""The engine's history writer: jobs, state changes, resource samples and progress per tick.
+
+Built for thousands of jobs per tick. Each instance's interesting facts are reduced to a
+tuple compared with the last one written, so an unchanged job costs a tuple and a compare;
+a job row is written only when that tuple changes (state, exit code, accounting that arrives
+late, ...). Resource samples and progress points are written at most every `sample_every`
+per job, with each job's schedule offset by its key so the writes spread over the interval
+instead of landing in the same tick. Everything goes into the tick's own transaction
+(`stage` returns the work; the store runs it inside `save_tick`), and retention runs hourly
+in small batches.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import TickWriter
+from . import retention, rows
+from .rows import status_of
+
+#: Facts whose change rewrites the job row.
+_SIG = ("job.id", "job.state", "job.outcome", "job.terminal", "job.exit_code", "job.signal",
+        "job.diagnosis", "job.name", "job.partition", "job.node_list", "job.remote_host",
+        "job.hold_reason", "job.restarts", "job.start_time", "job.end_time", "job.status",
+        "node.state", "node.retries", "job.launch_ok")
+#: Facts that move all the time while a job runs; they join the signature once it has ended,
+#: so accounting figures that arrive after the end (sacct lag) still reach the row.
+_FINAL = ("job.cpu_user", "job.cpu_sys", "job.cpu_time", "job.mem_used", "job.mem_req",
+          "job.cpu_eff", "job.mem_eff", "job.time_eff", "job.gpu_hours", "job.elapsed",
+          "job.verified")
+_SAMPLE = ("job.cpu_user", "job.cpu_sys", "job.cpu_pct", "job.rss", "job.mem_used",
+           "gpu.util", "gpu.mem_used", "job.elapsed")
+_PROGRESS = ("progress.done", "progress.total", "progress.pct", "progress.rate",
+             "progress.eta")
+#: Kept in the `details` JSON column when present.
+_DETAILS = ("job.raw_state", "job.workdir", "job.stdout", "job.stderr", "job.hold_reason",
+            "job.hold_code", "job.restarts", "job.account", "job.qos", "job.reason",
+            "job.array_id", "job.array_task", "job.cluster", "job.proc", "job.batch_name",
+            "job.run_count", "job.gpus_assigned", "job.diagnosis_detail", "job.verified",
+            "job.verify_detail", "job.launch_error", "job.node_list", "job.remote_host",
+            "job.time_left", "job.wait", "node.name", "node.state", "node.retries",
+            "node.max_retries", "node.cluster", "worker.index", "worker.gpu")
+_BAD = ("failed", "timeout", "cancelled", "error")
+
+
+@dataclass
+class _Live:
+    """What the recorder remembers of one instance between ticks."""
+
+    rid: int
+    sig: tuple[Any, ...]
+    state: str | None
+    job_id: str | None
+    next_sample: float
+    last_progress: tuple[Any, ...] | None = None
+    ended: bool = False
+
+
+class Recorder:
+    """Turns the tick's snapshots into history rows."""
+
+    def __init__(self, ruleset: str, run_id: int, *, sample_every: float, retention: float,
+                 sample_retention: float) -> None:
+        self.ruleset = ruleset
+        self.run_id = run_id
+        self.sample_every = sample_every
+        self.retention = retention
+        self.sample_retention = sample_retention
+        self.live: dict[str, _Live] = {}
+        self._next_prune: float | None = None
+
+    # --- per tick -----------------------------------------------------------------------------
+
+    def stage(self, now: float, snapshots: Mapping[str, Mapping[str, Any]],
+              run_facts: Mapping[str, Any]) -> TickWriter | None:
+        """The tick's history writes as a function of the connection (run by the store
+        inside the tick's transaction), or None when there is nothing to write."""
+        changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]] = []
+        samples: list[tuple[Any, ...]] = []
+        progress: list[tuple[Any, ...]] = []
+        live_map = self.live
+        every = self.sample_every
+        for key, facts in snapshots.items():
+            source = facts.get("job.source")
+            if source is None or source == "none":
+                continue
+            sig = tuple(map(facts.get, _SIG))
+            if facts.get("job.terminal"):
+                sig += tuple(map(facts.get, _FINAL))
+            live = live_map.get(key)
+            if live is None or live.sig != sig:
+                changed.append((key, facts, sig))
+            if live is None or live.ended or now < live.next_sample:
+                continue
+            live.next_sample = now + every
+            values = tuple(map(facts.get, _SAMPLE))
+            if any(v is not None for v in values):
+                samples.append((live.rid, now, *values))
+            if facts.get("progress.done") is not None:
+                point = tuple(map(facts.get, _PROGRESS))
+                if point[:2] != (live.last_progress or (None, None))[:2]:
+                    live.last_progress = point
+                    progress.append((live.rid, now, *point))
+        prune = self._next_prune is None or now >= self._next_prune
+        if not (changed or samples or progress or prune):
+            return None
+
+        def write(db: sqlite3.Connection) -> None:
+            self._write(db, now, changed, run_facts)
+            if samples:
+                db.executemany("INSERT INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)", samples)
+            if progress:
+                db.executemany("INSERT INTO progress VALUES (?,?,?,?,?,?,?)", progress)
+            if prune:
+                self._prune(db, now)
+
+        return write
+
+    def _write(self, db: sqlite3.Connection, now: float,
+               changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]],
+               run_facts: Mapping[str, Any]) -> None:
+        updates: list[tuple[int, float, Mapping[str, Any]]] = []
+        transitions: list[tuple[int, float, str, str | None]] = []
+        host = run_facts.get("host.name")
+        for key, facts, sig in changed:
+            values = _columns(facts, host)
+            state = values["state"]
+            job_id = values["job_id"]
+            live = self.live.get(key)
+            if live is not None and (job_id is None or live.job_id in (None, job_id)):
+                updates.append((live.rid, now, values))
+                previous = live.state
+                live.job_id = live.job_id or job_id
+            else:
+                rid, previous = self._resolve(db, key, values, now)
+                offset = (zlib.crc32(key.encode()) % 1000) / 1000 * self.sample_every
+                live = self.live[key] = _Live(rid, sig, previous, job_id, now + offset)
+            live.sig = sig
+            live.ended = values["status"] in rows.FINAL
+            if state is not None and state != previous:
+                transitions.append((live.rid, now, state, previous))
+                live.state = state
+        if updates:
+            rows.update_many(db, updates)
+        if transitions:
+            db.executemany("INSERT INTO job_states VALUES (?, ?, ?, ?)", transitions)
+
+    def _resolve(self, db: sqlite3.Connection, key: str, values: Mapping[str, Any],
+                 now: float) -> tuple[int, str | None]:
+        """The row of a job first seen in this run: the same job recorded by an earlier run
+        (a restart) is continued, anything else is a new row."""
+        job_id = values["job_id"]
+        found = db.execute("SELECT id, job_id, state, status FROM jobs WHERE ruleset = ? AND "
+                           "instance = ? ORDER BY first_seen DESC LIMIT 1",
+                           (self.ruleset, key)).fetchone()
+        if found is not None:
+            rid, old_id, old_state, old_status = found
+            same = job_id is not None and old_id == job_id
+            unfinished = old_status not in rows.FINAL and (job_id is None or old_id is None)
+            if same or unfinished:
+                rows.update_many(db, [(rid, now, values)])
+                db.execute("UPDATE jobs SET run_id = ? WHERE id = ?", (self.run_id, rid))
+                return int(rid), old_state
+        rid = rows.insert(db, uid=rows.new_uid(), run_id=self.run_id, ruleset=self.ruleset,
+                          instance=key, now=now, values=values)
+        return rid, None
+
+    def _prune(self, db: sqlite3.Connection, now: float) -> None:
+        more = retention.prune(db, now, self.retention, self.sample_retention)
+        self._next_prune = now if more else now + retention.PRUNE_EVERY
+
+    # --- at the end ---------------------------------------------------------------------------
+
+    def finish(self, db: sqlite3.Connection, now: float) -> None:
+        """Jobs still live when the run ends were seen until now."""
+        rids = [(now, live.rid) for live in self.live.values() if not live.ended]
+        if rids:
+            db.executemany("UPDATE jobs SET last_seen = ? WHERE id = ?", rids)
+
+
+def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:
+    """The jobs-row values of one snapshot (None where a fact is missing)."""
+    get = facts.get
+    state = get("job.state")
+    exit_code = _int(get("job.exit_code"))
+    status = status_of(state, get("job.outcome"), get("job.terminal"), exit_code)
+    final = status in rows.FINAL
+    cpu_user, cpu_sys = _num(get("job.cpu_user")), _num(get("job.cpu_sys"))
+    cpu_total = _num(get("job.cpu_time"))
+    if cpu_total is None and cpu_user is not None:
+        cpu_total = cpu_user + (cpu_sys or 0.0)
+    duration = None
+    if final:
+        duration = _num(get("job.elapsed"))
+        start, end = _num(get("job.start_time")), _num(get("job.end_time"))
+        if duration is None and start is not None and end is not None:
+            duration = max(0.0, end - start)
+    cpus = _int(get("job.cpus"))
+    mem_peak, mem_req = _int(get("job.mem_used")), _int(get("job.mem_req"))
+    time_limit = _num(get("job.time_limit"))
+    cpu_eff, mem_eff, time_eff = (_num(get("job.cpu_eff")), _num(get("job.mem_eff")),
+                                  _num(get("job.time_eff")))
+    if final and duration:
+        if cpu_eff is None and cpu_total is not None:
+            cpu_eff = 100.0 * cpu_total / (duration * (cpus or 1))
+        if time_eff is None and time_limit:
+            time_eff = 100.0 * duration / time_limit
+    if final and mem_eff is None and mem_peak is not None and mem_req:
+        mem_eff = 100.0 * mem_peak / mem_req
+    vars_ = get("node.vars")
+    params = dict(vars_) if isinstance(vars_, Mapping) else {
+        k[10:]: v for k, v in facts.items() if k.startswith("node.vars.")}
+    attrs = get("job.attrs")
+    resource = (params.get("ResourceName")
+                or (attrs.get("ResourceName") if isinstance(attrs, Mapping) else None)
+                or get("job.attrs.ResourceName") or "")
+    error = None
+    if status in _BAD or status == "unknown":
+        error = get("job.diagnosis_detail") or get("job.hold_reason") or \
+            get("job.launch_error")
+    elif get("job.hold_reason"):
+        error = get("job.hold_reason")
+    source = get("job.source")
+    node = get("job.node_list") or get("job.remote_host") or (host if source == "local"
+                                                                 else None)
+    job_id = get("job.id")
+    tail = get("log.tail")
+    return {
+        "job_id": None if job_id is None else str(job_id),
+        "name": get("job.name"), "source": source, "tool": get("job.key") or "",
+        "script": get("node.submit_file"), "state": state, "status": status,
+        "exit_code": exit_code, "signal": _int(get("job.signal")), "error": error,
+        "diagnosis": get("job.diagnosis"), "partition": get("job.partition") or "",
+        "resource": str(resource), "node": node, "user": get("job.user") or get("job.owner"),
+        "cpus": cpus, "gpus": _int(get("job.gpus")),
+        "submit_time": _num(get("job.submit_time")), "start_time": _num(get("job.start_time")),
+        "end_time": _num(get("job.end_time")), "duration": duration, "time_limit": time_limit,
+        "cpu_user": cpu_user, "cpu_sys": cpu_sys, "cpu_total": cpu_total, "mem_peak": mem_peak,
+        "mem_req": mem_req, "cpu_eff": cpu_eff, "mem_eff": mem_eff, "time_eff": time_eff,
+        "gpu_hours": _num(get("job.gpu_hours")),
+        "params": rows.dumps(params or (dict(attrs) if isinstance(attrs, Mapping) else None)),
+        "details": rows.dumps({k: facts[k] for k in _DETAILS if facts.get(k) is not None}),
+        "log_tail": tail if isinstance(tail, str) and tail else None,
+    }
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
