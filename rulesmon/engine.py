@@ -104,6 +104,10 @@ def default_probes(loaded: Loaded, base_dir: Path) -> list[Probe]:
         from .probes.local import LocalProbe
 
         probes.append(LocalProbe(rs, base_dir))
+    if any(job.htcondor for job in rs.jobs.values()):
+        from .probes.htcondor import HTCondorProbe
+
+        probes.append(HTCondorProbe(rs, base_dir))
     if any(job.files for job in rs.jobs.values()) or any(
             not (j.slurm or j.htcondor or j.dagman or j.local) for j in rs.jobs.values()):
         from .probes.files import FilesProbe

@@ -49,6 +49,7 @@ _SLURM = frozenset({"slurm"})
 _CONDOR = frozenset({"htcondor", "dagman"})
 _LOCAL = frozenset({"local"})
 _SCHED = frozenset({"slurm", "htcondor", "dagman"})
+_HTCONDOR = frozenset({"htcondor"})
 
 
 def _f(type_: str, doc: str, sources: frozenset[str] | None = None,
@@ -135,8 +136,11 @@ JOB: Namespace = {
     "uptime": _f("seconds", "Seconds since the process started.", _LOCAL),
     "workers": _f("int", "Workers expected.", _LOCAL),
     "workers_running": _f("int", "Workers alive now.", _LOCAL),
-    "launch_ok": _f("bool", "Every expected worker was up within launch_timeout.", _LOCAL),
-    "launch_error": _f("str", "Why launch verification failed.", _LOCAL),
+    "launch_ok": _f("bool", "Every expected worker was up within launch_timeout (local), or "
+                    "every submitted job was seen by the schedd within verify_within "
+                    "(htcondor).", _LOCAL | _HTCONDOR),
+    "launch_error": _f("str", "Why launch verification (or the submission) failed.",
+                       _LOCAL | _HTCONDOR),
 }
 
 WORKER: Namespace = {
