@@ -1,0 +1,334 @@
+"""The htcondor probe on recorded outputs through scripted condor tools: facts, states, the
+one-call-per-tick contract, history lookups, failures, submission and control."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rulesmon.config.loader import load_text
+from rulesmon.probes import condor_cli as cli
+from rulesmon.probes.base import ProbeError, TickContext
+from rulesmon.probes.htcondor import HTCondorProbe, control
+
+from .conftest import run_cli
+from .htcondor_fakes import FakeCondor
+
+FIXTURES = Path(__file__).parent / "fixtures" / "htcondor"
+Q23 = (FIXTURES / "condor_q-23.9.json").read_text(encoding="utf-8")
+H23 = (FIXTURES / "condor_history-23.9.json").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCondor:
+    """Scripted condor tools, found through RULESMON_CONDOR_BIN."""
+    condor = FakeCondor(tmp_path)
+    monkeypatch.setenv(cli.ENV_BIN, str(condor.bin))
+    condor.answer("condor_q", "[]")
+    condor.answer("condor_history", "[]")
+    return condor
+
+
+def ruleset(jobs: str, base: Path) -> Any:
+    """A ruleset through the real loader, with `jobs:` given as YAML text."""
+    return load_text("version: 1\nname: condor-test\njobs:\n" + jobs, base=base).ruleset
+
+
+class Clock:
+    """Tick contexts with a controllable time."""
+
+    def __init__(self, rs: Any, base: Path) -> None:
+        self.rs, self.base, self.now = rs, base, 1_800_000_000.0
+
+    def __call__(self, advance: float = 60.0, dry_run: bool = False) -> TickContext:
+        self.now += advance
+        return TickContext(now=self.now, ruleset=self.rs, base_dir=self.base, dry_run=dry_run)
+
+
+def probe_for(jobs: str, base: Path) -> tuple[HTCondorProbe, Clock]:
+    rs = ruleset(jobs, base)
+    return HTCondorProbe(rs, base), Clock(rs, base)
+
+
+def test_queue_facts_from_recorded_23(fake: FakeCondor, tmp_path: Path) -> None:
+    """Running, idle and held jobs of HTCondor 23.9 give normalised states, resources in bytes,
+    absolute output paths, custom attributes and the hold diagnosis."""
+    fake.answer("condor_q", Q23)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: [37, '38.0', '39.0']}\n", tmp_path)
+    facts = probe.collect(tick())
+    run, idle, held = facts["t/37.0"], facts["t/38.0"], facts["t/39.0"]
+    assert run["job.state"] == "RUNNING" and run["job.status"] == "running"
+    assert run["job.batch_name"] == "train-llama" and run["job.name"] == "train-llama"
+    assert run["job.attrs.RunUUID"] == "4f1c-aa" and run["job.attrs.Epoch"] == 3
+    assert not any(k.startswith("job.attrs.") and k[10:].lower() in ("owner", "jobstatus")
+                   for k in run)
+    assert run["job.stdout"] == "/home/alice/run/run.37.0.out"
+    assert run["job.workdir"] == "/home/alice/run"
+    assert run["job.mem_req"] == 64 * 2**20 and run["job.disk_req"] == 20 * 2**20
+    assert run["job.remote_host"] == "slot1_1@vm" and run["job.run_count"] == 1
+    assert run["job.restarts"] == 0 and run["job.terminal"] is False
+    assert run["job.elapsed"] > 0 and run["job.owner"] == "rmcondor"
+    assert idle["job.state"] == "PENDING" and idle["job.gpus"] == 1
+    assert held["job.state"] == "HELD" and held["job.hold_code"] == 13
+    assert held["job.hold_subcode"] == 2
+    assert "data.csv" in held["job.hold_reason"]
+    assert held["job.diagnosis"] == "launch_failed" and held["job.terminal"] is False
+    assert fake.calls("condor_history") == []
+
+
+def test_jobs_that_left_the_queue_come_from_history(fake: FakeCondor, tmp_path: Path) -> None:
+    """Jobs named by id that are not queued are looked up in ONE condor_history call: exit 0,
+    exit 3, a signal and a removal each end in the right state."""
+    fake.answer("condor_history", H23)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: ['40.0', '41.0', '42.0', '43.0']}\n",
+                            tmp_path)
+    facts = probe.collect(tick())
+    ok, three, sig, removed = (facts[f"t/{i}.0"] for i in (40, 41, 42, 43))
+    assert ok["job.state"] == "COMPLETED" and ok["job.succeeded"] is True
+    assert ok["job.exit_code"] == 0 and ok["job.diagnosis"] == "ok"
+    assert three["job.state"] == "FAILED" and three["job.exit_code"] == 3
+    assert three["job.diagnosis"] == "nonzero_exit" and three["job.outcome"] == "failed"
+    assert sig["job.signal"] == 9 and sig["job.exit_code"] == 137
+    assert sig["job.diagnosis"] == "signal"
+    assert removed["job.state"] == "CANCELLED" and removed["job.status"] == "removed"
+    assert removed["job.diagnosis_detail"] == "no longer needed (by user rmcondor)"
+    assert all(f["job.terminal"] for f in facts.values())
+    assert len(fake.calls("condor_history")) == 1
+    assert "-match 4" in fake.calls("condor_history")[0]
+    probe.collect(tick())
+    assert len(fake.calls("condor_history")) == 1  # ended jobs are not looked up again
+
+
+def test_one_condor_q_call_per_tick_for_all_jobs(fake: FakeCondor, tmp_path: Path) -> None:
+    """Three watched jobs with different selections cost one condor_q call per tick, and a tick
+    inside min_interval costs none."""
+    fake.answer("condor_q", Q23)
+    probe, tick = probe_for(
+        "  a:\n    htcondor: {ids: [37], min_interval: 10s}\n"
+        "  b:\n    htcondor: {owner: rmcondor, batch_name: 'train-*'}\n"
+        "  c:\n    htcondor: {batch_name: eval}\n", tmp_path)
+    facts = probe.collect(tick())
+    assert sorted(facts) == ["a/37.0", "b/37.0", "b/38.0", "c/39.0"]
+    probe.collect(tick(5))
+    assert len(fake.calls("condor_q")) == 1
+    probe.collect(tick(5))
+    calls = fake.calls("condor_q")
+    assert len(calls) == 2
+    assert calls[0] == (
+        'condor_q -allusers -json -constraint ((ClusterId == 37)) || (Owner == "rmcondor" && '
+        'regexp("^train\\\\-.*$", JobBatchName)) || (JobBatchName == "eval")')
+
+
+def test_constraint_attribution_asks_the_schedd(fake: FakeCondor, tmp_path: Path) -> None:
+    """With two jobs and a `constraint:`, the schedd evaluates the constraint for each queued
+    job (one light -af:j call), so an ad goes only to the job whose constraint holds."""
+    fake.answer("condor_q", Q23)
+    probe, tick = probe_for(
+        "  a:\n    htcondor: {constraint: 'RunUUID =?= \"4f1c-aa\"'}\n"
+        "  b:\n    htcondor: {owner: rmcondor}\n", tmp_path)
+    # the fake prints the same JSON for both calls; make the -af:j answer distinct
+    (fake.bin / "condor_q").write_text(
+        '#!/bin/sh\nprintf "%s\\n" "condor_q $*" >> "$(dirname "$0")/calls.log"\n'
+        'case "$*" in *-af:j*) printf "37.0 true\\n38.0 false\\n39.0 false\\n";;\n'
+        f'*) cat "{FIXTURES / "condor_q-23.9.json"}";; esac\n', encoding="utf-8")
+    facts = probe.collect(tick())
+    assert sorted(facts) == ["a/37.0", "b/37.0", "b/38.0", "b/39.0"]
+    assert len(fake.calls("condor_q")) == 2
+
+
+def test_history_lag_then_unknown(fake: FakeCondor, tmp_path: Path) -> None:
+    """A job that leaves the queue keeps its last facts while condor_history lags, and becomes
+    UNKNOWN (not terminal) only after ten lookups found nothing."""
+    fake.answer("condor_q", Q23)
+    probe, tick = probe_for("  t:\n    htcondor: {owner: rmcondor}\n", tmp_path)
+    assert probe.collect(tick())["t/37.0"]["job.state"] == "RUNNING"
+    fake.answer("condor_q", "[]")
+    facts = probe.collect(tick())
+    assert facts["t/37.0"]["job.state"] == "RUNNING"
+    for _ in range(9):
+        facts = probe.collect(tick())
+    assert facts["t/37.0"]["job.state"] == "UNKNOWN"
+    assert "left the queue" in facts["t/37.0"]["job.raw_state"]
+    assert len(fake.calls("condor_history")) == 10
+    probe.collect(tick())
+    assert len(fake.calls("condor_history")) == 10
+
+
+def test_left_queue_then_found_in_history(fake: FakeCondor, tmp_path: Path) -> None:
+    """A running job that leaves the queue is finished from its history record."""
+    record = json.loads(H23)
+    done = next(ad for ad in record if ad["ClusterId"] == 41)
+    queued = dict(done, JobStatus=2, Owner="rmcondor")
+    fake.answer("condor_q", json.dumps([queued]))
+    probe, tick = probe_for("  t:\n    htcondor: {owner: rmcondor}\n", tmp_path)
+    assert probe.collect(tick())["t/41.0"]["job.state"] == "RUNNING"
+    fake.answer("condor_q", "")
+    fake.answer("condor_history", json.dumps([done]))
+    facts = probe.collect(tick())["t/41.0"]
+    assert facts["job.state"] == "FAILED" and facts["job.exit_code"] == 3
+
+
+def test_older_version_shapes(fake: FakeCondor, tmp_path: Path) -> None:
+    """HTCondor 8.8-style ads: an expression for RequestMemory gives no mem_req, ExitStatus
+    stands in for ExitCode, floats count as integers, AssignedGPUs is kept."""
+    fake.answer("condor_q", (FIXTURES / "condor_q-8.8.json").read_text(encoding="utf-8"))
+    fake.answer("condor_history",
+                (FIXTURES / "condor_history-8.8.json").read_text(encoding="utf-8"))
+    probe, tick = probe_for("  t:\n    htcondor: {ids: [1201, 1202, 1203]}\n", tmp_path)
+    facts = probe.collect(tick())
+    run = facts["t/1201.0"]
+    assert "job.mem_req" not in run and run["job.mem_used"] == 2048000 * 1024
+    assert run["job.cpus"] == 4 and run["job.gpus"] == 2
+    assert run["job.gpus_assigned"] == "CUDA0,CUDA1" and run["job.restarts"] == 1
+    assert run["job.stdout"] == "/home/alice/sweep/out/1201.0.log"
+    assert run["job.attrs.SweepIndex"] == 7
+    assert facts["t/1202.0"]["job.exit_code"] == 2
+    assert facts["t/1202.0"]["job.remote_host"] == "slot1@gpu03.example.org"
+    assert facts["t/1203.0"]["job.signal"] == 11 and facts["t/1203.0"]["job.state"] == "FAILED"
+
+
+def test_lowercase_names(fake: FakeCondor, tmp_path: Path) -> None:
+    """Attribute names are case-insensitive; a hold by a user is diagnosed as cancelled."""
+    fake.answer("condor_q", (FIXTURES / "condor_q-lowercase.json").read_text(encoding="utf-8"))
+    probe, tick = probe_for("  t:\n    htcondor: {owner: bob}\n", tmp_path)
+    facts = probe.collect(tick())["t/77.3"]
+    assert facts["job.state"] == "HELD" and facts["job.hold_code"] == 1
+    assert facts["job.diagnosis"] == "cancelled" and facts["job.attrs.runuuid"] == "zz-9"
+
+
+@pytest.mark.parametrize(("setup", "expected"), [
+    ("garbage", "condor_q printed output that is not JSON"),
+    ("down", "condor_q failed (exit 1): Error: Collector has no record of schedd/submitter"),
+    ("missing", "condor_q not found in RULESMON_CONDOR_BIN="),
+])
+def test_failures_raise_one_line_and_keep_last_facts(
+        fake: FakeCondor, tmp_path: Path, setup: str, expected: str) -> None:
+    """Garbage, a schedd that does not answer and a missing tool each raise one ProbeError
+    line; the next good call brings back the jobs with their facts."""
+    fake.answer("condor_q", Q23)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: [37]}\n", tmp_path)
+    assert probe.collect(tick())["t/37.0"]["job.state"] == "RUNNING"
+    if setup == "garbage":
+        fake.answer("condor_q", "<html>502</html>")
+    elif setup == "down":
+        fake.answer("condor_q", err="Error: Collector has no record of schedd/submitter\n",
+                    rc=1)
+    else:
+        (fake.bin / "condor_q").rename(fake.bin / "gone")
+    with pytest.raises(ProbeError) as info:
+        probe.collect(tick())
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    if setup == "missing":
+        (fake.bin / "gone").rename(fake.bin / "condor_q")
+    fake.answer("condor_q", Q23)
+    assert probe.collect(tick())["t/37.0"]["job.state"] == "RUNNING"
+
+
+def test_schedd_failures_alert_through_rulesmon_run(fake: FakeCondor, tmp_path: Path) -> None:
+    """`rulesmon run` with a schedd that keeps failing counts the failures and fires the
+    builtin schedd-unreachable rule at the third; it logs and does not crash."""
+    fake.answer("condor_q", err="Error: communication error\n", rc=1)
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "version: 1\nname: down\nevery: 0.1s\nextends: [builtin:htcondor-basics]\n"
+        "jobs:\n  t:\n    htcondor: {ids: [5], min_interval: 0s}\n"
+        "rules:\n  - name: give-up\n    scope: run\n    when: probe.htcondor.failures >= 4\n"
+        "    do: [{stop: 7}]\n", encoding="utf-8")
+    result = run_cli("run", str(path), env={**_env(), cli.ENV_BIN: str(fake.bin)})
+    assert result.returncode == 7, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    assert "schedd-unreachable" in out
+    assert "condor_q has failed 3 times" in out
+    assert "condor_q failed (exit 1): Error: communication error" in out
+    assert "Traceback" not in out
+
+
+def test_submit_failure_is_a_failed_launch(fake: FakeCondor, tmp_path: Path) -> None:
+    """A submit file condor_submit refuses gives one FAILED instance with the reason."""
+    (tmp_path / "a.sub").write_text("queue\n")
+    fake.answer("condor_submit", err="ERROR: on Line 1 of submit file: bad\n", rc=1)
+    probe, tick = probe_for("  t:\n    htcondor: {submit: {file: a.sub}}\n", tmp_path)
+    probe.start(tick())
+    facts = probe.collect(tick())["t/submit"]
+    assert facts["job.state"] == "FAILED" and facts["job.diagnosis"] == "launch_failed"
+    assert facts["job.launch_ok"] is False and facts["job.terminal"] is True
+    assert "ERROR: on Line 1 of submit file: bad" in facts["job.launch_error"]
+    assert fake.calls("condor_q") == []
+
+
+def test_submit_file_missing(fake: FakeCondor, tmp_path: Path) -> None:
+    """A submit file that does not exist fails the launch without calling condor_submit."""
+    probe, tick = probe_for("  t:\n    htcondor: {submit: {file: nope.sub}}\n", tmp_path)
+    probe.start(tick())
+    facts = probe.collect(tick())["t/submit"]
+    assert "submit file not found" in facts["job.launch_error"]
+    assert fake.calls("condor_submit") == []
+
+
+def test_submitted_job_never_seen_fails_verification(fake: FakeCondor, tmp_path: Path) -> None:
+    """Submitted jobs must show up within verify_within; until then they are PENDING, after
+    that FAILED with launch_ok false."""
+    (tmp_path / "a.sub").write_text("queue\n")
+    fake.answer("condor_submit", "88.0 - 88.0\n")
+    probe, tick = probe_for(
+        "  t:\n    htcondor:\n      submit: {file: a.sub, verify_within: 90s, vars: "
+        "{batch_name: 'b-{{ job.key }}'}}\n      min_interval: 1s\n", tmp_path)
+    probe.start(tick(0))
+    first = probe.collect(tick(1))["t/88.0"]
+    assert first["job.state"] == "PENDING" and "job.launch_ok" not in first
+    assert fake.calls("condor_submit")[0].startswith("condor_submit -terse -append batch_name "
+                                                     "= b-t ")
+    facts = probe.collect(tick(100))["t/88.0"]
+    assert facts["job.state"] == "FAILED" and facts["job.launch_ok"] is False
+    assert "88.0 not seen in condor_q or condor_history within 90s" in facts["job.launch_error"]
+
+
+def test_dry_run_submits_nothing(fake: FakeCondor, tmp_path: Path) -> None:
+    """In a dry run the job is reported PENDING with what would be submitted."""
+    (tmp_path / "a.sub").write_text("queue\n")
+    probe, tick = probe_for("  t:\n    htcondor: {submit: {file: a.sub}}\n", tmp_path)
+    probe.start(tick(dry_run=True))
+    facts = probe.collect(tick(dry_run=True))["t/submit"]
+    assert facts["job.state"] == "PENDING" and "would condor_submit" in facts["job.raw_state"]
+    assert fake.calls() == []
+
+
+def test_control_commands(fake: FakeCondor) -> None:
+    """hold, release, remove/cancel and requeue run the right tool on the job id, with the
+    reason where the tool takes one."""
+    facts = {"job.id": "42.1", "job.source": "htcondor"}
+    fake.answer("condor_hold", "Job 42.1 held\n")
+    assert control("hold", facts, "too slow\nreally", 10).startswith(
+        "condor_hold 42.1: Job 42.1 held (")
+    control("release", facts, "ignored", 10)
+    control("cancel", facts, None, 10)
+    control("requeue", facts, None, 10)
+    assert fake.calls() == ["condor_hold -reason too slow really 42.1",
+                            "condor_release 42.1", "condor_rm 42.1",
+                            "condor_vacate_job 42.1"]
+
+
+def test_control_errors(fake: FakeCondor) -> None:
+    """An unsupported verb, a missing job id and a failing tool are one-line ProbeErrors."""
+    with pytest.raises(ProbeError, match="resubmit applies to DAGMan"):
+        control("resubmit", {"job.id": "1.0"}, None, 5)
+    with pytest.raises(ProbeError, match="no HTCondor job id"):
+        control("hold", {"job.id": "abc"}, None, 5)
+    fake.answer("condor_rm", err="Couldn't find/remove all jobs matching constraint\n", rc=1)
+    with pytest.raises(ProbeError, match=r"condor_rm failed \(exit 1\): Couldn't find"):
+        control("remove", {"job.id": "1.0"}, None, 5)
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != cli.ENV_BIN}
+
+
+def test_clock_is_not_wall_clock() -> None:
+    """The test clock starts far from now, so no fact silently depends on time.time()."""
+    assert Clock(None, Path()).now > time.time()
