@@ -1,0 +1,209 @@
+"""The htcondor probe against a real personal HTCondor (scripts/dev-condor): five scenarios in
+one `rulesmon run`, selections, and control of a real job."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rulesmon.config.loader import load_text
+from rulesmon.probes.base import TickContext
+from rulesmon.probes.htcondor import HTCondorProbe, control
+
+from .condor_pool import CondorPool, submit_file
+from .receiver import Receiver
+
+SUBMITS = {
+    "ok": ['arguments = "-c \'echo all good\'"'],
+    "exit3": ['arguments = "-c \'echo failing >&2; exit 3\'"'],
+    "held": ['arguments = "-c \'cat data.csv\'"', "transfer_input_files = data.csv",
+             "should_transfer_files = YES"],
+    "removed": ['arguments = "-c \'sleep 600\'"'],
+    "progress": ["arguments = \"-c 'for i in 1 2 3 4 5 6; do echo INFO Processed $i/6 items; "
+                 "sleep 1; done'\""],
+}
+
+RULESET = """\
+version: 1
+name: condor-it
+every: 1s
+notify:
+  hook: "${HOOK}"
+defaults:
+  notify: [hook]
+jobs:
+  ok:
+    htcondor: {submit: {file: ok.sub}, min_interval: 1s}
+  exit3:
+    htcondor: {submit: {file: exit3.sub}, min_interval: 1s}
+  held:
+    htcondor: {submit: {file: held.sub}, min_interval: 1s}
+  removed:
+    htcondor: {submit: {file: removed.sub}, min_interval: 1s}
+  progress:
+    htcondor: {submit: {file: progress.sub}, min_interval: 1s}
+    logs:
+      - path: "{{ job.stdout }}"
+        preset: python-logging
+    progress: {done: log.done, total: log.total, unit: items}
+rules:
+  - name: condor-held
+    when: job.status == "held"
+    message: "HELD {{ job.key }} {{ job.id }} code {{ job.hold_code }}: {{ job.hold_reason }}"
+    resolve: false
+    do:
+      - notify: hook
+      - control: remove
+        reason: "held, removed by rulesmon"
+  - name: condor-failed
+    when: job.state == "FAILED"
+    resolve: false
+    message: "FAILED {{ job.key }} {{ job.id }} exit {{ job.exit_code }} ({{ job.diagnosis }})"
+  - name: condor-removed
+    when: job.status == "removed"
+    resolve: false
+    message: "REMOVED {{ job.key }} {{ job.id }}"
+  - name: condor-done
+    when: job.succeeded
+    resolve: false
+    message: "DONE {{ job.key }} {{ job.id }} on {{ job.remote_host }} uuid {{ job.attrs.RunUUID }}"
+  - name: halfway
+    when: progress.pct >= 50
+    once: true
+    resolve: false
+    message: "HALF {{ job.key }} {{ progress.done | int }}/{{ progress.total | int }}"
+"""
+
+
+def _write_job(folder: Path, name: str, tag: str) -> None:
+    submit_file(folder, f"{name}.sub", [
+        "executable = /bin/sh", *SUBMITS[name], f"output = {name}.out",
+        f"error = {name}.err", f"log = {name}.log", "request_memory = 32M",
+        "request_disk = 1M", f"batch_name = {tag}-{name}", f'+RunUUID = "{tag}"', "queue"])
+
+
+def _remove_when_running(pool: CondorPool, batch: str, stop: threading.Event,
+                         done: list[str]) -> None:
+    """What a user does: condor_rm a job once it runs."""
+    while not stop.is_set():
+        ads = pool.q("-constraint", f'JobBatchName == "{batch}" && JobStatus == 2')
+        if ads:
+            jid = f"{ads[0]['ClusterId']}.{ads[0]['ProcId']}"
+            pool.tool("condor_rm", jid)
+            done.append(jid)
+            return
+        time.sleep(0.5)
+
+
+def test_five_scenarios_in_one_run(condor_pool: CondorPool) -> None:
+    """A job that succeeds, one that exits 3, one held for a missing input, one removed and one
+    printing progress, all submitted and followed by one `rulesmon run`: each ends in the right
+    state and the notifications (hold reason included) reach the receiver."""
+    folder = condor_pool.workdir("five")
+    tag = f"it{uuid.uuid4().hex[:8]}"
+    for name in SUBMITS:
+        _write_job(folder, name, tag)
+    ruleset = folder / "ruleset.yaml"
+    ruleset.write_text(RULESET, encoding="utf-8")
+    log = folder / "run.jsonl"
+    stop, removed = threading.Event(), []
+    remover = threading.Thread(target=_remove_when_running,
+                               args=(condor_pool, f"{tag}-removed", stop, removed))
+    with Receiver() as rx:
+        env = condor_pool.environ(HOOK=rx.url())
+        remover.start()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "rulesmon", "run", str(ruleset), "--allow-control",
+                 "--log-json", str(log)], env=env, capture_output=True, text=True,
+                timeout=300, check=False)
+        finally:
+            stop.set()
+            remover.join()
+        bodies = [str(r["body"].get("message", "")) for r in rx.received]
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    final = {e["instance"].split("/")[0]: e for e in events if e.get("event") == "state_change"}
+    assert final["ok"]["current"] == "COMPLETED"
+    assert final["exit3"]["current"] == "FAILED" and final["exit3"]["exit_code"] == 3
+    assert final["held"]["current"] == "CANCELLED"
+    assert final["removed"]["current"] == "CANCELLED"
+    assert final["progress"]["current"] == "COMPLETED"
+    assert removed and final["removed"]["instance"] == f"removed/{removed[0]}"
+
+    def one(prefix: str) -> str:
+        found = [b for b in bodies if b.startswith(prefix)]
+        assert len(found) == 1, (prefix, bodies)
+        return found[0]
+
+    held = one("HELD held")
+    assert "code 13" in held and "data.csv" in held
+    assert "exit 3 (nonzero_exit)" in one("FAILED exit3")
+    assert one("REMOVED removed").endswith(removed[0])
+    assert "REMOVED held" in "\n".join(bodies)
+    assert one("DONE ok").endswith(f"uuid {tag}")
+    assert one("DONE progress").endswith(f"uuid {tag}")
+    assert one("HALF progress").split()[-1].endswith("/6")
+    assert "all good" in (folder / "ok.out").read_text(encoding="utf-8")
+
+
+def _collect_until(probe: HTCondorProbe, rs: Any, base: Path, check: Any,
+                   timeout: float = 90) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        facts = probe.collect(TickContext(now=time.time(), ruleset=rs, base_dir=base))
+        if check(facts):
+            return facts
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not reached: {facts}")
+        time.sleep(0.5)
+
+
+def test_selections_and_control_on_real_jobs(condor_pool: CondorPool) -> None:
+    """Jobs submitted outside rulesmon are found by id, owner + batch glob and constraint in
+    one probe; control holds and releases a real job, and removes it."""
+    folder = condor_pool.workdir("select")
+    tag = f"sel{uuid.uuid4().hex[:8]}"
+    sub = submit_file(folder, "s.sub", [
+        "executable = /bin/sleep", "arguments = 600", "log = s.log", "request_memory = 16M",
+        f"batch_name = {tag}-a", f'+RunUUID = "{tag}"', "queue 2"])
+    ids = condor_pool.submit(sub)
+    (c0, p0), (c1, p1) = ids
+    text = (f"version: 1\nname: sel\njobs:\n"
+            f"  byid:\n    htcondor: {{ids: ['{c0}.{p0}'], min_interval: 0s}}\n"
+            f"  byglob:\n    htcondor: {{owner: {condor_pool.user}, batch_name: '{tag}-*'}}\n"
+            f"  bycons:\n    htcondor: {{constraint: 'RunUUID == \"{tag}\" && ProcId == 1'}}\n")
+    rs = load_text(text, base=folder).ruleset
+    probe = HTCondorProbe(rs, folder)
+    with condor_pool.activated():
+        try:
+            facts = _collect_until(probe, rs, folder, lambda f: all(
+                x.get("job.state") == "RUNNING" for x in f.values()) and len(f) == 4)
+            assert sorted(facts) == sorted([f"byid/{c0}.{p0}", f"byglob/{c0}.{p0}",
+                                            f"byglob/{c1}.{p1}", f"bycons/{c1}.{p1}"])
+            assert facts[f"bycons/{c1}.{p1}"]["job.attrs.RunUUID"] == tag
+            job = facts[f"byid/{c0}.{p0}"]
+            assert control("hold", job, "paused by test", 30).startswith(f"condor_hold {c0}.{p0}")
+            held = _collect_until(probe, rs, folder,
+                                  lambda f: f[f"byid/{c0}.{p0}"]["job.state"] == "HELD")
+            assert held[f"byid/{c0}.{p0}"]["job.hold_reason"].startswith("paused by test")
+            assert held[f"byid/{c0}.{p0}"]["job.hold_code"] == 1
+            control("release", job, None, 30)
+            _collect_until(probe, rs, folder,
+                           lambda f: f[f"byid/{c0}.{p0}"]["job.state"] != "HELD")
+            control("remove", job, "done with it", 30)
+            gone = _collect_until(probe, rs, folder,
+                                  lambda f: f[f"byid/{c0}.{p0}"]["job.terminal"])
+            assert gone[f"byid/{c0}.{p0}"]["job.state"] == "CANCELLED"
+            assert "done with it" in gone[f"byid/{c0}.{p0}"]["job.diagnosis_detail"]
+        finally:
+            condor_pool.tool("condor_rm", str(c0), check=False)
