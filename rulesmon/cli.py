@@ -88,23 +88,29 @@ def _state_path(loaded: Any, state: Path | None) -> Path:
 @click.option("--log-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write JSON lines logs to this file.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--live", is_flag=True,
+              help="Full-screen dashboard while watching (needs a terminal; without one, "
+              "plain timestamped lines are printed anyway).")
 def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec: bool,
-        allow_control: bool, log_json: Path | None, verbose: bool) -> None:
+        allow_control: bool, log_json: Path | None, verbose: bool, live: bool) -> None:
     """Watch the jobs of RULESET until every one is terminal.
+
+    When stdout is not a terminal, prints plain timestamped lines (STATUS_CHECK,
+    STATE_CHANGE, COMPUTE_METRICS, RESOURCE_STATUS, ALERT, ALL_COMPLETE) on it.
 
     Exit status: 0 when every job succeeded, 1 when one failed, the code of a `stop`
     action, 2 for an unusable ruleset, 128+N after signal N.
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
-                  allow_control=allow_control, log_json=log_json, verbose=verbose))
+                  allow_control=allow_control, log_json=log_json, verbose=verbose, live=live))
 
 
 def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path | None = None,
          allow_exec: bool = False, allow_control: bool = False, log_json: Path | None = None,
-         verbose: bool = False) -> int:
+         verbose: bool = False, live: bool = False) -> int:
     import structlog
 
-    from . import logsetup
+    from . import display, logsetup
     from .delivery import Delivery
     from .engine import Engine
 
@@ -112,13 +118,18 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     log = logsetup.setup("debug" if verbose else "info", log_json)
     structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
     state_path = _state_path(loaded, state)
+    shown = display.for_run(loaded, live=live)
     engine = Engine(loaded, state_path=state_path, log=log, dry_run=dry_run,
-                    allow_exec=allow_exec, allow_control=allow_control)
+                    allow_exec=allow_exec, allow_control=allow_control,
+                    observers=shown.observers)
     if not dry_run:
         engine.delivery = Delivery(state_path, loaded.ruleset.notify, loaded.secrets, log)
         engine.delivery.start()
     try:
-        return engine.run(once=once)
+        with shown:
+            code = engine.run(once=once)
+            shown.finished(code)
+        return code
     finally:
         engine.close()
 
@@ -126,7 +137,9 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
 @main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Where to put the demo (default: a new temporary folder).")
-def demo(directory: Path | None) -> None:
+@click.option("--live/--no-live", default=None,
+              help="The dashboard (default: when stdout is a terminal).")
+def demo(directory: Path | None, live: bool | None) -> None:
     """Launch and watch the quick-start demo: three training workers, one of which crashes."""
     import tempfile
     from importlib import resources
@@ -138,7 +151,8 @@ def demo(directory: Path | None) -> None:
         if item.name.endswith((".py", ".yaml")) and not item.name.startswith("__"):
             (target / item.name).write_bytes(item.read_bytes())
     click.echo(f"demo folder: {target}", err=True)
-    sys.exit(_run(str(target / "ruleset.yaml")))
+    sys.exit(_run(str(target / "ruleset.yaml"),
+                  live=sys.stdout.isatty() if live is None else live))
 
 
 @main.command()

@@ -5,8 +5,11 @@ Tracebacks never show local variables (they would print webhook URLs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,9 @@ def _drop(*keys: str) -> Any:
         return event
 
     return processor
+
+
+CONSOLE = "rulesmon-console"
 
 
 def setup(level: str = "info", json_file: Path | None = None, color: bool | None = None) -> Any:
@@ -42,6 +48,7 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
     root.propagate = False
     use_color = sys.stderr.isatty() if color is None else color
     console = logging.StreamHandler(sys.stderr)
+    console.set_name(CONSOLE)
     console.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -60,3 +67,52 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
                         structlog.processors.JSONRenderer()]))
         root.addHandler(fh)
     return structlog.get_logger("rulesmon")
+
+
+class _SinkHandler(logging.Handler):
+    """Hands each record, as one line without time and level, to a callable."""
+
+    def __init__(self, sink: Callable[[float, str, str], None], level: int) -> None:
+        super().__init__(level)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.msg
+            if isinstance(msg, dict):
+                fields = {k: v for k, v in msg.items() if not k.startswith("_") and k not in
+                          ("event", "timestamp", "level", "ruleset", "logger")}
+                text = " ".join([str(msg.get("event", "")),
+                                 *(f"{k}={v}" for k, v in sorted(fields.items()))])
+            else:
+                text = record.getMessage()
+            self.sink(record.created or time.time(), record.levelname.lower(), text)
+        except Exception:  # a log line is never worth a crash
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def route_console(sink: Callable[[float, str, str], None],
+                  level: int = logging.WARNING) -> Iterator[None]:
+    """While a full-screen display owns the terminal, console log lines (warnings and worse)
+    go to `sink` instead of stderr, where they would tear the frame; the JSON log file, if
+    any, still gets everything. Loggers outside rulesmon that have no handler are caught too
+    (their last-resort handler would write to stderr)."""
+    root = logging.getLogger("rulesmon")
+    removed = [h for h in root.handlers if h.get_name() == CONSOLE]
+    handler = _SinkHandler(sink, level)
+    for h in removed:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    top = logging.getLogger()
+    catch_all = not top.handlers
+    if catch_all:
+        top.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        if catch_all:
+            top.removeHandler(handler)
+        for h in removed:
+            root.addHandler(h)
