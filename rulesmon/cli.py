@@ -26,6 +26,9 @@ def main() -> None:
       rulesmon test RULESET TESTS    unit-test rules against timed facts
       rulesmon facts RULESET         print the facts the rules would see now
       rulesmon schema                write the JSON Schema for editors
+      rulesmon history / stats       jobs recorded, and their totals
+      rulesmon show JOB              everything known about one job
+      rulesmon track -- CMD ARGS     run a command and record it in the history
     """
 
 
@@ -302,6 +305,148 @@ def silence_remove(ruleset: str, silence_id: int, state: Path | None) -> None:
         click.echo(f"no silence {silence_id}", err=True)
         sys.exit(1)
     click.echo(f"removed silence {silence_id}")
+
+
+# --- history -------------------------------------------------------------------------------
+
+_VIEW_FORMATS = ("table", "json", "csv")
+
+
+def _history_db(ruleset: str | None, db: Path | None) -> Any:
+    """The history database a view reads: --db, else the ruleset's state file, else the
+    default one `rulesmon track` writes."""
+    from .history.location import default_path
+    from .history.queries import HistoryError, open_db
+
+    path = db or (_state_path(_load_or_exit(ruleset), None) if ruleset else default_path())
+    try:
+        return open_db(path)
+    except HistoryError as exc:
+        click.echo(f"rulesmon: {exc}", err=True)
+        sys.exit(1)
+
+
+def _filters(status: str | None, job: str | None, tool: str | None, source: str | None,
+             since: str | None) -> Any:
+    import time
+
+    from .history.queries import Filters, parse_since
+
+    try:
+        when = parse_since(since, time.time()) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    return Filters(status=status, job=job, tool=tool, source=source, since=when)
+
+
+def _view_options(fn: Any) -> Any:
+    for option in reversed((
+            click.argument("ruleset", required=False, type=click.Path(dir_okay=False)),
+            click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                         help="History database (default: the RULESET's state file, else "
+                         "the one `rulesmon track` writes)."),
+            click.option("--source", default=None,
+                         help="slurm, htcondor, dagman, local, track, command, celery "
+                         "(comma list)."),
+            click.option("--tool", default=None, help="Job key or tracked tool (glob)."),
+            click.option("--since", default=None, help="7d, 12h, or an ISO date."),
+            click.option("--format", "fmt", type=click.Choice(_VIEW_FORMATS),
+                         default="table", show_default=True))):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@_view_options
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--status", default=None,
+              help="success, failed, timeout, cancelled, error, running, pending (comma list).")
+@click.option("--job", default=None, help="Id prefix, job id, instance or name (glob).")
+def history(ruleset: str | None, db: Path | None, source: str | None, tool: str | None,
+            since: str | None, fmt: str, limit: int, status: str | None,
+            job: str | None) -> None:
+    """Recorded jobs, newest first."""
+    from .history import queries, views
+
+    con = _history_db(ruleset, db)
+    views.history(queries.jobs(con, _filters(status, job, tool, source, since), limit),
+                  fmt, sys.stdout)
+
+
+@main.command()
+@_view_options
+@click.option("--status", default=None, help="Only jobs with this status (comma list).")
+def stats(ruleset: str | None, db: Path | None, source: str | None, tool: str | None,
+          since: str | None, fmt: str, status: str | None) -> None:
+    """Totals, success rate, CPU time and durations, by source, tool, partition and resource."""
+    from .history import queries, views
+
+    con = _history_db(ruleset, db)
+    views.stats(queries.summary(con, _filters(status, None, tool, source, since)), fmt,
+                sys.stdout)
+
+
+@main.command()
+@click.argument("job")
+@click.argument("ruleset", required=False, type=click.Path(dir_okay=False))
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="History database (default: the RULESET's state file, else the one "
+              "`rulesmon track` writes).")
+@click.option("--format", "fmt", type=click.Choice(_VIEW_FORMATS), default="table",
+              show_default=True)
+def show(job: str, ruleset: str | None, db: Path | None, fmt: str) -> None:
+    """Everything known about JOB (an id or its prefix, a job id, an instance or a name):
+    timing, parameters, resource usage and efficiency, state changes, alerts with their
+    deliveries, the last log lines."""
+    from .history import queries, views
+
+    con = _history_db(ruleset, db)
+    try:
+        record = queries.job(con, job)
+    except queries.HistoryError as exc:
+        click.echo(f"rulesmon: {exc}", err=True)
+        sys.exit(1)
+    views.show(record, fmt, sys.stdout)
+
+
+@main.command(context_settings={"allow_interspersed_args": False})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--tool", default=None, help="Tool name (default: the program's name).")
+@click.option("--script", default=None, help="Script name (default: the first file argument).")
+@click.option("--name", default=None, help="Name shown in the history (default: the command).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A parameter to record (repeatable).")
+@click.option("--id", "task_id", default=None, help="Record under this id.")
+@click.option("--timeout", default=None, help="Stop the command after this long (30m, 2h); "
+              "status timeout.")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="History database (default $RULESMON_HISTORY, else "
+              "~/.local/share/rulesmon/history.db).")
+@click.option("--quiet", "-q", is_flag=True, help="No summary line on stderr.")
+def track(command: tuple[str, ...], tool: str | None, script: str | None, name: str | None,
+          params: tuple[str, ...], task_id: str | None, timeout: str | None, db: Path | None,
+          quiet: bool) -> None:
+    """Run COMMAND, record it (CPU, peak memory, duration, status) and exit with its status.
+
+    \b
+      rulesmon track -- python simulate.py --mesh 64
+      rulesmon track --tool lammps --param atoms=4000 -- lmp -in in.melt
+    """
+    from .config.units import parse_duration
+    from .track import run_command
+
+    values = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        values[key] = value
+    try:
+        seconds = parse_duration(timeout) if timeout else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timeout") from None
+    sys.exit(run_command(command, tool=tool, script=script, name=name, params=values,
+                         task_id=task_id, db=db, timeout=seconds, quiet=quiet))
 
 
 @main.command()

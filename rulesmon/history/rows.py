@@ -63,10 +63,14 @@ _UPDATE = ("UPDATE jobs SET last_seen = ?, " +
            ", ".join(f"{c} = coalesce(?, {c})" for c in COLUMNS) + " WHERE id = ?")
 
 
+_NOT_NULL = ("tool", "partition", "resource")
+
+
 def insert(db: sqlite3.Connection, *, uid: str, run_id: int | None, ruleset: str,
            instance: str, now: float, values: Mapping[str, Any]) -> int:
     cur = db.execute(_INSERT, (uid, run_id, ruleset, instance, now, now,
-                               *(values.get(c) for c in COLUMNS)))
+                               *((values.get(c) or "") if c in _NOT_NULL else values.get(c)
+                                 for c in COLUMNS)))
     return int(cur.lastrowid or 0)
 
 

@@ -175,6 +175,7 @@ CREATE TABLE progress (
 CREATE INDEX progress_job ON progress(job, t);
 CREATE INDEX IF NOT EXISTS attempts_seq ON attempts(outbox_seq);
 CREATE INDEX IF NOT EXISTS events_instance ON events(instance, t);
+CREATE INDEX IF NOT EXISTS outbox_instance ON outbox(instance, created);
 """
 
 MIGRATIONS: dict[int, str] = {3: _V3}

@@ -1,0 +1,456 @@
+"""The read side of history: jobs filtered like the views, one job in full, summary statistics.
+
+Every function returns plain dicts in the stable JSON shapes documented in docs/history.md,
+so `rulesmon history --format json`, the Python API and scripts all see the same thing.
+Aggregates are computed by SQLite over the covering index `jobs_stats` in one scan; Python
+only adds up the few hundred groups it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .rows import FINAL
+from .schema import connect
+
+SAMPLES_SHOWN = 1000
+ALERTS_SHOWN = 200
+TAIL_LINES = 20
+_GLOB = set("*?[")
+
+
+class HistoryError(Exception):
+    """A one-line problem for the user: no database, no such job, an ambiguous id."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which jobs a view or query covers. `status` and `source` accept comma lists."""
+
+    status: str | None = None
+    job: str | None = None
+    tool: str | None = None
+    source: str | None = None
+    since: float | None = None
+    ruleset: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("status", self.status), ("source", self.source)):
+            if value:
+                names = [v.strip() for v in value.split(",") if v.strip()]
+                clauses.append(f"{column} IN ({','.join('?' * len(names))})")
+                args += names
+        if self.tool:
+            if _GLOB & set(self.tool):
+                clauses.append("tool GLOB ?")
+            else:
+                clauses.append("tool = ?")
+            args.append(self.tool)
+        if self.ruleset:
+            clauses.append("ruleset = ?")
+            args.append(self.ruleset)
+        if self.since is not None:
+            clauses.append("first_seen >= ?")
+            args.append(self.since)
+        if self.job:
+            if _GLOB & set(self.job):
+                clauses.append("(instance GLOB ? OR name GLOB ? OR job_id GLOB ? OR uid GLOB ?)")
+                args += [self.job] * 4
+            else:
+                clauses.append("(uid GLOB ? OR job_id = ? OR instance = ? OR name = ?)")
+                args += [_escape_glob(self.job) + "*", self.job, self.job, self.job]
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": self.status, "job": self.job, "tool": self.tool,
+                "source": self.source, "since": iso(self.since), "ruleset": self.ruleset}
+
+
+def open_db(path: Path | str) -> sqlite3.Connection:
+    """The history database at `path`; a missing file is an error, not a new empty one."""
+    target = Path(path)
+    if not target.is_file():
+        raise HistoryError(f"no history at {target} (run `rulesmon run` or `rulesmon track` "
+                           "first, or pass --db)")
+    from .schema import SchemaError
+
+    try:
+        return connect(target)
+    except SchemaError as exc:
+        raise HistoryError(str(exc)) from None
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+_JOB_COLUMNS = ("id", "uid", "job_id", "instance", "name", "ruleset", "run_id", "source",
+                "tool", "script", "status", "state", "exit_code", "signal", "error",
+                "diagnosis", "partition", "resource", "node", "user", "cpus", "gpus",
+                "submit_time", "start_time", "end_time", "duration", "time_limit", "cpu_user",
+                "cpu_sys", "cpu_total", "mem_peak", "mem_req", "cpu_eff", "mem_eff",
+                "time_eff", "gpu_hours", "params", "first_seen", "last_seen")
+_SELECT = "SELECT " + ", ".join(_JOB_COLUMNS) + " FROM jobs"
+_LIVE = ("running", "pending")
+
+
+def jobs(db: sqlite3.Connection, filters: Filters = Filters(), limit: int | None = 20,
+         now: float | None = None) -> list[dict[str, Any]]:
+    """Jobs newest first (by when they were first seen)."""
+    where, args = filters.where()
+    sql = f"{_SELECT}{where} ORDER BY first_seen DESC, id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(limit)
+    rows = [dict(zip(_JOB_COLUMNS, r, strict=True)) for r in db.execute(sql, args)]
+    now = now if now is not None else time.time()
+    return [_job_json(row, now, _latest_sample(db, row["id"]) if row["status"] in _LIVE
+                      else None) for row in rows]
+
+
+def _latest_sample(db: sqlite3.Connection, rid: int) -> dict[str, Any] | None:
+    row = db.execute("SELECT t, cpu_user, cpu_sys, cpu_pct, mem_rss, mem_peak, gpu_util, "
+                     "gpu_mem, elapsed FROM samples WHERE job = ? ORDER BY t DESC LIMIT 1",
+                     (rid,)).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("t", "cpu_user", "cpu_sys", "cpu_pct", "mem_rss", "mem_peak", "gpu_util",
+                     "gpu_mem", "elapsed"), row, strict=True))
+
+
+def _job_json(row: Mapping[str, Any], now: float,
+              sample: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One job in its documented JSON shape; a live job's figures come from its latest sample."""
+    duration = row["duration"]
+    cpu_user, cpu_sys, cpu_total, mem_peak = (row["cpu_user"], row["cpu_sys"],
+                                              row["cpu_total"], row["mem_peak"])
+    if row["status"] in _LIVE:
+        if sample is not None:
+            cpu_user = _first(sample["cpu_user"], cpu_user)
+            cpu_sys = _first(sample["cpu_sys"], cpu_sys)
+            mem_peak = _first(sample["mem_peak"], mem_peak)
+            if sample["cpu_user"] is not None:
+                cpu_total = sample["cpu_user"] + (sample["cpu_sys"] or 0.0)
+        if row["start_time"] is not None and row["status"] == "running":
+            duration = max(0.0, now - row["start_time"])
+    params: Any = {}
+    if row["params"]:
+        try:
+            params = json.loads(row["params"])
+        except ValueError:
+            params = {"raw": row["params"]}
+    return {
+        "id": row["uid"],
+        "job_id": row["job_id"],
+        "instance": row["instance"],
+        "name": row["name"],
+        "ruleset": row["ruleset"] or None,
+        "run_id": row["run_id"],
+        "source": row["source"],
+        "tool": row["tool"] or None,
+        "script": row["script"],
+        "status": row["status"],
+        "state": row["state"],
+        "returncode": row["exit_code"],
+        "signal": row["signal"],
+        "error": row["error"],
+        "diagnosis": row["diagnosis"],
+        "partition": row["partition"] or None,
+        "resource": row["resource"] or None,
+        "node": row["node"],
+        "user": row["user"],
+        "submit_time": iso(row["submit_time"]),
+        "start_time": iso(row["start_time"]),
+        "end_time": iso(row["end_time"]),
+        "duration_seconds": _round(duration),
+        "resource_usage": {
+            "cpu_user_seconds": _round(cpu_user),
+            "cpu_system_seconds": _round(cpu_sys),
+            "cpu_total_seconds": _round(cpu_total),
+            "memory_peak_bytes": mem_peak,
+            "memory_peak_mb": _round(mem_peak / 1048576 if mem_peak is not None else None),
+            "memory_requested_bytes": row["mem_req"],
+            "cpus": row["cpus"],
+            "gpus": row["gpus"],
+            "gpu_hours": _round(row["gpu_hours"]),
+        },
+        "efficiency": {
+            "cpu_pct": _round(row["cpu_eff"]),
+            "memory_pct": _round(row["mem_eff"]),
+            "time_pct": _round(row["time_eff"]),
+            "time_limit_seconds": _round(row["time_limit"]),
+        },
+        "params": params,
+        "first_seen": iso(row["first_seen"]),
+        "last_seen": iso(row["last_seen"]),
+    }
+
+
+# --- one job ------------------------------------------------------------------------------
+
+def find(db: sqlite3.Connection, ident: str) -> dict[str, Any]:
+    """The job row `ident` names: its id or a unique prefix of it, else the most recent job
+    with that scheduler id, instance key (`train/12345`) or name."""
+    ident = ident.strip()
+    if not ident:
+        raise HistoryError("give a job: its id (or a prefix), job id, instance or name")
+    row = db.execute(f"{_SELECT} WHERE uid = ?", (ident,)).fetchone()
+    if row is None and len(ident) >= 4:
+        found = list(db.execute(f"{_SELECT} WHERE uid GLOB ? LIMIT 6",
+                                (_escape_glob(ident) + "*",)))
+        if len(found) > 1:
+            shown = ", ".join(str(r[1])[:12] for r in found[:5])
+            more = ", ..." if len(found) > 5 else ""
+            raise HistoryError(f"{ident} matches several jobs ({shown}{more}): give more of "
+                               "the id")
+        row = found[0] if found else None
+    for column in ("job_id", "instance", "name"):
+        if row is not None:
+            break
+        row = db.execute(f"{_SELECT} WHERE {column} = ? ORDER BY first_seen DESC LIMIT 1",
+                         (ident,)).fetchone()
+    if row is None:
+        raise HistoryError(f"no job {ident!r} in the history")
+    return dict(zip(_JOB_COLUMNS, row, strict=True))
+
+
+def job(db: sqlite3.Connection, ident: str, now: float | None = None) -> dict[str, Any]:
+    """Everything known about one job: the job, its details, state changes, samples, progress,
+    alerts with their deliveries, and the last log lines."""
+    row = find(db, ident)
+    rid = row["id"]
+    out = _job_json(row, now if now is not None else time.time(),
+                    _latest_sample(db, rid) if row["status"] in _LIVE else None)
+    extra = db.execute("SELECT details, log_tail FROM jobs WHERE id = ?", (rid,)).fetchone()
+    try:
+        out["details"] = json.loads(extra[0]) if extra[0] else {}
+    except ValueError:
+        out["details"] = {}
+    out["timeline"] = [{"time": iso(t), "state": state, "previous": previous}
+                       for t, state, previous in db.execute(
+                           "SELECT t, state, previous FROM job_states WHERE job = ? ORDER BY t",
+                           (rid,))]
+    samples = list(db.execute(
+        "SELECT t, cpu_user, cpu_sys, cpu_pct, mem_rss, mem_peak, gpu_util, gpu_mem, elapsed "
+        "FROM samples WHERE job = ? ORDER BY t DESC LIMIT ?", (rid, SAMPLES_SHOWN)))
+    out["samples"] = [
+        {"time": iso(t), "cpu_user_seconds": _round(cu), "cpu_system_seconds": _round(cs),
+         "cpu_pct": _round(pct), "memory_bytes": rss, "memory_peak_bytes": peak,
+         "gpu_util_pct": _round(gu), "gpu_memory_bytes": gm, "elapsed_seconds": _round(el)}
+        for t, cu, cs, pct, rss, peak, gu, gm, el in reversed(samples)]
+    points = list(db.execute("SELECT t, done, total, pct, rate, eta FROM progress WHERE job = ? "
+                             "ORDER BY t DESC LIMIT ?", (rid, SAMPLES_SHOWN)))
+    out["progress"] = [{"time": iso(t), "done": done, "total": total, "pct": _round(pct),
+                        "rate": _round(rate), "eta_seconds": _round(eta)}
+                       for t, done, total, pct, rate, eta in reversed(points)]
+    out["alerts"] = _alerts(db, row)
+    tail = extra[1] or ""
+    out["log_tail"] = tail.splitlines()[-TAIL_LINES:]
+    return out
+
+
+def _alerts(db: sqlite3.Connection, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Events about the job's instance while this job held it (up to the next job recorded
+    under the same instance), each notification with its deliveries and attempts."""
+    start = row["first_seen"] - 1.0
+    nxt = db.execute("SELECT min(first_seen) FROM jobs WHERE ruleset = ? AND instance = ? AND "
+                     "first_seen > ?", (row["ruleset"], row["instance"],
+                                        row["first_seen"])).fetchone()[0]
+    end = nxt if nxt is not None else float("inf")
+    events = list(db.execute(
+        "SELECT t, kind, rule, severity, title, body FROM events WHERE instance = ? AND t >= ? "
+        "AND t < ? ORDER BY t, id LIMIT ?", (row["instance"], start, end, ALERTS_SHOWN)))
+    if not events:
+        return []
+    outbox: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    seqs: dict[int, dict[str, Any]] = {}
+    for seq, target, kind, rule, created, status, attempts, last_error, delivered in db.execute(
+            "SELECT seq, target, kind, rule, created, status, attempts, last_error, "
+            "delivered_at FROM outbox WHERE instance = ? AND created >= ? AND created < ? "
+            "ORDER BY seq", (row["instance"], start, end)):
+        entry = {"target": target, "status": status, "attempts": attempts,
+                 "last_error": last_error, "delivered_at": iso(delivered), "tries": []}
+        outbox.setdefault((rule, kind, created), []).append(entry)
+        seqs[seq] = entry
+    if seqs:
+        marks = ",".join("?" * len(seqs))
+        for seq, t, ok, error in db.execute(
+                f"SELECT outbox_seq, t, ok, error FROM attempts WHERE outbox_seq IN ({marks}) "
+                "ORDER BY t", list(seqs)):
+            seqs[seq]["tries"].append({"time": iso(t), "ok": bool(ok), "error": error})
+    return [{"time": iso(t), "kind": kind, "rule": rule, "severity": severity, "title": title,
+             "body": body, "deliveries": outbox.get((rule, kind, t), [])}
+            for t, kind, rule, severity, title, body in events]
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+_GROUPS = ("source", "tool", "partition", "resource")
+
+
+def summary(db: sqlite3.Connection, filters: Filters = Filters()) -> dict[str, Any]:
+    """Totals, success rate, CPU time and durations, overall and by source, tool, partition
+    and resource (SQL aggregates in one scan), plus notification deliveries."""
+    where, args = filters.where()
+    cells = list(db.execute(
+        "SELECT source, tool, partition, resource, status, count(*), sum(duration), "
+        "count(duration), max(duration), sum(cpu_total), max(mem_peak), sum(gpu_hours) "
+        f"FROM jobs{where} GROUP BY source, tool, partition, resource, status", args))
+    total = _Acc()
+    by: dict[str, dict[str, _Acc]] = {g: {} for g in _GROUPS}
+    by_status: dict[str, int] = {}
+    for cell in cells:
+        keys, status = cell[:4], cell[4]
+        by_status[status] = by_status.get(status, 0) + cell[5]
+        total.add(status, cell[5:])
+        for group, key in zip(_GROUPS, keys, strict=True):
+            if key or group in ("source", "tool"):
+                by[group].setdefault(key or "", _Acc()).add(status, cell[5:])
+    out: dict[str, Any] = {"filters": filters.as_json()}
+    out.update(total.as_json(detail=True))
+    out["by_status"] = dict(sorted(by_status.items()))
+    for group in _GROUPS:
+        out[f"by_{group}"] = {k: acc.as_json() for k, acc in sorted(by[group].items())}
+    out["notifications"] = _notifications(db, filters.since)
+    return out
+
+
+class _Acc:
+    """Sums of aggregate cells."""
+
+    def __init__(self) -> None:
+        self.jobs = self.finished = self.ok = self.bad = self.active = 0
+        self.duration = self.cpu = self.gpu_hours = 0.0
+        self.timed = 0
+        self.max_duration: float | None = None
+        self.max_mem: int | None = None
+
+    def add(self, status: str, cell: tuple[Any, ...]) -> None:
+        count, dsum, dcount, dmax, cpu, mem, gpu = cell
+        self.jobs += count
+        if status in FINAL:
+            self.finished += count
+            self.ok += count if status == "success" else 0
+            self.bad += 0 if status == "success" else count
+        elif status in _LIVE:
+            self.active += count
+        self.duration += dsum or 0.0
+        self.timed += dcount or 0
+        self.cpu += cpu or 0.0
+        self.gpu_hours += gpu or 0.0
+        if dmax is not None:
+            self.max_duration = dmax if self.max_duration is None else max(self.max_duration,
+                                                                           dmax)
+        if mem is not None:
+            self.max_mem = mem if self.max_mem is None else max(self.max_mem, mem)
+
+    def as_json(self, *, detail: bool = False) -> dict[str, Any]:
+        rate = round(100.0 * self.ok / self.finished, 2) if self.finished else None
+        out: dict[str, Any] = {
+            "total_jobs" if detail else "jobs": self.jobs,
+            "finished": self.finished,
+            "active": self.active,
+            "successful": self.ok,
+            "failed": self.bad,
+            "success_rate": rate,
+            "total_cpu_time_seconds": round(self.cpu, 2),
+            "total_duration_seconds": round(self.duration, 2),
+            "average_duration_seconds": round(self.duration / self.timed, 2)
+            if self.timed else None,
+        }
+        if detail:
+            out["max_duration_seconds"] = _round(self.max_duration)
+            out["memory_peak_max_mb"] = _round(self.max_mem / 1048576
+                                               if self.max_mem is not None else None)
+            out["gpu_hours"] = round(self.gpu_hours, 3)
+        return out
+
+
+def _notifications(db: sqlite3.Connection, since: float | None) -> dict[str, Any]:
+    where, args = (" WHERE created >= ?", [since]) if since is not None else ("", [])
+    by_target: dict[str, dict[str, int]] = {}
+    total = 0
+    for target, status, count in db.execute(
+            f"SELECT target, status, count(*) FROM outbox{where} GROUP BY target, status", args):
+        by_target.setdefault(target, {})[status] = count
+        total += count
+    joined = " AND o.created >= ?" if since is not None else ""
+    for target, failed in db.execute(
+            "SELECT o.target, count(*) FROM attempts a JOIN outbox o ON o.seq = a.outbox_seq "
+            f"WHERE a.ok = 0{joined} GROUP BY o.target", args):
+        by_target.setdefault(target, {})["failed_attempts"] = failed
+    return {"total": total, "by_target": dict(sorted(by_target.items()))}
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def iso(t: float | None) -> str | None:
+    """ISO 8601 in UTC with an explicit offset, the format of every time in the JSON."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def flat(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's JSON as one flat row (the CSV columns): nested maps become prefixed keys."""
+    out: dict[str, Any] = {}
+    for key, value in job.items():
+        if key in ("resource_usage", "efficiency") and isinstance(value, Mapping):
+            out.update(value)
+        elif key == "params":
+            out[key] = json.dumps(value, sort_keys=True) if value else ""
+        elif not isinstance(value, list | dict):
+            out[key] = value
+    return out
+
+
+def column_names(jobs_: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The CSV header: the keys of a flat job, in the order of the JSON."""
+    for first in jobs_:
+        return list(flat(first))
+    return list(flat(_job_json_template()))
+
+
+def _job_json_template() -> dict[str, Any]:
+    row = dict.fromkeys(_JOB_COLUMNS)
+    row.update({"id": 0, "first_seen": 0.0, "status": "unknown"})
+    return _job_json(row, 0.0)
+
+
+def parse_since(text: str, now: float) -> float:
+    """`7d`, `12h`, `90m` (that long ago) or an ISO date/time (local unless it has an
+    offset) as a Unix time; ValueError with a one-line message otherwise."""
+    from ..config.units import parse_duration
+
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a duration (7d, 12h) nor an ISO date "
+                         "(2025-10-15, 2025-10-15T08:00)") from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return when.timestamp()

@@ -1,0 +1,334 @@
+"""`rulesmon history`, `stats` and `show` rendered as a table (rich), JSON or CSV.
+
+The JSON is exactly what rulesmon.history.queries returns (documented, stable); the CSV is the
+same jobs flattened to one row each; the tables are for people and may change.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from ..config.units import format_duration
+from .queries import column_names, flat
+
+FORMATS = ("table", "json", "csv")
+
+
+def dump_json(value: Any, out: TextIO) -> None:
+    out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+
+
+def _console(out: TextIO) -> Any:
+    from rich.console import Console
+
+    return Console(file=out, highlight=False, soft_wrap=False)
+
+
+# --- history ------------------------------------------------------------------------------
+
+_STYLE = {"success": "green", "failed": "red", "error": "red", "timeout": "yellow",
+          "cancelled": "magenta", "running": "cyan", "pending": "blue"}
+
+
+def history(jobs: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        dump_json(jobs, out)
+        return
+    if fmt == "csv":
+        write_csv([flat(j) for j in jobs], column_names(jobs), out)
+        return
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _console(out)
+    wide = console.width >= 90  # below that, the source column gives way to the job's name
+    table = Table(title=f"Job history ({len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
+                  "newest first)", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("ID", no_wrap=True)
+    table.add_column("JOB", no_wrap=True, overflow="ellipsis",
+                     max_width=max(20, console.width - 70) if wide else 18)
+    for name in ("SOURCE", "STATUS", "STARTED") if wide else ("STATUS", "STARTED"):
+        table.add_column(name, no_wrap=True)
+    for name in ("DURATION", "CPU", "MEM"):
+        table.add_column(name, no_wrap=True, justify="right")
+    for job in jobs:
+        usage = job["resource_usage"]
+        status = job["status"]
+        table.add_row(
+            job["id"][:8], Text(_label(job)), *([job["source"]] if wide else []),
+            Text(status, style=_STYLE.get(status, "")),
+            _local(job["start_time"] or job["first_seen"], short=True),
+            _dur(job["duration_seconds"]), _dur(usage["cpu_total_seconds"]),
+            _mb(usage["memory_peak_mb"]))
+    if jobs:
+        console.print(table)
+    else:
+        console.print("No jobs recorded match.")
+
+
+def _label(job: Mapping[str, Any]) -> str:
+    """What a person calls the job: the instance key for watched jobs, tool and script (or
+    the command) for tracked ones."""
+    if job["source"] == "command":
+        return str(job["name"] or job["instance"])
+    if job["source"] in ("track", "celery"):
+        parts = [p for p in (job["tool"], job["script"] or job["name"]) if p]
+        return " ".join(dict.fromkeys(parts)) or str(job["instance"])
+    return str(job["instance"])
+
+
+# --- stats --------------------------------------------------------------------------------
+
+
+def stats(summary: dict[str, Any], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        dump_json(summary, out)
+        return
+    groups = [(group, key, value) for group in ("source", "tool", "partition", "resource")
+              for key, value in summary[f"by_{group}"].items()]
+    if fmt == "csv":
+        rows = [{"group": "all", "key": "", **_group_fields(summary, "total_jobs")}]
+        rows += [{"group": g, "key": k, **_group_fields(v, "jobs")} for g, k, v in groups]
+        write_csv(rows, ["group", "key", "jobs", "finished", "active", "successful", "failed",
+                         "success_rate", "total_cpu_time_seconds", "total_duration_seconds",
+                         "average_duration_seconds"], out)
+        return
+    from rich.table import Table
+
+    console = _console(out)
+    rate = summary["success_rate"]
+    lines = [
+        "Job statistics",
+        "",
+        "Overall:",
+        f"  Total jobs:     {summary['total_jobs']} ({summary['finished']} finished, "
+        f"{summary['active']} running or pending)",
+        f"  Successful:     {summary['successful']}",
+        f"  Failed:         {summary['failed']}"
+        + (f" ({_by_status(summary['by_status'])})" if summary["failed"] else ""),
+        f"  Success rate:   {'-' if rate is None else f'{rate:.1f}%'}",
+        "",
+        "Resource usage:",
+        f"  Total CPU time: {_dur(summary['total_cpu_time_seconds'])}",
+        f"  Total duration: {_dur(summary['total_duration_seconds'])}",
+        f"  Mean duration:  {_dur(summary['average_duration_seconds'])}",
+        f"  Longest:        {_dur(summary['max_duration_seconds'])}",
+        f"  Peak memory:    {_mb(summary['memory_peak_max_mb'])}",
+    ]
+    if summary["gpu_hours"]:
+        lines.append(f"  GPU hours:      {summary['gpu_hours']:.2f}")
+    console.print("\n".join(lines), markup=False)
+    for group in ("source", "tool", "partition", "resource"):
+        entries = summary[f"by_{group}"]
+        if not entries or (group == "tool" and list(entries) == [""]):
+            continue
+        table = Table(title=f"By {group}", title_justify="left", header_style="bold")
+        for name in (group.upper(), "JOBS", "OK", "FAILED", "RATE", "CPU TIME", "DURATION",
+                     "MEAN"):
+            table.add_column(name, justify="left" if name == group.upper() else "right")
+        for key, v in entries.items():
+            table.add_row(key or "-", str(v["jobs"]), str(v["successful"]), str(v["failed"]),
+                          "-" if v["success_rate"] is None else f"{v['success_rate']:.1f}%",
+                          _dur(v["total_cpu_time_seconds"]), _dur(v["total_duration_seconds"]),
+                          _dur(v["average_duration_seconds"]))
+        console.print()
+        console.print(table)
+    notes = summary["notifications"]
+    if notes["total"]:
+        console.print()
+        table = Table(title="Notifications", title_justify="left", header_style="bold")
+        for name in ("TARGET", "DELIVERED", "OWED", "FAILED ATTEMPTS", "OTHER"):
+            table.add_column(name, justify="left" if name == "TARGET" else "right")
+        for target, counts in notes["by_target"].items():
+            other = sum(v for k, v in counts.items()
+                        if k not in ("delivered", "owed", "failed_attempts"))
+            table.add_row(target, str(counts.get("delivered", 0)), str(counts.get("owed", 0)),
+                          str(counts.get("failed_attempts", 0)), str(other))
+        console.print(table)
+
+
+def _group_fields(v: Mapping[str, Any], jobs_key: str) -> dict[str, Any]:
+    return {"jobs": v[jobs_key], **{k: v[k] for k in (
+        "finished", "active", "successful", "failed", "success_rate", "total_cpu_time_seconds",
+        "total_duration_seconds", "average_duration_seconds")}}
+
+
+def _by_status(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in counts.items()
+                     if s in ("failed", "timeout", "cancelled", "error"))
+
+
+# --- show ---------------------------------------------------------------------------------
+
+
+def show(job: dict[str, Any], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        dump_json(job, out)
+        return
+    if fmt == "csv":
+        write_csv([flat(job)], column_names([job]), out)
+        return
+    console = _console(out)
+    console.print("\n".join(_show_lines(job)), markup=False, highlight=False)
+
+
+def _show_lines(job: Mapping[str, Any]) -> list[str]:
+    usage, eff = job["resource_usage"], job["efficiency"]
+    code = job["returncode"]
+    state = job["state"] or job["status"].upper()
+    exit_text = f" (exit code {code})" if code is not None else ""
+    if job["signal"]:
+        exit_text += f", signal {job['signal']}"
+    lines = [f"Job {job['id']}", "", "Basic information:",
+             f"  Job:          {job['instance']}" + (f" (id {job['job_id']})"
+                                                      if job["job_id"] else "")]
+    for label, key in (("Name", "name"), ("Tool", "tool"), ("Script", "script"),
+                       ("Source", "source"), ("Ruleset", "ruleset"), ("User", "user"),
+                       ("Partition", "partition"), ("Resource", "resource"),
+                       ("Node", "node")):
+        if job[key] not in (None, ""):
+            lines.append(f"  {label + ':':<13} {job[key]}")
+    lines.append(f"  {'Status:':<13} {job['status'].upper()}")
+    lines.append(f"  {'State:':<13} {state}{exit_text}")
+    if job["diagnosis"] and job["diagnosis"] != "ok":
+        lines.append(f"  {'Diagnosis:':<13} {job['diagnosis']}")
+    if job["error"]:
+        lines.append(f"  {'Error:':<13} {job['error']}")
+    lines += ["", "Timing:"]
+    for label, key in (("Submitted", "submit_time"), ("Started", "start_time"),
+                       ("Ended", "end_time")):
+        if job[key]:
+            lines.append(f"  {label + ':':<13} {_local(job[key])}")
+    lines.append(f"  {'Duration:':<13} {_dur(job['duration_seconds'])}")
+    if job["params"]:
+        lines += ["", "Parameters:"]
+        lines += ["  " + line for line in json.dumps(job["params"], indent=2,
+                                                     sort_keys=True).splitlines()]
+    lines += ["", "Resource usage (as seff reports it):"]
+    cores = usage["cpus"]
+    if cores:
+        lines.append(f"  Cores: {cores}")
+    if usage["cpu_total_seconds"] is not None:
+        split = ""
+        if usage["cpu_user_seconds"] is not None:
+            split = (f" (user {_clock(usage['cpu_user_seconds'])}, system "
+                     f"{_clock(usage['cpu_system_seconds'] or 0.0)})")
+        lines.append(f"  CPU Utilized: {_clock(usage['cpu_total_seconds'])}{split}")
+    if eff["cpu_pct"] is not None and job["duration_seconds"]:
+        core_wall = job["duration_seconds"] * (cores or 1)
+        lines.append(f"  CPU Efficiency: {eff['cpu_pct']:.2f}% of {_clock(core_wall)} "
+                     "core-walltime")
+    if job["duration_seconds"] is not None:
+        lines.append(f"  Job Wall-clock time: {_clock(job['duration_seconds'])}")
+    if usage["memory_peak_bytes"] is not None:
+        lines.append(f"  Memory Utilized: {_size(usage['memory_peak_bytes'])}")
+    if eff["memory_pct"] is not None and usage["memory_requested_bytes"]:
+        lines.append(f"  Memory Efficiency: {eff['memory_pct']:.2f}% of "
+                     f"{_size(usage['memory_requested_bytes'])}")
+    if eff["time_pct"] is not None and eff["time_limit_seconds"]:
+        lines.append(f"  Time Efficiency: {eff['time_pct']:.2f}% of "
+                     f"{_clock(eff['time_limit_seconds'])} time limit")
+    if usage["gpus"]:
+        lines.append(f"  GPUs: {usage['gpus']}")
+    if usage["gpu_hours"]:
+        lines.append(f"  GPU hours: {usage['gpu_hours']:.2f}")
+    if job["timeline"]:
+        lines += ["", "State changes:"]
+        lines += [f"  {_local(e['time'])}  {e['previous'] or '-'} -> {e['state']}"
+                  for e in job["timeline"]]
+    if job["samples"]:
+        lines += ["", "Samples:", "  " + _samples_line(job["samples"])]
+    if job["progress"]:
+        p = job["progress"][-1]
+        total = f"/{p['total']:g}" if p["total"] is not None else ""
+        pct = f" ({p['pct']:.1f}%)" if p["pct"] is not None else ""
+        rate = f", {p['rate']:.3g}/s" if p["rate"] is not None else ""
+        lines += ["", "Progress:", f"  {p['done']:g}{total}{pct}{rate} at {_local(p['time'])} "
+                  f"({len(job['progress'])} points)"]
+    if job["alerts"]:
+        lines += ["", "Alerts:"]
+        for a in job["alerts"]:
+            lines.append(f"  {_local(a['time'])}  {a['kind']:<8} {a['rule']} "
+                         f"[{a['severity']}] {a['title'] or ''}".rstrip())
+            for d in a["deliveries"]:
+                when = f" at {_local(d['delivered_at'])}" if d["delivered_at"] else ""
+                error = f"; last error: {d['last_error']}" if d["last_error"] else ""
+                lines.append(f"      -> {d['target']}: {d['status']}{when}, "
+                             f"{d['attempts']} attempt(s){error}")
+    if job["log_tail"]:
+        lines += ["", "Last log lines:"] + ["  " + line for line in job["log_tail"]]
+    return lines
+
+
+def _samples_line(samples: Sequence[Mapping[str, Any]]) -> str:
+    rss = [s["memory_bytes"] for s in samples if s["memory_bytes"] is not None]
+    cpu = [s["cpu_pct"] for s in samples if s["cpu_pct"] is not None]
+    gpu = [s["gpu_util_pct"] for s in samples if s["gpu_util_pct"] is not None]
+    parts = [f"{len(samples)} from {_local(samples[0]['time'])} to "
+             f"{_local(samples[-1]['time'])}"]
+    if rss:
+        parts.append(f"memory up to {_size(max(rss))}")
+    if cpu:
+        parts.append(f"CPU {sum(cpu) / len(cpu):.0f}% mean, {max(cpu):.0f}% max")
+    if gpu:
+        parts.append(f"GPU {sum(gpu) / len(gpu):.0f}% mean")
+    return "; ".join(parts)
+
+
+# --- value formats ------------------------------------------------------------------------
+
+
+def _local(iso_text: str | None, *, short: bool = False) -> str:
+    if not iso_text:
+        return "-"
+    when = datetime.fromisoformat(iso_text).astimezone()
+    return when.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    return format_duration(seconds)
+
+
+def _clock(seconds: float) -> str:
+    """seff's [D-]HH:MM:SS (with hundredths under a minute, for short tracked work)."""
+    if seconds < 60:
+        return f"00:00:{seconds:05.2f}"
+    total = round(seconds)
+    days, rem = divmod(total, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{text}" if days else text
+
+
+def _mb(mb: float | None) -> str:
+    if mb is None:
+        return "-"
+    return f"{mb / 1024:.2f} GB" if mb >= 1024 else f"{mb:.1f} MB"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.2f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.2f} TB"

@@ -1,0 +1,125 @@
+"""Record every Celery task in the rulesmon history.
+
+    from rulesmon.integrations.celery import install
+    install(app)                      # in the module that creates the Celery app
+
+Each task run becomes one job (source `celery`, tool = the task's name, job id = the task
+id, params = its arguments) with CPU user/system time, peak memory, duration, status and
+error, measured in the worker process that runs it, from `task_prerun` to `task_postrun`.
+Status: SUCCESS is success (unless the task returns a mapping whose `returncode` is not 0:
+failed); an exception is error, a time limit timeout, a revoked task cancelled, a retry
+failed (the retry is a new record under the same task id).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..track import Tracking
+
+MAX_PARAM = 2000
+_UID = "rulesmon-history"
+
+
+class _Hook:
+    """The signal receivers of one `install` call."""
+
+    def __init__(self, app: Any, db: Path | str | None) -> None:
+        self.app = app
+        self.db = db
+        self.running: dict[str, Tracking] = {}
+        self.errors: dict[str, tuple[str, str]] = {}
+        self.lock = threading.Lock()
+
+    def _mine(self, task: Any) -> bool:
+        return self.app is None or getattr(task, "app", None) is self.app
+
+    def prerun(self, sender: Any = None, task_id: str | None = None, task: Any = None,
+               args: Any = None, kwargs: Any = None, **_: Any) -> None:
+        task = task or sender
+        if task_id is None or not self._mine(task):
+            return
+        tracking = Tracking(getattr(task, "name", None) or "task", None,
+                            {"args": _safe(args or ()), "kwargs": _safe(kwargs or {})},
+                            task_id=task_id, db=self.db, source="celery")
+        tracking.start()
+        with self.lock:
+            self.running[task_id] = tracking
+
+    def failure(self, sender: Any = None, task_id: str | None = None,
+                exception: BaseException | None = None, **_: Any) -> None:
+        if task_id is None or exception is None:
+            return
+        name = type(exception).__name__
+        status = "timeout" if name in ("SoftTimeLimitExceeded", "TimeLimitExceeded",
+                                       "TimeoutError") else "error"
+        with self.lock:
+            self.errors[task_id] = (status, f"{name}: {exception}".rstrip(": "))
+
+    def postrun(self, sender: Any = None, task_id: str | None = None, retval: Any = None,
+                state: str | None = None, **_: Any) -> None:
+        if task_id is None:
+            return
+        with self.lock:
+            tracking = self.running.pop(task_id, None)
+            failure = self.errors.pop(task_id, None)
+        if tracking is None:
+            return
+        returncode = retval.get("returncode") if isinstance(retval, Mapping) else None
+        if not isinstance(returncode, int) or isinstance(returncode, bool):
+            returncode = None
+        if failure is not None:
+            status, error = failure
+        elif state == "RETRY":
+            status, error = "failed", f"retry: {retval}"[:MAX_PARAM]
+        elif state == "REVOKED":
+            status, error = "cancelled", "revoked"
+        elif returncode not in (None, 0):
+            status, error = "failed", f"returncode {returncode}"
+        elif state in (None, "SUCCESS"):
+            status, error = "success", None
+        else:
+            status, error = "error", f"state {state}"
+        tracking.finish(status, returncode, error)
+
+    def revoked(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+        task_id = getattr(request, "id", None)
+        if task_id is None:
+            return
+        with self.lock:
+            tracking = self.running.pop(task_id, None)
+        if tracking is not None:
+            tracking.finish("cancelled", None, "revoked")
+
+
+def install(app: Any = None, *, db: Path | str | None = None) -> Callable[[], None]:
+    """Track every task of `app` (every task of any app when None) into the history at `db`
+    (default: the tracking database). Returns a function that removes the hooks."""
+    from celery import signals
+
+    hook = _Hook(app, db)
+    uid = f"{_UID}-{id(hook)}"
+    pairs = ((signals.task_prerun, hook.prerun), (signals.task_failure, hook.failure),
+             (signals.task_postrun, hook.postrun), (signals.task_revoked, hook.revoked))
+    for signal, receiver in pairs:
+        signal.connect(receiver, weak=False, dispatch_uid=uid)
+
+    def uninstall() -> None:
+        for signal, _receiver in pairs:
+            signal.disconnect(dispatch_uid=uid)
+
+    return uninstall
+
+
+def _safe(value: Any) -> Any:
+    """Arguments as JSON-friendly values, each bounded in size (a task may get a big list)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value if not isinstance(value, str) else value[:MAX_PARAM]
+    if isinstance(value, Mapping):
+        return {str(k): _safe(v) for k, v in list(value.items())[:100]}
+    if isinstance(value, list | tuple):
+        return [_safe(v) for v in value[:100]]
+    return repr(value)[:MAX_PARAM]
