@@ -306,6 +306,52 @@ NODE: Namespace = {
     "submit_file": _f("str", "The node's submit description file."),
     "pre_script": _f("str", "Its PRE script, if any."),
     "post_script": _f("str", "Its POST script, if any."),
+    "kind": _f("str", "How the .dag file declares it.",
+               values=("JOB", "FINAL", "SUBDAG", "PROVISIONER", "SERVICE")),
+    "detail": _f("str", "Why the node is in its state, one line (`job 12 exited 3 (after 1 of "
+                 "1 retries)`, `an ancestor node failed`, DAGMan's StatusDetails)."),
+    "dag": _f("str", "Path of the .dag file the node belongs to."),
+}
+
+DAG_STATUSES = ("OK", "ERROR", "NODE_FAILED", "ABORT", "RM", "CYCLE", "HALTED")
+
+DAG: Namespace = {
+    "file": _f("str", "Path of the .dag file."),
+    "name": _f("str", "File name of the .dag file (also the DAG instance's `job.name`)."),
+    "total": _f("int", "Nodes in the DAG."),
+    "done": _f("int", "Nodes that succeeded."),
+    "failed": _f("int", "Nodes that failed after all their retries (state ERROR)."),
+    "futile": _f("int", "Nodes that will never run because an ancestor failed."),
+    "running": _f("int", "Nodes whose job is running."),
+    "queued": _f("int", "Nodes whose job is in the queue (idle, running or held)."),
+    "held": _f("int", "Nodes whose job is held."),
+    "ready": _f("int", "Nodes ready to be submitted (or waiting for a retry)."),
+    "unready": _f("int", "Nodes waiting for their parents."),
+    "pre": _f("int", "Nodes whose PRE script is running."),
+    "post": _f("int", "Nodes whose POST script is running."),
+    "retries": _f("int", "Node retries so far, all nodes together."),
+    "pct": _f("pct", "Percent of the nodes done."),
+    "failed_nodes": _f("list", "Names of the failed nodes."),
+    "finished": _f("bool", "The DAGMan job has ended (it will not run again by itself)."),
+    "exit_code": _f("int", "DAGMan's exit status once it ended (0: every node succeeded)."),
+    "aborted": _f("bool", "DAGMan stopped the DAG early: ABORT-DAG-ON, the DAGMan job removed, "
+                  "or a DAG-level error."),
+    "abort_reason": _f("str", "Why the DAG was aborted, one line."),
+    "dag_status": _f("str", "DAGMan's last `DAG status` in dagman.out.", values=DAG_STATUSES),
+    "status": _f("str", "DagStatus of the node status file (a node state name).",
+                 values=NODE_STATES),
+    "status_age": _f("seconds", "Seconds since DAGMan last wrote the node status file."),
+    "rescue_file": _f("str", "Path of the newest rescue DAG."),
+    "rescue_number": _f("int", "Its number (1 for `.rescue001`)."),
+    "rescue_written": _f("bool", "The latest DAGMan run wrote a rescue DAG."),
+    "rescue_used": _f("str", "The rescue DAG the current run started from."),
+    "runs": _f("int", "DAGMan runs recorded in dagman.out (a rescue run is a new run)."),
+    "cluster": _f("int", "Cluster id of the DAGMan job."),
+    "errors": _f("int", "ERROR lines dagman.out has for the current run."),
+    "last_error": _f("str", "The last of them."),
+    "problem": _f("str", "What could not be read (the .dag file, a log, the status file), "
+                  "or empty."),
+    "read_failures": _f("int", "Consecutive ticks with such a problem."),
 }
 
 GROUP: Namespace = {
@@ -323,7 +369,8 @@ GROUP: Namespace = {
     "all_done": _f("bool", "Every member succeeded."),
     "cpu_time": _f("seconds", "CPU time of all members."),
     "mem_peak": _f("bytes", "Highest memory of any member."),
-    "resources": _f("map", "Members by ResourceName."),
+    "resources": _f("map", "Members by ResourceName (`group.resources[\"gpu-a\"]`)."),
+    "resource_cpu": _f("map", "CPU seconds of the members by ResourceName."),
 }
 
 RULE: Namespace = {
@@ -437,13 +484,16 @@ def catalog_for(ruleset: Ruleset, scope: str, jobs: list[str] | None) -> Catalog
                 _mark(providers, ("worker",), key)
             if source == "dagman":
                 tree["node"] = NODE
+                tree["dag"] = DAG
                 _mark(providers, ("node",), key)
+                _mark(providers, ("dag",), key)
             extra = job_facts(job)
             _merge(tree, extra, providers, key, ())
         if not ruleset.jobs:
             # A library ruleset (meant for `extends:`) declares no jobs: any job fact may be
             # used; the ruleset that extends it is checked against its real jobs.
-            tree.update({"job": JOB, "worker": WORKER, "node": NODE, "log": LOG_BUILTIN,
+            tree.update({"job": JOB, "worker": WORKER, "node": NODE, "dag": DAG,
+                         "log": LOG_BUILTIN,
                          "files": _f("map", "Any file set of the jobs that extend it.")})
     return Catalog(tree, providers, set(selected))
 
@@ -575,7 +625,9 @@ def render_docs() -> str:
     sections: list[tuple[str, Namespace, str]] = [
         ("job", JOB, "Per job instance (scope `job`)."),
         ("worker", WORKER, "Per worker of a `local` job with `workers:`."),
-        ("node", NODE, "Per DAG node of a `dagman` job."),
+        ("node", NODE, "Per DAG node of a `dagman` job (instance `<job>/<node name>`)."),
+        ("dag", DAG, "The DAG as a whole, on the DAG's own instance of a `dagman` job "
+         "(`<job>/<dag file name>`, whose `job.*` is the DAGMan job)."),
         ("log", {k: v for k, v in LOG_BUILTIN.items() if isinstance(v, Fact)},
          "From the job's `logs:`. Each named group of an extractor or preset is also a fact "
          "`log.<group>` (its last value, numbers typed); each error pattern gives "

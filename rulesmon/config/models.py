@@ -292,10 +292,16 @@ class DagmanSource(Model):
     dag: PathTemplate = Field(description="The .dag file.")
     nodes_log: PathTemplate | None = Field(None, description="Defaults to `<dag>.nodes.log`.")
     dagman_out: PathTemplate | None = Field(None, description="Defaults to `<dag>.dagman.out`.")
+    dagman_log: PathTemplate | None = Field(
+        None, description="The DAGMan job's own user log; defaults to `<dag>.dagman.log`.")
     status_file: PathTemplate | None = Field(
         None, description="Defaults to the NODE_STATUS_FILE named in the .dag file.")
-    submit: bool = Field(False, description="Run condor_submit_dag when the run starts.")
-    min_interval: Duration = Field(30.0, description="Least time between two scheduler calls.")
+    submit: bool = Field(False, description="Run condor_submit_dag when the run starts "
+                         "(skipped while the DAG's lock file shows it running).")
+    min_interval: Duration = Field(
+        0.0, description="Least time between two checks of the .dag files, the node status "
+        "file and the rescue DAGs (0: every tick). The logs are read every tick, and only "
+        "their new bytes.")
 
 
 class Preflight(Model):

@@ -119,7 +119,8 @@ def _check_jobs(rs: Ruleset) -> Iterator[Finding]:
     for key, job in rs.jobs.items():
         source = facts.source_of(job)
         spec = getattr(job, source, None) if source != "none" else None
-        if spec is not None and getattr(spec, "min_interval", 30) < 30:
+        # dagman reads files beside the DAG, not the scheduler: any interval is fine
+        if spec is not None and source != "dagman" and getattr(spec, "min_interval", 30) < 30:
             yield Finding(("jobs", key, source, "min_interval"), "RM506",
                           f"{source} polls every {spec.min_interval:g}s; schedulers ask for "
                           "30s or more")
@@ -284,7 +285,7 @@ def _control(rs: Ruleset, rule: Rule, loc: Loc, action: ControlAction) -> Iterat
                           f"job {key!r} ({source}) cannot {action.control}; it can: {can}")
 
 
-_PER_JOB = ("job", "log", "files", "gpu", "progress", "disk", "worker", "node")
+_PER_JOB = ("job", "log", "files", "gpu", "progress", "disk", "worker", "node", "dag")
 
 
 def _expression(loc: Loc, text: str, cat: facts.Catalog, scope: str, rs: Ruleset,
@@ -364,15 +365,15 @@ def _fact(loc: Loc, path: tuple[str, ...], cat: facts.Catalog, scope: str,
             extra = " (declare it under the job's files:)"
         elif path[0] == "files" and found.missing in ("new", "new_count"):
             extra = " (set new_files: true on it)"
-        elif path[0] in ("worker", "node") and found.prefix == ():
-            extra = " (worker.* needs a local job, node.* a dagman job)"
+        elif path[0] in ("worker", "node", "dag") and found.prefix == ():
+            extra = " (worker.* needs a local job, node.* and dag.* a dagman job)"
         msg = f"unknown fact {dotted!r}: {where} has no {found.missing!r}{hint}{extra}"
         yield Finding(loc, "RM401", msg)
         return
     if scope == "job" and len(path) >= 2 and cat.all_jobs:
         key = path[:2] if path[0] != "files" and path[0] != "log" else path[:3]
         providers = cat.providers.get(key) or cat.providers.get(path[:2])
-        if path[0] in ("worker", "node"):
+        if path[0] in ("worker", "node", "dag"):
             providers = cat.providers.get(path[:1])
         if providers is not None and providers != cat.all_jobs:
             missing = sorted(cat.all_jobs - providers)

@@ -1,0 +1,369 @@
+"""HTCondor user logs (job event logs, classic text format), read incrementally.
+
+A user log is a sequence of events, each ended by a line `...`:
+
+    005 (012.000.000) 2026-11-22 08:22:45 Job terminated.
+        (1) Normal termination (return value 3)
+        ...
+    ...
+
+`UserLogFollower.read()` returns the events written since the previous call. It remembers the
+file's identity (st_dev, st_ino), the offset after the last complete event and the first bytes
+of the file: a new inode, a size below the offset or different first bytes (DAGMan truncates
+`<dag>.nodes.log` when a DAG or its rescue DAG starts again) restart from offset 0 and set
+`reset`, so the caller rebuilds what it derived instead of counting events twice. A partly
+written event is left for the next call. Bytes are read in bounded chunks, so a 100 MB log
+never sits in memory whole, and the second call reads only what was appended.
+
+`parse_event` understands the events a job's life produces: 000 submit (with `DAG Node:`),
+001 execute, 004 evicted, 005 terminated (normal or abnormal, usage and the partitionable
+resources table), 006 image size, 009 aborted, 010/011 suspended/unsuspended, 012 held
+(reason, code, subcode), 013 released, 016 POST script terminated, 021 remote error, 028 job ad
+information, 040 file transfer; any other event keeps its code, id, time and text. A block that
+is not an event (garbage, a half-overwritten file) is counted and skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHUNK = 4 << 20  #: bytes per read
+FINGERPRINT = 256  #: first bytes compared to notice truncate-then-regrow
+SEPARATOR = b"\n...\n"
+
+SUBMIT, EXECUTE, EXEC_ERROR, EVICTED, TERMINATED, IMAGE_SIZE = 0, 1, 2, 4, 5, 6
+SHADOW_EXCEPTION, ABORTED, SUSPENDED, UNSUSPENDED, HELD, RELEASED = 7, 9, 10, 11, 12, 13
+POST_SCRIPT, REMOTE_ERROR, JOB_AD, FILE_TRANSFER = 16, 21, 28, 40
+
+_HEADER = re.compile(r"(\d{3}) \((-?\d+)\.(-?\d+)\.(-?\d+)\) (\S+) (\S+) ?(.*)")
+_RETURN = re.compile(r"\((\d)\) (Normal|Abnormal) termination \((?:return value|signal) (-?\d+)\)")
+_USAGE = re.compile(r"Usr (\d+) (\d+):(\d+):(\d+), Sys (\d+) (\d+):(\d+):(\d+)\s+-\s+(.*)")
+_RESOURCE = re.compile(r"^\s*(\w[\w ]*?)(?: \((KB|MB|s)\))?\s*:\s*(.*)$")
+_CODE = re.compile(r"Code (-?\d+) Subcode (-?\d+)")
+_HOST = re.compile(r"<([^>]*)>")
+_ATTR = re.compile(r"^\s*(\w+)\s*=\s*(.*)$")
+_IMAGE = re.compile(r"^\s*(-?\d+)\s+-\s+(.*)$")
+
+
+@dataclass
+class Event:
+    """One user log event; `fields` holds what its kind carries (see `parse_event`)."""
+
+    code: int
+    cluster: int
+    proc: int
+    subproc: int
+    time: float | None
+    text: str
+    lines: list[str]
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.cluster}.{self.proc}"
+
+
+def _seconds(d: str, h: str, m: str, s: str) -> int:
+    return int(d) * 86400 + int(h) * 3600 + int(m) * 60 + int(s)
+
+
+def parse_time(date: str, clock: str, now: float | None = None) -> float | None:
+    """`2026-11-22 08:22:45`, `2026-11-22T08:22:45Z`-style or the old `11/22 08:22:45`
+    (no year: the most recent such date not in the future) as a Unix time, local time unless
+    the stamp says UTC."""
+    try:
+        if "-" in date:
+            stamp = f"{date} {clock}".replace("T", " ")
+            utc = stamp.endswith("Z")
+            stamp = stamp.rstrip("Z").split(".", 1)[0].split("+", 1)[0]
+            parsed = time.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+            if utc:
+                import calendar
+
+                return float(calendar.timegm(parsed))
+            return time.mktime(parsed)
+        parts = date.split("/")
+        if len(parts) == 3:
+            year = int(parts[2])
+            year += 2000 if year < 100 else 0
+        else:
+            year = time.localtime(now).tm_year
+        hh, mm, ss = (int(x) for x in clock.split(".", 1)[0].split(":"))
+        value = time.mktime((year, int(parts[0]), int(parts[1]), hh, mm, ss, 0, 0, -1))
+        if len(parts) == 2 and value > (now or time.time()) + 86400:
+            value = time.mktime((year - 1, int(parts[0]), int(parts[1]), hh, mm, ss, 0, 0, -1))
+        return value
+    except (ValueError, IndexError, OverflowError):
+        return None
+
+
+def parse_event(block: str) -> Event | None:
+    """One event's text (without its `...` line), or None when it is not an event."""
+    lines = block.split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return None
+    m = _HEADER.match(lines[0])
+    if m is None:
+        return None
+    code = int(m.group(1))
+    event = Event(code, int(m.group(2)), int(m.group(3)), int(m.group(4)),
+                  parse_time(m.group(5), m.group(6)), m.group(7).strip(),
+                  [ln.strip() for ln in lines[1:] if ln.strip()])
+    parser = _BODY.get(code)
+    if parser is not None:
+        try:
+            parser(event)
+        except (ValueError, IndexError):  # a damaged body keeps what the header said
+            event.fields["damaged"] = True
+    for line in event.lines:
+        if line.startswith("DAG Node:"):
+            event.fields["node"] = line.split(":", 1)[1].strip()
+    return event
+
+
+def _host(event: Event) -> None:
+    m = _HOST.search(event.text)
+    if m:
+        event.fields["host"] = m.group(1).split("?")[0]
+    for line in event.lines:
+        if line.startswith("SlotName:"):
+            event.fields["slot"] = line.split(":", 1)[1].strip()
+        else:
+            a = _ATTR.match(line)
+            if a:
+                event.fields.setdefault("slot_ad", {})[a.group(1)] = _literal(a.group(2))
+
+
+def _usage(event: Event) -> None:
+    f = event.fields
+    for line in event.lines:
+        m = _RETURN.search(line)
+        if m:
+            normal = m.group(2) == "Normal"
+            f["normal"] = normal
+            f["return_value" if normal else "signal"] = int(m.group(3))
+            continue
+        u = _USAGE.search(line)
+        if u:
+            what = u.group(9).strip().lower()
+            user = _seconds(*u.group(1, 2, 3, 4))
+            sys_ = _seconds(*u.group(5, 6, 7, 8))
+            if what == "run remote usage":
+                f["cpu_user"], f["cpu_sys"] = user, sys_
+            elif what == "total remote usage":
+                f["total_cpu_user"], f["total_cpu_sys"] = user, sys_
+            continue
+        if line.startswith("Partitionable Resources"):
+            continue
+        r = _RESOURCE.match(line)
+        if r and ":" in line and not line.startswith(("(", "Job ", "The job")):
+            name = r.group(1).strip().lower().replace(" ", "_")
+            values = r.group(3).split()
+            if name in ("cpus", "disk", "memory", "gpus", "timeexecute", "timeslotbusy") and \
+                    all(_number(v) is not None for v in values):
+                nums = [_number(v) for v in values]
+                # Usage Request Allocated; GPUs often has only the allocation
+                if len(nums) == 3:
+                    f[f"{name}_usage"], f[f"{name}_request"], f[f"{name}_allocated"] = nums
+                elif len(nums) == 2:
+                    f[f"{name}_usage"], f[f"{name}_request"] = nums
+                elif len(nums) == 1:
+                    key = "usage" if name.startswith("time") else "allocated"
+                    f[f"{name}_{key}"] = nums[0]
+        if "Job terminated of its own accord" in line or "was killed by signal" in line:
+            f["detail"] = line
+        if "OnExitRemove" in line and "FALSE" in line:
+            f["requeued"] = True
+        if "Job terminated and was requeued" in line:
+            f["requeued"] = True
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def _image(event: Event) -> None:
+    m = re.search(r"(-?\d+)", event.text)
+    if m:
+        event.fields["image_size_kb"] = int(m.group(1))
+    for line in event.lines:
+        i = _IMAGE.match(line)
+        if i is None:
+            continue
+        what = i.group(2).lower()
+        if "memoryusage" in what:
+            event.fields["memory_mb"] = int(i.group(1))
+        elif "residentsetsize" in what:
+            event.fields["rss_kb"] = int(i.group(1))
+
+
+def _held(event: Event) -> None:
+    reason = []
+    for line in event.lines:
+        c = _CODE.search(line)
+        if c and line.startswith("Code"):
+            event.fields["hold_code"] = int(c.group(1))
+            event.fields["hold_subcode"] = int(c.group(2))
+        elif not line.startswith("DAG Node:"):
+            reason.append(line)
+    if reason:
+        event.fields["reason"] = " ".join(reason)
+
+
+def _reason(event: Event) -> None:
+    reason = [ln for ln in event.lines if not ln.startswith("DAG Node:")]
+    if reason:
+        event.fields["reason"] = " ".join(reason)
+    for line in reason:
+        m = re.search(r"\(by user (\S+?)\)", line)
+        if m:
+            event.fields["by"] = m.group(1)
+
+
+def _remote_error(event: Event) -> None:
+    event.fields["reason"] = " ".join([event.text, *event.lines]).strip()
+
+
+def _job_ad(event: Event) -> None:
+    attrs: dict[str, Any] = {}
+    for line in event.lines:
+        a = _ATTR.match(line)
+        if a:
+            attrs[a.group(1)] = _literal(a.group(2))
+    event.fields["attrs"] = attrs
+
+
+def _transfer(event: Event) -> None:
+    event.fields["transfer"] = " ".join(event.lines) or event.text
+
+
+def _literal(text: str) -> Any:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1].replace('\\"', '"')
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    number = _number(text)
+    return number if number is not None else text
+
+
+_BODY = {
+    EXECUTE: _host, EVICTED: _usage, TERMINATED: _usage, POST_SCRIPT: _usage,
+    IMAGE_SIZE: _image, HELD: _held, ABORTED: _reason, RELEASED: _reason,
+    SUSPENDED: _reason, REMOTE_ERROR: _remote_error, JOB_AD: _job_ad,
+    FILE_TRANSFER: _transfer, SHADOW_EXCEPTION: _reason, EXEC_ERROR: _reason,
+}
+
+
+# --- following a file ------------------------------------------------------------------------
+
+
+@dataclass
+class ReadResult:
+    """What one `read()` found."""
+
+    events: list[Event] = field(default_factory=list)
+    reset: bool = False  #: the file was replaced or truncated: derived state must be rebuilt
+    bytes_read: int = 0
+    garbage: int = 0  #: blocks that were not events
+    garbage_sample: str = ""
+    error: str | None = None  #: one line, when the file could not be read
+
+
+class UserLogFollower:
+    """Follows one user log across appends, truncation and replacement."""
+
+    def __init__(self, path: str | os.PathLike[str], *, chunk: int = CHUNK) -> None:
+        self.path = Path(path)
+        self.chunk = chunk
+        self.ident: tuple[int, int] | None = None
+        self.offset = 0
+        self.head = b""
+        self.total_bytes = 0  #: every byte read so far, for benchmarks and facts
+        self.events_total = 0
+
+    def read(self, max_bytes: int | None = None) -> ReadResult:
+        out = ReadResult()
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            out.error = _reason_text(exc, self.path)
+            return out
+        try:
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino)
+            size = st.st_size
+            if self.ident is not None and (ident != self.ident or size < self.offset
+                                           or not self._same_head(fd, size)):
+                out.reset = True
+                self.offset = 0
+                self.head = b""
+            self.ident = ident
+            if len(self.head) < FINGERPRINT and size > len(self.head):
+                self.head = os.pread(fd, FINGERPRINT, 0)
+            self._consume(fd, size, out, max_bytes)
+        except OSError as exc:
+            out.error = _reason_text(exc, self.path)
+        finally:
+            os.close(fd)
+        self.total_bytes += out.bytes_read
+        self.events_total += len(out.events)
+        return out
+
+    def _same_head(self, fd: int, size: int) -> bool:
+        if not self.head:
+            return True
+        return os.pread(fd, len(self.head), 0) == self.head if size >= len(self.head) else \
+            False
+
+    def _consume(self, fd: int, size: int, out: ReadResult, max_bytes: int | None) -> None:
+        pending = b""
+        pos = self.offset
+        budget = max_bytes if max_bytes is not None else size
+        while pos < size and budget > 0:
+            want = min(self.chunk, size - pos, budget)
+            data = os.pread(fd, want, pos)
+            if not data:
+                break
+            pos += len(data)
+            budget -= len(data)
+            out.bytes_read += len(data)
+            buf = pending + data if pending else data
+            cut = buf.rfind(SEPARATOR)
+            if cut < 0:
+                pending = buf
+                continue
+            complete, pending = buf[:cut + len(SEPARATOR)], buf[cut + len(SEPARATOR):]
+            self._events(complete, out)
+            self.offset = pos - len(pending)
+        # what is left is a partly written event: read again from its start next time
+
+    def _events(self, data: bytes, out: ReadResult) -> None:
+        text = data.decode("utf-8", "replace")
+        blocks = text.split("\n...\n")
+        for raw in blocks:
+            if not raw.strip():
+                continue
+            block = raw.removeprefix("...\n")
+            event = parse_event(block)
+            if event is None:
+                out.garbage += 1
+                if not out.garbage_sample:
+                    out.garbage_sample = block.strip().splitlines()[0][:120]
+                continue
+            out.events.append(event)
+
+
+def _reason_text(exc: OSError, path: Path) -> str:
+    return f"{path}: {exc.strerror or type(exc).__name__}"
