@@ -261,7 +261,8 @@ class PlainLines:
                               *(f"  {p}" for p in parts)]))
         if not rows:
             return []
-        rows.sort(key=lambda r: (r[0], r[1]) if len(rows) > self.max_resource else (0, r[1]))
+        capped = len(rows) > self.max_resource  # (a list is empty while it sorts)
+        rows.sort(key=lambda r: (r[0] if capped else 0.0, r[1]))
         out = [line for _u, _k, lines in rows[: self.max_resource] for line in lines]
         if len(rows) > self.max_resource:
             rest = len(rows) - self.max_resource
