@@ -94,8 +94,14 @@ def _state_path(loaded: Any, state: Path | None) -> Path:
 @click.option("--live", is_flag=True,
               help="Full-screen dashboard while watching (needs a terminal; without one, "
               "plain timestamped lines are printed anyway).")
+@click.option("--group", "group", metavar="KEY=VALUE", default=None,
+              help="Watch only the instances whose KEY (a DAG node's VARS key, or a fact) "
+              "is VALUE, e.g. --group run_uuid=abc123.")
+@click.option("--run-uuid", default=None, metavar="UUID",
+              help="Watch one training run: the same as --group run_uuid=UUID.")
 def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec: bool,
-        allow_control: bool, log_json: Path | None, verbose: bool, live: bool) -> None:
+        allow_control: bool, log_json: Path | None, verbose: bool, live: bool,
+        group: str | None, run_uuid: str | None) -> None:
     """Watch the jobs of RULESET until every one is terminal.
 
     When stdout is not a terminal, prints plain timestamped lines (STATUS_CHECK,
@@ -105,12 +111,28 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
     action, 2 for an unusable ruleset, 128+N after signal N.
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
-                  allow_control=allow_control, log_json=log_json, verbose=verbose, live=live))
+                  allow_control=allow_control, log_json=log_json, verbose=verbose, live=live,
+                  group_filter=_group_filter(group, run_uuid)))
+
+
+def _group_filter(group: str | None, run_uuid: str | None) -> tuple[str, str] | None:
+    if group is not None and run_uuid is not None:
+        raise click.UsageError("give --group or --run-uuid, not both")
+    if run_uuid is not None:
+        return ("run_uuid", run_uuid)
+    if group is None:
+        return None
+    key, eq, value = group.partition("=")
+    if not eq or not key.strip():
+        raise click.BadParameter("expected KEY=VALUE, such as run_uuid=abc123",
+                                 param_hint="--group")
+    return (key.strip(), value)
 
 
 def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path | None = None,
          allow_exec: bool = False, allow_control: bool = False, log_json: Path | None = None,
-         verbose: bool = False, live: bool = False) -> int:
+         verbose: bool = False, live: bool = False,
+         group_filter: tuple[str, str] | None = None) -> int:
     import structlog
 
     from . import display, logsetup
@@ -122,9 +144,15 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
     state_path = _state_path(loaded, state)
     shown = display.for_run(loaded, live=live)
-    engine = Engine(loaded, state_path=state_path, log=log, dry_run=dry_run,
-                    allow_exec=allow_exec, allow_control=allow_control,
-                    observers=shown.observers)
+    from .store import SchemaError
+
+    try:
+        engine = Engine(loaded, state_path=state_path, log=log, dry_run=dry_run,
+                        allow_exec=allow_exec, allow_control=allow_control,
+                        observers=shown.observers, group_filter=group_filter)
+    except SchemaError as exc:  # a state file from a newer rulesmon, or not a database
+        click.echo(f"rulesmon: {exc}", err=True)
+        return 2
     if not dry_run:
         engine.delivery = Delivery(state_path, loaded.ruleset.notify, loaded.secrets, log)
         engine.delivery.start()
@@ -318,12 +346,34 @@ def _history_db(ruleset: str | None, db: Path | None) -> Any:
     from .history.location import default_path
     from .history.queries import HistoryError, open_db
 
-    path = db or (_state_path(_load_or_exit(ruleset), None) if ruleset else default_path())
+    path = db or (_view_state_path(ruleset) if ruleset else default_path())
     try:
         return open_db(path)
     except HistoryError as exc:
         click.echo(f"rulesmon: {exc}", err=True)
         sys.exit(1)
+
+
+class _UnsetIsEmpty(dict[str, str]):
+    """The environment, with unset variables read as empty: a view only needs the
+    ruleset's name, not its webhook URLs."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key, "")
+
+
+def _view_state_path(ruleset: str) -> Path:
+    import os
+
+    from .config.loader import load
+    from .diagnostics import RulesetError, format_text
+
+    try:
+        loaded = load(ruleset, env=_UnsetIsEmpty(os.environ))
+    except RulesetError as exc:
+        click.echo(format_text(exc.diagnostics), err=True)
+        sys.exit(2)
+    return _state_path(loaded, None)
 
 
 def _filters(status: str | None, job: str | None, tool: str | None, source: str | None,

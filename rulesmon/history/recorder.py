@@ -202,15 +202,15 @@ def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:
     cpus = _int(get("job.cpus"))
     mem_peak, mem_req = _int(get("job.mem_used")), _int(get("job.mem_req"))
     time_limit = _num(get("job.time_limit"))
-    cpu_eff, mem_eff, time_eff = (_num(get("job.cpu_eff")), _num(get("job.mem_eff")),
-                                  _num(get("job.time_eff")))
+    # Estimates as seff computes them, used until (unless) the source reports its own.
+    cpu_est = time_est = mem_est = None
     if final and duration:
-        if cpu_eff is None and cpu_total is not None:
-            cpu_eff = 100.0 * cpu_total / (duration * (cpus or 1))
-        if time_eff is None and time_limit:
-            time_eff = 100.0 * duration / time_limit
-    if final and mem_eff is None and mem_peak is not None and mem_req:
-        mem_eff = 100.0 * mem_peak / mem_req
+        if cpu_total is not None:
+            cpu_est = 100.0 * cpu_total / (duration * (cpus or 1))
+        if time_limit:
+            time_est = 100.0 * duration / time_limit
+    if final and mem_peak is not None and mem_req:
+        mem_est = 100.0 * mem_peak / mem_req
     vars_ = get("node.vars")
     params = dict(vars_) if isinstance(vars_, Mapping) else {
         k[10:]: v for k, v in facts.items() if k.startswith("node.vars.")}
@@ -240,7 +240,9 @@ def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:
         "submit_time": _num(get("job.submit_time")), "start_time": _num(get("job.start_time")),
         "end_time": _num(get("job.end_time")), "duration": duration, "time_limit": time_limit,
         "cpu_user": cpu_user, "cpu_sys": cpu_sys, "cpu_total": cpu_total, "mem_peak": mem_peak,
-        "mem_req": mem_req, "cpu_eff": cpu_eff, "mem_eff": mem_eff, "time_eff": time_eff,
+        "mem_req": mem_req, "cpu_eff": _num(get("job.cpu_eff")), "cpu_eff~": cpu_est,
+        "mem_eff": _num(get("job.mem_eff")), "mem_eff~": mem_est,
+        "time_eff": _num(get("job.time_eff")), "time_eff~": time_est,
         "gpu_hours": _num(get("job.gpu_hours")),
         "params": rows.dumps(params or (dict(attrs) if isinstance(attrs, Mapping) else None)),
         "details": rows.dumps({k: facts[k] for k in _DETAILS if facts.get(k) is not None}),

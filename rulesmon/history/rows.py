@@ -56,11 +56,16 @@ def dumps(value: Any) -> str | None:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+#: Columns a writer may also give an estimate for (`cpu_eff~`): the estimate is used only
+#: while no source has reported the value itself.
+ESTIMATED = ("cpu_eff", "mem_eff", "time_eff")
+
 _INSERT = (f"INSERT INTO jobs (uid, run_id, ruleset, instance, first_seen, last_seen, "
            f"{', '.join(COLUMNS)}) VALUES ({', '.join('?' * (6 + len(COLUMNS)))})")
 #: Known values are never erased by a tick that lacks them (accounting arrives late).
 _UPDATE = ("UPDATE jobs SET last_seen = ?, " +
-           ", ".join(f"{c} = coalesce(?, {c})" for c in COLUMNS) + " WHERE id = ?")
+           ", ".join(f"{c} = coalesce(?, {c}, ?)" if c in ESTIMATED else f"{c} = coalesce(?, {c})"
+                     for c in COLUMNS) + " WHERE id = ?")
 
 
 _NOT_NULL = ("tool", "partition", "resource")
@@ -69,12 +74,28 @@ _NOT_NULL = ("tool", "partition", "resource")
 def insert(db: sqlite3.Connection, *, uid: str, run_id: int | None, ruleset: str,
            instance: str, now: float, values: Mapping[str, Any]) -> int:
     cur = db.execute(_INSERT, (uid, run_id, ruleset, instance, now, now,
-                               *((values.get(c) or "") if c in _NOT_NULL else values.get(c)
-                                 for c in COLUMNS)))
+                               *(_insert_value(values, c) for c in COLUMNS)))
     return int(cur.lastrowid or 0)
+
+
+def _insert_value(values: Mapping[str, Any], column: str) -> Any:
+    value = values.get(column)
+    if value is None and column in ESTIMATED:
+        return values.get(column + "~")
+    if value is None and column in _NOT_NULL:
+        return ""
+    return value
+
+
+def _update_args(values: Mapping[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    for column in COLUMNS:
+        out.append(values.get(column))
+        if column in ESTIMATED:
+            out.append(values.get(column + "~"))
+    return out
 
 
 def update_many(db: sqlite3.Connection, rows: list[tuple[int, float, Mapping[str, Any]]]) -> None:
     """(row id, now, values) for each changed job, in one statement."""
-    db.executemany(_UPDATE, [(now, *(values.get(c) for c in COLUMNS), rid)
-                             for rid, now, values in rows])
+    db.executemany(_UPDATE, [(now, *_update_args(values), rid) for rid, now, values in rows])

@@ -10,6 +10,7 @@ import csv
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..config.units import format_duration
@@ -83,11 +84,11 @@ def history(jobs: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
 def _label(job: Mapping[str, Any]) -> str:
     """What a person calls the job: the instance key for watched jobs, tool and script (or
     the command) for tracked ones."""
-    if job["source"] == "command":
-        return str(job["name"] or job["instance"])
-    if job["source"] in ("track", "celery"):
-        parts = [p for p in (job["tool"], job["script"] or job["name"]) if p]
-        return " ".join(dict.fromkeys(parts)) or str(job["instance"])
+    if job["source"] in ("track", "command", "celery"):
+        tool, what = job["tool"] or "", str(job["script"] or job["name"] or "")
+        if what.startswith(tool) or Path(what.split(" ", 1)[0]).name.startswith(tool):
+            return what or str(job["instance"])
+        return f"{tool} {what}".strip() or str(job["instance"])
     return str(job["instance"])
 
 

@@ -1,0 +1,378 @@
+"""History written by real engine runs and read back by `rulesmon history / stats / show`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rulesmon.config.loader import load_text
+from rulesmon.engine import Engine
+from rulesmon.history import queries
+from rulesmon.history.rows import status_of
+from rulesmon.testing import NullLog
+
+from .conftest import run_cli
+from .receiver import Receiver
+
+WORKER = str(Path(__file__).parent / "fixtures" / "local" / "worker.py")
+
+RULESET = """\
+version: 1
+name: hist
+every: 0.2s
+history: {sample_every: 0s}
+notify:
+  hook: "${HOOK}"
+jobs:
+  train:
+    local:
+      command: ["PYTHON", "WORKER", "--worker", "{{ worker }}", "--items", "12",
+                "--sleep", "0.1", "--exit", "{{ 3 if worker == 1 else 0 }}"]
+      workers: 3
+      stdout: "logs/w{{ worker }}.log"
+    logs:
+      - path: "logs/w{{ worker }}.log"
+        preset: python-logging
+        tail: 5
+    progress: {done: log.done, total: log.total}
+rules:
+  - name: crashed
+    when: job.terminal and job.exit_code != 0
+    notify: hook
+    message: "{{ job.name }} exited {{ job.exit_code }}"
+"""
+
+
+def _cli_json(*args: str, cwd: Path) -> Any:
+    result = run_cli(*args, "--format", "json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Any]]:
+    """One real `rulesmon run` of three local workers, worker 1 exiting 3, with a rule that
+    notifies a local receiver."""
+    tmp = tmp_path_factory.mktemp("hist")
+    ruleset = tmp / "hist.yaml"
+    ruleset.write_text(RULESET.replace("PYTHON", sys.executable).replace("WORKER", WORKER),
+                       encoding="utf-8")
+    with Receiver() as rx:
+        result = run_cli("run", str(ruleset), cwd=tmp,
+                         env=dict(os.environ, HOOK=rx.url()), timeout=90)
+        received = list(rx.received)
+    assert result.returncode == 1, result.stderr
+    return tmp, ruleset, received
+
+
+def test_history_lists_every_job_of_the_run_with_its_outcome(recorded: Any) -> None:
+    """`rulesmon history RULESET` lists the three workers newest first, with success or
+    failed, the exit code, duration and CPU time of each."""
+    tmp, ruleset, _ = recorded
+    jobs = _cli_json("history", str(ruleset), cwd=tmp)
+    assert len(jobs) == 3
+    by_instance = {j["instance"]: j for j in jobs}
+    assert sorted(by_instance) == ["train/0", "train/1", "train/2"]
+    failed = by_instance["train/1"]
+    assert (failed["status"], failed["returncode"], failed["state"]) == ("failed", 3, "FAILED")
+    assert {by_instance[k]["status"] for k in ("train/0", "train/2")} == {"success"}
+    for job in jobs:
+        assert job["source"] == "local" and job["tool"] == "train" and job["ruleset"] == "hist"
+        assert job["duration_seconds"] > 1.0
+        assert job["resource_usage"]["cpu_total_seconds"] > 0
+        assert job["resource_usage"]["memory_peak_bytes"] > 1_000_000
+        assert job["end_time"] > job["start_time"]
+        assert len(job["id"]) == 32
+
+
+def test_history_filters_by_status_job_source_and_since(recorded: Any) -> None:
+    """--status, --job (prefix, instance or glob), --source and --since narrow the list."""
+    tmp, ruleset, _ = recorded
+    failed = _cli_json("history", str(ruleset), "--status", "failed", cwd=tmp)
+    assert [j["instance"] for j in failed] == ["train/1"]
+    assert len(_cli_json("history", str(ruleset), "--status", "failed,success", cwd=tmp)) == 3
+    prefix = failed[0]["id"][:8]
+    assert [j["instance"] for j in _cli_json("history", str(ruleset), "--job", prefix,
+                                             cwd=tmp)] == ["train/1"]
+    assert len(_cli_json("history", str(ruleset), "--job", "train/*", cwd=tmp)) == 3
+    assert _cli_json("history", str(ruleset), "--source", "slurm", cwd=tmp) == []
+    assert len(_cli_json("history", str(ruleset), "--since", "1h", cwd=tmp)) == 3
+    assert _cli_json("history", str(ruleset), "--since", "2999-01-01", cwd=tmp) == []
+    assert len(_cli_json("history", str(ruleset), "--limit", "2", cwd=tmp)) == 2
+
+
+def test_stats_count_outcomes_cpu_and_deliveries(recorded: Any) -> None:
+    """`rulesmon stats` gives totals, the success rate, CPU and duration sums, per source and
+    per tool, and the notification deliveries by target."""
+    tmp, ruleset, received = recorded
+    stats = _cli_json("stats", str(ruleset), cwd=tmp)
+    assert (stats["total_jobs"], stats["finished"], stats["successful"], stats["failed"]) == \
+        (3, 3, 2, 1)
+    assert stats["success_rate"] == pytest.approx(66.67)
+    assert stats["by_status"] == {"failed": 1, "success": 2}
+    assert stats["total_cpu_time_seconds"] > 0
+    assert stats["average_duration_seconds"] == pytest.approx(
+        stats["total_duration_seconds"] / 3, abs=0.01)
+    assert stats["by_source"]["local"]["jobs"] == 3
+    assert stats["by_tool"]["train"]["successful"] == 2
+    assert stats["by_partition"] == {}
+    assert stats["notifications"]["by_target"]["hook"]["delivered"] == len(received) == 1
+
+
+def test_show_has_timeline_samples_progress_alerts_and_log(recorded: Any) -> None:
+    """`rulesmon show JOB` returns the failed worker's state changes, resource samples,
+    progress series, the alert with its delivery, and the last log lines."""
+    tmp, ruleset, _ = recorded
+    job = _cli_json("show", "train/1", str(ruleset), cwd=tmp)
+    assert job["status"] == "failed" and job["returncode"] == 3
+    states = [e["state"] for e in job["timeline"]]
+    assert states[-1] == "FAILED" and "RUNNING" in states
+    assert len(job["samples"]) >= 2
+    assert len([s for s in job["samples"] if s["memory_bytes"]]) >= 2
+    assert job["progress"][-1]["total"] == 12
+    assert [p["done"] for p in job["progress"]] == sorted(p["done"] for p in job["progress"])
+    fired = [a for a in job["alerts"] if a["kind"] == "fire"]
+    assert [a["rule"] for a in fired] == ["crashed"]
+    assert fired[0]["body"].endswith("exited 3")
+    delivery = fired[0]["deliveries"][0]
+    assert (delivery["target"], delivery["status"], delivery["attempts"]) == \
+        ("hook", "delivered", 1)
+    assert delivery["tries"][0]["ok"] is True
+    assert job["log_tail"][-1] == "Processed 12/12 items"
+    assert job["details"]["worker.index"] == 1
+
+
+def test_show_table_reads_like_seff(recorded: Any) -> None:
+    """The table form of `show` has seff's lines (CPU Utilized, CPU Efficiency, wall-clock
+    time, Memory Utilized), the alert and its delivery, and the log lines."""
+    tmp, ruleset, _ = recorded
+    result = run_cli("show", "train/1", str(ruleset), cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    for line in ("Status:       FAILED", "State:        FAILED (exit code 3)", "CPU Utilized:",
+                 "CPU Efficiency:", "core-walltime", "Job Wall-clock time:",
+                 "Memory Utilized:", "crashed", "-> hook: delivered",
+                 "Processed 12/12 items"):
+        assert line in text, line
+
+
+def test_tables_and_csv_render(recorded: Any) -> None:
+    """The table views fit 80 columns and the CSV has one row per job with the JSON's keys."""
+    tmp, ruleset, _ = recorded
+    env = dict(os.environ, COLUMNS="80")
+    table = run_cli("history", str(ruleset), cwd=tmp, env=env)
+    assert table.returncode == 0, table.stderr
+    assert "train/1" in table.stdout and "failed" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    stats = run_cli("stats", str(ruleset), cwd=tmp, env=env)
+    assert "Success rate:   66.7%" in stats.stdout and "By tool" in stats.stdout
+    result = run_cli("history", str(ruleset), "--format", "csv", cwd=tmp)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 3
+    assert {r["status"] for r in rows} == {"success", "failed"}
+    assert {"cpu_user_seconds", "memory_peak_mb", "duration_seconds"} <= set(rows[0])
+    stats_csv = list(csv.DictReader(io.StringIO(run_cli(
+        "stats", str(ruleset), "--format", "csv", cwd=tmp).stdout)))
+    assert stats_csv[0]["group"] == "all" and stats_csv[0]["jobs"] == "3"
+
+
+def test_views_explain_bad_input_in_one_line(recorded: Any, tmp_path: Path) -> None:
+    """A missing database, an unknown job, an ambiguous id or a bad --since is one line on
+    stderr and a non-zero exit, never a traceback."""
+    tmp, ruleset, _ = recorded
+    for args in (("history", "--db", str(tmp_path / "none.db")),
+                 ("show", "nosuchjob", str(ruleset)),
+                 ("history", str(ruleset), "--since", "last tuesday")):
+        result = run_cli(*args, cwd=tmp)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) <= 3, result.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+# --- the recorder, driven tick by tick -----------------------------------------------------
+
+
+class Source:
+    """A scripted scheduler: facts per instance, changed by the test between ticks."""
+
+    name = "slurm"
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def start(self, ctx: Any) -> None:
+        return None
+
+    def collect(self, ctx: Any) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.rows.items()}
+
+    def close(self) -> None:
+        return None
+
+
+BASE = """\
+version: 1
+name: sched
+every: 1s
+history: {sample_every: 10s}
+jobs:
+  train:
+    slurm: {user: a}
+"""
+
+
+def _job(job_id: str, state: str, **extra: Any) -> dict[str, Any]:
+    return {"job.key": "train", "job.source": "slurm", "job.id": job_id, "job.state": state,
+            "job.name": f"ft-{job_id}", "job.partition": "gpu", **extra}
+
+
+def _engine(db: Path, source: Source, text: str = BASE) -> Engine:
+    return Engine(load_text(text), state_path=db, log=NullLog(), probes=[source])
+
+
+def _rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(str(db))
+    try:
+        return list(con.execute(sql, args))
+    finally:
+        con.close()
+
+
+def test_a_job_row_is_written_only_when_something_changes(tmp_path: Path) -> None:
+    """Ticks where nothing about a job changed leave its row alone; a state change rewrites
+    it and adds a state-change row; samples follow sample_every, not the tick."""
+    db = tmp_path / "s.db"
+    source = Source()
+    source.rows["train/1"] = _job("1", "RUNNING", **{"job.cpu_user": 1.0, "job.rss": 100})
+    engine = _engine(db, source)
+    try:
+        for i in range(31):
+            source.rows["train/1"]["job.cpu_user"] = 1.0 + i  # moves every tick
+            engine.tick(1000.0 + i)
+        assert _rows(db, "SELECT last_seen, status FROM jobs") == [(1000.0, "running")]
+        samples = _rows(db, "SELECT t, cpu_user FROM samples ORDER BY t")
+        assert 3 <= len(samples) <= 4
+        assert all(b[0] - a[0] >= 10 for a, b in itertools.pairwise(samples))
+        source.rows["train/1"].update({"job.state": "COMPLETED", "job.exit_code": 0,
+                                       "job.elapsed": 31.0})
+        engine.tick(1031.0)
+        engine.tick(1032.0)
+    finally:
+        engine.close()
+    assert _rows(db, "SELECT last_seen, status, duration, partition FROM jobs") == \
+        [(1031.0, "success", 31.0, "gpu")]
+    assert _rows(db, "SELECT t, state, previous FROM job_states ORDER BY t") == \
+        [(1000.0, "RUNNING", None), (1031.0, "COMPLETED", "RUNNING")]
+
+
+def test_accounting_that_arrives_after_the_end_reaches_the_row(tmp_path: Path) -> None:
+    """Peak memory and CPU efficiency reported a tick after the job ended (sacct's lag) are
+    written, and a later tick without them does not erase them."""
+    db = tmp_path / "s.db"
+    source = Source()
+    source.rows["train/7"] = _job("7", "FAILED", **{"job.exit_code": 1, "job.elapsed": 60.0})
+    engine = _engine(db, source)
+    try:
+        engine.tick(1000.0)
+        source.rows["train/7"].update({"job.mem_used": 2 << 30, "job.mem_req": 8 << 30,
+                                       "job.cpu_eff": 85.5, "job.cpu_time": 200.0})
+        engine.tick(1001.0)
+        for key in ("job.mem_used", "job.cpu_eff"):
+            del source.rows["train/7"][key]
+        engine.tick(1002.0)
+    finally:
+        engine.close()
+    assert _rows(db, "SELECT status, mem_peak, mem_eff, cpu_eff, cpu_total FROM jobs") == \
+        [("failed", 2 << 30, 25.0, 85.5, 200.0)]
+
+
+def test_a_restarted_run_continues_the_same_job(tmp_path: Path) -> None:
+    """After a restart, the job the earlier run was watching keeps its row (and its state
+    history) instead of appearing twice; a new job id under the same key is a new row."""
+    db = tmp_path / "s.db"
+    source = Source()
+    source.rows["train/5"] = _job("5", "RUNNING")
+    first = _engine(db, source)
+    first.tick(1000.0)
+    first.close()
+    source.rows["train/5"] = _job("5", "COMPLETED", **{"job.exit_code": 0})
+    second = _engine(db, source)
+    second.tick(2000.0)
+    source.rows["train/5"] = _job("6", "PENDING")
+    second.tick(2001.0)
+    second.close()
+    rows = _rows(db, "SELECT job_id, status, run_id FROM jobs ORDER BY id")
+    assert rows == [("5", "success", second.run_id), ("6", "pending", second.run_id)]
+    assert [s for (s,) in _rows(db, "SELECT state FROM job_states WHERE job = 1 ORDER BY t")] \
+        == ["RUNNING", "COMPLETED"]
+
+
+def test_history_can_be_turned_off(tmp_path: Path) -> None:
+    """`history: {enabled: false}` records no job."""
+    db = tmp_path / "s.db"
+    source = Source()
+    source.rows["train/1"] = _job("1", "RUNNING")
+    engine = _engine(db, source, BASE.replace("sample_every: 10s", "enabled: false"))
+    engine.tick(1000.0)
+    engine.close()
+    assert _rows(db, "SELECT count(*) FROM jobs") == [(0,)]
+
+
+@pytest.mark.parametrize(("state", "outcome", "exit_code", "expect"), [
+    ("COMPLETED", None, 0, "success"),
+    ("COMPLETED", None, 2, "failed"),
+    ("FAILED", None, 1, "failed"),
+    ("OUT_OF_MEMORY", None, None, "failed"),
+    ("TIMEOUT", None, None, "timeout"),
+    ("CANCELLED", None, None, "cancelled"),
+    ("REMOVED", None, None, "cancelled"),
+    ("RUNNING", None, None, "running"),
+    ("PENDING", None, None, "pending"),
+    ("HELD", None, None, "pending"),
+    ("FAILED", "error", None, "error"),
+    ("COMPLETED", "success", None, "success"),
+])
+def test_final_status_from_outcome_or_state(state: str, outcome: str | None,
+                                            exit_code: int | None, expect: str) -> None:
+    """job.outcome wins when a source gave one; otherwise the state (and exit code) decide."""
+    terminal = state not in ("RUNNING", "PENDING", "HELD")
+    assert status_of(state, outcome, terminal, exit_code) == expect
+
+
+def test_stats_group_by_partition_and_resource(tmp_path: Path) -> None:
+    """Jobs carry their partition and DAG ResourceName; stats count them per group and the
+    read filters combine."""
+    db = tmp_path / "s.db"
+    source = Source()
+    source.rows = {
+        "train/1": _job("1", "COMPLETED", **{"job.exit_code": 0, "job.elapsed": 10.0,
+                                             "node.vars.ResourceName": "a100"}),
+        "train/2": _job("2", "TIMEOUT", **{"job.elapsed": 30.0, "job.partition": "cpu"}),
+        "train/3": _job("3", "RUNNING"),
+    }
+    engine = _engine(db, source)
+    engine.tick(1000.0)
+    engine.close()
+    con = queries.open_db(db)
+    try:
+        stats = queries.summary(con)
+        assert stats["by_partition"]["gpu"]["jobs"] == 2
+        assert stats["by_partition"]["cpu"]["failed"] == 1
+        assert stats["by_resource"] == {"a100": stats["by_resource"]["a100"]}
+        assert stats["by_resource"]["a100"]["successful"] == 1
+        assert (stats["active"], stats["max_duration_seconds"]) == (1, 30.0)
+        assert queries.summary(con, queries.Filters(status="timeout"))["total_jobs"] == 1
+        params = queries.job(con, "train/1")["params"]
+        assert params == {"ResourceName": "a100"}
+    finally:
+        con.close()

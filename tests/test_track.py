@@ -1,0 +1,245 @@
+"""`rulesmon.track` (context manager, decorator), `rulesmon track -- CMD`, and the read API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rulesmon
+from rulesmon.history import get_job, get_job_history, get_summary_statistics
+
+from .conftest import run_cli
+
+
+def _spin(seconds: float) -> int:
+    """Burn CPU for about `seconds`."""
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n
+
+
+def test_context_manager_records_cpu_memory_duration_and_params(tmp_path: Path) -> None:
+    """A block tracked with `with rulesmon.track(...)` is one successful job with its CPU
+    time, peak memory (including memory allocated just before the end), duration and
+    parameters."""
+    db = tmp_path / "h.db"
+    with rulesmon.track(tool="fenicsx", script="poisson.py", params={"mesh_size": 64},
+                        db=db) as t:
+        _spin(0.3)
+        block = bytearray(60 * 1024 * 1024)
+        block[::4096] = b"x" * len(block[::4096])
+    assert t.result is not None and t.result["status"] == "success"
+    jobs = get_job_history(db=db)
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert (job["tool"], job["script"], job["source"], job["status"]) == \
+        ("fenicsx", "poisson.py", "track", "success")
+    assert job["params"] == {"mesh_size": 64}
+    usage = job["resource_usage"]
+    assert usage["cpu_user_seconds"] + usage["cpu_system_seconds"] >= 0.25
+    assert usage["memory_peak_bytes"] >= 60 * 1024 * 1024
+    assert job["duration_seconds"] >= 0.25
+    assert job["id"] == t.uid
+    del block
+
+
+def test_exceptions_decide_the_status_and_still_propagate(tmp_path: Path) -> None:
+    """An exception is recorded as error (TimeoutError as timeout, SystemExit(2) as failed
+    with return code 2) and reaches the caller unchanged."""
+    db = tmp_path / "h.db"
+    with pytest.raises(ValueError, match="diverged"), rulesmon.track(tool="solver", db=db):
+        raise ValueError("diverged at step 7")
+    with pytest.raises(TimeoutError), rulesmon.track(tool="solver", db=db):
+        raise TimeoutError("wall time")
+    with pytest.raises(SystemExit), rulesmon.track(tool="solver", db=db):
+        sys.exit(2)
+    jobs = list(reversed(get_job_history(db=db)))
+    assert [(j["status"], j["returncode"]) for j in jobs] == \
+        [("error", None), ("timeout", None), ("failed", 2)]
+    assert jobs[0]["error"] == "ValueError: diverged at step 7"
+
+
+def test_set_status_records_a_failure_without_an_exception(tmp_path: Path) -> None:
+    """`tracker.set_status("failed", returncode, error)` is what the record says."""
+    db = tmp_path / "h.db"
+    with rulesmon.track(tool="lammps", db=db) as t:
+        t.set_status("failed", returncode=1, error="lost atoms")
+    job = get_job_history(db=db)[0]
+    assert (job["status"], job["returncode"], job["error"]) == ("failed", 1, "lost atoms")
+    with pytest.raises(ValueError, match="status must be one of"):
+        t.set_status("fine")
+
+
+def test_decorator_records_each_call(tmp_path: Path) -> None:
+    """`@rulesmon.track(...)` and bare `@rulesmon.track` record every call as its own job."""
+    db = tmp_path / "h.db"
+
+    @rulesmon.track(tool="sim", db=db)
+    def simulate(n: int) -> int:
+        return n * 2
+
+    assert [simulate(1), simulate(2)] == [2, 4]
+    os.environ["RULESMON_HISTORY"] = str(db)
+    try:
+        @rulesmon.track
+        def bare() -> str:
+            return "ok"
+
+        assert bare() == "ok"
+    finally:
+        del os.environ["RULESMON_HISTORY"]
+    jobs = get_job_history(db=db)
+    assert len({j["id"] for j in jobs}) == 3
+    assert sorted(j["tool"] for j in jobs) == \
+        ["sim", "sim", "test_decorator_records_each_call.<locals>.bare"]
+
+
+def test_read_api_filters_and_summarises_by_source(tmp_path: Path) -> None:
+    """get_job_history filters like the views, get_job finds a job by id prefix, and
+    get_summary_statistics gives the success rate and per-source and per-tool groups."""
+    db = tmp_path / "h.db"
+    for tool, ok in (("a", True), ("a", False), ("b", True)):
+        with rulesmon.track(tool=tool, db=db) as t:
+            if not ok:
+                t.set_status("failed", 1)
+    assert len(get_job_history(limit=2, db=db)) == 2
+    assert [j["tool"] for j in get_job_history(status="failed", db=db)] == ["a"]
+    assert len(get_job_history(tool="a", since="1h", db=db)) == 2
+    first = get_job_history(db=db)[0]
+    found = get_job(first["id"][:10], db=db)
+    assert found is not None and found["id"] == first["id"]
+    assert found["timeline"][0]["state"] == "RUNNING"
+    assert get_job("nothing-like-it", db=db) is None
+    stats = get_summary_statistics(db=db)
+    assert (stats["total_jobs"], stats["successful"], stats["success_rate"]) == (3, 2, 66.67)
+    assert stats["by_source"]["track"]["jobs"] == 3
+    assert stats["by_tool"]["a"]["failed"] == 1
+
+
+def test_reading_a_missing_history_is_empty_and_creates_nothing(tmp_path: Path) -> None:
+    """The read API answers an empty history when no database exists yet, without making one."""
+    db = tmp_path / "never.db"
+    assert get_job_history(db=db) == []
+    assert get_summary_statistics(db=db)["total_jobs"] == 0
+    assert not db.exists()
+
+
+def test_import_stays_light_and_track_is_callable_either_way() -> None:
+    """`import rulesmon` loads neither the tracker nor sqlite3, and `rulesmon.track(...)`
+    works before and after `import rulesmon.track`."""
+    code = ("import sys, rulesmon; print('rulesmon.track' in sys.modules, 'sqlite3' in "
+            "sys.modules); import rulesmon.track as m; "
+            "print(callable(rulesmon.track), type(rulesmon.track(tool='x')).__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["False", "False", "True", "Tracking"]
+
+
+# --- rulesmon track -- CMD -----------------------------------------------------------------
+
+
+def _track(db: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return run_cli("track", "--db", str(db), *args, **kw)
+
+
+def test_track_command_passes_the_exit_code_and_records_it(tmp_path: Path) -> None:
+    """`rulesmon track -- CMD` exits with the command's status and records it as failed with
+    its return code, CPU time and peak memory (from wait4)."""
+    db = tmp_path / "h.db"
+    script = tmp_path / "work.py"
+    script.write_text("import sys\nb = bytearray(80 * 1024 * 1024)\nb[::4096] = b'x' * "
+                      "len(b[::4096])\nsys.exit(3)\n", encoding="utf-8")
+    result = _track(db, "--param", "size=80", "--", sys.executable, str(script))
+    assert result.returncode == 3, result.stderr
+    assert "failed" in result.stderr and "exit 3" in result.stderr
+    job = get_job_history(db=db)[0]
+    assert (job["source"], job["status"], job["returncode"], job["script"]) == \
+        ("command", "failed", 3, str(script))
+    assert job["params"]["size"] == "80"
+    assert job["params"]["argv"] == [sys.executable, str(script)]
+    assert job["resource_usage"]["memory_peak_bytes"] >= 80 * 1024 * 1024
+    assert job["resource_usage"]["cpu_total_seconds"] > 0
+    ok = _track(db, "-q", "--", sys.executable, "-c", "print('hello')")
+    assert (ok.returncode, ok.stdout.strip(), ok.stderr) == (0, "hello", "")
+
+
+def test_track_command_that_cannot_start_is_recorded(tmp_path: Path) -> None:
+    """A command that does not exist exits 127 with one line and an error record."""
+    db = tmp_path / "h.db"
+    result = _track(db, "--", "no-such-program-xyz", "--flag")
+    assert result.returncode == 127
+    assert result.stderr.strip().startswith("rulesmon: cannot run no-such-program-xyz")
+    job = get_job_history(db=db)[0]
+    assert (job["status"], job["returncode"]) == ("error", 127)
+
+
+def _wait_for(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def test_track_command_forwards_signals(tmp_path: Path) -> None:
+    """SIGTERM sent to `rulesmon track` reaches the command: one that handles it exits with
+    its own code, one that does not dies and is recorded as cancelled with exit 143."""
+    db = tmp_path / "h.db"
+    ready, got = tmp_path / "ready", tmp_path / "got"
+    handler = (
+        "import signal, sys, time, pathlib\n"
+        "def on(n, f):\n"
+        f"    pathlib.Path({str(got)!r}).write_text(str(n)); sys.exit(7)\n"
+        "signal.signal(signal.SIGTERM, on)\n"
+        f"pathlib.Path({str(ready)!r}).write_text('up')\n"
+        "time.sleep(60)\n")
+    plain = f"import time, pathlib\npathlib.Path({str(ready)!r}).write_text('up')\ntime.sleep(60)\n"
+    for code, expect_exit, expect_status in ((handler, 7, "failed"), (plain, 143, "cancelled")):
+        ready.unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "rulesmon", "track", "-q", "--db",
+                                 str(db), "--", sys.executable, "-c", code],
+                                stdin=subprocess.DEVNULL)
+        try:
+            _wait_for(ready)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == expect_exit
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        job = get_job_history(limit=1, db=db)[0]
+        assert job["status"] == expect_status
+    assert got.read_text() == str(int(signal.SIGTERM))
+    assert get_job_history(limit=1, db=db)[0]["signal"] == signal.SIGTERM
+
+
+def test_track_command_timeout(tmp_path: Path) -> None:
+    """--timeout stops a command that runs too long and records it as timeout."""
+    db = tmp_path / "h.db"
+    result = _track(db, "--timeout", "1s", "--", sys.executable, "-c",
+                    "import time; time.sleep(60)", timeout=60)
+    assert result.returncode == 143
+    job = get_job_history(db=db)[0]
+    assert job["status"] == "timeout"
+    assert job["error"].startswith("timed out after 1s")
+
+
+def test_track_command_shows_up_in_the_views(tmp_path: Path) -> None:
+    """A tracked command is listed by `rulesmon history --db` and shown by `rulesmon show`."""
+    db = tmp_path / "h.db"
+    assert _track(db, "-q", "--tool", "lammps", "--id", "run-0042", "--", sys.executable,
+                  "-c", "pass").returncode == 0
+    listed = run_cli("history", "--db", str(db))
+    assert "lammps" in listed.stdout and "success" in listed.stdout
+    shown = run_cli("show", "run-0042", "--db", str(db))
+    assert shown.returncode == 0, shown.stderr
+    assert "Job run-0042" in shown.stdout and "Tool:         lammps" in shown.stdout
