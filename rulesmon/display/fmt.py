@@ -23,6 +23,8 @@ def duration(seconds: Any) -> str:
     s = num(seconds)
     if s is None:
         return "?"
+    if 0 < abs(s) < 0.95:
+        return f"{abs(s):.1f}s"
     s = round(abs(s))
     if s < 60:
         return f"{s}s"

@@ -17,6 +17,7 @@ on the normal screen when the run ends.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -483,7 +484,10 @@ class LiveDashboard:
                  screen: bool = True, route_logs: bool = True) -> None:
         self.feed = Feed()
         self.builder = ViewBuilder(ruleset, every, group_by)
-        self.console = console or Console()
+        # The terminal's own size, measured on every refresh: COLUMNS/LINES exported by a
+        # shell or a test runner would pin it and a resize would never show.
+        self.console = console or Console(_environ={
+            k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")})
         self.refresh_per_second = refresh_per_second
         self.screen = screen
         self.route_logs = route_logs
@@ -517,7 +521,7 @@ class LiveDashboard:
         if self.route_logs:
             from .. import logsetup
 
-            self._routing = logsetup.route_console(self.feed.log)
+            self._routing = logsetup.route_console(self._log)
             self._routing.__enter__()
         self._live = Live(console=self.console, screen=self.screen, auto_refresh=True,
                           refresh_per_second=self.refresh_per_second,
@@ -525,6 +529,11 @@ class LiveDashboard:
                           redirect_stderr=True, transient=False)
         self._live.start()
         return self
+
+    def _log(self, at: float, level: str, text: str) -> None:
+        """Log lines while live; notifications already arrive as events."""
+        if not text.startswith(("alert_firing", "alert_resolved")):
+            self.feed.log(at, level, text)
 
     def finished(self, code: int) -> None:
         self.code = code
