@@ -376,3 +376,47 @@ def test_stats_group_by_partition_and_resource(tmp_path: Path) -> None:
         assert params == {"ResourceName": "a100"}
     finally:
         con.close()
+
+
+def test_retention_deletes_old_history_in_batches(tmp_path: Path) -> None:
+    """Jobs last seen before the retention are deleted with their rows, a few per call;
+    samples of jobs older than sample_retention go while the jobs keep their totals; old
+    alert events and delivered notifications go too."""
+    from rulesmon.history import retention
+
+    db = tmp_path / "s.db"
+    source = Source()
+    day = 86400.0
+    engine = _engine(db, source, BASE.replace("sample_every: 10s", "sample_every: 0s"))
+    try:
+        for i in range(5):  # five jobs ended 100 days ago, one 10 days ago, one running
+            source.rows = {f"train/{i}": _job(str(i), "RUNNING", **{"job.rss": 10})}
+            engine.tick(1000.0 + i * 10)
+            engine.tick(1001.0 + i * 10)
+            source.rows[f"train/{i}"].update({"job.state": "COMPLETED", "job.exit_code": 0})
+            engine.tick(1002.0 + i * 10)
+        source.rows = {"train/9": _job("9", "RUNNING", **{"job.rss": 10})}
+        engine.tick(90 * day)
+        engine.tick(90 * day + 1)
+        source.rows["train/9"]["job.state"] = "COMPLETED"
+        engine.tick(90 * day + 2)
+    finally:
+        engine.close()
+    con = sqlite3.connect(str(db), isolation_level=None)
+    try:
+        con.execute("INSERT INTO events (t, kind, rule, instance) VALUES (5, 'fire', 'r', 'x')")
+        now = 100 * day + 5000
+        more = retention.prune(con, now, 30 * day, 5 * day, batch=2)
+        assert more is True
+        assert con.execute("SELECT count(*) FROM jobs").fetchone() == (4,)
+        while retention.prune(con, now, 30 * day, 5 * day, batch=2):
+            pass
+        assert [r[0] for r in con.execute("SELECT job_id FROM jobs")] == ["9"]
+        assert con.execute("SELECT count(*) FROM job_states").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM samples").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM events WHERE t < ?", (now - 30 * day,)
+                           ).fetchone() == (0,)
+        assert retention.due(con, now) is False
+        assert retention.due(con, now + 3600) is True
+    finally:
+        con.close()

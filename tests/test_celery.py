@@ -1,0 +1,116 @@
+"""The Celery hook records every task: eager mode, and a real worker on an in-memory broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+celery = pytest.importorskip("celery")
+
+from rulesmon.history import get_job, get_job_history  # noqa: E402
+from rulesmon.integrations.celery import install  # noqa: E402
+
+
+def _app(eager: bool) -> Any:
+    app = celery.Celery("rulesmon-test", broker="memory://", backend="cache+memory://")
+    app.conf.task_always_eager = eager
+    app.conf.task_store_eager_result = True
+
+    @app.task(name="sim.add", shared=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="sim.diverge", shared=False)
+    def diverge(mesh: int) -> None:
+        raise ValueError(f"solver diverged on mesh {mesh}")
+
+    @app.task(name="sim.run", shared=False)
+    def run(code: int) -> dict[str, int]:
+        return {"returncode": code}
+
+    return app
+
+
+@pytest.fixture
+def hooked(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    db = tmp_path / "h.db"
+    app = _app(eager=True)
+    uninstall = install(app, db=db)
+    try:
+        yield app, db
+    finally:
+        uninstall()
+
+
+def test_eager_tasks_are_recorded_with_their_outcome(hooked: tuple[Any, Path]) -> None:
+    """Each task run is one job: success, an exception as error (with its message), a
+    result with a non-zero returncode as failed; tool is the task name, id the task id."""
+    app, db = hooked
+    ok = app.tasks["sim.add"].delay(2, 3)
+    bad = app.tasks["sim.diverge"].delay(mesh=64)
+    failed = app.tasks["sim.run"].delay(2)
+    assert ok.get() == 5 and bad.state == "FAILURE"
+    jobs = {j["job_id"]: j for j in get_job_history(db=db)}
+    assert set(jobs) == {ok.id, bad.id, failed.id}
+    assert (jobs[ok.id]["status"], jobs[ok.id]["tool"], jobs[ok.id]["source"]) == \
+        ("success", "sim.add", "celery")
+    assert jobs[ok.id]["params"] == {"args": [2, 3], "kwargs": {}}
+    assert jobs[bad.id]["status"] == "error"
+    assert jobs[bad.id]["error"] == "ValueError: solver diverged on mesh 64"
+    assert jobs[bad.id]["params"]["kwargs"] == {"mesh": 64}
+    assert (jobs[failed.id]["status"], jobs[failed.id]["returncode"]) == ("failed", 2)
+    shown = get_job(ok.id, db=db)
+    assert shown is not None
+    assert [e["state"] for e in shown["timeline"]] == ["RUNNING", "SUCCESS"]
+    assert shown["resource_usage"]["memory_peak_bytes"] > 0
+
+
+def test_uninstall_stops_recording(tmp_path: Path) -> None:
+    """After the function `install` returned is called, tasks are no longer recorded."""
+    db = tmp_path / "h.db"
+    app = _app(eager=True)
+    uninstall = install(app, db=db)
+    app.tasks["sim.add"].delay(1, 1)
+    uninstall()
+    app.tasks["sim.add"].delay(1, 2)
+    assert len(get_job_history(db=db)) == 1
+
+
+def test_tasks_of_another_app_are_left_alone(tmp_path: Path) -> None:
+    """`install(app)` records only that app's tasks."""
+    db = tmp_path / "h.db"
+    mine, other = _app(eager=True), _app(eager=True)
+    uninstall = install(mine, db=db)
+    try:
+        other.tasks["sim.add"].delay(1, 1)
+        mine.tasks["sim.add"].delay(1, 1)
+    finally:
+        uninstall()
+    assert len(get_job_history(db=db)) == 1
+
+
+def test_a_real_worker_on_an_in_memory_broker_is_tracked(tmp_path: Path) -> None:
+    """Tasks sent through the in-memory broker and run by a real (threaded) Celery worker
+    are recorded by the worker's signals."""
+    from celery.contrib.testing.worker import start_worker
+
+    db = tmp_path / "h.db"
+    app = _app(eager=False)
+    app.conf.broker_connection_retry_on_startup = False
+    uninstall = install(app, db=db)
+    try:
+        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False,
+                          shutdown_timeout=10):
+            results = [app.tasks["sim.add"].delay(i, i) for i in range(3)]
+            assert [r.get(timeout=30) for r in results] == [0, 2, 4]
+            bad = app.tasks["sim.diverge"].delay(8)
+            with pytest.raises(ValueError, match="diverged"):
+                bad.get(timeout=30)
+    finally:
+        uninstall()
+    jobs = get_job_history(db=db)
+    assert sorted(j["status"] for j in jobs) == ["error", "success", "success", "success"]
+    assert {j["job_id"] for j in jobs} == {r.id for r in results} | {bad.id}
