@@ -108,6 +108,10 @@ def default_probes(loaded: Loaded, base_dir: Path) -> list[Probe]:
         from .probes.htcondor import HTCondorProbe
 
         probes.append(HTCondorProbe(rs, base_dir))
+    if any(job.dagman for job in rs.jobs.values()):
+        from .probes.dagman import DagmanProbe
+
+        probes.append(DagmanProbe(rs, base_dir))
     if any(job.files for job in rs.jobs.values()) or any(
             not (j.slurm or j.htcondor or j.dagman or j.local) for j in rs.jobs.values()):
         from .probes.files import FilesProbe
@@ -134,8 +138,12 @@ class Engine:
                  dry_run: bool = False, allow_exec: bool = False,
                  allow_control: bool = False, observers: Iterable[Observer] = (),
                  probe_timeout: float | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 group_filter: tuple[str, str] | None = None) -> None:
         self.loaded = loaded
+        #: (key, value): watch only the instances whose `group_by`-style key has this value
+        #: (`rulesmon run --run-uuid`), everything else is left out of the tick
+        self.group_filter = group_filter
         self.rs = loaded.ruleset
         self.program: Program = build(self.rs)
         self.rules_by_name = {r.name: r for r in self.program.rules}
@@ -227,6 +235,10 @@ class Engine:
         now = self.clock() if now is None else now
         self.ticks += 1
         instances, run_level = self._collect(now)
+        if self.group_filter is not None:
+            by, wanted = self.group_filter
+            instances = {k: f for k, f in instances.items()
+                         if str(group_value(f, by)) == wanted}
         self._derive(instances, now)
         run_facts = self._run_facts(instances, run_level, now)
         self.instances, self.run_facts = instances, run_facts
@@ -453,24 +465,13 @@ class Engine:
             if job is None or not job.group_by or not rule.applies_to(job_key):
                 continue
             for by in job.group_by:
-                value = snap.get(f"node.vars.{by}", snap.get(by, snap.get(f"job.{by}")))
+                value = group_value(snap, by)
                 if value is not None:
                     groups.setdefault((job_key, by, str(value)), []).append(snap)
         out: list[tuple[str, Mapping[str, Any]]] = []
         for (job_key, by, value), members in sorted(groups.items()):
-            done = sum(1 for m in members if m.get("job.succeeded") is True)
-            failed = sum(1 for m in members if m.get("job.terminal")
-                         and m.get("job.succeeded") is False)
-            running = sum(1 for m in members if m.get("job.state") == "RUNNING")
             facts: Facts = dict(run_snapshot)
-            facts.update({
-                "group.by": by, "group.key": value, "group.total": len(members),
-                "group.done": done, "group.failed": failed, "group.running": running,
-                "group.pending": len(members) - done - failed - running,
-                "group.pct": 100.0 * done / len(members),
-                "group.all_done": done == len(members),
-                "group.retried": sum(1 for m in members if (m.get("node.retries") or 0) > 0),
-            })
+            facts.update(group_facts(by, value, members))
             out.append((f"{job_key}/{by}={value}", MappingProxyType(facts)))
         return out
 
@@ -783,6 +784,70 @@ class Engine:
 
 
 _MISSING = object()
+_EPOCH_KEYS = ("epoch", "Epoch")
+_RESOURCE_KEYS = ("ResourceName", "resource_name", "resource")
+
+
+def group_value(facts: Mapping[str, Any], by: str) -> Any:
+    """The value an instance has for a `group_by` key: a DAG node's VARS, or a fact."""
+    return facts.get(f"node.vars.{by}", facts.get(by, facts.get(f"job.{by}")))
+
+
+def group_facts(by: str, value: str, members: list[Mapping[str, Any]]) -> Facts:
+    """`group.*` of one group (a training run's nodes): progress, epochs, resources."""
+    done = failed = cancelled = running = retried = 0
+    cpu = 0.0
+    mem_peak: int | None = None
+    epochs: dict[str, bool] = {}
+    resources: dict[str, int] = {}
+    resource_cpu: dict[str, float] = {}
+    for m in members:
+        ok = m.get("job.succeeded") is True
+        terminal = bool(m.get("job.terminal"))
+        outcome = m.get("job.outcome")
+        done += ok
+        if terminal and not ok:
+            if outcome == "cancelled":
+                cancelled += 1
+            else:
+                failed += 1
+        running += m.get("job.state") == "RUNNING"
+        retried += (m.get("node.retries") or m.get("job.restarts") or 0) > 0
+        used = m.get("job.cpu_time")
+        used = float(used) if isinstance(used, int | float) else 0.0
+        cpu += used
+        mem = m.get("job.mem_used")
+        if isinstance(mem, int | float) and (mem_peak is None or mem > mem_peak):
+            mem_peak = int(mem)
+        epoch = next((m.get(f"node.vars.{k}") for k in _EPOCH_KEYS
+                      if m.get(f"node.vars.{k}") is not None), None)
+        if epoch is not None:
+            epochs[str(epoch)] = epochs.get(str(epoch), True) and ok
+        resource = next((m.get(f"node.vars.{k}") for k in _RESOURCE_KEYS
+                         if m.get(f"node.vars.{k}") is not None), None)
+        if resource is not None:
+            resources[str(resource)] = resources.get(str(resource), 0) + 1
+            resource_cpu[str(resource)] = resource_cpu.get(str(resource), 0.0) + used
+    total = len(members)
+    out: Facts = {
+        "group.by": by, "group.key": value, "group.total": total,
+        "group.done": done, "group.failed": failed, "group.cancelled": cancelled,
+        "group.running": running,
+        "group.pending": total - done - failed - cancelled - running,
+        "group.pct": 100.0 * done / total if total else 0.0,
+        "group.all_done": done == total, "group.retried": retried,
+        "group.epochs_total": len(epochs),
+        "group.epochs_done": sum(1 for ok in epochs.values() if ok),
+        "group.cpu_time": cpu, "group.resources": resources,
+        "group.resource_cpu": resource_cpu,
+    }
+    if mem_peak is not None:
+        out["group.mem_peak"] = mem_peak
+    for name, n in resources.items():
+        out[f"group.resources.{name}"] = n
+    for name, seconds in resource_cpu.items():
+        out[f"group.resource_cpu.{name}"] = seconds
+    return out
 
 
 class _OutboxWriter:

@@ -812,8 +812,8 @@ def _node_view(node: DagNode, jobs: _NodeJobs | None, run: _Run | None,
             if s in statuses:
                 view.status = s
                 break
-    elif sub is not None:
-        _ended_view(node, sub, run, view, finished)
+    elif sub is not None and jobs is not None:
+        _ended_view(node, sub, len(jobs.submissions) - 1, view, finished)
     else:
         script = run.scripts.get(node.name) if run is not None else None
         pre_failed = run.pre_failed.get(node.name) if run is not None else None
@@ -842,7 +842,7 @@ def _node_view(node: DagNode, jobs: _NodeJobs | None, run: _Run | None,
     return view
 
 
-def _ended_view(node: DagNode, sub: _Submission, run: _Run | None, view: _NodeView,
+def _ended_view(node: DagNode, sub: _Submission, log_retries: int, view: _NodeView,
                 finished: bool) -> None:
     bad = sub.failed_proc()
     last = bad or next(iter(sub.procs.values()))
@@ -869,10 +869,13 @@ def _ended_view(node: DagNode, sub: _Submission, run: _Run | None, view: _NodeVi
     code = last.return_value
     aborting = node.abort_on is not None and code == node.abort_on
     unless = node.retry_unless_exit is not None and code == node.retry_unless_exit
+    # retries already made are the earlier submissions in this node log: dagman.out's
+    # "Retrying node" and the status file count the one about to start as well
     if (not finished and not removed and not aborting and not unless
-            and view.retries < node.retry):
+            and log_retries < node.retry):
         view.state = "READY"
-        view.detail = f"retry {view.retries + 1} of {node.retry} pending ({view.detail})"
+        view.retries = max(view.retries, log_retries + 1)
+        view.detail = f"retry {log_retries + 1} of {node.retry} pending ({view.detail})"
         return
     view.state = "ERROR"
     view.status = "removed" if removed else ""
@@ -1182,7 +1185,7 @@ def control(verb: str, facts: Mapping[str, Any], reason: str | None, timeout: fl
         return _resubmit(facts, timeout)
     tool = _VERBS.get(verb)
     if tool is None:
-        raise ProbeError(f"a DAGMan job cannot be {verb}ed (verbs: "
+        raise ProbeError(f"{verb} is not possible for a DAGMan job (verbs: "
                          f"{', '.join(sorted([*_VERBS, 'resubmit']))})")
     cluster = facts.get("job.cluster")
     if not isinstance(cluster, int) or isinstance(cluster, bool):

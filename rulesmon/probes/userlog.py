@@ -94,6 +94,9 @@ def parse_time(date: str, clock: str, now: float | None = None) -> float | None:
         else:
             year = time.localtime(now).tm_year
         hh, mm, ss = (int(x) for x in clock.split(".", 1)[0].split(":"))
+        if not (1 <= int(parts[0]) <= 12 and 1 <= int(parts[1]) <= 31 and hh < 24
+                and mm < 60 and ss < 62):
+            return None
         value = time.mktime((year, int(parts[0]), int(parts[1]), hh, mm, ss, 0, 0, -1))
         if len(parts) == 2 and value > (now or time.time()) + 86400:
             value = time.mktime((year - 1, int(parts[0]), int(parts[1]), hh, mm, ss, 0, 0, -1))

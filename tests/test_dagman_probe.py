@@ -1,0 +1,406 @@
+"""The dagman probe on recorded DAG runs: node states through retries, failure, rescue runs,
+ABORT-DAG-ON, holds and removal; DAG-level facts; per-run groups; files that are missing,
+truncated or garbage; and the control verbs' refusals."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rulesmon.config.loader import load_text
+from rulesmon.engine import Engine, group_facts
+from rulesmon.probes.base import ProbeError, TickContext
+from rulesmon.probes.dagman import DagmanProbe, control
+from rulesmon.testing import NullLog
+
+from .conftest import run_cli
+
+FIXTURES = Path(__file__).parent / "fixtures" / "dagman"
+PIPE = FIXTURES / "pipe"
+ABORT = FIXTURES / "abort"
+
+RULESET = """\
+version: 1
+name: dag
+every: 1s
+jobs:
+  pipeline:
+    dagman: {{dag: {dag}}}
+    group_by: [run_uuid]
+rules:
+  - name: node-failed
+    when: node.state == "ERROR"
+    do: [log]
+  - name: run-has-failures
+    scope: group
+    when: group.failed > 0
+    do: [log]
+  - name: dag-aborted
+    when: dag.aborted
+    do: [log]
+"""
+
+
+def _events(text: str) -> list[str]:
+    return [b + "...\n" for b in text.split("...\n") if b.strip()]
+
+
+def _cluster_events(path: Path, cluster: str) -> str:
+    return "".join(e for e in _events(path.read_text(encoding="utf-8"))
+                   if f"({cluster}." in e.split("\n", 1)[0])
+
+
+def stage_run1(folder: Path) -> Path:
+    """pipe.dag as its first, failed run left it: C failed after its retry, D futile."""
+    shutil.copy(PIPE / "pipe.dag", folder / "pipe.dag")
+    shutil.copy(PIPE / "run1.nodes.log", folder / "pipe.dag.nodes.log")
+    shutil.copy(PIPE / "run1.dagman.out", folder / "pipe.dag.dagman.out")
+    shutil.copy(PIPE / "run1.status", folder / "pipe.dag.status")
+    shutil.copy(PIPE / "pipe.dag.rescue001", folder / "pipe.dag.rescue001")
+    (folder / "pipe.dag.dagman.log").write_text(
+        _cluster_events(PIPE / "pipe.dag.dagman.log", "008"), encoding="utf-8")
+    return folder / "pipe.dag"
+
+
+class Probed:
+    """A DagmanProbe over one staged DAG, collected on demand."""
+
+    def __init__(self, dag: Path) -> None:
+        self.loaded = load_text(RULESET.format(dag=dag.name), display=str(dag.parent / "r.yaml"))
+        self.probe = DagmanProbe(self.loaded.ruleset, dag.parent)
+        self.dag = dag
+
+    def collect(self) -> dict[str, dict[str, Any]]:
+        ctx = TickContext(now=time.time(), ruleset=self.loaded.ruleset,
+                          base_dir=self.dag.parent)
+        return self.probe.collect(ctx)
+
+
+def test_failed_run_node_states_retries_and_dag_facts(tmp_path: Path) -> None:
+    """A recorded failed run: A and B (after one retry) done, C failed after its retry with
+    exit 3, D futile; the DAG failed with exit 1, NODE_FAILED, and wrote rescue001."""
+    got = Probed(stage_run1(tmp_path)).collect()
+    a, b, c, d = (got[f"pipeline/{n}"] for n in "ABCD")
+    assert (a["node.state"], a["job.state"], a["job.id"], a["job.exit_code"]) == (
+        "DONE", "COMPLETED", "9.0", 0)
+    assert (b["node.state"], b["node.retries"], b["job.restarts"], b["job.run_count"],
+            b["job.cluster"]) == ("DONE", 1, 1, 2, 13)
+    assert (c["node.state"], c["job.state"], c["job.exit_code"], c["node.retries"],
+            c["node.max_retries"]) == ("ERROR", "FAILED", 3, 1, 1)
+    assert c["node.detail"] == "job 12 exited 3 (after 1 of 1 retries)"
+    assert (d["node.state"], d["job.state"], d["job.outcome"]) == ("FUTILE", "CANCELLED",
+                                                                    "cancelled")
+    assert a["node.vars.run_uuid"] == "r1" and c["node.vars"]["ResourceName"] == "gpu-a"
+    assert a["job.remote_host"] == "slot1_1@vm" and a["job.mem_used"] == 5 << 20
+    assert a["job.mem_req"] == 64 << 20 and a["job.cpus"] == 1
+    dag = got["pipeline/pipe.dag"]
+    assert (dag["job.state"], dag["job.exit_code"], dag["job.cluster"], dag["job.name"]) == (
+        "FAILED", 1, 8, "pipe.dag")
+    assert (dag["dag.total"], dag["dag.done"], dag["dag.failed"], dag["dag.futile"],
+            dag["dag.pct"], dag["dag.retries"]) == (4, 2, 1, 1, 50.0, 2)
+    assert (dag["dag.finished"], dag["dag.aborted"], dag["dag.dag_status"],
+            dag["dag.status"]) == (True, False, "NODE_FAILED", "ERROR")
+    assert dag["dag.rescue_written"] is True and dag["dag.rescue_number"] == 1
+    assert dag["dag.rescue_file"] == str(tmp_path / "pipe.dag.rescue001")
+    assert dag["dag.failed_nodes"] == ["C"] and dag["dag.problem"] == ""
+    assert dag["dag.last_error"] == "ERROR: the following job(s) failed:"
+
+
+def _lines_until(path: Path, marker: str) -> str:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        out.append(line)
+        if marker in line:
+            break
+    return "".join(out)
+
+
+def test_following_a_run_shows_retry_pending_then_failure(tmp_path: Path) -> None:
+    """Replayed tick by tick: C queued, then waiting for its retry (READY, not failed), then
+    failed after the retry; reading appended events never counts one twice."""
+    dag = tmp_path / "pipe.dag"
+    shutil.copy(PIPE / "pipe.dag", dag)
+    probed = Probed(dag)
+    before = probed.collect()
+    assert [before[f"pipeline/{n}"]["node.state"] for n in "ABCD"] == [
+        "READY", "NOT_READY", "READY", "NOT_READY"]
+    assert before["pipeline/pipe.dag"]["job.state"] == "PENDING"
+    assert before["pipeline/pipe.dag"]["dag.problem"] == ""
+    events = _events((PIPE / "run1.nodes.log").read_text(encoding="utf-8"))
+    log = tmp_path / "pipe.dag.nodes.log"
+    out = tmp_path / "pipe.dag.dagman.out"
+    log.write_text("".join(events[:2]), encoding="utf-8")
+    out.write_text(_lines_until(PIPE / "run1.dagman.out", "assigned HTCondor ID (10.0.0)"),
+                   encoding="utf-8")
+    queued = probed.collect()
+    c = queued["pipeline/C"]
+    assert (c["node.state"], c["job.state"], c["job.status"], c["job.id"]) == (
+        "SUBMITTED", "PENDING", "idle", "10.0")
+    assert queued["pipeline/pipe.dag"]["job.state"] == "RUNNING"
+    log.write_text("".join(events[:6]), encoding="utf-8")  # C's first attempt exited 3
+    out.write_text(_lines_until(PIPE / "run1.dagman.out", "Retrying node C"),
+                   encoding="utf-8")
+    waiting = probed.collect()["pipeline/C"]
+    assert (waiting["node.state"], waiting["job.state"], waiting["node.retries"]) == (
+        "READY", "PENDING", 1)
+    assert waiting["node.detail"].startswith("retry 1 of 1 pending (job 10 exited 3")
+    log.write_text("".join(events), encoding="utf-8")
+    shutil.copy(PIPE / "run1.dagman.out", out)
+    final = probed.collect()
+    assert final["pipeline/C"]["node.state"] == "ERROR"
+    assert final["pipeline/C"]["job.run_count"] == 2
+    assert final["pipeline/B"]["job.run_count"] == 2
+    assert final["pipeline/pipe.dag"]["dag.finished"] is True  # no dagman.log: dagman.out
+
+
+def test_rescue_run_truncated_log_is_rebuilt_not_double_counted(tmp_path: Path) -> None:
+    """When the rescue run starts, DAGMan truncates the node log: nodes marked DONE by
+    rescue001 stay done, and C's runs are counted from the new log only."""
+    dag = stage_run1(tmp_path)
+    probed = Probed(dag)
+    assert probed.collect()["pipeline/C"]["job.run_count"] == 2
+    with (tmp_path / "pipe.dag.nodes.log").open("r+", encoding="utf-8") as fh:
+        fh.truncate(0)
+        fh.write((PIPE / "run2.nodes.log").read_text(encoding="utf-8"))
+    shutil.copy(PIPE / "run2.dagman.out", tmp_path / "pipe.dag.dagman.out")
+    shutil.copy(PIPE / "run2.status", tmp_path / "pipe.dag.status")
+    shutil.copy(PIPE / "pipe.dag.rescue002", tmp_path / "pipe.dag.rescue002")
+    shutil.copy(PIPE / "pipe.dag.dagman.log", tmp_path / "pipe.dag.dagman.log")
+    got = probed.collect()
+    assert [got[f"pipeline/{n}"]["node.state"] for n in "ABCD"] == [
+        "DONE", "DONE", "ERROR", "FUTILE"]
+    assert "job.id" not in got["pipeline/A"]  # done by the rescue DAG, not run again
+    c = got["pipeline/C"]
+    assert (c["job.run_count"], c["node.retries"], c["job.cluster"]) == (2, 1, 21)
+    dag_facts = got["pipeline/pipe.dag"]
+    assert (dag_facts["dag.runs"], dag_facts["dag.cluster"], dag_facts["dag.rescue_number"]) == (
+        2, 15, 2)
+    assert dag_facts["dag.rescue_used"] == str(tmp_path / "pipe.dag.rescue001")
+    assert dag_facts["dag.rescue_written"] is True
+    assert dag_facts["job.state"] == "FAILED" and dag_facts["dag.done"] == 2
+
+
+def stage_abort(folder: Path, runs: int | None = None) -> Path:
+    """abort.dag: ABORT-DAG-ON X 7 RETURN 9 made DAGMan exit 9 and HTCondor run it again
+    four times, until the DAGMan job was removed; H waits held for a missing input."""
+    for name in ("abort.dag", "abort.dag.status", "abort.dag.nodes.log",
+                 "abort.dag.dagman.out", "abort.dag.dagman.log"):
+        shutil.copy(ABORT / name, folder / name)
+    if runs is not None:  # stop the recording after that many DAGMan exits
+        out = (ABORT / "abort.dag.dagman.out").read_text(encoding="utf-8")
+        lines, exits = [], 0
+        for line in out.splitlines(keepends=True):
+            lines.append(line)
+            exits += "EXITING WITH STATUS" in line
+            if exits == runs:
+                break
+        (folder / "abort.dag.dagman.out").write_text("".join(lines), encoding="utf-8")
+        events = _events((ABORT / "abort.dag.dagman.log").read_text(encoding="utf-8"))
+        evicted = [i for i, e in enumerate(events) if e.startswith("004")]
+        (folder / "abort.dag.dagman.log").write_text(
+            "".join(events[:evicted[runs - 1] + 1]), encoding="utf-8")
+        (folder / "abort.dag.status").unlink()
+        (folder / "abort.dag.nodes.log").write_text("", encoding="utf-8")
+    return folder / "abort.dag"
+
+
+def test_abort_dag_on_restarts_dagman_and_is_an_abort_not_an_end(tmp_path: Path) -> None:
+    """After ABORT-DAG-ON X 7 RETURN 9, DAGMan exited 9 and HTCondor queued it again: the
+    DAG is aborted (with the node and values named) but not finished."""
+    got = Probed(stage_abort(tmp_path, runs=1)).collect()["pipeline/abort.dag"]
+    assert got["dag.aborted"] is True
+    assert got["dag.abort_reason"] == "ABORT-DAG-ON: node X exited 7 (DAG returns 9)"
+    assert (got["dag.finished"], got["dag.dag_status"], got["job.state"]) == (
+        False, "ABORT", "PENDING")
+    assert got["dag.rescue_written"] is True and "dag.exit_code" not in got
+
+
+def test_removed_dag_held_node_and_removed_nodes(tmp_path: Path) -> None:
+    """The removed DAG: DAGMan job CANCELLED after 4 restarts, P done (status file), H held
+    then removed with its hold reason kept, X failed with the abort value, L removed."""
+    got = Probed(stage_abort(tmp_path)).collect()
+    dag = got["pipeline/abort.dag"]
+    assert (dag["job.state"], dag["job.restarts"], dag["dag.finished"], dag["dag.runs"]) == (
+        "CANCELLED", 4, True, 5)
+    assert dag["dag.aborted"] is True
+    assert dag["dag.abort_reason"] == ("the DAGMan job was removed (condor_rm) by user "
+                                       "rmcondor")
+    p, h, x, lnode = (got[f"pipeline/{n}"] for n in "PHXL")
+    assert (p["node.state"], p["job.state"]) == ("DONE", "COMPLETED")
+    assert p["node.pre_script"] == "script.sh P 0"
+    assert (h["node.state"], h["job.state"], h["job.hold_code"]) == ("ERROR", "CANCELLED", 8)
+    assert "Failed to open" in h["job.hold_reason"]
+    assert (x["node.state"], x["job.state"], x["job.exit_code"]) == ("ERROR", "FAILED", 7)
+    assert (lnode["node.state"], lnode["job.state"]) == ("ERROR", "CANCELLED")
+
+
+def test_a_held_node_is_held_with_reason_and_diagnosis(tmp_path: Path) -> None:
+    """While H's job is held for a missing input, the node is SUBMITTED and the job HELD
+    with the reason, code and a launch_failed diagnosis."""
+    dag = stage_abort(tmp_path)
+    events = _events((ABORT / "abort.dag.nodes.log").read_text(encoding="utf-8"))
+    held = next(i for i, e in enumerate(events) if e.startswith("012"))
+    (tmp_path / "abort.dag.nodes.log").write_text("".join(events[:held + 1]), encoding="utf-8")
+    (tmp_path / "abort.dag.dagman.out").write_text(_lines_until(
+        ABORT / "abort.dag.dagman.out", "Hold reason: Error from slot1_1@vm"), encoding="utf-8")
+    dagman_log = _events((ABORT / "abort.dag.dagman.log").read_text(encoding="utf-8"))
+    (tmp_path / "abort.dag.dagman.log").write_text("".join(dagman_log[:-2]), encoding="utf-8")
+    (tmp_path / "abort.dag.status").unlink()
+    got = Probed(dag).collect()
+    h = got["pipeline/H"]
+    assert (h["node.state"], h["job.state"], h["job.status"]) == ("SUBMITTED", "HELD", "held")
+    assert (h["job.hold_code"], h["job.hold_subcode"], h["job.diagnosis"]) == (
+        8, 2, "launch_failed")
+    assert got["pipeline/abort.dag"]["dag.held"] == 1
+    assert got["pipeline/abort.dag"]["job.state"] == "RUNNING"
+
+
+def test_bad_dag_file_is_a_problem_fact_until_fixed(tmp_path: Path) -> None:
+    """A .dag file with a mistake gives dag.problem with file:line and a growing
+    dag.read_failures; once fixed, the nodes appear and the problem clears."""
+    dag = tmp_path / "pipe.dag"
+    dag.write_text("JOB A a.sub\nVARS A epoch=1\n", encoding="utf-8")
+    probed = Probed(dag)
+    first = probed.collect()
+    assert list(first) == ["pipeline/pipe.dag"]
+    assert first["pipeline/pipe.dag"]["dag.problem"] == (
+        f"DAG file: {dag}:2: VARS A: expected name=\"value\" at 'epoch=1'")
+    assert probed.collect()["pipeline/pipe.dag"]["dag.read_failures"] == 2
+    time.sleep(0.01)
+    dag.write_text('JOB A a.sub\nVARS A epoch="1"\n', encoding="utf-8")
+    fixed = probed.collect()
+    assert fixed["pipeline/A"]["node.vars.epoch"] == "1"
+    assert fixed["pipeline/pipe.dag"]["dag.problem"] == ""
+    assert fixed["pipeline/pipe.dag"]["dag.read_failures"] == 0
+    time.sleep(0.01)
+    dag.write_text("JOB A\n", encoding="utf-8")  # broken again: the last good one is kept
+    again = probed.collect()
+    assert "pipeline/A" in again
+    assert again["pipeline/pipe.dag"]["dag.problem"].endswith("(the last good version is used)")
+
+
+def test_garbage_logs_and_status_file_are_problems_not_crashes(tmp_path: Path) -> None:
+    """Garbage in the node log and an unparsable status file are reported, and the events
+    that are readable still count."""
+    dag = stage_run1(tmp_path)
+    log = tmp_path / "pipe.dag.nodes.log"
+    log.write_bytes(b"\x00\xffgarbage\n...\n" + log.read_bytes())
+    (tmp_path / "pipe.dag.status").write_text("[ Type = \"DagStatus\"; NodesTotal = ",
+                                             encoding="utf-8")
+    (tmp_path / "pipe.dag.dagman.out").write_bytes(b"\xff\xfe\x00binary\n" * 10)
+    got = Probed(dag).collect()
+    problem = got["pipeline/pipe.dag"]["dag.problem"]
+    assert "node log: 1 block(s) that are not events" in problem
+    assert "status file pipe.dag.status: line 1" in problem
+    assert got["pipeline/C"]["node.state"] == "ERROR"
+
+
+def test_unreadable_node_log_while_running_is_a_problem(tmp_path: Path) -> None:
+    """Once DAGMan runs, a node log that is missing is a problem; before, it is not."""
+    dag = tmp_path / "pipe.dag"
+    shutil.copy(PIPE / "pipe.dag", dag)
+    probed = Probed(dag)
+    assert probed.collect()["pipeline/pipe.dag"]["dag.problem"] == ""
+    (tmp_path / "pipe.dag.dagman.out").write_text(
+        _lines_until(PIPE / "run1.dagman.out", "STARTING UP"), encoding="utf-8")
+    problem = probed.collect()["pipeline/pipe.dag"]["dag.problem"]
+    assert problem.startswith("node log: ") and "No such file" in problem
+
+
+def _engine(tmp_path: Path, dag: Path, **kw: Any) -> Engine:
+    text = RULESET.format(dag=dag.name)
+    rs_path = tmp_path / "r.yaml"
+    rs_path.write_text(text, encoding="utf-8")
+    from rulesmon.config.loader import load
+
+    return Engine(load(rs_path), state_path=tmp_path / "s.db", log=NullLog(), **kw)
+
+
+def test_groups_by_run_uuid_give_progress_epochs_and_resources(tmp_path: Path) -> None:
+    """Grouping the nodes by VARS run_uuid: run r1 is done with 2 epochs, r2 has one failed
+    and one futile node; resources count members per ResourceName."""
+    engine = _engine(tmp_path, stage_run1(tmp_path))
+    try:
+        engine.tick()
+        nodes = [f for f in engine.instances.values() if "node.name" in f]
+        r1 = group_facts("run_uuid", "r1", [f for f in nodes if f["node.vars.run_uuid"] == "r1"])
+        r2 = group_facts("run_uuid", "r2", [f for f in nodes if f["node.vars.run_uuid"] == "r2"])
+        firing = {k for k, st in engine.alerts.get("run-has-failures", {}).items()
+                  if st.status == "firing"}
+        aborted = engine.alerts.get("dag-aborted", {})
+    finally:
+        engine.close()
+    assert (r1["group.total"], r1["group.done"], r1["group.pct"], r1["group.all_done"]) == (
+        2, 2, 100.0, True)
+    assert (r1["group.epochs_total"], r1["group.epochs_done"], r1["group.retried"]) == (2, 2, 1)
+    assert r1["group.resources"] == {"gpu-a": 1, "gpu-b": 1}
+    assert r1["group.resources.gpu-a"] == 1 and r1["group.mem_peak"] == 5 << 20
+    assert (r2["group.failed"], r2["group.cancelled"], r2["group.pending"],
+            r2["group.epochs_done"]) == (1, 1, 0, 0)
+    assert firing == {"pipeline/run_uuid=r2"}
+    assert not any(st.status == "firing" for st in aborted.values())
+
+
+def test_run_uuid_filter_watches_one_training_run(tmp_path: Path) -> None:
+    """`--run-uuid r1` keeps only r1's nodes: the run is terminal and succeeded, while the
+    whole DAG failed."""
+    dag = stage_run1(tmp_path)
+    engine = _engine(tmp_path, dag, group_filter=("run_uuid", "r1"))
+    try:
+        engine.tick()
+        keys = sorted(engine.instances)
+        run = engine.run_facts
+    finally:
+        engine.close()
+    assert keys == ["pipeline/A", "pipeline/B"]
+    assert (run["run.all_terminal"], run["run.all_succeeded"]) == (True, True)
+    rs = tmp_path / "r.yaml"
+    one = run_cli("run", str(rs), "--once", "--run-uuid", "r1", "--state", str(tmp_path / "a"))
+    assert one.returncode == 0, one.stderr
+    everything = run_cli("run", str(rs), "--once", "--state", str(tmp_path / "b"))
+    assert everything.returncode == 1, everything.stderr
+    other = run_cli("run", str(rs), "--once", "--group", "run_uuid=r2", "--state",
+                    str(tmp_path / "c"))
+    assert other.returncode == 1
+    bad = run_cli("run", str(rs), "--once", "--group", "run_uuid")
+    assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_control_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    """Control verbs explain in one line why they cannot act: an unsupported verb, a node
+    not yet submitted, a DAG still running, no rescue DAG."""
+    dag = tmp_path / "pipe.dag"
+    shutil.copy(PIPE / "pipe.dag", dag)
+    with pytest.raises(ProbeError, match="requeue is not possible for a DAGMan job"):
+        control("requeue", {"job.cluster": 3}, None, 5.0)
+    with pytest.raises(ProbeError, match="not been submitted yet"):
+        control("hold", {"job.name": "A"}, None, 5.0)
+    with pytest.raises(ProbeError, match="still running"):
+        control("resubmit", {"dag.file": str(dag), "dag.finished": False}, None, 5.0)
+    with pytest.raises(ProbeError, match="no rescue DAG for pipe.dag"):
+        control("resubmit", {"node.dag": str(dag)}, None, 5.0)
+    (tmp_path / "pipe.dag.lock").write_text("", encoding="utf-8")
+    with pytest.raises(ProbeError, match="pipe.dag.lock exists"):
+        control("resubmit", {"dag.file": str(dag), "dag.finished": True}, None, 5.0)
+    with pytest.raises(ProbeError, match="no DAG file"):
+        control("resubmit", {}, None, 5.0)
+
+
+def test_lint_knows_dag_facts_only_for_dagman_jobs(tmp_path: Path) -> None:
+    """`dag.*` and `node.*` lint clean for a dagman job and are unknown for another job."""
+    from rulesmon.lint import lint_file
+
+    good = tmp_path / "good.yaml"
+    good.write_text(RULESET.format(dag="pipe.dag"), encoding="utf-8")
+    assert [d.render() for d in lint_file(good, env={}) if d.severity.value != "info"] == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nname: b\njobs:\n  t:\n    local: {command: 'true'}\nrules:\n"
+                   "  - name: x\n    when: dag.aborted\n    do: [log]\n", encoding="utf-8")
+    found = [d.render() for d in lint_file(bad, env={})]
+    assert any("RM401 unknown fact 'dag.aborted'" in f and "dag.* a dagman job" in f
+               for f in found), found
