@@ -382,10 +382,10 @@ def test_control_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         control("hold", {"job.name": "A"}, None, 5.0)
     with pytest.raises(ProbeError, match="still running"):
         control("resubmit", {"dag.file": str(dag), "dag.finished": False}, None, 5.0)
-    with pytest.raises(ProbeError, match="no rescue DAG for pipe.dag"):
+    with pytest.raises(ProbeError, match=r"no rescue DAG for pipe\.dag"):
         control("resubmit", {"node.dag": str(dag)}, None, 5.0)
     (tmp_path / "pipe.dag.lock").write_text("", encoding="utf-8")
-    with pytest.raises(ProbeError, match="pipe.dag.lock exists"):
+    with pytest.raises(ProbeError, match=r"pipe\.dag\.lock exists"):
         control("resubmit", {"dag.file": str(dag), "dag.finished": True}, None, 5.0)
     with pytest.raises(ProbeError, match="no DAG file"):
         control("resubmit", {}, None, 5.0)

@@ -17,35 +17,36 @@ EVENTS = """\
     DAG Node: train
 ...
 001 (042.000.000) 2026-11-22 08:22:39 Job executing on host: <10.0.0.5:9618?addrs=y>
-	SlotName: slot1_1@gpu01
-	Cpus = 1
-	GPUs = 1
+\tSlotName: slot1_1@gpu01
+\tCpus = 1
+\tGPUs = 1
 ...
 006 (042.000.000) 2026-11-22 08:22:44 Image size of job updated: 7176
-	210  -  MemoryUsage of job (MB)
-	214520  -  ResidentSetSize of job (KB)
+\t210  -  MemoryUsage of job (MB)
+\t214520  -  ResidentSetSize of job (KB)
 ...
 010 (042.000.000) 2026-11-22 08:22:45 Job was suspended.
-	Number of processes actually suspended: 1
+\tNumber of processes actually suspended: 1
 ...
 011 (042.000.000) 2026-11-22 08:22:46 Job was unsuspended.
 ...
 004 (042.000.000) 2026-11-22 08:22:50 Job was evicted.
-	(0) CPU times
-		Usr 0 00:01:05, Sys 0 00:00:03  -  Run Remote Usage
-		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
+\t(0) CPU times
+\t\tUsr 0 00:01:05, Sys 0 00:00:03  -  Run Remote Usage
+\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
 ...
 012 (042.000.000) 2026-11-22 08:22:51 Job was held.
-	Error from slot1@gpu01: Failed to open '/data/in.txt' as standard input: No such file or directory (errno 2)
-	Code 14 Subcode 2
+\tError from slot1@gpu01: Failed to open '/data/in.txt' as standard input: No such file \
+or directory (errno 2)
+\tCode 14 Subcode 2
 ...
 013 (042.000.000) 2026-11-22 08:22:55 Job was released.
-	via condor_release (by user alice)
+\tvia condor_release (by user alice)
 ...
 021 (042.000.000) 2026-11-22 08:22:56 Error from starter on slot1@gpu01: disk full
 ...
 040 (042.000.000) 2026-11-22 08:22:57 Started transferring input files
-	Transferring to host: <10.0.0.5:9618>
+\tTransferring to host: <10.0.0.5:9618>
 ...
 028 (042.000.000) 2026-11-22 08:22:58 Job ad information event triggered.
 RunUUID = "abc-123"
@@ -53,23 +54,23 @@ Epoch = 4
 Healthy = true
 ...
 005 (042.000.000) 2026-11-22 08:23:41 Job terminated.
-	(0) Abnormal termination (signal 9)
-	(0) No core file
-		Usr 0 02:00:00, Sys 0 00:00:30  -  Run Remote Usage
-		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
-		Usr 0 02:01:05, Sys 0 00:00:33  -  Total Remote Usage
-		Usr 0 00:00:00, Sys 0 00:00:00  -  Total Local Usage
-	Partitionable Resources :    Usage  Request Allocated
-	   Cpus                 :     1.50        2         2
-	   Disk (KB)            :       15     1024      2048
-	   GPUs                 :                 1         1
-	   Memory (MB)          :      900     1024      1024
+\t(0) Abnormal termination (signal 9)
+\t(0) No core file
+\t\tUsr 0 02:00:00, Sys 0 00:00:30  -  Run Remote Usage
+\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
+\t\tUsr 0 02:01:05, Sys 0 00:00:33  -  Total Remote Usage
+\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  Total Local Usage
+\tPartitionable Resources :    Usage  Request Allocated
+\t   Cpus                 :     1.50        2         2
+\t   Disk (KB)            :       15     1024      2048
+\t   GPUs                 :                 1         1
+\t   Memory (MB)          :      900     1024      1024
 ...
 009 (043.000.000) 2026-11-22 08:23:50 Job was aborted.
-	via condor_rm (by user alice)
+\tvia condor_rm (by user alice)
 ...
 016 (044.000.000) 2026-11-22 08:24:00 POST Script terminated.
-	(1) Normal termination (return value 2)
+\t(1) Normal termination (return value 2)
     DAG Node: eval
 ...
 """
