@@ -198,7 +198,9 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
             yield Finding((*base, "jobs", j), "RM409",
                           f"rule {rule.name!r} names unknown job {job!r}"
                           f"{_hint(job, list(rs.jobs))}")
-    if rule.scope == "group" and not any(
+    # a library ruleset (no jobs, meant for `extends:`) is checked again in the rulesets that
+    # extend it, against their jobs
+    if rule.scope == "group" and rs.jobs and not any(
             rs.jobs[k].group_by for k in rs.jobs if not rule.jobs or k in rule.jobs):
         yield Finding((*base, "scope"), "RM412",
                       f"rule {rule.name!r} has scope: group but none of its jobs has group_by")

@@ -707,9 +707,13 @@ class DagmanProbe:
                 states[name] = _node_view(node, w.node_log.nodes.get(name), run,
                                           status_nodes.get(name), pre_done, finished,
                                           [states[p] for p in node.parents if p in states])
+            cluster = w.job.cluster or (run.cluster if run else None)
+            batch = f"{w.dag_path.name}+{cluster}" if cluster is not None else None
             for name, node in dag.nodes.items():
-                out[instance_key(w.key, name)] = _node_facts(w, node, states[name],
-                                                             w.node_log.nodes.get(name), now)
+                facts = _node_facts(w, node, states[name], w.node_log.nodes.get(name), now)
+                if batch is not None:  # DAGMan's JobBatchName for the DAG's jobs
+                    facts["job.batch_name"] = batch
+                out[instance_key(w.key, name)] = facts
         out[w.dag_key] = self._dag_facts(w, states, run, finished, exit_code, status_dag, now)
         return out
 
@@ -1005,6 +1009,7 @@ def _dagman_job_facts(w: _Watch, run: _Run | None, finished: bool, exit_code: in
     if cluster is not None:
         f["job.cluster"], f["job.proc"], f["job.id"] = cluster, 0, f"{cluster}.0"
         f["dag.cluster"] = cluster
+        f["job.batch_name"] = f"{w.dag_path.name}+{cluster}"
     if job.submitted is not None:
         f["job.submit_time"] = job.submitted
     start = job.started or (run.started if run else None)
