@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,7 +161,12 @@ class CondorPool:
             time.sleep(every)
 
     def cleanup(self) -> None:
+        """Remove this session's jobs still queued, then their folders (a job whose folder
+        vanished would sit held in the queue for ever)."""
         for folder in self._folders:
+            pattern = "^" + re.escape(str(folder)).replace("\\", "\\\\").replace('"', '\\"')
+            with contextlib.suppress(Exception):
+                self.tool("condor_rm", "-constraint", f'regexp("{pattern}", Iwd)', check=False)
             shutil.rmtree(folder, ignore_errors=True)
 
 
