@@ -1,0 +1,170 @@
+"""The dagman probe against a real personal HTCondor (scripts/dev-condor): a DAG of two
+training runs submitted and followed by one `rulesmon run`, with a retry that succeeds, a node
+that fails after its retry, a futile child, per-run notifications, and the rescue DAG
+resubmitted by a control action."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .condor_pool import CondorPool
+from .receiver import Receiver
+
+NODE_SH = """\
+#!/bin/sh
+# node.sh NODE RETRY RC: B fails on its first attempt only; the others exit RC
+echo "node $1 attempt $2"
+sleep 1
+if [ "$1" = B ] && [ "$2" = 0 ]; then exit 1; fi
+exit "$3"
+"""
+
+NODE_SUB = """\
+universe = vanilla
+executable = node.sh
+arguments = "$(JOB) $(RETRY) $(rc)"
+output = $(JOB).$(RETRY).out
+error = $(JOB).$(RETRY).err
+request_memory = 32M
+request_disk = 1M
+should_transfer_files = NO
+queue
+"""
+
+PIPE_DAG = """\
+# two training runs: r1 (A then B, B fails once), r2 (C always fails, so D never runs)
+JOB A node.sub
+VARS A run_uuid="r1" epoch="1" ResourceName="gpu-a" rc="0"
+JOB B node.sub
+VARS B run_uuid="r1" epoch="2" ResourceName="gpu-b" rc="0"
+RETRY B 2
+JOB C node.sub
+VARS C run_uuid="r2" epoch="1" ResourceName="gpu-a" rc="3"
+RETRY C 1
+JOB D node.sub
+VARS D run_uuid="r2" epoch="2" ResourceName="gpu-b" rc="0"
+PARENT A CHILD B
+PARENT C CHILD D
+NODE_STATUS_FILE pipe.dag.status 2
+"""
+
+RULESET = """\
+version: 1
+name: dag-it
+every: 1s
+notify:
+  hook: "${HOOK}"
+defaults:
+  notify: [hook]
+jobs:
+  pipe:
+    dagman: {dag: pipe.dag, submit: true}
+    group_by: [run_uuid]
+rules:
+  - name: node-failed
+    when: node.state == "ERROR" and job.state == "FAILED"
+    resolve: false
+    message: >-
+      NODEFAIL {{ node.name }} run {{ node.vars.run_uuid }} exit {{ job.exit_code }}
+      retries {{ node.retries }}/{{ node.max_retries }} cluster {{ job.cluster }}
+  - name: node-retried
+    when: changed(node.retries) and node.retries > 0
+    resolve: false
+    message: "RETRY {{ node.name }} {{ node.retries }}"
+  - name: run-failed
+    scope: group
+    when: group.failed > 0
+    resolve: false
+    message: >-
+      RUNFAIL {{ group.key }} failed {{ group.failed }} cancelled {{ group.cancelled }}
+      of {{ group.total }}
+  - name: run-done
+    scope: group
+    when: group.all_done
+    resolve: false
+    message: >-
+      RUNDONE {{ group.key }} {{ group.done }}/{{ group.total }} epochs
+      {{ group.epochs_done }}/{{ group.epochs_total }} gpu-a {{ group.resources["gpu-a"] }}
+      retried {{ group.retried }}
+  - name: rescue
+    when: dag.finished and dag.rescue_written
+    resolve: false
+    message: >-
+      RESCUE {{ dag.name }} exit {{ dag.exit_code }} {{ dag.rescue_file }}
+      failed {{ dag.failed_nodes | join(',') }}
+    do:
+      - notify: hook
+      - control: resubmit
+"""
+
+
+def _bodies(rx: Receiver) -> list[str]:
+    return [" ".join(str(r["body"].get("message", "")).split()) for r in rx.received]
+
+
+def test_dag_with_retry_failure_and_rescue(condor_pool: CondorPool) -> None:
+    """rulesmon submits the DAG, follows it to its end (B succeeds on its retry, C fails after
+    its retry, D is futile), notifies per node and per training run, and resubmits the rescue
+    DAG, which DAGMan then runs."""
+    folder = condor_pool.workdir("dag")
+    (folder / "node.sh").write_text(NODE_SH, encoding="utf-8")
+    (folder / "node.sh").chmod(0o755)
+    (folder / "node.sub").write_text(NODE_SUB, encoding="utf-8")
+    (folder / "pipe.dag").write_text(PIPE_DAG, encoding="utf-8")
+    ruleset = folder / "ruleset.yaml"
+    ruleset.write_text(RULESET, encoding="utf-8")
+    log = folder / "run.jsonl"
+    with Receiver() as rx:
+        env = condor_pool.environ(HOOK=rx.url())
+        result = subprocess.run(
+            [sys.executable, "-m", "rulesmon", "run", str(ruleset), "--allow-control",
+             "--log-json", str(log)], env=env, capture_output=True, text=True, timeout=300,
+            check=False)
+        bodies = _bodies(rx)
+    out = folder / "pipe.dag.dagman.out"
+    try:
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+        final = {e["instance"]: e for e in events if e.get("event") == "state_change"}
+        assert final["pipe/A"]["current"] == "COMPLETED"
+        assert final["pipe/B"]["current"] == "COMPLETED"
+        assert final["pipe/C"]["current"] == "FAILED" and final["pipe/C"]["exit_code"] == 3
+        assert final["pipe/D"]["current"] == "CANCELLED"
+        assert final["pipe/pipe.dag"]["current"] == "FAILED"
+        assert final["pipe/pipe.dag"]["exit_code"] == 1
+
+        def one(prefix: str) -> str:
+            found = [b for b in bodies if b.startswith(prefix)]
+            assert len(found) == 1, (prefix, bodies)
+            return found[0]
+
+        assert one("NODEFAIL C").startswith("NODEFAIL C run r2 exit 3 retries 1/1 cluster ")
+        assert one("RETRY B") == "RETRY B 1"
+        assert one("RETRY C") == "RETRY C 1"
+        assert one("RUNFAIL r2") == "RUNFAIL r2 failed 1 cancelled 1 of 2"
+        assert one("RUNDONE r1") == "RUNDONE r1 2/2 epochs 2/2 gpu-a 1 retried 1"
+        assert not [b for b in bodies if b.startswith(("NODEFAIL B", "RUNDONE r2"))]
+        rescue = one("RESCUE pipe.dag")
+        assert rescue == f"RESCUE pipe.dag exit 1 {folder / 'pipe.dag.rescue001'} failed C"
+        control = [e for e in events if e.get("event") == "control_done"]
+        assert control and "from pipe.dag.rescue001" in control[0]["result"], events[-5:]
+        # DAGMan really started again from the rescue DAG
+        condor_pool.wait_for("the rescue run to start", lambda: "USING RESCUE DAG "
+                             "pipe.dag.rescue001" in out.read_text(encoding="utf-8"),
+                             timeout=90)
+    finally:
+        _remove_dags(condor_pool, folder)
+
+
+def _remove_dags(pool: CondorPool, folder: Path) -> None:
+    """Remove every DAGMan job this test left in the queue (the rescue run)."""
+    for ad in pool.q("-constraint", f'Iwd == "{folder}"'):
+        pool.tool("condor_rm", str(ad["ClusterId"]), check=False)
+    deadline = time.monotonic() + 60
+    while pool.q("-constraint", f'Iwd == "{folder}"') and time.monotonic() < deadline:
+        time.sleep(1)
