@@ -10,6 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rulesmon.config.loader import load_text
+from rulesmon.probes.base import TickContext
+from rulesmon.probes.dagman import DagmanProbe, control
 
 from .condor_pool import CondorPool
 from .receiver import Receiver
@@ -168,3 +175,79 @@ def _remove_dags(pool: CondorPool, folder: Path) -> None:
     deadline = time.monotonic() + 60
     while pool.q("-constraint", f'Iwd == "{folder}"') and time.monotonic() < deadline:
         time.sleep(1)
+
+
+ABORT_DAG = """\
+JOB H held.sub
+JOB L node.sub
+VARS L rc="0" sleep="120"
+JOB X node.sub
+VARS X rc="7" sleep="12"
+ABORT-DAG-ON X 7 RETURN 1
+"""
+
+SLEEP_SH = """\
+#!/bin/sh
+sleep "$2"
+exit "$1"
+"""
+
+
+def _collect_until(probe: Any, rs: Any, base: Path, what: str, check: Any,
+                   timeout: float = 120) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        facts = probe.collect(TickContext(now=time.time(), ruleset=rs, base_dir=base))
+        if check(facts):
+            return facts
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached: {facts}")
+        time.sleep(0.5)
+
+
+def test_held_node_control_and_abort_dag_on(condor_pool: CondorPool) -> None:
+    """A node held for a missing input shows its hold reason; control holds and releases
+    another node's job; ABORT-DAG-ON then aborts the DAG, which ends with the abort named
+    and the queued nodes cancelled."""
+    folder = condor_pool.workdir("abort")
+    (folder / "node.sh").write_text(SLEEP_SH, encoding="utf-8")
+    (folder / "node.sh").chmod(0o755)
+    (folder / "node.sub").write_text(NODE_SUB.replace('"$(JOB) $(RETRY) $(rc)"',
+                                                      '"$(rc) $(sleep)"'), encoding="utf-8")
+    (folder / "held.sub").write_text(NODE_SUB.replace("queue", "input = missing.txt\nqueue"),
+                                     encoding="utf-8")
+    (folder / "abort.dag").write_text(ABORT_DAG, encoding="utf-8")
+    rs = load_text("version: 1\nname: abort\njobs:\n  a:\n    dagman: {dag: abort.dag}\n",
+                   base=folder).ruleset
+    probe = DagmanProbe(rs, folder)
+    cluster = condor_pool.submit_dag(folder / "abort.dag")
+    try:
+        with condor_pool.activated():
+            held = _collect_until(probe, rs, folder, "H held and L running", lambda f: (
+                f["a/H"]["job.state"] == "HELD" and f["a/L"]["job.state"] == "RUNNING"))
+            h = held["a/H"]
+            assert "missing.txt" in h["job.hold_reason"] and h["job.diagnosis"] == \
+                "launch_failed"
+            assert held["a/abort.dag"]["dag.held"] == 1
+            assert held["a/abort.dag"]["job.cluster"] == cluster
+            lnode = held["a/L"]
+            assert control("hold", lnode, "paused by test", 30).startswith(
+                f"condor_hold {lnode['job.cluster']}")
+            paused = _collect_until(probe, rs, folder, "L held",
+                                    lambda f: f["a/L"]["job.state"] == "HELD")
+            assert paused["a/L"]["job.hold_reason"].startswith("paused by test")
+            control("release", paused["a/L"], None, 30)
+            _collect_until(probe, rs, folder, "L released",
+                           lambda f: f["a/L"]["job.state"] in ("PENDING", "RUNNING"))
+            end = _collect_until(probe, rs, folder, "the DAG aborted",
+                                 lambda f: f["a/abort.dag"]["dag.finished"])
+        dag = end["a/abort.dag"]
+        assert (dag["dag.aborted"], dag["dag.exit_code"], dag["job.state"]) == (
+            True, 1, "FAILED")
+        assert dag["dag.abort_reason"] == "ABORT-DAG-ON: node X exited 7 (DAG returns 1)"
+        assert dag["dag.dag_status"] == "ABORT" and dag["dag.rescue_written"] is True
+        assert (end["a/X"]["job.state"], end["a/X"]["job.exit_code"]) == ("FAILED", 7)
+        assert end["a/H"]["job.state"] == end["a/L"]["job.state"] == "CANCELLED"
+        assert "missing.txt" in end["a/H"]["job.hold_reason"]
+    finally:
+        _remove_dags(condor_pool, folder)
