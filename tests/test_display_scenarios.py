@@ -135,12 +135,12 @@ def cluster(n: int = 5000, seed: int = 8) -> TickReport:
                       "job.exit_code": 0 if state == "COMPLETED" else 1,
                       "job.diagnosis": {"COMPLETED": "ok", "FAILED": "nonzero_exit",
                                         "TIMEOUT": "time_limit"}[state]})
-        if i % 250 == 0:
-            f.update({"files.results.count": 3, "files.results.size": 12_000_000,
-                      "files.results.growth_rate": 0.0, "files.results.valid": i != 500,
-                      "files.results.stalled": False,
-                      "disk.path": "/scratch", "disk.free": 2.1e12, "disk.total": 20e12,
-                      "disk.free_pct": 10.5})
+        f.update({"files.results.count": 3 if state != "PENDING" else 0,
+                  "files.results.size": 12_000_000 if state != "PENDING" else 0,
+                  "files.results.growth_rate": 250.0 if state == "RUNNING" else 0.0,
+                  "files.results.valid": i != 500, "files.results.stalled": i == 750,
+                  "disk.path": "/scratch", "disk.free": 2.1e12, "disk.total": 20e12,
+                  "disk.free_pct": 10.5})
         instances[f"evals/{812_000 + i}"] = f
     for run in range(4):
         uuid = f"{run:x}a3f9c{run}"

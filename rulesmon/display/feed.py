@@ -38,15 +38,21 @@ class Feed:
         self._events: deque[Event] = deque(maxlen=max_events)
         self._logs: deque[tuple[float, str, str]] = deque(maxlen=max_events)
         self._count = 0
+        self._spare: TickReport | None = None
         self.ready = threading.Event()
 
     def __call__(self, report: TickReport) -> None:
         with self._lock:
-            self._report = report
+            old, self._report = self._report, report
+            if self._spare is None:
+                # The previous report (thousands of snapshots) is freed by the reader when it
+                # takes the next batch, not here on the engine thread.
+                self._spare, old = old, None
             if report.events:
                 self._events.extend(report.events)
             self._count += 1
         self.ready.set()
+        del old  # only when the reader is behind
 
     def log(self, at: float, level: str, text: str) -> None:
         """A log line routed here while the dashboard owns the terminal."""
@@ -61,7 +67,9 @@ class Feed:
             self._events.clear()
             self._logs.clear()
             self._count = 0
+            spare, self._spare = self._spare, None
             self.ready.clear()
+        del spare  # freed on the reader's thread
         return batch
 
     def latest(self) -> Any:

@@ -11,11 +11,20 @@ _DIGITS = re.compile(r"(\d+)")
 
 
 def num(value: Any) -> float | None:
-    """A finite number, or None for anything else (missing facts, bools, NaN, strings)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A finite number, or None for anything else (missing facts, bools, NaN, strings).
+
+    Called a dozen times per instance per frame: exact type checks, no isinstance chain."""
+    t = type(value)
+    if t is float:
+        return value if value - value == 0.0 else None  # NaN and ±inf give NaN
+    if t is int:
+        return float(value)
+    if value is None or t is bool or t is str:
         return None
-    v = float(value)
-    return v if math.isfinite(v) else None
+    if isinstance(value, int | float):  # subclasses (numpy scalars register as numbers)
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return None
 
 
 def duration(seconds: Any) -> str:

@@ -34,6 +34,7 @@ RECENT = 600.0
 #: More state changes than this in one report become one summary event.
 CHANGE_BURST = 10
 CHECKPOINT_WORDS = ("ckpt", "checkpoint")
+LOUD = frozenset({"critical", "error", "warning"})
 DEFAULT_GROUP_BY = ("run_uuid",)
 
 
@@ -185,6 +186,16 @@ def empty_view(ruleset: str = "", every: float | None = None, now: float = 0.0) 
                 Section(), Section(), Section(), (), (), ())
 
 
+@dataclass(frozen=True)
+class _Shape:
+    #: (set name, then the fact names read per instance)
+    outputs: tuple[tuple[str, str, str, str, str, str], ...]
+    checkpoints: tuple[tuple[str, str, str, str, str, str], ...]
+    workers: bool
+    worker_util: bool  #: per-worker GPU figures exist (else the job's `gpu.*`)
+    group_by: str | None
+
+
 class _Group:
     __slots__ = ("done", "epochs", "failed", "pending", "retried", "running", "total")
 
@@ -224,7 +235,7 @@ class ViewBuilder:
         self._bad_since: dict[str, float] = {}
         self._alerts: dict[str, tuple[float, str]] = {}
         self._events: deque[EventLine] = deque(maxlen=events)
-        self._file_sets: dict[str, tuple[int, tuple[str, ...], tuple[str, ...]]] = {}
+        self._file_sets: dict[str, set[str]] = {}
         self.view = empty_view(ruleset, every)
 
     # --- events ---------------------------------------------------------------------------
@@ -273,20 +284,30 @@ class ViewBuilder:
 
     # --- the pass over instances ----------------------------------------------------------
 
-    def _sets(self, job_key: str, facts: Mapping[str, Any], tick: int) \
-            -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(output sets, checkpoint sets) of a job, found once per report from one of its
-        instances (every instance of a job declares the same file sets)."""
-        cached = self._file_sets.get(job_key)
-        if cached is not None and cached[0] == tick:
-            return cached[1], cached[2]
-        names = sorted({k.split(".", 2)[1] for k in facts
-                        if k.startswith("files.") and k.count(".") >= 2})
+    def _shape(self, job_key: str, facts: Mapping[str, Any]) -> _Shape:
+        """Which sections a job's instances in one state feed, found once per report from
+        one of them (instances of a job in the same state carry the same kinds of facts)."""
+        seen = self._file_sets.setdefault(job_key, set())
+        seen.update(k.split(".", 2)[1] for k in facts
+                    if k.startswith("files.") and k.count(".") >= 2)
+        names = sorted(seen)
         ckpt = tuple(n for n in names if any(w in n.lower() for w in CHECKPOINT_WORDS)
                      or f"files.{n}.expected_next" in facts)
-        out = tuple(n for n in names if n not in ckpt)
-        self._file_sets[job_key] = (tick, out, ckpt)
-        return out, ckpt
+        by = (self.group_by.get(job_key) or DEFAULT_GROUP_BY)[0]
+
+        def keys(n: str, *parts: str) -> tuple[str, str, str, str, str, str]:
+            a, b, c, d, e = (f"files.{n}.{k}" for k in parts)
+            return n, a, b, c, d, e
+
+        return _Shape(
+            outputs=tuple(keys(n, "count", "growth_rate", "valid", "stalled", "late")
+                          for n in names if n not in ckpt),
+            checkpoints=tuple(keys(n, "count", "age", "expected_next", "late", "interval")
+                              for n in ckpt),
+            workers=any(k.startswith(("worker.", "gpu.")) for k in facts),
+            worker_util="worker.gpu_util" in facts or "worker.state" in facts,
+            group_by=by if job_key in self.group_by or _group_value(facts, by) is not None
+            else None)
 
     def update(self, batch: Batch) -> View:
         self._take_events(batch.events, batch.logs)
@@ -316,99 +337,139 @@ class ViewBuilder:
         o_jobs = 0
         o_units: set[str] = set()
         states = self._states
-        seen_sets: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
+        alerts = self._alerts
+        bad_since = self._bad_since
+        shapes: dict[tuple[str, str], _Shape] = {}
         for key, f in instances.items():
-            state = f.get("job.state")
-            state = state if isinstance(state, str) else NO_STATE
+            get = f.get
+            state = get("job.state")
+            if type(state) is not str:
+                state = NO_STATE
             counts[state] = counts.get(state, 0) + 1
-            before = states.get(key)
-            if before != state:
+            if states.get(key) != state:
+                before = states.get(key)
                 if before is not None:
                     changes.append((key, before, state, f))
                 states[key] = state
                 if state in BAD_STATES:
-                    self._bad_since[key] = now
-            terminal = bool(f.get("job.terminal", state in TERMINAL_STATES))
+                    bad_since[key] = now
+            terminal = get("job.terminal")
+            if terminal is None:
+                terminal = state in TERMINAL_STATES
 
             # progress, summed for the overall bar
-            p_done = num(f.get("progress.done"))
-            p_total = num(f.get("progress.total"))
-            if p_done is not None and p_total:
-                o_done += p_done
-                o_total += p_total
-                o_jobs += 1
-                unit = f.get("progress.unit")
-                o_units.add(unit if isinstance(unit, str) else "")
-                if not terminal:
-                    o_rate += num(f.get("progress.rate")) or 0.0
-                    o_avg += num(f.get("progress.avg_rate")) or 0.0
-                    eta = num(f.get("progress.eta"))
-                    if eta is not None:
-                        o_eta = eta if o_eta is None else max(o_eta, eta)
+            p_done = get("progress.done")
+            if p_done is not None:
+                p_done = num(p_done)
+                p_total = num(get("progress.total"))
+                if p_done is not None and p_total:
+                    o_done += p_done
+                    o_total += p_total
+                    o_jobs += 1
+                    o_units.add(get("progress.unit") or "")
+                    if not terminal:
+                        o_rate += num(get("progress.rate")) or 0.0
+                        o_avg += num(get("progress.avg_rate")) or 0.0
+                        eta = num(get("progress.eta"))
+                        if eta is not None and (o_eta is None or eta > o_eta):
+                            o_eta = eta
 
             # the job row's interest: recent failures, then trouble, then the running ones
             # furthest from done, then waiting, pending, old failures and successes
-            rank = self._rank(key, f, state, terminal, now)
             tie = 0.0
-            if rank == 2:
-                done_pct = num(f.get("progress.pct"))
-                tie = done_pct if done_pct is not None else 101.0
+            if state in BAD_STATES or (terminal and get("job.succeeded") is False):
+                alert = alerts.get(key)
+                recent = now - bad_since.get(key, -RECENT) < RECENT or (
+                    alert is not None and now - alert[0] < RECENT and alert[1] in LOUD)
+                rank = 0 if recent else 5
+            elif state in ACTIVE_STATES:
+                alert = alerts.get(key)
+                trouble = get("progress.stalled") is True or \
+                    (num(get("progress.slowdown")) or 0.0) > 0.2 or (
+                        alert is not None and now - alert[0] < RECENT and alert[1] in LOUD)
+                rank = 1 if trouble else 2
+                if rank == 2:
+                    done_pct = num(get("progress.pct"))
+                    tie = done_pct if done_pct is not None else 101.0
+            elif state in WAITING_STATES:
+                rank = 3
+            else:
+                rank = 6 if terminal else 4
             jobs.append((rank, tie, key))
 
+            job_key = get("job.key")
+            if type(job_key) is not str:
+                job_key = key.split("/", 1)[0]
+            shape = shapes.get((job_key, state))
+            if shape is None:
+                shape = shapes[(job_key, state)] = self._shape(job_key, f)
+
             # workers and GPUs
-            w_state = f.get("worker.state")
-            if isinstance(w_state, str) or f.get("gpu.available") is True:
-                util = _util(f)
-                if util is not None and not terminal:
-                    gpu_utils.append(util)
-                ws = w_state if isinstance(w_state, str) else state.lower()
-                worker_counts[ws] = worker_counts.get(ws, 0) + 1
-                workers.append((_worker_rank(f, ws, util, terminal, rank), key))
+            if shape.workers:
+                w_state = get("worker.state")
+                if type(w_state) is str or get("gpu.available") is True:
+                    util = num(get("worker.gpu_util")) if shape.worker_util else None
+                    if util is None:
+                        util = num(get("gpu.util"))
+                    if util is not None and not terminal:
+                        gpu_utils.append(util)
+                    ws = w_state if type(w_state) is str else state.lower()
+                    worker_counts[ws] = worker_counts.get(ws, 0) + 1
+                    workers.append((_worker_rank(f, ws, util, terminal, rank), key))
 
             # files, checkpoints, disk
-            job_key = f.get("job.key")
-            job_key = job_key if isinstance(job_key, str) else key.split("/", 1)[0]
-            sets = seen_sets.get(job_key)
-            if sets is None:
-                sets = seen_sets[job_key] = self._sets(job_key, f, report.tick)
-            for name in sets[0]:
-                status, f_rank = _file_status(f, f"files.{name}.")
-                if f_rank < 0:
-                    continue
-                file_counts[status] = file_counts.get(status, 0) + 1
-                files.append((f_rank, key, name, status))
-            for name in sets[1]:
-                p = f"files.{name}."
-                n_files = num(f.get(p + "count"))
+            for name, k_count, k_growth, k_valid, k_stalled, k_late in shape.outputs:
+                n_files = get(k_count)
                 if n_files is None:
                     continue
-                acc = ckpt.setdefault(name, [0, 0, None, None, 0, None])
+                if get(k_valid) is False:
+                    status, f_rank = "invalid", 0
+                elif get(k_stalled) is True:
+                    status, f_rank = "stalled", 1
+                elif get(k_late) is True:
+                    status, f_rank = "late", 2
+                elif not n_files:
+                    status, f_rank = "none yet", 3
+                elif (num(get(k_growth)) or 0.0) > 0:
+                    status, f_rank = "growing", 4
+                else:
+                    status, f_rank = "idle", 5
+                file_counts[status] = file_counts.get(status, 0) + 1
+                files.append((f_rank, key, name, status))
+            for name, k_count, k_age, k_next, k_late, k_interval in shape.checkpoints:
+                n_files = num(get(k_count))
+                if n_files is None:
+                    continue
+                acc = ckpt.get(name)
+                if acc is None:
+                    acc = ckpt[name] = [0, 0, None, None, 0, None]
                 acc[0] += int(n_files)
                 acc[1] += 1
-                age = num(f.get(p + "age"))
-                if age is not None and n_files:
-                    acc[2] = age if acc[2] is None else min(acc[2], age)
-                nxt = num(f.get(p + "expected_next"))
-                if nxt is not None and not terminal:
-                    acc[3] = nxt if acc[3] is None else min(acc[3], nxt)
-                acc[4] += f.get(p + "late") is True and not terminal
-                interval = num(f.get(p + "interval"))
+                age = num(get(k_age))
+                if age is not None and n_files and (acc[2] is None or age < acc[2]):
+                    acc[2] = age
+                if not terminal:
+                    nxt = num(get(k_next))
+                    if nxt is not None and (acc[3] is None or nxt < acc[3]):
+                        acc[3] = nxt
+                    acc[4] += get(k_late) is True
+                interval = get(k_interval)
                 if interval is not None:
-                    acc[5] = interval
-            d_path = f.get("disk.path")
-            if isinstance(d_path, str) and d_path not in disks:
-                disks[d_path] = DiskLine(d_path, num(f.get("disk.free")),
-                                         num(f.get("disk.total")), num(f.get("disk.free_pct")))
+                    acc[5] = num(interval)
+            d_path = get("disk.path")
+            if d_path is not None and d_path not in disks and type(d_path) is str:
+                disks[d_path] = DiskLine(d_path, num(get("disk.free")),
+                                         num(get("disk.total")), num(get("disk.free_pct")))
 
             # training runs (DAG nodes grouped by a VARS key)
-            by = (self.group_by.get(job_key) or DEFAULT_GROUP_BY)[0]
-            value = _group_value(f, by)
-            if value is not None:
-                g = groups.get((by, value))
-                if g is None:
-                    g = groups[(by, value)] = _Group()
-                g.add(f, state, terminal)
+            if shape.group_by is not None:
+                value = _group_value(f, shape.group_by)
+                if value is not None:
+                    g = groups.get((shape.group_by, value))
+                    if g is None:
+                        g = groups[(shape.group_by, value)] = _Group()
+                    g.add(f, state, terminal)
 
         gone = states.keys() - instances.keys()
         for key in gone:
@@ -446,21 +507,6 @@ class ViewBuilder:
             events=tuple(reversed(self._events)),
         )
         return self.view
-
-    def _rank(self, key: str, f: Mapping[str, Any], state: str, terminal: bool,
-              now: float) -> int:
-        alert = self._alerts.get(key)
-        recent_alert = alert is not None and now - alert[0] < RECENT \
-            and alert[1] in ("critical", "error", "warning")
-        if state in BAD_STATES or (terminal and f.get("job.succeeded") is False):
-            recent = now - self._bad_since.get(key, -RECENT) < RECENT
-            return 0 if recent or recent_alert else 5
-        if state in ACTIVE_STATES:
-            slow = (num(f.get("progress.slowdown")) or 0.0) > 0.2
-            return 1 if f.get("progress.stalled") is True or recent_alert or slow else 2
-        if state in WAITING_STATES:
-            return 3
-        return 6 if terminal else 4
 
     def _job_row(self, key: str, f: Mapping[str, Any], rank: int, now: float) -> JobRow:
         state = f.get("job.state")
@@ -522,24 +568,6 @@ def _worker_rank(f: Mapping[str, Any], ws: str, util: float | None, terminal: bo
     if terminal:
         return 3
     return 1 if (util is not None and util < 20) or job_rank == 1 else 2
-
-
-def _file_status(f: Mapping[str, Any], p: str) -> tuple[str, int]:
-    n_files = num(f.get(p + "count"))
-    if n_files is None:
-        return "", -1
-    growth = num(f.get(p + "growth_rate"))
-    if f.get(p + "valid") is False:
-        return "invalid", 0
-    if f.get(p + "stalled") is True:
-        return "stalled", 1
-    if f.get(p + "late") is True:
-        return "late", 2
-    if n_files == 0:
-        return "none yet", 3
-    if growth and growth > 0:
-        return "growing", 4
-    return "idle", 5
 
 
 def _file_row(key: str, name: str, rank: int, status: str, f: Mapping[str, Any]) -> FileRow:
@@ -654,8 +682,8 @@ def _groups(groups: Mapping[tuple[str, str], _Group], limit: int) -> Section[Gro
     total = len(groups)
     summary = ""
     if total:
-        summary = f"{total} training run{'s' if total != 1 else ''}: " + ", ".join(
-            f"{n} {w}" for w, n in counts.items() if n)
+        summary = f"{total:,} training run{'s' if total != 1 else ''}: " + ", ".join(
+            f"{n:,} {w}" for w, n in counts.items() if n)
     return Section(tuple(rows), total, summary, {k: v for k, v in counts.items() if v})
 
 
@@ -663,15 +691,16 @@ def _jobs_summary(counts: Mapping[str, int], total: int) -> str:
     if not total:
         return ""
     parts = sorted(counts.items(), key=lambda kv: (STATE_ORDER.get(kv[0], 99), kv[0]))
-    return f"{total} job{'s' if total != 1 else ''}: " + ", ".join(f"{n} {s}" for s, n in parts)
+    return f"{total:,} job{'s' if total != 1 else ''}: " + ", ".join(
+        f"{n:,} {s}" for s, n in parts)
 
 
 def _workers_summary(counts: Mapping[str, int], utils: list[float]) -> str:
     total = sum(counts.values())
     if not total:
         return ""
-    text = f"{total} worker{'s' if total != 1 else ''}: " + ", ".join(
-        f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    text = f"{total:,} worker{'s' if total != 1 else ''}: " + ", ".join(
+        f"{n:,} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     note = _gpu_note(utils)
     return f"{text} · {note}" if note else text
 
@@ -681,15 +710,15 @@ def _gpu_note(utils: list[float]) -> str:
         return ""
     idle = sum(1 for u in utils if u < 20)
     text = f"mean GPU {pct(sum(utils) / len(utils))}"
-    return f"{text} · {idle} under 20%" if idle else text
+    return f"{text} · {idle:,} under 20%" if idle else text
 
 
 def _files_summary(counts: Mapping[str, int]) -> str:
     total = sum(counts.values())
     if not total:
         return ""
-    return f"{total} output set{'s' if total != 1 else ''}: " + ", ".join(
-        f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{total:,} output set{'s' if total != 1 else ''}: " + ", ".join(
+        f"{n:,} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _problems(run: Mapping[str, Any]) -> tuple[str, ...]:
