@@ -7,9 +7,10 @@ row is one line. When the terminal is too small, sections give up rows in a fixe
 how many they hide ("+4,990 more: ..."); the least important collapse to a one-line summary or
 disappear, so the frame always fits (80x24 included).
 
-The engine thread only hands each report to a `Feed`; rich's refresh thread builds the view
-from the newest report (once per report) and draws it (bounded: at most a screenful of rows),
-so drawing never delays a tick. The alternate screen is redrawn in place (no flicker) and
+The engine thread only hands each report to a `Feed`. A view thread builds the view from the
+newest report as soon as it arrives (one pass over the instances, while the engine waits for
+its next tick) and rich's refresh thread draws it twice a second (bounded: at most a screenful
+of rows), so drawing never delays a tick. The alternate screen is redrawn in place (no flicker) and
 re-measured on every refresh (terminal resizes just work). While it is up, the console log is
 routed into the recent events, so log lines never tear the frame; the final frame is printed
 on the normal screen when the run ends.
@@ -495,6 +496,8 @@ class LiveDashboard:
         self._live: Live | None = None
         self._routing: Any = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._builder: threading.Thread | None = None
         self.frames = 0
 
     @property
@@ -508,9 +511,17 @@ class LiveDashboard:
                 return self.builder.update(self.feed.take())
             return self.builder.view
 
+    def _build(self) -> None:
+        """Builds the view as soon as a report arrives: right after a tick, while the engine
+        waits for the next one, so building (one pass over the instances) and ticking seldom
+        compete; rich's refresh then only draws the ready view."""
+        while not self._stop.is_set():
+            if self.feed.ready.wait(0.5):
+                self.view()
+
     def renderable(self) -> RenderableType:
         """Called by rich on its refresh thread."""
-        view = self.view()
+        view = self.builder.view if self._builder is not None else self.view()
         self.frames += 1
         width, height = self.console.size
         return frame(view, width, height, now=time.time() if view.tick else None)
@@ -527,6 +538,9 @@ class LiveDashboard:
                           refresh_per_second=self.refresh_per_second,
                           get_renderable=self.renderable, redirect_stdout=True,
                           redirect_stderr=True, transient=False)
+        self._builder = threading.Thread(target=self._build, name="dashboard-view",
+                                         daemon=True)
+        self._builder.start()
         self._live.start()
         return self
 
@@ -543,6 +557,10 @@ class LiveDashboard:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        if self._builder is not None:
+            self._stop.set()
+            self._builder.join(timeout=5.0)
+            self._builder = None
         if self._routing is not None:
             self._routing.__exit__(exc_type, exc, tb)
             self._routing = None
