@@ -272,7 +272,7 @@ class Engine:
                     last_values.append((key, k, snap[k]))
         with self._lock:
             events, self._events = self._events, []
-        history = self.recorder.stage(now, snapshots, run_snapshot) if self.recorder else None
+        history = self.recorder.stage(now, instances, run_snapshot) if self.recorder else None
         self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
                              last_values, events, self.run_id, self.ticks, self.overruns,
                              self._outbox, history)

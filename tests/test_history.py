@@ -356,7 +356,7 @@ def test_stats_group_by_partition_and_resource(tmp_path: Path) -> None:
     source = Source()
     source.rows = {
         "train/1": _job("1", "COMPLETED", **{"job.exit_code": 0, "job.elapsed": 10.0,
-                                             "node.vars.ResourceName": "a100"}),
+                                             "node.vars": {"ResourceName": "a100"}}),
         "train/2": _job("2", "TIMEOUT", **{"job.elapsed": 30.0, "job.partition": "cpu"}),
         "train/3": _job("3", "RUNNING"),
     }

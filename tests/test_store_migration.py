@@ -119,7 +119,7 @@ def test_a_version_2_database_is_migrated_in_place(tmp_path: Path) -> None:
                                 ).fetchone() == (str(SCHEMA_VERSION),)
         tables = {r[0] for r in store.db.execute(
             "SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"jobs", "job_states", "samples", "progress"} <= tables
+        assert {"jobs", "job_states", "samples"} <= tables
         indexes = {r[0] for r in store.db.execute(
             "SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"jobs_stats", "attempts_seq", "outbox_instance"} <= indexes

@@ -238,18 +238,19 @@ def job(db: sqlite3.Connection, ident: str, now: float | None = None) -> dict[st
                            "SELECT t, state, previous FROM job_states WHERE job = ? ORDER BY t",
                            (rid,))]
     samples = list(db.execute(
-        "SELECT t, cpu_user, cpu_sys, cpu_pct, mem_rss, mem_peak, gpu_util, gpu_mem, elapsed "
-        "FROM samples WHERE job = ? ORDER BY t DESC LIMIT ?", (rid, SAMPLES_SHOWN)))
+        "SELECT t, cpu_user, cpu_sys, cpu_pct, mem_rss, mem_peak, gpu_util, gpu_mem, elapsed, "
+        "done, total, pct, rate, eta FROM samples WHERE job = ? ORDER BY t DESC LIMIT ?",
+        (rid, SAMPLES_SHOWN)))
+    samples.reverse()
     out["samples"] = [
         {"time": iso(t), "cpu_user_seconds": _round(cu), "cpu_system_seconds": _round(cs),
          "cpu_pct": _round(pct), "memory_bytes": rss, "memory_peak_bytes": peak,
          "gpu_util_pct": _round(gu), "gpu_memory_bytes": gm, "elapsed_seconds": _round(el)}
-        for t, cu, cs, pct, rss, peak, gu, gm, el in reversed(samples)]
-    points = list(db.execute("SELECT t, done, total, pct, rate, eta FROM progress WHERE job = ? "
-                             "ORDER BY t DESC LIMIT ?", (rid, SAMPLES_SHOWN)))
-    out["progress"] = [{"time": iso(t), "done": done, "total": total, "pct": _round(pct),
-                        "rate": _round(rate), "eta_seconds": _round(eta)}
-                       for t, done, total, pct, rate, eta in reversed(points)]
+        for t, cu, cs, pct, rss, peak, gu, gm, el, *_ in samples
+        if (cu, cs, pct, rss, peak, gu, gm, el).count(None) < 8]
+    out["progress"] = [{"time": iso(r[0]), "done": r[9], "total": r[10], "pct": _round(r[11]),
+                        "rate": _round(r[12]), "eta_seconds": _round(r[13])}
+                       for r in samples if r[9] is not None]
     out["alerts"] = _alerts(db, row)
     tail = extra[1] or ""
     out["log_tail"] = tail.splitlines()[-TAIL_LINES:]

@@ -1,11 +1,11 @@
-"""The engine's history writer: jobs, state changes, resource samples and progress per tick.
+"""The engine's history writer: jobs, state changes, and samples (resources, progress).
 
 Built for thousands of jobs per tick. Each instance's interesting facts are reduced to a
 tuple compared with the last one written, so an unchanged job costs a tuple and a compare;
 a job row is written only when that tuple changes (state, exit code, accounting that arrives
-late, ...). Resource samples and progress points are written at most every `sample_every`
-per job, with each job's schedule offset by its key so the writes spread over the interval
-instead of landing in the same tick. Everything goes into the tick's own transaction
+late, ...). Samples (resources and the progress point) are written at most every
+`sample_every` per job, with each job's schedule offset by its key so the writes spread over
+the interval instead of landing in the same tick. Everything goes into the tick's own transaction
 (`stage` returns the work; the store runs it inside `save_tick`), and retention runs hourly
 in small batches.
 """
@@ -23,19 +23,26 @@ from . import retention, rows
 from .rows import status_of
 
 #: Facts whose change rewrites the job row.
-_SIG = ("job.id", "job.state", "job.outcome", "job.terminal", "job.exit_code", "job.signal",
-        "job.diagnosis", "job.name", "job.partition", "job.node_list", "job.remote_host",
-        "job.hold_reason", "job.restarts", "job.start_time", "job.end_time", "job.status",
-        "node.state", "node.retries", "job.launch_ok")
-#: Facts that move all the time while a job runs; they join the signature once it has ended,
-#: so accounting figures that arrive after the end (sacct lag) still reach the row.
-_FINAL = ("job.cpu_user", "job.cpu_sys", "job.cpu_time", "job.mem_used", "job.mem_req",
-          "job.cpu_eff", "job.mem_eff", "job.time_eff", "job.gpu_hours", "job.elapsed",
-          "job.verified")
+_SIG = ("job.source", "job.id", "job.state", "job.terminal", "job.exit_code",
+        "job.hold_reason", "job.restarts", "node.state", "node.retries")
+#: Facts that move all the time while a job runs, or change only with its state; they join
+#: the signature once the job has ended, so accounting figures that arrive after the end
+#: (sacct's lag) still reach the row.
+_FINAL = ("job.outcome", "job.signal", "job.diagnosis", "job.name", "job.partition",
+          "job.node_list", "job.remote_host", "job.status", "job.cpu_user", "job.cpu_sys",
+          "job.cpu_time", "job.mem_used", "job.mem_req", "job.cpu_eff", "job.mem_eff",
+          "job.time_eff", "job.gpu_hours", "job.elapsed", "job.end_time", "job.verified",
+          "job.diagnosis_detail")
+_TERMINAL = _SIG.index("job.terminal")
+#: One sample row: resources, then the progress point (the last five, kept only when moved;
+#: `progress.done` comes last so a sample without progress is recognised at once).
 _SAMPLE = ("job.cpu_user", "job.cpu_sys", "job.cpu_pct", "job.rss", "job.mem_used",
-           "gpu.util", "gpu.mem_used", "job.elapsed")
-_PROGRESS = ("progress.done", "progress.total", "progress.pct", "progress.rate",
-             "progress.eta")
+           "gpu.util", "gpu.mem_used", "job.elapsed", "progress.total", "progress.pct",
+           "progress.rate", "progress.eta", "progress.done")
+_NO_PROGRESS = (None, None, None, None, None)
+_INSERT_SAMPLE = ("INSERT INTO samples (job, t, cpu_user, cpu_sys, cpu_pct, mem_rss, mem_peak, "
+                  "gpu_util, gpu_mem, elapsed, total, pct, rate, eta, done) VALUES "
+                  "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 #: Kept in the `details` JSON column when present.
 _DETAILS = ("job.raw_state", "job.workdir", "job.stdout", "job.stderr", "job.hold_reason",
             "job.hold_code", "job.restarts", "job.account", "job.qos", "job.reason",
@@ -47,7 +54,7 @@ _DETAILS = ("job.raw_state", "job.workdir", "job.stdout", "job.stderr", "job.hol
 _BAD = ("failed", "timeout", "cancelled", "error")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Live:
     """What the recorder remembers of one instance between ticks."""
 
@@ -56,7 +63,7 @@ class _Live:
     state: str | None
     job_id: str | None
     next_sample: float
-    last_progress: tuple[Any, ...] | None = None
+    last_progress: tuple[Any, ...] = (None, None)
     ended: bool = False
 
 
@@ -75,46 +82,50 @@ class Recorder:
 
     # --- per tick -----------------------------------------------------------------------------
 
-    def stage(self, now: float, snapshots: Mapping[str, Mapping[str, Any]],
+    def stage(self, now: float, instances: Mapping[str, Mapping[str, Any]],
               run_facts: Mapping[str, Any]) -> TickWriter | None:
         """The tick's history writes as a function of the connection (run by the store
         inside the tick's transaction), or None when there is nothing to write."""
         changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]] = []
         samples: list[tuple[Any, ...]] = []
-        progress: list[tuple[Any, ...]] = []
         live_map = self.live
         every = self.sample_every
-        for key, facts in snapshots.items():
-            source = facts.get("job.source")
-            if source is None or source == "none":
+        sig_keys, final_keys, terminal, sample_keys = _SIG, _FINAL, _TERMINAL, _SAMPLE
+        empty = len(_SAMPLE)
+        for key, facts in instances.items():
+            get = facts.get
+            sig = tuple(map(get, sig_keys))
+            if sig[0] is None or sig[0] == "none":  # no source: not a job (files only)
                 continue
-            sig = tuple(map(facts.get, _SIG))
-            if facts.get("job.terminal"):
-                sig += tuple(map(facts.get, _FINAL))
+            if sig[terminal]:
+                sig += tuple(map(get, final_keys))
             live = live_map.get(key)
-            if live is None or live.sig != sig:
+            if live is None:
                 changed.append((key, facts, sig))
-            if live is None or live.ended or now < live.next_sample:
+                continue
+            if live.sig != sig:
+                changed.append((key, facts, sig))
+            if live.ended or now < live.next_sample:
                 continue
             live.next_sample = now + every
-            values = tuple(map(facts.get, _SAMPLE))
-            if any(v is not None for v in values):
-                samples.append((live.rid, now, *values))
-            if facts.get("progress.done") is not None:
-                point = tuple(map(facts.get, _PROGRESS))
-                if point[:2] != (live.last_progress or (None, None))[:2]:
+            row = (live.rid, now, *map(get, sample_keys))
+            if row[-1] is not None:  # progress: a point only when it moved
+                point = (row[-1], row[-5])
+                if point == live.last_progress:
+                    row = row[:-5] + _NO_PROGRESS
+                else:
                     live.last_progress = point
-                    progress.append((live.rid, now, *point))
+            if row.count(None) < empty:
+                samples.append(row)
         prune = self._next_prune is None or now >= self._next_prune
-        if not (changed or samples or progress or prune):
+        if not (changed or samples or prune):
             return None
 
         def write(db: sqlite3.Connection) -> None:
-            self._write(db, now, changed, run_facts)
+            if changed:
+                self._write(db, now, changed, run_facts)
             if samples:
-                db.executemany("INSERT INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)", samples)
-            if progress:
-                db.executemany("INSERT INTO progress VALUES (?,?,?,?,?,?,?)", progress)
+                db.executemany(_INSERT_SAMPLE, samples)
             if prune:
                 self._prune(db, now)
 
@@ -211,20 +222,23 @@ def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:
             time_est = 100.0 * duration / time_limit
     if final and mem_peak is not None and mem_req:
         mem_est = 100.0 * mem_peak / mem_req
+    source = get("job.source")
     vars_ = get("node.vars")
-    params = dict(vars_) if isinstance(vars_, Mapping) else {
-        k[10:]: v for k, v in facts.items() if k.startswith("node.vars.")}
-    attrs = get("job.attrs")
-    resource = (params.get("ResourceName")
-                or (attrs.get("ResourceName") if isinstance(attrs, Mapping) else None)
-                or get("job.attrs.ResourceName") or "")
+    params: dict[str, Any] = dict(vars_) if isinstance(vars_, Mapping) else {}
+    attrs: dict[str, Any] = {}
+    if source in ("htcondor", "dagman"):  # maps that may only exist as flat keys
+        for k, v in facts.items():
+            if k.startswith("node.vars.") and not isinstance(vars_, Mapping):
+                params[k[10:]] = v
+            elif k.startswith("job.attrs."):
+                attrs[k[10:]] = v
+    resource = params.get("ResourceName") or attrs.get("ResourceName") or ""
     error = None
     if status in _BAD or status == "unknown":
         error = get("job.diagnosis_detail") or get("job.hold_reason") or \
             get("job.launch_error")
     elif get("job.hold_reason"):
         error = get("job.hold_reason")
-    source = get("job.source")
     node = get("job.node_list") or get("job.remote_host") or (host if source == "local"
                                                                  else None)
     job_id = get("job.id")
@@ -244,7 +258,7 @@ def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:
         "mem_eff": _num(get("job.mem_eff")), "mem_eff~": mem_est,
         "time_eff": _num(get("job.time_eff")), "time_eff~": time_est,
         "gpu_hours": _num(get("job.gpu_hours")),
-        "params": rows.dumps(params or (dict(attrs) if isinstance(attrs, Mapping) else None)),
+        "params": rows.dumps(params or attrs or None),
         "details": rows.dumps({k: facts[k] for k in _DETAILS if facts.get(k) is not None}),
         "log_tail": tail if isinstance(tail, str) and tail else None,
     }

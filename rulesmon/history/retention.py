@@ -1,8 +1,9 @@
 """Retention: old history goes away in small batches, so no tick ever waits on a big delete.
 
-Jobs whose last sighting is older than `retention` are deleted with their state changes,
-samples and progress points; samples and progress of jobs older than `sample_retention` go
-earlier (the job keeps its totals); alert events and delivered notifications older than
+Jobs first and last seen longer than `retention` ago are deleted with their state changes
+and samples; samples of jobs that ended longer than `sample_retention` ago go earlier (the
+job keeps its totals; a job that ran for longer than that keeps its samples until the job
+itself goes); alert events and delivered notifications older than
 `retention` go too. Each call deletes at most `batch` rows per kind and says whether more
 is left, so the caller comes back on its next tick instead of holding the database.
 """
@@ -23,8 +24,10 @@ def prune(db: sqlite3.Connection, now: float, retention: float, sample_retention
     """One batch of deletes inside the caller's transaction; True when more is left."""
     more = False
     cutoff = now - retention
+    # Walk jobs oldest first by first_seen (indexed); a long job seen recently is skipped.
     ids = [r[0] for r in db.execute(
-        "SELECT id FROM jobs WHERE last_seen < ? ORDER BY last_seen LIMIT ?", (cutoff, batch))]
+        "SELECT id FROM jobs WHERE first_seen < ? AND last_seen < ? ORDER BY first_seen "
+        "LIMIT ?", (cutoff, cutoff, batch))]
     if ids:
         _delete_children(db, ids)
         marks = ",".join("?" * len(ids))
@@ -32,21 +35,21 @@ def prune(db: sqlite3.Connection, now: float, retention: float, sample_retention
         more = more or len(ids) == batch
     sample_cutoff = now - min(sample_retention, retention)
     row = db.execute("SELECT value FROM meta WHERE key = ?", (_WATERMARK,)).fetchone()
-    mark = float(row[0]) if row else 0.0
+    mark_t, mark_id = (float(row[0].split()[0]), int(row[0].split()[1])) \
+        if row and " " in row[0] else (0.0, 0)
     rows = list(db.execute(
-        "SELECT id, last_seen FROM jobs WHERE last_seen >= ? AND last_seen < ? "
-        "AND status NOT IN ('running', 'pending') ORDER BY last_seen LIMIT ?",
-        (mark, sample_cutoff, batch)))
+        "SELECT id, first_seen, last_seen, status FROM jobs WHERE (first_seen, id) > (?, ?) "
+        "AND first_seen < ? ORDER BY first_seen, id LIMIT ?",
+        (mark_t, mark_id, sample_cutoff, batch)))
     if rows:
-        marks = ",".join("?" * len(rows))
-        job_ids = [r[0] for r in rows]
-        db.execute(f"DELETE FROM samples WHERE job IN ({marks})", job_ids)
-        db.execute(f"DELETE FROM progress WHERE job IN ({marks})", job_ids)
+        done = [r[0] for r in rows if r[2] < sample_cutoff and r[3] not in ("running",
+                                                                              "pending")]
+        if done:
+            marks = ",".join("?" * len(done))
+            db.execute(f"DELETE FROM samples WHERE job IN ({marks})", done)
         more = more or len(rows) == batch
-        # Jobs at the watermark itself are processed again next time; cheap and never missed.
-        mark = rows[-1][1]
         db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                   "value = excluded.value", (_WATERMARK, repr(mark)))
+                   "value = excluded.value", (_WATERMARK, f"{rows[-1][1]!r} {rows[-1][0]}"))
     cur = db.execute("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE t < ? "
                      "ORDER BY t LIMIT ?)", (cutoff, batch))
     more = more or cur.rowcount == batch
@@ -66,7 +69,7 @@ def prune(db: sqlite3.Connection, now: float, retention: float, sample_retention
 
 def _delete_children(db: sqlite3.Connection, ids: list[int]) -> None:
     marks = ",".join("?" * len(ids))
-    for table in ("job_states", "samples", "progress"):
+    for table in ("job_states", "samples"):
         db.execute(f"DELETE FROM {table} WHERE job IN ({marks})", ids)
 
 

@@ -49,11 +49,14 @@ def new_uid() -> str:
     return uuid.uuid4().hex
 
 
+_ENCODER = json.JSONEncoder(default=str, sort_keys=True, ensure_ascii=False)
+
+
 def dumps(value: Any) -> str | None:
     """JSON for params/details columns; None stays NULL, unserialisable values become text."""
     if value is None or value == {}:
         return None
-    return json.dumps(value, default=str, sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 #: Columns a writer may also give an estimate for (`cpu_eff~`): the estimate is used only

@@ -140,9 +140,8 @@ CREATE INDEX jobs_first_seen ON jobs(first_seen);
 CREATE INDEX jobs_status ON jobs(status, first_seen);
 CREATE INDEX jobs_instance ON jobs(ruleset, instance, first_seen);
 CREATE INDEX jobs_job_id ON jobs(job_id);
-CREATE INDEX jobs_last_seen ON jobs(last_seen);
 CREATE INDEX jobs_stats ON jobs(source, tool, partition, resource, status, duration, cpu_total,
-                                mem_peak, gpu_hours);
+                                mem_peak, gpu_hours, first_seen);
 CREATE TABLE job_states (
     job INTEGER NOT NULL,
     t REAL NOT NULL,
@@ -160,19 +159,14 @@ CREATE TABLE samples (
     mem_peak INTEGER,
     gpu_util REAL,
     gpu_mem INTEGER,
-    elapsed REAL
-);
-CREATE INDEX samples_job ON samples(job, t);
-CREATE TABLE progress (
-    job INTEGER NOT NULL,
-    t REAL NOT NULL,
+    elapsed REAL,
     done REAL,
     total REAL,
     pct REAL,
     rate REAL,
     eta REAL
 );
-CREATE INDEX progress_job ON progress(job, t);
+CREATE INDEX samples_job ON samples(job, t);
 CREATE INDEX IF NOT EXISTS attempts_seq ON attempts(outbox_seq);
 CREATE INDEX IF NOT EXISTS events_instance ON events(instance, t);
 CREATE INDEX IF NOT EXISTS outbox_instance ON outbox(instance, created);
