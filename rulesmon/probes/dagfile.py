@@ -100,8 +100,7 @@ class Dag:
 
 # --- parsing --------------------------------------------------------------------------------
 
-_NAME_OK = re.compile(r"^[^\s+]+$")
-_VAR = re.compile(r'\s*([A-Za-z0-9_.+]+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_VAR = re.compile(r'\s*([A-Za-z0-9_.+]+)\s*=\s*"([^"\\]*(?:\\.[^"\\]*)*)"\s*')
 _INT = re.compile(r"^[+-]?\d+$")
 _IGNORED = frozenset({"MAXJOBS", "SET_JOB_ATTR", "ENV", "SAVE_POINT_FILE", "CONNECT", "PIN_IN",
                       "PIN_OUT", "JOBSTATE_LOG", "DOT", "CONFIG", "NODE_STATUS_FILE", "REJECT"})
@@ -309,7 +308,7 @@ class _Parser:
     def check_name(self, name: str, fname: str, number: int) -> None:
         if name.upper() == ALL_NODES:
             raise DagError(fname, number, "ALL_NODES is reserved and cannot name a node")
-        if not _NAME_OK.match(name):
+        if "+" in name:
             raise DagError(fname, number, f"node name {name!r} cannot contain '+'")
 
     def splice(self, scope: _Scope, path: Path, fname: str, number: int, rest: str) -> bool:
@@ -450,9 +449,8 @@ def parse_vars(text: str, file: str, line: int, node: str) -> tuple[dict[str, st
         body = head[1] if len(head) > 1 else ""
     out: dict[str, str] = {}
     pos = 0
+    body = body.rstrip()
     while pos < len(body):
-        if body[pos:].strip() == "":
-            break
         m = _VAR.match(body, pos)
         if m is None:
             snippet = body[pos:].strip()[:40]

@@ -477,6 +477,7 @@ class _Watch:
     job: _DagmanJob = field(default_factory=_DagmanJob)
     rescue_cache: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
     rescues: list[Path] = field(default_factory=list)
+    static: dict[str, Facts] = field(default_factory=dict)  #: per node, from the .dag file
     last_slow: float = float("-inf")
     failures: int = 0
     problem: str = ""
@@ -635,7 +636,7 @@ class DagmanProbe:
                 w.dag_error += " (the last good version is used)"
             log.warning("dag_parse_failed dag=%s error=%s", w.dag_path, exc)
             return
-        w.dag, w.dag_error = dag, ""
+        w.dag, w.dag_error, w.static = dag, "", {}
         w.dag_sig = tuple(_sig(p) for p in dag.files)
         if w.status_override is not None:
             w.status_path = w.status_override
@@ -1063,19 +1064,16 @@ def _dagman_job_facts(w: _Watch, run: _Run | None, finished: bool, exit_code: in
     return f
 
 
-def _node_facts(w: _Watch, node: DagNode, view: _NodeView, jobs: _NodeJobs | None,
-                now: float) -> Facts:
+def _static_facts(w: _Watch, node: DagNode) -> Facts:
+    """What the .dag file says of a node: computed once per parse, copied each tick."""
     f: Facts = {
         "job.key": w.key, "job.name": node.name, "job.source": "dagman",
-        "job.state": view.job_state, "job.outcome": view.outcome,
-        "job.raw_state": node_raw(view), "job.restarts": view.retries,
-        "node.name": node.name, "node.state": view.state, "node.retries": view.retries,
-        "node.max_retries": node.retry, "node.vars": dict(node.vars),
+        "node.name": node.name, "node.max_retries": node.retry, "node.vars": dict(node.vars),
         "node.dir": node.dir, "node.noop": node.noop, "node.parents": list(node.parents),
         "node.children": list(node.children), "node.submit_file": node.submit,
         "node.pre_script": node.scripts["PRE"].command if "PRE" in node.scripts else "",
         "node.post_script": node.scripts["POST"].command if "POST" in node.scripts else "",
-        "node.dag": str(w.dag_path), "node.detail": view.detail, "node.kind": node.kind,
+        "node.dag": str(w.dag_path), "node.kind": node.kind,
     }
     for k, v in node.vars.items():
         f[f"node.vars.{k}"] = v
@@ -1084,6 +1082,20 @@ def _node_facts(w: _Watch, node: DagNode, view: _NodeView, jobs: _NodeJobs | Non
         f["job.workdir"] = str(d if d.is_absolute() else w.dag_path.parent / d)
     else:
         f["job.workdir"] = str(w.dag_path.parent)
+    return f
+
+
+def _node_facts(w: _Watch, node: DagNode, view: _NodeView, jobs: _NodeJobs | None,
+                now: float) -> Facts:
+    static = w.static.get(node.name)
+    if static is None:
+        static = w.static[node.name] = _static_facts(w, node)
+    f: Facts = dict(static)
+    f.update({
+        "job.state": view.job_state, "job.outcome": view.outcome,
+        "job.raw_state": node_raw(view), "job.restarts": view.retries,
+        "node.state": view.state, "node.retries": view.retries, "node.detail": view.detail,
+    })
     terminal = view.job_state in ("COMPLETED", "FAILED", "CANCELLED")
     if terminal:
         f["job.succeeded"] = view.job_state == "COMPLETED"

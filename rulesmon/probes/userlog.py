@@ -43,7 +43,6 @@ POST_SCRIPT, REMOTE_ERROR, JOB_AD, FILE_TRANSFER = 16, 21, 28, 40
 _HEADER = re.compile(r"(\d{3}) \((-?\d+)\.(-?\d+)\.(-?\d+)\) (\S+) (\S+) ?(.*)")
 _RETURN = re.compile(r"\((\d)\) (Normal|Abnormal) termination \((?:return value|signal) (-?\d+)\)")
 _USAGE = re.compile(r"Usr (\d+) (\d+):(\d+):(\d+), Sys (\d+) (\d+):(\d+):(\d+)\s+-\s+(.*)")
-_RESOURCE = re.compile(r"^\s*(\w[\w ]*?)(?: \((KB|MB|s)\))?\s*:\s*(.*)$")
 _CODE = re.compile(r"Code (-?\d+) Subcode (-?\d+)")
 _HOST = re.compile(r"<([^>]*)>")
 _ATTR = re.compile(r"^\s*(\w+)\s*=\s*(.*)$")
@@ -62,6 +61,7 @@ class Event:
     text: str
     lines: list[str]
     fields: dict[str, Any] = field(default_factory=dict)
+    block: str = field(default="", repr=False)  #: the event's text, for whole-block searches
 
     @property
     def job_id(self) -> str:
@@ -72,10 +72,25 @@ def _seconds(d: str, h: str, m: str, s: str) -> int:
     return int(d) * 86400 + int(h) * 3600 + int(m) * 60 + int(s)
 
 
+_TIMES: dict[tuple[str, str], float | None] = {}
+
+
 def parse_time(date: str, clock: str, now: float | None = None) -> float | None:
     """`2026-11-22 08:22:45`, `2026-11-22T08:22:45Z`-style or the old `11/22 08:22:45`
     (no year: the most recent such date not in the future) as a Unix time, local time unless
-    the stamp says UTC."""
+    the stamp says UTC. Stamps repeat (many events a second): parsed ones are remembered."""
+    key = (date, clock)
+    if now is None and key in _TIMES:
+        return _TIMES[key]
+    value = _parse_time(date, clock, now)
+    if now is None:
+        if len(_TIMES) > 4096:
+            _TIMES.clear()
+        _TIMES[key] = value
+    return value
+
+
+def _parse_time(date: str, clock: str, now: float | None) -> float | None:
     try:
         if "-" in date:
             stamp = f"{date} {clock}".replace("T", " ")
@@ -118,7 +133,7 @@ def parse_event(block: str) -> Event | None:
     code = int(m.group(1))
     event = Event(code, int(m.group(2)), int(m.group(3)), int(m.group(4)),
                   parse_time(m.group(5), m.group(6)), m.group(7).strip(),
-                  [ln.strip() for ln in lines[1:] if ln.strip()])
+                  [t for t in (ln.strip() for ln in lines[1:]) if t], block=block)
     parser = _BODY.get(code)
     if parser is not None:
         try:
@@ -144,48 +159,97 @@ def _host(event: Event) -> None:
                 event.fields.setdefault("slot_ad", {})[a.group(1)] = _literal(a.group(2))
 
 
+_RESOURCE_NAMES = {"Cpus": "cpus", "Disk (KB)": "disk", "Memory (MB)": "memory",
+                   "GPUs": "gpus", "TimeExecute (s)": "timeexecute",
+                   "TimeSlotBusy (s)": "timeslotbusy"}
+_WORD = re.compile(r"\S+")
+
+
+_USAGES = re.compile(r"Usr (\d+) (\d+):(\d+):(\d+), Sys (\d+) (\d+):(\d+):(\d+)\s+-\s+"
+                     r"(Run|Total) Remote Usage")
+
+
 def _usage(event: Event) -> None:
+    """Return value or signal, CPU usage and the resources table, found with whole-block
+    searches (a per-line loop is the slowest part of reading a big node log)."""
     f = event.fields
-    for line in event.lines:
-        m = _RETURN.search(line)
-        if m:
-            normal = m.group(2) == "Normal"
-            f["normal"] = normal
-            f["return_value" if normal else "signal"] = int(m.group(3))
-            continue
-        u = _USAGE.search(line)
-        if u:
-            what = u.group(9).strip().lower()
-            user = _seconds(*u.group(1, 2, 3, 4))
-            sys_ = _seconds(*u.group(5, 6, 7, 8))
-            if what == "run remote usage":
-                f["cpu_user"], f["cpu_sys"] = user, sys_
-            elif what == "total remote usage":
-                f["total_cpu_user"], f["total_cpu_sys"] = user, sys_
-            continue
-        if line.startswith("Partitionable Resources"):
-            continue
-        r = _RESOURCE.match(line)
-        if r and ":" in line and not line.startswith(("(", "Job ", "The job")):
-            name = r.group(1).strip().lower().replace(" ", "_")
-            values = r.group(3).split()
-            if name in ("cpus", "disk", "memory", "gpus", "timeexecute", "timeslotbusy") and \
-                    all(_number(v) is not None for v in values):
-                nums = [_number(v) for v in values]
-                # Usage Request Allocated; GPUs often has only the allocation
-                if len(nums) == 3:
-                    f[f"{name}_usage"], f[f"{name}_request"], f[f"{name}_allocated"] = nums
-                elif len(nums) == 2:
-                    f[f"{name}_usage"], f[f"{name}_request"] = nums
-                elif len(nums) == 1:
-                    key = "usage" if name.startswith("time") else "allocated"
-                    f[f"{name}_{key}"] = nums[0]
-        if "Job terminated of its own accord" in line or "was killed by signal" in line:
-            f["detail"] = line
-        if "OnExitRemove" in line and "FALSE" in line:
-            f["requeued"] = True
-        if "Job terminated and was requeued" in line:
-            f["requeued"] = True
+    block = event.block
+    m = _RETURN.search(block)
+    if m:
+        normal = m.group(2) == "Normal"
+        f["normal"] = normal
+        f["return_value" if normal else "signal"] = int(m.group(3))
+    for u in _USAGES.finditer(block):
+        user = _seconds(*u.group(1, 2, 3, 4))
+        sys_ = _seconds(*u.group(5, 6, 7, 8))
+        if u.group(9) == "Run":
+            f["cpu_user"], f["cpu_sys"] = user, sys_
+        else:
+            f["total_cpu_user"], f["total_cpu_sys"] = user, sys_
+    at = block.find("Partitionable Resources")
+    if at >= 0:
+        start = block.rfind("\n", 0, at) + 1
+        rows = block[start:].split("\n")
+        header = rows[0]
+        columns = _columns(header)
+        names = header.partition(":")[2].lower().split()
+        colon = header.find(":")
+        for row in rows[1:]:
+            name, sep, values = row.partition(":")
+            key = _RESOURCE_NAMES.get(name.strip()) if sep else None
+            if key is None:
+                if not row.strip():
+                    break
+                continue
+            words = values.split()
+            if len(words) == len(names):  # every column filled: no positions needed
+                for col, word in zip(names, words, strict=True):
+                    value = _number(word)
+                    if value is not None:
+                        f[f"{key}_{col}"] = value
+                continue
+            shift = len(name) - colon  # colons are aligned; be tolerant if not
+            for w in _WORD.finditer(values):
+                value = _number(w.group(0))
+                if value is not None:
+                    end = w.end() + shift
+                    col = columns.get(end) or _nearest(columns, end)
+                    f[f"{key}_{col}"] = value
+    for marker in ("Job terminated of its own accord", "was killed by signal"):
+        i = block.find(marker)
+        if i >= 0:
+            line_start = block.rfind("\n", 0, i) + 1
+            line_end = block.find("\n", i)
+            f["detail"] = block[line_start:line_end if line_end >= 0 else None].strip()
+            break
+    if "Job terminated and was requeued" in block or (
+            "OnExitRemove" in block and "FALSE" in block):
+        f["requeued"] = True
+
+
+def _nearest(columns: dict[int, str], end: int) -> str:
+    return columns[min(columns, key=lambda c: abs(c - end))] if columns else "usage"
+
+
+_COLUMNS: dict[str, dict[int, str]] = {}
+
+
+def _columns(header: str) -> dict[int, str]:
+    """Each text position after the colon → the column a right-aligned value ending there
+    belongs to (the nearest end of a header word), computed once per header."""
+    found = _COLUMNS.get(header)
+    if found is None:
+        head = header.partition(":")[2]
+        ends = [(m.end(), m.group(0).lower()) for m in _WORD.finditer(head)]
+        found = {}
+        for pos in range(len(head) + 16):
+            best = 1 << 30
+            for end, name in ends:
+                if abs(end - pos) < best:
+                    best, found[pos] = abs(end - pos), name
+        if len(_COLUMNS) < 64:
+            _COLUMNS[header] = found
+    return found
 
 
 def _number(text: str) -> float | None:
