@@ -26,7 +26,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from rulesmon.probes import condor_cli as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "dev-condor"
@@ -164,9 +165,9 @@ class CondorPool:
         """Remove this session's jobs still queued, then their folders (a job whose folder
         vanished would sit held in the queue for ever)."""
         for folder in self._folders:
-            pattern = "^" + re.escape(str(folder)).replace("\\", "\\\\").replace('"', '\\"')
+            pattern = cli.quote("^" + cli.regex_literal(f"{folder}/"))
             with contextlib.suppress(Exception):
-                self.tool("condor_rm", "-constraint", f'regexp("{pattern}", Iwd)', check=False)
+                self.tool("condor_rm", "-constraint", f"regexp({pattern}, Iwd)", check=False)
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -78,9 +78,13 @@ def test_id_constraint() -> None:
     assert cli.id_constraint([]) == "false"
 
 
-def test_quote() -> None:
-    """String literals escape quotes and backslashes."""
-    assert cli.quote('a"b\\c') == '"a\\"b\\\\c"'
+def test_quote_and_regex() -> None:
+    """Constraint strings escape only quotes (backslashes stand for themselves); globs become
+    anchored regexes with only regex metacharacters escaped."""
+    assert cli.quote('a"b\\c') == '"a\\"b\\c"'
+    assert cli.glob_regex("train-*") == "^train-.*$"
+    assert cli.glob_regex("r[!0-9]?.log") == "^r[^0-9].\\.log$"
+    assert cli.regex_literal("/a-b/c+d") == "/a-b/c\\+d"
 
 
 def test_submitted_ids() -> None:

@@ -4,11 +4,13 @@ one `rulesmon run`, selections, and control of a real job."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,17 @@ def _remove_when_running(pool: CondorPool, batch: str, stop: threading.Event,
         time.sleep(0.5)
 
 
+def _messages(bodies: Iterable[str]) -> list[str]:
+    """Every alert message received: a notification that groups several alerts lists them
+    as `- instance: message` lines."""
+    out = []
+    for body in bodies:
+        for line in body.splitlines():
+            m = re.match(r"^- \S+: (.*)$", line.strip())
+            out.append(m.group(1) if m else line.strip())
+    return out
+
+
 def test_five_scenarios_in_one_run(condor_pool: CondorPool) -> None:
     """A job that succeeds, one that exits 3, one held for a missing input, one removed and one
     printing progress, all submitted and followed by one `rulesmon run`: each ends in the right
@@ -128,7 +141,7 @@ def test_five_scenarios_in_one_run(condor_pool: CondorPool) -> None:
         finally:
             stop.set()
             remover.join()
-        bodies = [str(r["body"].get("message", "")) for r in rx.received]
+        bodies = _messages(str(r["body"].get("message", "")) for r in rx.received)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
@@ -178,11 +191,16 @@ def test_selections_and_control_on_real_jobs(condor_pool: CondorPool) -> None:
         f"batch_name = {tag}-a", f'+RunUUID = "{tag}"', "queue 2"])
     ids = condor_pool.submit(sub)
     (c0, p0), (c1, p1) = ids
-    text = (f"version: 1\nname: sel\njobs:\n"
-            f"  byid:\n    htcondor: {{ids: ['{c0}.{p0}'], min_interval: 0s}}\n"
-            f"  byglob:\n    htcondor: {{owner: {condor_pool.user}, batch_name: '{tag}-*'}}\n"
-            f"  bycons:\n    htcondor: {{constraint: 'RunUUID == \"{tag}\" && ProcId == 1'}}\n")
-    rs = load_text(text, base=folder).ruleset
+    jobs = {
+        "byid": f"{{ids: ['{c0}.{p0}'], min_interval: 0s}}",
+        "byglob": f"{{owner: {condor_pool.user}, batch_name: '{tag}-*'}}",
+        "bycons": f"{{constraint: 'RunUUID == \"{tag}\" && ProcId == 1'}}"}
+
+    def ruleset(*names: str) -> Any:
+        body = "".join(f"  {n}:\n    htcondor: {jobs[n]}\n" for n in names)
+        return load_text(f"version: 1\nname: sel\njobs:\n{body}", base=folder).ruleset
+
+    rs = ruleset(*jobs)
     probe = HTCondorProbe(rs, folder)
     with condor_pool.activated():
         try:
@@ -191,6 +209,11 @@ def test_selections_and_control_on_real_jobs(condor_pool: CondorPool) -> None:
             assert sorted(facts) == sorted([f"byid/{c0}.{p0}", f"byglob/{c0}.{p0}",
                                             f"byglob/{c1}.{p1}", f"bycons/{c1}.{p1}"])
             assert facts[f"bycons/{c1}.{p1}"]["job.attrs.RunUUID"] == tag
+            for alone in ("byglob", "bycons"):  # each selection on its own, by the schedd
+                one = ruleset(alone)
+                found = HTCondorProbe(one, folder).collect(
+                    TickContext(now=time.time(), ruleset=one, base_dir=folder))
+                assert sorted(found) == sorted(k for k in facts if k.startswith(alone))
             job = facts[f"byid/{c0}.{p0}"]
             assert control("hold", job, "paused by test", 30).startswith(f"condor_hold {c0}.{p0}")
             held = _collect_until(probe, rs, folder,
@@ -207,3 +230,31 @@ def test_selections_and_control_on_real_jobs(condor_pool: CondorPool) -> None:
             assert "done with it" in gone[f"byid/{c0}.{p0}"]["job.diagnosis_detail"]
         finally:
             condor_pool.tool("condor_rm", str(c0), check=False)
+
+
+def test_dev_condor_start_is_idempotent(condor_pool: CondorPool) -> None:
+    """`scripts/dev-condor start` on a running pool leaves it alone and prints the same env
+    file; `status` says it runs."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "dev-condor"
+    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert started.returncode == 0, started.stderr
+    assert "condor_master already running" in started.stderr
+    assert f"export RULESMON_CONDOR_BIN={condor_pool.bin}" in started.stdout
+    status = subprocess.run(["bash", str(script), "status"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert status.returncode == 0 and status.stdout.startswith("running")
+
+
+def test_fixture_cleanup_removes_jobs_and_folders(condor_pool: CondorPool) -> None:
+    """Cleaning up a test session removes its still-queued jobs before deleting its folders,
+    so no job is left held for a missing folder."""
+    mine = CondorPool(dict(condor_pool.env))
+    folder = mine.workdir("cleanup")
+    (cluster, _), = mine.submit(submit_file(folder, "s.sub", [
+        "executable = /bin/sleep", "arguments = 600", "log = s.log", "queue"]))
+    assert condor_pool.q(str(cluster))
+    mine.cleanup()
+    assert not folder.exists()
+    condor_pool.wait_for("the job to leave the queue", lambda: not [
+        ad for ad in condor_pool.q(str(cluster)) if ad.get("JobStatus") != 3])

@@ -120,7 +120,7 @@ def test_one_condor_q_call_per_tick_for_all_jobs(fake: FakeCondor, tmp_path: Pat
     assert len(calls) == 2
     assert calls[0] == (
         'condor_q -allusers -json -constraint ((ClusterId == 37)) || (Owner == "rmcondor" && '
-        'regexp("^train\\\\-.*$", JobBatchName)) || (JobBatchName == "eval")')
+        'regexp("^train-.*$", JobBatchName)) || (JobBatchName == "eval")')
 
 
 def test_constraint_attribution_asks_the_schedd(fake: FakeCondor, tmp_path: Path) -> None:

@@ -246,8 +246,48 @@ def boolean(ad: Mapping[str, Any], name: str) -> bool | None:
 
 
 def quote(text: str) -> str:
-    """A ClassAd string literal."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A string literal for a constraint on the command line.
+
+    The tools read constraints in the old ClassAd syntax, where a backslash stands for itself
+    except before a double quote (checked on HTCondor 23.9: `"a\\.b"` is the four characters
+    a, backslash, dot, b), so only quotes are escaped.
+    """
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+_PCRE_SPECIAL = frozenset("\\.^$|+*?()[]{}")
+
+
+def regex_literal(text: str) -> str:
+    """`text` as a regex matching itself, escaped for the schedd's regexp().
+
+    Only the regex metacharacters are escaped, so the pattern stays readable in the
+    constraint (`quote` keeps its backslashes as they are).
+    """
+    return "".join("\\" + ch if ch in _PCRE_SPECIAL else ch for ch in text)
+
+
+def glob_regex(glob: str) -> str:
+    """A shell glob (`*`, `?`, `[...]`) as an anchored regex for the schedd's regexp()."""
+    out, i = ["^"], 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[" and "]" in glob[i + 2:]:
+            end = glob.index("]", i + 2)
+            body = glob[i + 1:end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(regex_literal(ch))
+        i += 1
+    out.append("$")
+    return "".join(out)
 
 
 def id_constraint(ids: Iterable[tuple[int, int | None]]) -> str:

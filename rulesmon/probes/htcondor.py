@@ -433,9 +433,7 @@ def _split(jid: str) -> tuple[int, int]:
 def _batch_constraint(glob: str) -> str:
     if not any(ch in glob for ch in "*?["):
         return f"JobBatchName == {cli.quote(glob)}"
-    regex = fnmatch.translate(glob)  # `(?s:...)\Z`: rewrite to plain anchors for the schedd
-    body = regex[4:-3] if regex.startswith("(?s:") and regex.endswith(")\\Z") else regex
-    return f"regexp({cli.quote('^' + body + '$')}, JobBatchName)"
+    return f"regexp({cli.quote(cli.glob_regex(glob))}, JobBatchName)"
 
 
 def _ts(ad: Mapping[str, Any], name: str) -> float | None:
