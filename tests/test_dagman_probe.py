@@ -404,3 +404,56 @@ def test_lint_knows_dag_facts_only_for_dagman_jobs(tmp_path: Path) -> None:
     found = [d.render() for d in lint_file(bad, env={})]
     assert any("RM401 unknown fact 'dag.aborted'" in f and "dag.* a dagman job" in f
                for f in found), found
+
+
+def test_unreadable_dag_files_alert_after_three_ticks(tmp_path: Path) -> None:
+    """With builtin:dagman-training, a .dag file that stays broken raises
+    dag-files-unreadable on the third tick, not before, and no tick fails."""
+    (tmp_path / "pipe.dag").write_text("JOB A\n", encoding="utf-8")
+    rs = tmp_path / "r.yaml"
+    rs.write_text("version: 1\nname: broken\nextends: [builtin:dagman-training]\n"
+                  "defaults: {notify: []}\njobs:\n  pipeline:\n    dagman: {dag: pipe.dag}\n",
+                  encoding="utf-8")
+    from rulesmon.config.loader import load
+
+    engine = Engine(load(rs), state_path=tmp_path / "s.db", log=NullLog())
+    seen = []
+    try:
+        for _ in range(3):
+            engine.tick()
+            seen.append(engine.alerts.get("dag-files-unreadable", {}).get(
+                "pipeline/pipe.dag"))
+        probe_ok = engine.run_facts["probe.dagman.ok"]
+    finally:
+        engine.close()
+    assert [s.status if s else None for s in seen][:2] == [None, None]
+    assert seen[2] is not None and seen[2].status == "firing"
+    assert probe_ok is True
+
+
+def test_submit_without_the_tool_is_a_failed_launch(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`submit: true` without condor_submit_dag available makes the DAG instance FAILED with a
+    launch_failed diagnosis and a one-line dag.problem."""
+    dag = tmp_path / "pipe.dag"
+    shutil.copy(PIPE / "pipe.dag", dag)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("RULESMON_CONDOR_BIN", str(empty))
+    loaded = load_text("version: 1\nname: s\njobs:\n  pipeline:\n"
+                       "    dagman: {dag: pipe.dag, submit: true}\n", base=tmp_path)
+    probe = DagmanProbe(loaded.ruleset, tmp_path)
+    ctx = TickContext(now=time.time(), ruleset=loaded.ruleset, base_dir=tmp_path)
+    probe.start(ctx)
+    facts = probe.collect(ctx)
+    got = facts["pipeline/pipe.dag"]
+    assert (got["job.state"], got["job.diagnosis"], got["job.outcome"]) == (
+        "FAILED", "launch_failed", "error")
+    assert facts["pipeline/A"]["job.state"] == "CANCELLED"  # nothing will run: the run ends
+    assert facts["pipeline/A"]["node.detail"] == "never ran: the DAG could not be submitted"
+    assert got["dag.problem"] == (f"submit: condor_submit_dag not found in "
+                                  f"RULESMON_CONDOR_BIN={empty}")
+    again = DagmanProbe(loaded.ruleset, tmp_path)
+    again.start(TickContext(now=time.time(), ruleset=loaded.ruleset, base_dir=tmp_path,
+                            dry_run=True))
+    assert again.collect(ctx)["pipeline/pipe.dag"]["job.raw_state"] == "dry run: not submitted"

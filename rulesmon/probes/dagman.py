@@ -697,6 +697,8 @@ class DagmanProbe:
         assert w.node_log is not None and w.out is not None
         run = w.out.run
         finished, exit_code = _dag_end(w)
+        if w.submit_error:  # nothing will run: the nodes end with the DAG instance
+            finished = True
         status_nodes, status_dag = _status_view(w)
         pre_done: set[str] = set()
         if run is not None and run.rescue_used:
@@ -705,9 +707,11 @@ class DagmanProbe:
         if dag is not None:
             for name in _topo(dag):
                 node = dag.nodes[name]
-                states[name] = _node_view(node, w.node_log.nodes.get(name), run,
-                                          status_nodes.get(name), pre_done, finished,
-                                          [states[p] for p in node.parents if p in states])
+                states[name] = view = _node_view(
+                    node, w.node_log.nodes.get(name), run, status_nodes.get(name), pre_done,
+                    finished, [states[p] for p in node.parents if p in states])
+                if w.submit_error and view.state in ("NOT_READY", "READY"):
+                    view.detail = "never ran: the DAG could not be submitted"
             cluster = w.job.cluster or (run.cluster if run else None)
             batch = f"{w.dag_path.name}+{cluster}" if cluster is not None else None
             for name, node in dag.nodes.items():
