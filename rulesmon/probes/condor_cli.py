@@ -105,6 +105,14 @@ def parse_ads(text: str, what: str = "condor_q") -> list[dict[str, Any]]:
     stripped = text.strip()
     if not stripped:
         return []
+    if stripped[0] == "[" and stripped[-1] == "]":
+        try:  # the common case, in one call
+            whole = json.loads(stripped)
+        except json.JSONDecodeError:
+            pass  # two arrays, or broken: the careful loop below says which
+        else:
+            if isinstance(whole, list) and all(isinstance(ad, dict) for ad in whole):
+                return whole
     decoder = json.JSONDecoder()
     ads: list[dict[str, Any]] = []
     pos = 0
@@ -183,7 +191,7 @@ def parse_submitted(out: str) -> list[tuple[int, int]]:
 
 def expression(raw: Any) -> str | None:
     """The text of an unevaluated expression as `-json` writes it, or None."""
-    if isinstance(raw, str):
+    if isinstance(raw, str) and raw[:2] in ("/E", "\\/"):
         m = _EXPR.match(raw)
         if m:
             return m.group(1)
@@ -193,7 +201,7 @@ def expression(raw: Any) -> str | None:
 def normalise(raw: Any) -> Any:
     """A ClassAd value as a plain fact: expressions (unevaluated) and NaN become None."""
     if isinstance(raw, str):
-        return None if expression(raw) is not None else raw
+        return None if raw[:2] in ("/E", "\\/") and expression(raw) is not None else raw
     if isinstance(raw, float) and (math.isnan(raw) or math.isinf(raw)):
         return None
     if isinstance(raw, list):
@@ -205,7 +213,7 @@ def normalise(raw: Any) -> Any:
 
 def lower_keys(ad: Mapping[str, Any]) -> dict[str, Any]:
     """The ad keyed by lower-case names: ClassAd attribute names ignore case."""
-    return {str(k).lower(): v for k, v in ad.items()}
+    return dict(zip(map(str.lower, ad), ad.values(), strict=True))
 
 
 def value(ad: Mapping[str, Any], name: str) -> Any:

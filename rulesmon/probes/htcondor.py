@@ -106,6 +106,8 @@ _STANDARD_NAMES = """
     x509UserProxy BatchProject MaxJobRetirementTime JobMaxVacateTime ConcurrencyLimits
     """
 _STANDARD = frozenset(_STANDARD_NAMES.lower().split())
+#: The custom attributes of an ad, by its attribute names (ads repeat the same names).
+_CUSTOM: dict[tuple[Any, ...], list[str]] = {}
 _SYSTEM_FAMILY = re.compile(r"^(dag_|dagman_|machineattr|recent|activation|block|"
                             r"job(current|last)|numholdsby|last)|_raw$", re.I)
 
@@ -296,7 +298,7 @@ class HTCondorProbe:
                         tracked = watch.jobs[jid] = _Tracked(*_split(jid))
                     tracked.in_queue = True
                     tracked.history_misses = 0
-                    tracked.facts = _ad_facts(raw, now)
+                    tracked.facts = _ad_facts(raw, now, ad)
                     tracked.terminal = bool(tracked.facts.get("job.terminal"))
             for watch in self._watches:
                 for jid, tracked in watch.jobs.items():
@@ -340,7 +342,7 @@ class HTCondorProbe:
             if not watches:
                 continue
             found.add(jid)
-            facts = _ad_facts(raw, now)
+            facts = _ad_facts(raw, now, ad)
             for watch in watches:
                 if not watch.matches(ad) and watch.submitted is None:
                     continue
@@ -447,12 +449,14 @@ def _path(ad: Mapping[str, Any], name: str, iwd: str | None) -> str | None:
         return None
     if v.startswith("/") or not iwd:
         return v
-    return str(Path(iwd) / v)
+    return iwd.rstrip("/") + "/" + v  # no Path(): this runs for every job of every tick
 
 
-def _ad_facts(raw: Mapping[str, Any], now: float) -> Facts:
-    """Facts of one job ad as condor_q or condor_history printed it."""
-    ad = cli.lower_keys(raw)
+def _ad_facts(raw: Mapping[str, Any], now: float,
+              lowered: Mapping[str, Any] | None = None) -> Facts:
+    """Facts of one job ad as condor_q or condor_history printed it (`lowered`: the same ad
+    with lower-case names, when the caller has it already)."""
+    ad = lowered if lowered is not None else cli.lower_keys(raw)
     f: Facts = {}
     cluster, proc = cli.integer(ad, "ClusterId"), cli.integer(ad, "ProcId")
     if cluster is not None and proc is not None:
@@ -606,11 +610,16 @@ def _resources(ad: Mapping[str, Any], f: Facts) -> None:
 def _attrs(ad: Mapping[str, Any]) -> Facts:
     """Custom attributes as `job.attrs.<Name>`; original spelling kept where the ad has it."""
     out: Facts = {}
-    for key, raw in ad.items():
-        name = str(key)
-        if name.lower() in _STANDARD or _SYSTEM_FAMILY.search(name) or "." in name:
-            continue
-        v = cli.normalise(raw)
+    names = tuple(ad)
+    custom = _CUSTOM.get(names)
+    if custom is None:
+        custom = [str(n) for n in names if not (str(n).lower() in _STANDARD
+                                                or _SYSTEM_FAMILY.search(str(n)) or "." in str(n))]
+        if len(_CUSTOM) > 1000:
+            _CUSTOM.clear()
+        _CUSTOM[names] = custom
+    for name in custom:
+        v = cli.normalise(ad[name])
         if v is None or isinstance(v, dict | list):
             continue
         out[f"job.attrs.{name}"] = v
