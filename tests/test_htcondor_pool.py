@@ -258,3 +258,25 @@ def test_fixture_cleanup_removes_jobs_and_folders(condor_pool: CondorPool) -> No
     assert not folder.exists()
     condor_pool.wait_for("the job to leave the queue", lambda: not [
         ad for ad in condor_pool.q(str(cluster)) if ad.get("JobStatus") != 3])
+
+
+def test_unavailable_pool_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a pool the tests are skipped with the reason, except under CI=true, where they
+    fail so that CI never passes by skipping."""
+    from . import condor_pool
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        condor_pool._unavailable("needs root")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="unavailable under CI: needs root"):
+        condor_pool._unavailable("needs root")
+
+
+def test_env_file_is_read() -> None:
+    """The env file's exports become the pool's variables; comments and other lines do not."""
+    from . import condor_pool
+
+    env = condor_pool._read_env("# comment\nexport RULESMON_CONDOR_BIN=/x/bin\n"
+                                "export PATH=/x/bin:$PATH\nnot an export\n")
+    assert env == {"RULESMON_CONDOR_BIN": "/x/bin", "PATH": "/x/bin:$PATH"}
