@@ -228,6 +228,21 @@ def test_failures_raise_one_line_and_keep_last_facts(
     assert probe.collect(tick())["t/37.0"]["job.state"] == "RUNNING"
 
 
+def test_failure_is_retried_next_tick_despite_min_interval(fake: FakeCondor,
+                                                           tmp_path: Path) -> None:
+    """After a failed call the next tick calls again (min_interval spaces good calls only), so
+    consecutive failures are counted tick after tick."""
+    fake.answer("condor_q", err="Error: communication error\n", rc=1)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: [37], min_interval: 1h}\n", tmp_path)
+    for _ in range(3):
+        with pytest.raises(ProbeError):
+            probe.collect(tick(1))
+    fake.answer("condor_q", Q23)
+    assert probe.collect(tick(1))["t/37.0"]["job.state"] == "RUNNING"
+    probe.collect(tick(1))
+    assert len(fake.calls("condor_q")) == 4
+
+
 def test_schedd_failures_alert_through_rulesmon_run(fake: FakeCondor, tmp_path: Path) -> None:
     """`rulesmon run` with a schedd that keeps failing counts the failures and fires the
     builtin schedd-unreachable rule at the third; it logs and does not crash."""

@@ -10,7 +10,8 @@ right job with HTCondor's own semantics.
 
 A failed call (tools missing, schedd down, garbage output) raises `ProbeError`: the engine turns
 it into `probe.htcondor.ok/failures/error` (alert on `probe.htcondor.failures >= 3`); the jobs'
-last facts are kept and reported again after the next good call.
+last facts are kept and reported again after the next good call. After a failure the next tick
+calls again whatever `min_interval` says, so the failure count is one per failed call.
 
 How a job's state is normalised (`job.status` is HTCondor's own word, `job.raw_state` adds the
 hold reason or exit):
@@ -213,8 +214,8 @@ class HTCondorProbe:
                 or ctx.now < self._last_call
             if due and any(w.selection() != "false" or self._missing(w)
                            for w in self._watches):
+                self._refresh(ctx.now)  # raises on failure: the next tick tries again
                 self._last_call = ctx.now
-                self._refresh(ctx.now)
             self._cache = self._facts(ctx.now)
             return self._cache
 
@@ -405,8 +406,8 @@ class HTCondorProbe:
                 facts: Facts = {"job.name": watch.key, **common, "job.id": jid,
                                 "job.cluster": tracked.cluster, "job.proc": tracked.proc}
                 if not tracked.facts:
-                    facts.update({"job.state": "PENDING", "job.raw_state": "submitted, not "
-                                  "seen in condor_q yet", "job.terminal": False,
+                    facts.update({"job.state": "PENDING", "job.raw_state": "not seen in "
+                                  "condor_q or condor_history yet", "job.terminal": False,
                                   "job.outcome": "unknown"})
                 else:
                     facts.update(tracked.facts)
