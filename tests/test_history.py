@@ -420,3 +420,49 @@ def test_retention_deletes_old_history_in_batches(tmp_path: Path) -> None:
         assert retention.due(con, now + 3600) is True
     finally:
         con.close()
+
+
+def test_weekly_totals_agree_with_the_rows(tmp_path: Path) -> None:
+    """The per-week totals that triggers keep give the same statistics as aggregating the
+    job rows, after inserts, state changes, late accounting and retention deletes, with and
+    without a --since window that starts mid-week."""
+    from rulesmon.history import retention
+
+    db = tmp_path / "s.db"
+    source = Source()
+    engine = _engine(db, source)
+    week = 7 * 86400.0
+    try:
+        for i in range(40):
+            t = 1000.0 + i * 0.75 * week / 4
+            key = f"train/{i}"
+            source.rows = {key: _job(str(i), "RUNNING", **{"job.partition": f"p{i % 3}"})}
+            engine.tick(t)
+            final = {"COMPLETED": 0, "FAILED": 1, "TIMEOUT": None}
+            state = list(final)[i % 3]
+            source.rows[key].update({"job.state": state, "job.exit_code": final[state],
+                                     "job.elapsed": 10.0 + i, "job.cpu_time": 2.0 * i})
+            engine.tick(t + 1)
+            source.rows[key]["job.mem_used"] = 1000 * i  # accounting a tick late
+            engine.tick(t + 2)
+    finally:
+        engine.close()
+    con = queries.open_db(db)
+    try:
+        con.execute("BEGIN")
+        retention.prune(con, 1000.0 + 6 * week, 4 * week, 4 * week)
+        con.execute("COMMIT")
+        for since in (None, 1000.0 + 3.5 * week, 1000.0 + 5.2 * week):
+            for extra in ({}, {"status": "failed,timeout"}, {"tool": "train"}):
+                fast = queries.summary(con, queries.Filters(since=since, **extra))
+                slow = queries.summary(con, queries.Filters(since=since, **extra),
+                                       use_totals=False)
+                for result in (fast, slow):
+                    del result["filters"]
+                assert fast == slow, (since, extra)
+        assert 0 < queries.summary(con)["total_jobs"] < 40
+        assert queries.summary(con, queries.Filters(job="*"))["total_jobs"] == \
+            con.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        assert con.execute("SELECT count(*) FROM job_totals WHERE jobs <= 0").fetchone() == (0,)
+    finally:
+        con.close()

@@ -41,7 +41,8 @@ class Filters:
     since: float | None = None
     ruleset: str | None = None
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, *, totals: bool = False) -> tuple[str, list[Any]]:
+        """A WHERE clause over `jobs`, or over `job_totals` (status, source, tool only)."""
         clauses: list[str] = []
         args: list[Any] = []
         for column, value in (("status", self.status), ("source", self.source)):
@@ -55,6 +56,8 @@ class Filters:
             else:
                 clauses.append("tool = ?")
             args.append(self.tool)
+        if totals:
+            return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
         if self.ruleset:
             clauses.append("ruleset = ?")
             args.append(self.ruleset)
@@ -296,14 +299,12 @@ def _alerts(db: sqlite3.Connection, row: Mapping[str, Any]) -> list[dict[str, An
 _GROUPS = ("source", "tool", "partition", "resource")
 
 
-def summary(db: sqlite3.Connection, filters: Filters = Filters()) -> dict[str, Any]:
+def summary(db: sqlite3.Connection, filters: Filters = Filters(), *,
+            use_totals: bool = True) -> dict[str, Any]:
     """Totals, success rate, CPU time and durations, overall and by source, tool, partition
-    and resource (SQL aggregates in one scan), plus notification deliveries."""
-    where, args = filters.where()
-    cells = list(db.execute(
-        "SELECT source, tool, partition, resource, status, count(*), sum(duration), "
-        "count(duration), max(duration), sum(cpu_total), max(mem_peak), sum(gpu_hours) "
-        f"FROM jobs{where} GROUP BY source, tool, partition, resource, status", args))
+    and resource (SQL aggregates), plus notification deliveries. `use_totals=False` reads
+    the job rows instead of the weekly totals (same answer; for checks and benchmarks)."""
+    cells = _cells(db, filters, use_totals)
     total = _Acc()
     by: dict[str, dict[str, _Acc]] = {g: {} for g in _GROUPS}
     by_status: dict[str, int] = {}
@@ -321,6 +322,39 @@ def summary(db: sqlite3.Connection, filters: Filters = Filters()) -> dict[str, A
         out[f"by_{group}"] = {k: acc.as_json() for k, acc in sorted(by[group].items())}
     out["notifications"] = _notifications(db, filters.since)
     return out
+
+
+_ROW_CELLS = ("SELECT source, tool, partition, resource, status, count(*), sum(duration), "
+              "count(duration), max(duration), sum(cpu_total), max(mem_peak), sum(gpu_hours) "
+              "FROM jobs{where} GROUP BY source, tool, partition, resource, status")
+_WEEK = 7 * 86400
+
+
+def _cells(db: sqlite3.Connection, filters: Filters,
+           use_totals: bool = True) -> list[tuple[Any, ...]]:
+    """Aggregates per (source, tool, partition, resource, status). From `job_totals`, which
+    triggers keep per week, so a year of jobs costs a few thousand rows, not a million; the
+    first week of a `since` window, and filters the totals do not carry, read `jobs`."""
+    if filters.job or filters.ruleset or not use_totals:
+        where, args = filters.where()
+        return list(db.execute(_ROW_CELLS.format(where=where), args))
+    where, args = filters.where(totals=True)
+    cells: list[tuple[Any, ...]] = []
+    if filters.since is not None:
+        first_week = int(filters.since // _WEEK)
+        where += (" AND " if where else " WHERE ") + "week > ?"
+        args.append(first_week)
+        partial = Filters(status=filters.status, tool=filters.tool, source=filters.source,
+                          since=filters.since)
+        row_where, row_args = partial.where()
+        row_where += " AND first_seen < ?"
+        row_args.append((first_week + 1) * _WEEK)
+        cells += db.execute(_ROW_CELLS.format(where=row_where), row_args)
+    cells += db.execute(
+        "SELECT source, tool, partition, resource, status, sum(jobs), sum(duration), "
+        "sum(timed), max(max_duration), sum(cpu), max(max_mem), sum(gpu_hours) "
+        f"FROM job_totals{where} GROUP BY source, tool, partition, resource, status", args)
+    return cells
 
 
 class _Acc:

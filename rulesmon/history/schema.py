@@ -167,6 +167,80 @@ CREATE TABLE samples (
     eta REAL
 );
 CREATE INDEX samples_job ON samples(job, t);
+CREATE TABLE job_totals (
+    week INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    status TEXT NOT NULL,
+    jobs INTEGER NOT NULL,
+    timed INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    max_duration REAL,
+    cpu REAL NOT NULL,
+    max_mem INTEGER,
+    gpu_hours REAL NOT NULL,
+    PRIMARY KEY (source, tool, partition, resource, status, week)
+) WITHOUT ROWID;
+CREATE TRIGGER jobs_totals_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_totals VALUES (
+        CAST(NEW.first_seen / 604800 AS INTEGER), NEW.source, NEW.tool, NEW.partition,
+        NEW.resource, NEW.status, 1, NEW.duration IS NOT NULL, coalesce(NEW.duration, 0),
+        NEW.duration, coalesce(NEW.cpu_total, 0), NEW.mem_peak, coalesce(NEW.gpu_hours, 0))
+    ON CONFLICT DO UPDATE SET
+        jobs = jobs + 1, timed = timed + excluded.timed,
+        duration = duration + excluded.duration,
+        max_duration = max(coalesce(max_duration, excluded.max_duration),
+                           coalesce(excluded.max_duration, max_duration)),
+        cpu = cpu + excluded.cpu,
+        max_mem = max(coalesce(max_mem, excluded.max_mem), coalesce(excluded.max_mem, max_mem)),
+        gpu_hours = gpu_hours + excluded.gpu_hours;
+END;
+CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_totals SET
+        jobs = jobs - 1, timed = timed - (OLD.duration IS NOT NULL),
+        duration = duration - coalesce(OLD.duration, 0), cpu = cpu - coalesce(OLD.cpu_total, 0),
+        gpu_hours = gpu_hours - coalesce(OLD.gpu_hours, 0)
+    WHERE week = CAST(OLD.first_seen / 604800 AS INTEGER) AND source = OLD.source
+        AND tool = OLD.tool AND partition = OLD.partition AND resource = OLD.resource
+        AND status = OLD.status;
+    DELETE FROM job_totals
+    WHERE week = CAST(OLD.first_seen / 604800 AS INTEGER) AND source = OLD.source
+        AND tool = OLD.tool AND partition = OLD.partition AND resource = OLD.resource
+        AND status = OLD.status AND jobs <= 0;
+END;
+CREATE TRIGGER jobs_totals_update AFTER UPDATE ON jobs
+WHEN OLD.status IS NOT NEW.status OR OLD.duration IS NOT NEW.duration
+    OR OLD.cpu_total IS NOT NEW.cpu_total OR OLD.mem_peak IS NOT NEW.mem_peak
+    OR OLD.gpu_hours IS NOT NEW.gpu_hours OR OLD.source IS NOT NEW.source
+    OR OLD.tool IS NOT NEW.tool OR OLD.partition IS NOT NEW.partition
+    OR OLD.resource IS NOT NEW.resource OR OLD.first_seen IS NOT NEW.first_seen
+BEGIN
+    UPDATE job_totals SET
+        jobs = jobs - 1, timed = timed - (OLD.duration IS NOT NULL),
+        duration = duration - coalesce(OLD.duration, 0), cpu = cpu - coalesce(OLD.cpu_total, 0),
+        gpu_hours = gpu_hours - coalesce(OLD.gpu_hours, 0)
+    WHERE week = CAST(OLD.first_seen / 604800 AS INTEGER) AND source = OLD.source
+        AND tool = OLD.tool AND partition = OLD.partition AND resource = OLD.resource
+        AND status = OLD.status;
+    INSERT INTO job_totals VALUES (
+        CAST(NEW.first_seen / 604800 AS INTEGER), NEW.source, NEW.tool, NEW.partition,
+        NEW.resource, NEW.status, 1, NEW.duration IS NOT NULL, coalesce(NEW.duration, 0),
+        NEW.duration, coalesce(NEW.cpu_total, 0), NEW.mem_peak, coalesce(NEW.gpu_hours, 0))
+    ON CONFLICT DO UPDATE SET
+        jobs = jobs + 1, timed = timed + excluded.timed,
+        duration = duration + excluded.duration,
+        max_duration = max(coalesce(max_duration, excluded.max_duration),
+                           coalesce(excluded.max_duration, max_duration)),
+        cpu = cpu + excluded.cpu,
+        max_mem = max(coalesce(max_mem, excluded.max_mem), coalesce(excluded.max_mem, max_mem)),
+        gpu_hours = gpu_hours + excluded.gpu_hours;
+    DELETE FROM job_totals
+    WHERE week = CAST(OLD.first_seen / 604800 AS INTEGER) AND source = OLD.source
+        AND tool = OLD.tool AND partition = OLD.partition AND resource = OLD.resource
+        AND status = OLD.status AND jobs <= 0;
+END;
 CREATE INDEX IF NOT EXISTS attempts_seq ON attempts(outbox_seq);
 CREATE INDEX IF NOT EXISTS events_instance ON events(instance, t);
 CREATE INDEX IF NOT EXISTS outbox_instance ON outbox(instance, created);
@@ -211,9 +285,17 @@ def migrate(db: sqlite3.Connection, path: str = "") -> int:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a script of plain DDL (no triggers, no semicolons in strings) into statements,
-    so they run inside the caller's transaction (executescript would commit first)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a DDL script into statements, so they run inside the caller's transaction
+    (executescript would commit first); a trigger body's statements stay together."""
+    out: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    return out
 
 
 def connect(path: Path | str, *, timeout: float = 5.0) -> sqlite3.Connection:
