@@ -170,15 +170,18 @@ def test_console_log_is_routed_while_live(capsys: pytest.CaptureFixture[str]) ->
     log = logsetup.setup("info", color=False)
     got: list[tuple[float, str, str]] = []
     top = logging.getLogger()
-    saved = top.handlers[:]
+    saved = top.handlers[:], top.level
     top.handlers.clear()  # as in `rulesmon run`: nothing configured outside rulesmon
+    top.setLevel(logging.WARNING)
+    library = logging.getLogger("a_library_without_handlers")
     try:
         with logsetup.route_console(lambda at, level, text: got.append((at, level, text))):
             log.warning("probe_failed", probe="slurm", error="squeue: timed out")
             log.info("state_change", instance="a/1")
-            logging.getLogger("some.library").warning("stray library warning")
+            library.warning("stray library warning")
     finally:
-        top.handlers[:] = saved
+        top.handlers[:] = saved[0]
+        top.setLevel(saved[1])
     log.info("after_live")
     err = capsys.readouterr().err
     assert [(lvl, txt) for _at, lvl, txt in got] == [

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -130,8 +130,12 @@ def in_pty(argv: list[str], cwd: Path, rows: int = 24,
     try:
         yield proc, master
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # a failed test: Ctrl+C stops rulesmon and its workers
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         os.close(master)
 
@@ -207,6 +211,7 @@ def test_live_dashboard_in_tmux_fits_the_screen(tmp_path: Path) -> None:
     started = _tmux(sock, "new-session", "-d", "-s", "t", "-x", "80", "-y", "24", "-c",
                     env_root, command)
     assert started.returncode == 0, started.stderr
+    stopped = False
     try:
         def screen() -> list[str]:
             return _tmux(sock, "capture-pane", "-p", "-t", "t").stdout.rstrip("\n").split("\n")
@@ -237,11 +242,21 @@ def test_live_dashboard_in_tmux_fits_the_screen(tmp_path: Path) -> None:
         assert big, screen()
         assert big[-1].startswith("╰") and big[-1].endswith("╯")
         # Ctrl+C: the run stops its workers and leaves the final frame and exit code
-        _tmux(sock, "send-keys", "-t", "t", "C-c")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any("exit code 130" in line
-                                                      for line in screen()):
-            time.sleep(0.3)
-        assert any("exit code 130" in line for line in screen()), screen()
+        stopped = _interrupt(sock, screen)
+        assert stopped, screen()
     finally:
+        if not stopped:
+            _interrupt(sock, lambda: _tmux(sock, "capture-pane", "-p", "-t", "t").stdout
+                       .split("\n"))
         _tmux(sock, "kill-server")
+
+
+def _interrupt(sock: str, screen: Callable[[], list[str]]) -> bool:
+    """Ctrl+C in the pane; True once rulesmon has printed its exit line."""
+    _tmux(sock, "send-keys", "-t", "t", "C-c")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any("exit code 130" in line for line in screen()):
+            return True
+        time.sleep(0.3)
+    return False
