@@ -135,19 +135,36 @@ class Recorder:
                changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]],
                run_facts: Mapping[str, Any]) -> None:
         updates: list[tuple[int, float, Mapping[str, Any]]] = []
+        inserts: list[tuple[int, str, Mapping[str, Any]]] = []
+        adopted: list[tuple[int, int]] = []
         transitions: list[tuple[int, float, str, str | None]] = []
         host = run_facts.get("host.name")
-        for key, facts, sig in changed:
-            values = _columns(facts, host)
-            state = values["state"]
-            job_id = values["job_id"]
+        staged = [(key, facts, sig, _columns(facts, host)) for key, facts, sig in changed]
+        fresh = [key for key, _f, _s, values in staged
+                 if not self._continues(self.live.get(key), values["job_id"])]
+        earlier = self._earlier(db, fresh) if fresh else {}
+        next_id = 0
+        for key, _facts, sig, values in staged:
+            state, job_id = values["state"], values["job_id"]
             live = self.live.get(key)
-            if live is not None and (job_id is None or live.job_id in (None, job_id)):
+            if self._continues(live, job_id):
+                assert live is not None
                 updates.append((live.rid, now, values))
                 previous = live.state
                 live.job_id = live.job_id or job_id
             else:
-                rid, previous = self._resolve(db, key, values, now)
+                found = earlier.get(key)
+                if found is not None and _same_job(found, job_id):
+                    rid, previous = found[0], found[2]
+                    updates.append((rid, now, values))
+                    adopted.append((self.run_id, rid))
+                else:
+                    if not next_id:
+                        next_id = int(db.execute("SELECT coalesce(max(id), 0) FROM jobs"
+                                                 ).fetchone()[0]) + 1
+                    rid, previous = next_id, None
+                    next_id += 1
+                    inserts.append((rid, key, values))
                 offset = (zlib.crc32(key.encode()) % 1000) / 1000 * self.sample_every
                 live = self.live[key] = _Live(rid, sig, previous, job_id, now + offset)
             live.sig = sig
@@ -155,30 +172,34 @@ class Recorder:
             if state is not None and state != previous:
                 transitions.append((live.rid, now, state, previous))
                 live.state = state
+        if inserts:
+            rows.insert_many(db, [(rid, rows.new_uid(), self.run_id, self.ruleset, key, now,
+                                   values) for rid, key, values in inserts])
         if updates:
             rows.update_many(db, updates)
+        if adopted:
+            db.executemany("UPDATE jobs SET run_id = ? WHERE id = ?", adopted)
         if transitions:
             db.executemany("INSERT INTO job_states VALUES (?, ?, ?, ?)", transitions)
 
-    def _resolve(self, db: sqlite3.Connection, key: str, values: Mapping[str, Any],
-                 now: float) -> tuple[int, str | None]:
-        """The row of a job first seen in this run: the same job recorded by an earlier run
-        (a restart) is continued, anything else is a new row."""
-        job_id = values["job_id"]
-        found = db.execute("SELECT id, job_id, state, status FROM jobs WHERE ruleset = ? AND "
-                           "instance = ? ORDER BY first_seen DESC LIMIT 1",
-                           (self.ruleset, key)).fetchone()
-        if found is not None:
-            rid, old_id, old_state, old_status = found
-            same = job_id is not None and old_id == job_id
-            unfinished = old_status not in rows.FINAL and (job_id is None or old_id is None)
-            if same or unfinished:
-                rows.update_many(db, [(rid, now, values)])
-                db.execute("UPDATE jobs SET run_id = ? WHERE id = ?", (self.run_id, rid))
-                return int(rid), old_state
-        rid = rows.insert(db, uid=rows.new_uid(), run_id=self.run_id, ruleset=self.ruleset,
-                          instance=key, now=now, values=values)
-        return rid, None
+    @staticmethod
+    def _continues(live: _Live | None, job_id: str | None) -> bool:
+        """The instance is the job this run already records (a new job id is a new job)."""
+        return live is not None and (job_id is None or live.job_id in (None, job_id))
+
+    def _earlier(self, db: sqlite3.Connection,
+                 keys: list[str]) -> dict[str, tuple[int, str | None, str | None, str]]:
+        """The latest row of each instance key recorded before (an earlier run, or this
+        one under another job id): (row id, job id, state, status)."""
+        out: dict[str, tuple[int, str | None, str | None, str]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for instance, rid, job_id, state, status in db.execute(
+                    "SELECT instance, id, job_id, state, status FROM jobs WHERE ruleset = ? AND "
+                    f"instance IN ({','.join('?' * len(chunk))}) ORDER BY first_seen, id",
+                    [self.ruleset, *chunk]):
+                out[instance] = (rid, job_id, state, status)  # the latest wins
+        return out
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
         more = retention.prune(db, now, self.retention, self.sample_retention)
@@ -191,6 +212,15 @@ class Recorder:
         rids = [(now, live.rid) for live in self.live.values() if not live.ended]
         if rids:
             db.executemany("UPDATE jobs SET last_seen = ? WHERE id = ?", rids)
+
+
+def _same_job(found: tuple[int, str | None, str | None, str], job_id: str | None) -> bool:
+    """An earlier row continues when it has the same job id, or when it never ended and
+    one of the two ids is unknown (the job was pending, or the id is not reported yet)."""
+    _rid, old_id, _state, old_status = found
+    if job_id is not None and old_id == job_id:
+        return True
+    return old_status not in rows.FINAL and (job_id is None or old_id is None)
 
 
 def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:

@@ -81,6 +81,22 @@ def insert(db: sqlite3.Connection, *, uid: str, run_id: int | None, ruleset: str
     return int(cur.lastrowid or 0)
 
 
+_INSERT_WITH_ID = (f"INSERT INTO jobs (id, uid, run_id, ruleset, instance, first_seen, "
+                   f"last_seen, {', '.join(COLUMNS)}) VALUES "
+                   f"({', '.join('?' * (7 + len(COLUMNS)))})")
+
+
+def insert_many(db: sqlite3.Connection,
+                rows: list[tuple[int, str, int | None, str, str, float, Mapping[str, Any]]]
+                ) -> None:
+    """(row id, uid, run id, ruleset, instance, now, values) per new job, ids chosen by the
+    caller inside its write transaction (so they need not be read back one by one)."""
+    db.executemany(_INSERT_WITH_ID, [
+        (rid, uid, run_id, ruleset, instance, now, now,
+         *(_insert_value(values, c) for c in COLUMNS))
+        for rid, uid, run_id, ruleset, instance, now, values in rows])
+
+
 def _insert_value(values: Mapping[str, Any], column: str) -> Any:
     value = values.get(column)
     if value is None and column in ESTIMATED:

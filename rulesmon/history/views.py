@@ -108,6 +108,7 @@ def stats(summary: dict[str, Any], fmt: str, out: TextIO) -> None:
                          "success_rate", "total_cpu_time_seconds", "total_duration_seconds",
                          "average_duration_seconds"], out)
         return
+    from rich import box
     from rich.table import Table
 
     console = _console(out)
@@ -132,12 +133,13 @@ def stats(summary: dict[str, Any], fmt: str, out: TextIO) -> None:
     ]
     if summary["gpu_hours"]:
         lines.append(f"  GPU hours:      {summary['gpu_hours']:.2f}")
-    console.print("\n".join(lines), markup=False)
+    console.print("\n".join(lines), markup=False, soft_wrap=True)
     for group in ("source", "tool", "partition", "resource"):
         entries = summary[f"by_{group}"]
         if not entries or (group == "tool" and list(entries) == [""]):
             continue
-        table = Table(title=f"By {group}", title_justify="left", header_style="bold")
+        table = Table(title=f"By {group}", title_justify="left", header_style="bold",
+                      box=box.SIMPLE_HEAD)
         for name in (group.upper(), "JOBS", "OK", "FAILED", "RATE", "CPU TIME", "DURATION",
                      "MEAN"):
             table.add_column(name, justify="left" if name == group.upper() else "right")
@@ -151,7 +153,8 @@ def stats(summary: dict[str, Any], fmt: str, out: TextIO) -> None:
     notes = summary["notifications"]
     if notes["total"]:
         console.print()
-        table = Table(title="Notifications", title_justify="left", header_style="bold")
+        table = Table(title="Notifications", title_justify="left", header_style="bold",
+                      box=box.SIMPLE_HEAD)
         for name in ("TARGET", "DELIVERED", "OWED", "FAILED ATTEMPTS", "OTHER"):
             table.add_column(name, justify="left" if name == "TARGET" else "right")
         for target, counts in notes["by_target"].items():
@@ -184,7 +187,7 @@ def show(job: dict[str, Any], fmt: str, out: TextIO) -> None:
         write_csv([flat(job)], column_names([job]), out)
         return
     console = _console(out)
-    console.print("\n".join(_show_lines(job)), markup=False, highlight=False)
+    console.print("\n".join(_show_lines(job)), markup=False, highlight=False, soft_wrap=True)
 
 
 def _show_lines(job: Mapping[str, Any]) -> list[str]:
