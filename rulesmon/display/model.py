@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from ..facts import STATES, TERMINAL_STATES
 from .feed import Batch, Event
-from .fmt import duration, natural_key, num, one_line, pct, size
+from .fmt import duration, natural_key, num, one_line, pct
 
 T = TypeVar("T")
 
@@ -174,10 +174,6 @@ class View:
     checkpoints: tuple[CheckpointLine, ...]
     disks: tuple[DiskLine, ...]
     events: tuple[EventLine, ...]  #: newest first
-
-    @property
-    def elapsed(self) -> float | None:
-        return None if self.started is None else max(0.0, self.now - self.started)
 
 
 def empty_view(ruleset: str = "", every: float | None = None, now: float = 0.0) -> View:
@@ -743,7 +739,3 @@ def hidden_counts(section: Section[Any], shown: Sequence[Any], attr: str) -> dic
             if out[value] <= 0:
                 del out[value]
     return out
-
-
-def describe_size(value: float | None) -> str:
-    return size(value) if value is not None else "?"
