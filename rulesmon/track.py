@@ -383,30 +383,44 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
                         name=name or " ".join(argv)[:200], task_id=task_id, db=db,
                         source="command", sample_interval=0.5)
     interactive = sys.stdin is not None and sys.stdin.isatty()
+    forwarded: list[int] = []
+    child: list[int] = []
+    timed_out = threading.Event()
+
+    def forward(signum: int, _frame: Any) -> None:
+        forwarded.append(signum)  # one that arrives before the command exists is sent after
+        if child:
+            _kill(child[0], signum, group=not interactive)
+
+    def from_terminal(_signum: int, _frame: Any) -> None:
+        """Ctrl-C from the terminal reaches the command directly (same process group).
+        A Python handler, not SIG_IGN: an ignored signal would stay ignored in the command."""
+
+    # Handlers first, so a signal sent while the command starts is not lost (or fatal).
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig_name in _SIGNALS:
+            signum = getattr(signal, sig_name)
+            terminal = interactive and sig_name in ("SIGINT", "SIGQUIT")
+            previous[signum] = signal.signal(signum, from_terminal if terminal else forward)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
     try:
         proc = subprocess.Popen(argv, process_group=None if interactive else 0)
     except (FileNotFoundError, PermissionError, OSError) as exc:
+        restore()
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         tracking.start()
         tracking.finish("error", code, f"cannot run {argv[0]}: {exc.strerror or exc}")
         _say(quiet, f"rulesmon: cannot run {argv[0]}: {exc.strerror or exc}")
         return code
-    tracking.start(pid=proc.pid)
-    forwarded: list[int] = []
-    timed_out = threading.Event()
-
-    def forward(signum: int, _frame: Any) -> None:
-        forwarded.append(signum)
+    child.append(proc.pid)
+    for signum in list(forwarded):
         _kill(proc.pid, signum, group=not interactive)
-
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig_name in _SIGNALS:
-            signum = getattr(signal, sig_name)
-            if interactive and sig_name in ("SIGINT", "SIGQUIT"):
-                previous[signum] = signal.signal(signum, signal.SIG_IGN)
-            else:
-                previous[signum] = signal.signal(signum, forward)
+    tracking.start(pid=proc.pid)
     timer = None
     if timeout is not None:
         def expire() -> None:
@@ -423,8 +437,7 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
     finally:
         if timer is not None:
             timer.cancel()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restore()
     proc.returncode = os.waitstatus_to_exitcode(wait_status)
     code = proc.returncode
     error: str | None

@@ -243,3 +243,49 @@ def test_track_command_shows_up_in_the_views(tmp_path: Path) -> None:
     shown = run_cli("show", "run-0042", "--db", str(db))
     assert shown.returncode == 0, shown.stderr
     assert "Job run-0042" in shown.stdout and "Tool:         lammps" in shown.stdout
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path: Path) -> None:
+    """In a terminal, Ctrl-C reaches the command exactly once (it shares rulesmon's process
+    group) and is not ignored by it; a command it ends is recorded as cancelled, exit 130."""
+    import fcntl
+    import pty
+    import termios
+
+    db = tmp_path / "h.db"
+    ready, hits = tmp_path / "ready", tmp_path / "hits"
+    counting = (  # counts the SIGINTs it gets for a second, then exits with that count
+        "import signal, sys, time, pathlib\n"
+        "got = []\n"
+        "signal.signal(signal.SIGINT, lambda n, f: got.append(n))\n"
+        f"pathlib.Path({str(ready)!r}).write_text('up')\n"
+        "while not got: time.sleep(0.01)\n"
+        "time.sleep(1.0)\n"
+        f"pathlib.Path({str(hits)!r}).write_text(str(len(got)))\n"
+        "sys.exit(len(got))\n")
+    plain = f"import time, pathlib\npathlib.Path({str(ready)!r}).write_text('up')\ntime.sleep(60)\n"
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    for code, expect in ((counting, 1), (plain, 130)):
+        ready.unlink(missing_ok=True)
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "rulesmon", "track", "-q", "--db",
+                                 str(db), "--", sys.executable, "-c", code],
+                                stdin=slave, stdout=slave, stderr=slave,
+                                preexec_fn=controlling_terminal)  # noqa: PLW1509
+        os.close(slave)
+        try:
+            _wait_for(ready)
+            os.write(master, b"\x03")
+            assert proc.wait(timeout=30) == expect
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+    assert hits.read_text() == "1"
+    job = get_job_history(db=db)[0]
+    assert (job["status"], job["signal"]) == ("cancelled", signal.SIGINT)

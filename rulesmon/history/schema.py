@@ -261,8 +261,15 @@ def version(db: sqlite3.Connection) -> int:
 def migrate(db: sqlite3.Connection, path: str = "") -> int:
     """Bring the database to `SCHEMA_VERSION`; returns the version it had before.
 
-    Runs under BEGIN IMMEDIATE, so two processes opening an old file at once migrate it once.
+    Runs under BEGIN IMMEDIATE, so two processes opening an old file at once migrate it once;
+    a current file is only read (a view never waits for the engine's write lock).
     """
+    try:
+        current = version(db)
+    except sqlite3.OperationalError:  # no meta table: a new file, or one from before versions
+        current = 0
+    if current == SCHEMA_VERSION:
+        return current
     db.execute("BEGIN IMMEDIATE")
     try:
         for statement in _statements(BASE):
