@@ -457,3 +457,21 @@ def test_submit_without_the_tool_is_a_failed_launch(tmp_path: Path,
     again.start(TickContext(now=time.time(), ruleset=loaded.ruleset, base_dir=tmp_path,
                             dry_run=True))
     assert again.collect(ctx)["pipeline/pipe.dag"]["job.raw_state"] == "dry run: not submitted"
+
+
+def test_final_node_waits_for_every_other_node(tmp_path: Path) -> None:
+    """A FINAL node is NOT_READY while other nodes run and READY once they all ended, even
+    after a failure (it is never futile)."""
+    dag = stage_run1(tmp_path)
+    text = dag.read_text(encoding="utf-8") + "FINAL cleanup cleanup.sub\n"
+    dag.write_text(text, encoding="utf-8")
+    (tmp_path / "pipe.dag.dagman.out").unlink()  # DAGMan still running as far as we know
+    (tmp_path / "pipe.dag.dagman.log").unlink()
+    (tmp_path / "pipe.dag.status").unlink()
+    got = Probed(dag).collect()
+    assert got["pipeline/cleanup"]["node.state"] == "READY"
+    assert got["pipeline/cleanup"]["node.kind"] == "FINAL"
+    events = _events((PIPE / "run1.nodes.log").read_text(encoding="utf-8"))
+    (tmp_path / "pipe.dag.nodes.log").write_text("".join(events[:6]), encoding="utf-8")
+    early = Probed(dag).collect()
+    assert early["pipeline/cleanup"]["node.state"] == "NOT_READY"

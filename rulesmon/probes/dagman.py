@@ -92,6 +92,8 @@ _HOLD_DIAGNOSIS = {6: "launch_failed", 8: "launch_failed", 10: "launch_failed",
                    13: "launch_failed", 14: "launch_failed", 7: "missing_output",
                    9: "missing_output", 12: "missing_output", 34: "oom", 1: "cancelled"}
 _ENDED = ("done", "removed")
+#: node states a FINAL node does not wait for
+_FINAL_WAITS_FOR = ("DONE", "ERROR", "FUTILE")
 _MB = 1 << 20
 _KB = 1 << 10
 _RESCUE = re.compile(r"\.rescue(\d{3})$")
@@ -705,11 +707,18 @@ class DagmanProbe:
             pre_done = self._rescue_done(w, run.rescue_used)
         states: dict[str, _NodeView] = {}
         if dag is not None:
-            for name in _topo(dag):
+            order = _topo(dag)
+            # a FINAL node runs once every other node has ended, whatever their outcome
+            order = [n for n in order if dag.nodes[n].kind != "FINAL"] + \
+                [n for n in order if dag.nodes[n].kind == "FINAL"]
+            for name in order:
                 node = dag.nodes[name]
+                final = node.kind == "FINAL"
+                parents = [states[p] for p in node.parents if p in states] if not final else \
+                    [v for v in states.values() if v.state not in _FINAL_WAITS_FOR]
                 states[name] = view = _node_view(
                     node, w.node_log.nodes.get(name), run, status_nodes.get(name), pre_done,
-                    finished, [states[p] for p in node.parents if p in states])
+                    finished, parents, final=final)
                 if w.submit_error and view.state in ("NOT_READY", "READY"):
                     view.detail = "never ran: the DAG could not be submitted"
             cluster = w.job.cluster or (run.cluster if run else None)
@@ -802,7 +811,9 @@ class _NodeView:
 
 def _node_view(node: DagNode, jobs: _NodeJobs | None, run: _Run | None,
                status: Mapping[str, Any] | None, pre_done: set[str], finished: bool,
-               parents: list[_NodeView]) -> _NodeView:
+               parents: list[_NodeView], *, final: bool = False) -> _NodeView:
+    """A node's state from the node log, dagman.out and the status file. For a FINAL node,
+    `parents` are the other nodes that have not ended yet."""
     retries = 0
     if jobs is not None and jobs.submissions:
         retries = len(jobs.submissions) - 1
@@ -832,6 +843,8 @@ def _node_view(node: DagNode, jobs: _NodeJobs | None, run: _Run | None,
             view.state = "ERROR"
             view.exit_code = pre_failed
             view.detail = f"PRE script failed with status {pre_failed}"
+        elif final:
+            view.state = "NOT_READY" if parents else "READY"
         elif any(p.state in ("ERROR", "FUTILE") for p in parents):
             view.state = "FUTILE"
             view.detail = "an ancestor node failed"
