@@ -475,3 +475,25 @@ def test_final_node_waits_for_every_other_node(tmp_path: Path) -> None:
     (tmp_path / "pipe.dag.nodes.log").write_text("".join(events[:6]), encoding="utf-8")
     early = Probed(dag).collect()
     assert early["pipeline/cleanup"]["node.state"] == "NOT_READY"
+
+
+def test_older_htcondor_formats(tmp_path: Path) -> None:
+    """An HTCondor 8-style node log (month/day stamps, `DAG Node:` unindented, a two-column
+    resources table, a job killed by signal 9) and an old-layout status file are read."""
+    for name in ("old.dag", "old.dag.nodes.log", "old.dag.dagman.out", "old.status"):
+        shutil.copy(FIXTURES / "v8" / name, tmp_path / name)
+    loaded = load_text("version: 1\nname: old\njobs:\n  lsst:\n"
+                       "    dagman: {dag: old.dag, status_file: old.status}\n", base=tmp_path)
+    probe = DagmanProbe(loaded.ruleset, tmp_path)
+    got = probe.collect(TickContext(now=time.time(), ruleset=loaded.ruleset,
+                                    base_dir=tmp_path))
+    a, b, dag = got["lsst/A51"], got["lsst/B52"], got["lsst/old.dag"]
+    assert (a["node.state"], a["job.id"], a["job.cpu_user"], a["job.cpu_sys"]) == (
+        "DONE", "61931.0", 684.0, 5.0)
+    assert (a["job.mem_used"], a["job.mem_req"], a["job.cpus"]) == (871 << 20, 1024 << 20, 1)
+    assert a["job.elapsed"] == 65 * 60 + 26
+    assert (b["node.state"], b["job.state"], b["job.signal"], b["job.exit_code"]) == (
+        "ERROR", "FAILED", 9, 137)
+    assert (dag["job.state"], dag["dag.exit_code"], dag["dag.cluster"], dag["dag.status"]) == (
+        "FAILED", 1, 61930, "ERROR")
+    assert dag["dag.rescue_written"] is True and dag["dag.problem"] == ""
