@@ -29,6 +29,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,18 @@ class Event:
     subproc: int
     time: float | None
     text: str
-    lines: list[str]
     fields: dict[str, Any] = field(default_factory=dict)
     block: str = field(default="", repr=False)  #: the event's text, for whole-block searches
+    body: str = field(default="", repr=False)  #: the text after the header line
 
     @property
     def job_id(self) -> str:
         return f"{self.cluster}.{self.proc}"
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """The body's non-empty lines, stripped (split only for the kinds that need it)."""
+        return [t for t in (ln.strip() for ln in self.body.split("\n")) if t]
 
 
 def _seconds(d: str, h: str, m: str, s: str) -> int:
@@ -122,27 +128,25 @@ def _parse_time(date: str, clock: str, now: float | None) -> float | None:
 
 def parse_event(block: str) -> Event | None:
     """One event's text (without its `...` line), or None when it is not an event."""
-    lines = block.split("\n")
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    if not lines:
-        return None
-    m = _HEADER.match(lines[0])
+    block = block.lstrip("\r\n\t ")
+    head, _, body = block.partition("\n")
+    m = _HEADER.match(head)
     if m is None:
         return None
     code = int(m.group(1))
     event = Event(code, int(m.group(2)), int(m.group(3)), int(m.group(4)),
-                  parse_time(m.group(5), m.group(6)), m.group(7).strip(),
-                  [t for t in (ln.strip() for ln in lines[1:]) if t], block=block)
+                  parse_time(m.group(5), m.group(6)), m.group(7).strip(), block=block,
+                  body=body)
     parser = _BODY.get(code)
     if parser is not None:
         try:
             parser(event)
         except (ValueError, IndexError):  # a damaged body keeps what the header said
             event.fields["damaged"] = True
-    for line in event.lines:
-        if line.startswith("DAG Node:"):
-            event.fields["node"] = line.split(":", 1)[1].strip()
+    at = body.find("DAG Node:")
+    if at >= 0:
+        end = body.find("\n", at)
+        event.fields["node"] = body[at + 9:end if end >= 0 else None].strip()
     return event
 
 
@@ -165,9 +169,6 @@ _RESOURCE_NAMES = {"Cpus": "cpus", "Disk (KB)": "disk", "Memory (MB)": "memory",
 _WORD = re.compile(r"\S+")
 
 
-_USAGES = re.compile(r"Usr (\d+) (\d+):(\d+):(\d+), Sys (\d+) (\d+):(\d+):(\d+)\s+-\s+"
-                     r"(Run|Total) Remote Usage")
-
 
 def _usage(event: Event) -> None:
     """Return value or signal, CPU usage and the resources table, found with whole-block
@@ -179,13 +180,15 @@ def _usage(event: Event) -> None:
         normal = m.group(2) == "Normal"
         f["normal"] = normal
         f["return_value" if normal else "signal"] = int(m.group(3))
-    for u in _USAGES.finditer(block):
-        user = _seconds(*u.group(1, 2, 3, 4))
-        sys_ = _seconds(*u.group(5, 6, 7, 8))
-        if u.group(9) == "Run":
-            f["cpu_user"], f["cpu_sys"] = user, sys_
-        else:
-            f["total_cpu_user"], f["total_cpu_sys"] = user, sys_
+    for marker, keys in (("Run Remote Usage", ("cpu_user", "cpu_sys")),
+                         ("Total Remote Usage", ("total_cpu_user", "total_cpu_sys"))):
+        at = block.find(marker)
+        if at < 0:
+            continue
+        u = _USAGE.search(block, block.rfind("\n", 0, at) + 1, at + len(marker))
+        if u:
+            f[keys[0]] = _seconds(*u.group(1, 2, 3, 4))
+            f[keys[1]] = _seconds(*u.group(5, 6, 7, 8))
     at = block.find("Partitionable Resources")
     if at >= 0:
         start = block.rfind("\n", 0, at) + 1
