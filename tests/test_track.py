@@ -243,6 +243,12 @@ def test_track_command_shows_up_in_the_views(tmp_path: Path) -> None:
     shown = run_cli("show", "run-0042", "--db", str(db))
     assert shown.returncode == 0, shown.stderr
     assert "Job run-0042" in shown.stdout and "Tool:         lammps" in shown.stdout
+    assert _track(db, "-q", "--id", "run-0043", "--", sys.executable, "-c", "pass"
+                  ).returncode == 0
+    ambiguous = run_cli("show", "run-004", "--db", str(db))
+    assert ambiguous.returncode == 1
+    assert ambiguous.stderr.strip() == \
+        "rulesmon: run-004 matches several jobs (run-0042, run-0043): give more of the id"
 
 
 def test_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path: Path) -> None:
