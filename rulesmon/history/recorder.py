@@ -100,11 +100,10 @@ class Recorder:
             if sig[terminal]:
                 sig += tuple(map(get, final_keys))
             live = live_map.get(key)
-            if live is None:
+            if live is None or live.sig != sig:
+                # the row is rewritten this tick (and may become a new job's): no sample now
                 changed.append((key, facts, sig))
                 continue
-            if live.sig != sig:
-                changed.append((key, facts, sig))
             if live.ended or now < live.next_sample:
                 continue
             live.next_sample = now + every
