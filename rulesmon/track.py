@@ -205,6 +205,8 @@ class Tracking:
                mem_peak: int | None = None, signum: int | None = None) -> dict[str, Any]:
         """Close the record; returns it in the history's JSON shape (as `rulesmon show
         --format json` prints it, without the series)."""
+        if not self._started:
+            raise RuntimeError("finish() before start(): use `with track(...)` or call start()")
         duration = time.perf_counter() - self._clock0
         end = self._started + duration
         if self._meter is not None:
