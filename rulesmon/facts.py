@@ -137,10 +137,13 @@ JOB: Namespace = {
     "workers": _f("int", "Workers expected.", _LOCAL),
     "workers_running": _f("int", "Workers alive now.", _LOCAL),
     "launch_ok": _f("bool", "Every expected worker was up within launch_timeout (local), or "
-                    "every submitted job was seen by the schedd within verify_within "
-                    "(htcondor).", _LOCAL | _HTCONDOR),
+                    "every submitted job was seen by the schedd (htcondor) or in squeue or "
+                    "sacct (slurm) within verify_within.", _LOCAL | _HTCONDOR | _SLURM),
     "launch_error": _f("str", "Why launch verification (or the submission) failed.",
-                       _LOCAL | _HTCONDOR),
+                       _LOCAL | _HTCONDOR | _SLURM),
+    "stale": _f("bool", "The scheduler did not answer this tick: the facts are those of the "
+                "last good call (alert on probe.slurm.failures for the outage itself).",
+                _SLURM),
 }
 
 WORKER: Namespace = {

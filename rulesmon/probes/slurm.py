@@ -1,0 +1,564 @@
+"""SLURM jobs: selected by id, array, user, name glob, partition or account, or submitted by the
+ruleset with sbatch.
+
+Each scheduler call serves every `slurm:` job of the ruleset: ONE squeue call
+(`squeue -h -t all -O ...`, narrowed with `--jobs` or `--user` when every selection allows it)
+and, for the jobs that left the queue or ended in it, at most ONE batched sacct call. Calls are
+spaced by the smallest `min_interval` of the ruleset's slurm jobs; between calls the facts of
+the last call are reported again (a running job's elapsed time and time left move on with the
+clock). A job that left the queue and is not in accounting yet (or is still running there) is
+looked up again with backoff (min_interval, doubled each time, at most 5 minutes) up to
+`sacct_retries` times, then reported UNKNOWN.
+
+Formats are chosen once, from `squeue --version`: squeue's parseable `-O` format on every
+version (the same field names from 20.11 to 24.x), sacct's parseable `-P` format on 22.05
+(whose `sacct --json` reports return code 0 for any normal exit) and `sacct --json` from 23.02
+on. RULESMON_SLURM_FORMAT=parseable or json forces one for both. Commands run with
+SLURM_TIME_FORMAT=%s (epoch times) and their own timeout (RULESMON_SLURM_TIMEOUT, 30 s).
+
+Failures (a missing tool, a timeout, an error exit, garbage output) raise `ProbeError`: the
+engine sets `probe.slurm.ok/failures/error` and logs each failed tick. Alert on
+`probe.slurm.failures >= 3` (consecutive failed polls; slurm-basics does). While the scheduler
+does not answer, a companion probe (`slurm_cache`) reports each job's last facts again with
+`job.stale` true, so rules keep seeing the jobs; log facts follow again on the next good call.
+
+Efficiency, once a job has ended (seff's figures, without seff): `job.cpu_eff` = CPU time of
+all steps / (elapsed x allocated CPUs); `job.mem_eff` = the largest MaxRSS of the steps / one
+node's share of the requested memory (ReqMem, per-node `n` and per-CPU `c` forms multiplied
+out); `job.time_eff` = elapsed / time limit, `job.exceeded` on TIMEOUT or when the limit was
+reached; `job.gpu_hours` = GPUs (AllocTRES gres/gpu) x elapsed hours.
+
+`control(verb, facts, reason, timeout)`: cancel and remove (scancel), requeue, hold and
+release (scontrol).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import slurm_parse as sp
+from .base import Facts, ProbeError, TickContext, instance_key, job_base, render_path
+
+if TYPE_CHECKING:
+    from ..config.models import Ruleset, SlurmSource
+
+ENV_FORMAT = "RULESMON_SLURM_FORMAT"
+ENV_TIMEOUT = "RULESMON_SLURM_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0
+MAX_BACKOFF = 300.0
+#: squeue's answer when every job asked for with --jobs has been purged from the controller.
+_GONE = ("Invalid job id specified", "Invalid job id")
+
+
+class SlurmError(ProbeError):
+    """A SLURM command could not be run or failed (one line)."""
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise SlurmError(f"{name} not found on PATH (install SLURM's client commands, e.g. "
+                         "Debian's slurm-client, or put them on PATH)")
+    return found
+
+
+def call_timeout() -> float:
+    try:
+        return max(0.1, float(os.environ.get(ENV_TIMEOUT, DEFAULT_TIMEOUT)))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+def run(args: Sequence[str], *, timeout: float | None = None, cwd: Path | None = None,
+        ok_errors: Sequence[str] = ()) -> str:
+    """stdout of a SLURM command (an argv list, never a shell), or SlurmError in one line.
+
+    A non-zero exit whose message contains one of `ok_errors` returns "" instead.
+    """
+    exe = tool(args[0])
+    limit = call_timeout() if timeout is None else timeout
+    env = dict(os.environ)
+    env.pop("SLURM_TIME_FORMAT", None)
+    if "--json" not in args:  # epoch times; 22.05's JSON output breaks with it set
+        env["SLURM_TIME_FORMAT"] = "%s"
+    try:
+        proc = subprocess.run([exe, *args[1:]], capture_output=True, timeout=limit, cwd=cwd,
+                              stdin=subprocess.DEVNULL, check=False, env=env)
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{args[0]} timed out after {limit:g}s") from None
+    except OSError as exc:
+        raise SlurmError(f"{args[0]} could not run: {exc.strerror or exc}") from None
+    out = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace")
+        if any(text in err for text in ok_errors):
+            return ""
+        raise SlurmError(f"{args[0]} failed (exit {proc.returncode}): "
+                         f"{_first_line(err) or _first_line(out) or 'no message'}")
+    return out
+
+
+def _first_line(text: str) -> str:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line:
+            return "".join(ch if ch.isprintable() else "?" for ch in line)[:300]
+    return ""
+
+
+@dataclass
+class _Tracked:
+    """One SLURM job (or array task) attributed to a ruleset job."""
+
+    jid: str
+    facts: Facts = field(default_factory=dict)
+    seen_at: float = 0.0
+    in_queue: bool = False
+    final: bool = False
+    tries: int = 0
+    next_try: float = 0.0
+
+
+@dataclass
+class _Watch:
+    """A ruleset job with a `slurm:` source."""
+
+    key: str
+    spec: SlurmSource
+    base: Path
+    ids: set[str] = field(default_factory=set)
+    jobs: dict[str, _Tracked] = field(default_factory=dict)
+    submitted: list[str] | None = None
+    #: Named or submitted ids not seen yet: (sacct lookups so far, next lookup time).
+    misses: dict[str, tuple[int, float]] = field(default_factory=dict)
+    submit_time: float | None = None
+    launch_ok: bool | None = None
+    launch_error: str | None = None
+    dry_note: str | None = None
+
+    @property
+    def by_id(self) -> bool:
+        """Whether the selection is a fixed set of ids (so squeue --jobs can ask for it)."""
+        return self.submitted is not None or self.spec.submit is not None or (
+            bool(self.ids) or self.spec.array is not None)
+
+    def id_list(self) -> set[str]:
+        if self.submitted is not None:
+            return set(self.submitted)
+        if self.spec.submit is not None:
+            return set()
+        out = set(self.ids)
+        if self.spec.array is not None:
+            out.add(str(self.spec.array))
+        return out
+
+    def matches(self, f: Mapping[str, Any]) -> bool:
+        jid, raw, array = f.get("job.id"), f.get("_job_id_raw"), f.get("job.array_id")
+        if self.submitted is not None:
+            return jid in self.submitted or array in self.submitted or raw in self.submitted
+        if self.spec.submit is not None:
+            return False
+        spec = self.spec
+        if self.ids and not (jid in self.ids or raw in self.ids or array in self.ids):
+            return False
+        if spec.array is not None and array != str(spec.array):
+            return False
+        if spec.user and f.get("job.user") != spec.user:
+            return False
+        if spec.partition and spec.partition not in str(f.get("job.partition", "")).split(","):
+            return False
+        if spec.account and f.get("job.account") != spec.account:
+            return False
+        return not spec.name or fnmatch.fnmatchcase(str(f.get("job.name", "")), spec.name)
+
+
+class SlurmProbe:
+    """Facts for every job of the ruleset with a `slurm:` source."""
+
+    name = "slurm"
+
+    def __init__(self, ruleset: Ruleset, base_dir: Path) -> None:
+        self._watches: list[_Watch] = []
+        self._lock = threading.Lock()
+        self._last_call: float | None = None
+        self._formats: tuple[str, str] | None = None
+        #: The last facts reported and the tick they were made for (read by SlurmCacheProbe
+        #: without the lock: the dict is replaced, never changed).
+        self.cache: dict[str, Facts] = {}
+        self.good_tick: float | None = None
+        self.calls = {"squeue": 0, "sacct": 0}
+        for key, job in ruleset.jobs.items():
+            if job.slurm is None:
+                continue
+            try:
+                base = job_base(job, base_dir)
+            except Exception:
+                base = base_dir
+            watch = _Watch(key, job.slurm, base, {str(i).strip() for i in job.slurm.ids})
+            self._watches.append(watch)
+        self.min_interval = min((w.spec.min_interval for w in self._watches), default=30.0)
+
+    # --- Probe protocol ------------------------------------------------------------------------
+
+    def start(self, ctx: TickContext) -> None:
+        """Submit the jobs of every `submit:` selection (not in a dry run)."""
+        with self._lock:
+            for watch in self._watches:
+                if watch.spec.submit is not None and watch.submitted is None:
+                    self._submit(watch, ctx)
+
+    def collect(self, ctx: TickContext) -> dict[str, Facts]:
+        with self._lock:
+            now = ctx.now
+            due = self._last_call is None or now - self._last_call >= self.min_interval \
+                or now < self._last_call
+            if due and self._anything_to_ask():
+                self._last_call = now
+                self._refresh(now)
+            facts = self._facts(now)
+            self.cache, self.good_tick = facts, now
+            return facts
+
+    def close(self) -> None:
+        """Nothing is held between ticks but memory: submitted jobs keep running."""
+
+    # --- formats -------------------------------------------------------------------------------
+
+    def formats(self) -> tuple[str, str]:
+        """(squeue format, sacct format), each "parseable" or "json", chosen once."""
+        if self._formats is None:
+            forced = os.environ.get(ENV_FORMAT, "").strip().lower()
+            if forced in ("parseable", "json"):
+                self._formats = (forced, forced)
+            else:
+                major, minor = sp.version(run(["squeue", "--version"]))
+                self._formats = ("parseable", "parseable" if (major, minor) < (23, 2)
+                                 else "json")
+        return self._formats
+
+    # --- submitting ----------------------------------------------------------------------------
+
+    def _submit(self, watch: _Watch, ctx: TickContext) -> None:
+        from ..templates import render
+
+        submit = watch.spec.submit
+        assert submit is not None
+        tctx: dict[str, Any] = {"job": {"key": watch.key, "name": watch.key}}
+        try:
+            script = render_path(submit.script, tctx, watch.base)
+            args = [render(a, tctx) for a in submit.args]
+            options = [render(a, tctx) for a in submit.sbatch_args]
+        except Exception as exc:
+            self._launch_failed(watch, ctx.now, f"script, args or sbatch_args do not render: "
+                                f"{_one_line(exc)}")
+            return
+        if ctx.dry_run:
+            watch.dry_note = f"dry run: would sbatch {script}"
+            return
+        if not script.is_file():
+            self._launch_failed(watch, ctx.now, f"batch script not found: {script}")
+            return
+        watch.submit_time = ctx.now
+        cwd = watch.base if watch.base.is_dir() else script.parent
+        try:
+            out = run(["sbatch", "--parsable", *options, str(script), *args], cwd=cwd,
+                      timeout=max(call_timeout(), 60.0))
+        except ProbeError as exc:
+            self._launch_failed(watch, ctx.now, str(exc))
+            return
+        jid = out.strip().split(";", 1)[0].strip()
+        if not jid.isdigit():
+            self._launch_failed(watch, ctx.now, f"sbatch printed no job id: {out.strip()!r}")
+            return
+        watch.submitted = [jid]
+
+    def _launch_failed(self, watch: _Watch, now: float, reason: str) -> None:
+        watch.submitted = []
+        watch.launch_ok, watch.launch_error = False, reason
+        watch.submit_time = watch.submit_time or now
+
+    # --- querying ------------------------------------------------------------------------------
+
+    def _anything_to_ask(self) -> bool:
+        return any(not w.by_id or w.id_list() for w in self._watches)
+
+    def _squeue_args(self) -> list[str] | None:
+        """squeue's arguments for the union of the selections, or None when nothing to ask."""
+        live = [w for w in self._watches if not w.by_id or w.id_list()]
+        if not live:
+            return None
+        args = ["squeue", "-t", "all"]
+        if all(w.by_id for w in live):
+            ids = sorted(set().union(*(w.id_list() for w in live)))
+            args.append(f"--jobs={','.join(ids)}")
+        elif all(w.spec.user for w in live):
+            args.append(f"--user={','.join(sorted({str(w.spec.user) for w in live}))}")
+        return args
+
+    def _refresh(self, now: float) -> None:
+        args = self._squeue_args()
+        records: list[Facts] = []
+        if args is not None:
+            squeue_fmt, _ = self.formats()
+            self.calls["squeue"] += 1
+            if squeue_fmt == "json":
+                text = run([*args, "--json"], ok_errors=_GONE)
+                records = sp.parse_squeue_json(text) if text.strip() else []
+            else:
+                text = run([args[0], "-h", *args[1:], "-O", sp.squeue_format()],
+                           ok_errors=_GONE)
+                records = sp.parse_squeue(text)
+        seen: dict[int, set[str]] = {id(w): set() for w in self._watches}
+        for record in records:
+            for watch in self._watches:
+                if not watch.matches(record):
+                    continue
+                jid = str(record["job.id"])
+                seen[id(watch)].add(jid)
+                tracked = watch.jobs.get(jid)
+                if tracked is None:
+                    tracked = watch.jobs[jid] = _Tracked(jid)
+                if tracked.final:
+                    continue
+                tracked.in_queue = True
+                tracked.facts = {**tracked.facts, **record} if record.get("job.terminal") \
+                    else dict(record)
+                tracked.seen_at = now
+        for watch in self._watches:
+            for jid, tracked in watch.jobs.items():
+                if jid not in seen[id(watch)]:
+                    tracked.in_queue = False
+        self._from_accounting(now)
+        self._verify_launch(now)
+
+    def _wanted(self, watch: _Watch, now: float) -> list[tuple[str, _Tracked | None]]:
+        """Jobs to look up in sacct now: ended or gone from the queue, or named (or submitted)
+        and never seen, which may be in the past already."""
+        limit = watch.spec.sacct_retries
+        out: list[tuple[str, _Tracked | None]] = []
+        for jid, t in watch.jobs.items():
+            if t.final or t.tries > limit or now < t.next_try:
+                continue
+            if not t.in_queue or t.facts.get("job.terminal"):
+                out.append((jid, t))
+        answered = set(watch.jobs) | {str(t.facts.get("job.array_id")) for t in
+                                      watch.jobs.values()}
+        for jid in sorted(watch.id_list() - answered):
+            if now >= watch.misses.get(jid, (0, 0.0))[1]:
+                out.append((jid, None))
+        return out
+
+    def _from_accounting(self, now: float) -> None:
+        wanted: dict[str, list[tuple[_Watch, _Tracked | None]]] = {}
+        for watch in self._watches:
+            for jid, tracked in self._wanted(watch, now):
+                wanted.setdefault(jid, []).append((watch, tracked))
+        if not wanted:
+            return
+        _, fmt = self.formats()
+        ids = ",".join(sorted(wanted))
+        self.calls["sacct"] += 1
+        if fmt == "json":
+            found = sp.parse_sacct_json(run(["sacct", "--json", "-j", ids]))
+        else:
+            found = sp.parse_sacct(run(["sacct", "-P", f"--delimiter={sp.SEP}", "-o",
+                                        ",".join(sp.SACCT_FIELDS), "-j", ids]))
+        resolved: set[tuple[int, str]] = set()
+        for record in found.values():
+            jid = str(record["job.id"])
+            asked = wanted.get(jid, []) + wanted.get(str(record.get("job.array_id")), []) \
+                + wanted.get(str(record.get("_job_id_raw")), [])
+            for watch, _ in asked:
+                if watch.submitted is None and watch.spec.submit is None \
+                        and not watch.matches(record):
+                    continue
+                tracked = watch.jobs.get(jid)
+                if tracked is None:
+                    tracked = watch.jobs[jid] = _Tracked(jid, seen_at=now)
+                if tracked.final:
+                    continue
+                if record.get("job.terminal"):
+                    tracked.facts = {**tracked.facts, **record}
+                    tracked.final = True
+                    resolved.add((id(watch), jid))
+                elif not tracked.facts:
+                    tracked.facts = dict(record)  # named, never queued here: as sacct says
+                    tracked.seen_at = now
+        backoff = max(1.0, self.min_interval)
+        for jid, pairs in wanted.items():
+            for watch, tracked in pairs:
+                if tracked is None:  # named or submitted, never seen
+                    if jid in watch.jobs or any(t.facts.get("job.array_id") == jid
+                                                for t in watch.jobs.values()):
+                        watch.misses.pop(jid, None)
+                        continue
+                    tries = watch.misses.get(jid, (0, 0.0))[0] + 1
+                    watch.misses[jid] = (tries, now + min(MAX_BACKOFF,
+                                                          backoff * 2 ** (tries - 1)))
+                    if tries > watch.spec.sacct_retries and watch.submitted is None:
+                        t = watch.jobs[jid] = _Tracked(jid, seen_at=now)
+                        t.facts, t.final = _lost(jid, False, {}), True
+                    continue
+                if tracked.final or (id(watch), jid) in resolved:
+                    continue
+                tracked.tries += 1  # accounting lags: ask again later
+                tracked.next_try = now + min(MAX_BACKOFF, backoff * 2 ** (tracked.tries - 1))
+                if tracked.tries > watch.spec.sacct_retries and not tracked.in_queue:
+                    tracked.facts = {**tracked.facts, **_lost(jid, True, tracked.facts)}
+                    tracked.final = True
+
+    def _verify_launch(self, now: float) -> None:
+        for watch in self._watches:
+            if not watch.submitted or watch.launch_ok is not None:
+                continue
+            if any(t.facts for t in watch.jobs.values()):
+                watch.launch_ok = True
+                continue
+            assert watch.spec.submit is not None and watch.submit_time is not None
+            if now - watch.submit_time > watch.spec.submit.verify_within:
+                watch.launch_ok = False
+                watch.launch_error = (f"submitted job {', '.join(watch.submitted)} not seen in "
+                                      f"squeue or sacct within "
+                                      f"{watch.spec.submit.verify_within:g}s")
+                for jid in watch.submitted:
+                    t = watch.jobs.setdefault(jid, _Tracked(jid))
+                    t.facts, t.final = _launch_failed_facts(watch.launch_error, now), True
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    def _facts(self, now: float) -> dict[str, Facts]:
+        out: dict[str, Facts] = {}
+        for watch in self._watches:
+            common: Facts = {"job.key": watch.key, "job.source": "slurm"}
+            if watch.spec.submit is not None:
+                if watch.submit_time is not None:
+                    common["job.submit_time"] = watch.submit_time
+                if watch.launch_ok is not None:
+                    common["job.launch_ok"] = watch.launch_ok
+                if watch.launch_error:
+                    common["job.launch_error"] = watch.launch_error
+                if watch.submitted == [] or watch.dry_note is not None:
+                    stub = (_launch_failed_facts(watch.launch_error or "", now)
+                            if watch.dry_note is None else
+                            {"job.state": "PENDING", "job.raw_state": watch.dry_note,
+                             "job.terminal": False, "job.outcome": "unknown"})
+                    out[instance_key(watch.key, "submit")] = {"job.name": watch.key,
+                                                              **common, **stub}
+                    continue
+                if watch.submitted and not any(t.facts for t in watch.jobs.values()):
+                    for jid in watch.submitted:
+                        out[instance_key(watch.key, jid)] = {
+                            "job.name": watch.key, **common, "job.id": jid,
+                            "job.state": "PENDING", "job.terminal": False,
+                            "job.outcome": "unknown",
+                            "job.raw_state": "submitted, not seen in squeue yet"}
+                    continue
+            for jid, tracked in watch.jobs.items():
+                if not tracked.facts:
+                    continue
+                facts: Facts = {"job.name": watch.key, **common}
+                facts.update(tracked.facts)
+                facts.pop("_job_id_raw", None)
+                facts["job.stale"] = False
+                if not tracked.final and facts.get("job.state") == "RUNNING":
+                    _advance(facts, now - tracked.seen_at)
+                out[instance_key(watch.key, jid)] = facts
+        return out
+
+
+class SlurmCacheProbe:
+    """Reports the slurm probe's last facts again (with `job.stale` true) on a tick where the
+    slurm probe failed or hung, so that the jobs stay visible while the controller is down."""
+
+    name = "slurm_cache"
+
+    def __init__(self, main: SlurmProbe) -> None:
+        self.main = main
+
+    def start(self, ctx: TickContext) -> None:
+        """Nothing to prepare."""
+
+    def collect(self, ctx: TickContext) -> dict[str, Facts]:
+        if self.main.good_tick == ctx.now:
+            return {}
+        return {key: {**facts, "job.stale": True} for key, facts in self.main.cache.items()
+                if key not in ctx.instances}
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+def probes(ruleset: Ruleset, base_dir: Path) -> list[Any]:
+    """The slurm probe and its companion, for the engine."""
+    main = SlurmProbe(ruleset, base_dir)
+    return [main, SlurmCacheProbe(main)]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _advance(facts: Facts, dt: float) -> None:
+    """A running job's clock between two squeue calls."""
+    if dt <= 0:
+        return
+    elapsed = facts.get("job.elapsed")
+    if isinstance(elapsed, int | float):
+        facts["job.elapsed"] = elapsed + dt
+    left = facts.get("job.time_left")
+    if isinstance(left, int | float):
+        facts["job.time_left"] = max(0.0, left - dt)
+
+
+def _lost(jid: str, known: bool, facts: Mapping[str, Any]) -> Facts:
+    if facts.get("job.terminal"):  # ended in the queue; accounting never had it: keep that
+        return {"job.raw_state": f"{facts.get('job.raw_state', '')} (not in accounting)"}
+    return {"job.state": "UNKNOWN", "job.terminal": False, "job.outcome": "unknown",
+            "job.raw_state": f"{jid} left the queue and is not in accounting" if known
+            else f"{jid} is neither in the queue nor in accounting"}
+
+
+def _launch_failed_facts(reason: str, now: float) -> Facts:
+    return {"job.state": "FAILED", "job.raw_state": f"not submitted: {reason}",
+            "job.terminal": True, "job.outcome": "error", "job.succeeded": False,
+            "job.diagnosis": "launch_failed", "job.diagnosis_detail": reason,
+            "job.end_time": now}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# --- control ----------------------------------------------------------------------------------
+
+_VERBS: dict[str, list[str]] = {"cancel": ["scancel"], "remove": ["scancel"],
+                                "requeue": ["scontrol", "requeue"],
+                                "hold": ["scontrol", "hold"],
+                                "release": ["scontrol", "release"]}
+
+
+def control(verb: str, facts: Mapping[str, Any], reason: str | None, timeout: float) -> str:
+    """Cancel (remove), requeue, hold or release the SLURM job these facts describe."""
+    command = _VERBS.get(verb)
+    if command is None:
+        raise ProbeError(f"a SLURM job cannot be {verb}d here (verbs: "
+                         f"{', '.join(sorted(_VERBS))})")
+    jid = str(facts.get("job.id", "")).strip()
+    base, _, task = jid.partition("_")
+    if not base.isdigit() or (task and not task.isdigit()):
+        raise ProbeError(f"no SLURM job id in the facts: {jid or 'none'}")
+    started = time.monotonic()
+    out = run([*command, jid], timeout=timeout)
+    took = time.monotonic() - started
+    said = _first_line(out)
+    why = f" ({reason.splitlines()[0][:120]})" if reason else ""
+    return f"{' '.join(command)} {jid}: {said or 'done'}{why} ({took:.1f}s)"

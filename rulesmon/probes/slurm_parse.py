@@ -1,0 +1,862 @@
+"""Reading what squeue and sacct print, for every SLURM version rulesmon supports, as job facts.
+
+Four layouts are understood:
+
+- squeue's parseable format: `squeue -h -t all -O <SQUEUE_FIELDS, each with a \\x1f suffix>`
+  (22.05 to 24.x), run with SLURM_TIME_FORMAT=%s so times are epoch seconds;
+- sacct's parseable format: `sacct -P --delimiter=\\x1f -o <SACCT_FIELDS>` (header kept, so
+  columns are found by name), one line for the job and one per step;
+- `squeue --json` and `sacct --json` of the data_parser versions v0.0.38 (22.05), v0.0.39
+  (23.02), v0.0.40 (23.11) and v0.0.41/42 (24.05/24.11). The later ones wrap numbers as
+  `{"set", "infinite", "number"}`, give states as lists, and exit codes as
+  `{"status", "return_code", "signal"}`; all of these are accepted wherever they appear.
+
+22.05's `sacct --json` reports return code 0 for every normal exit (exit 3 included): its
+exit code is believed only when the state agrees, else the batch step's code is used, else it
+is left unknown (the probe uses sacct's parseable ExitCode column on 22.05 for that reason).
+
+Everything returns plain fact dicts (`{"job.state": "RUNNING", ...}`); anything that is not
+the asked-for layout raises `SlurmParseError` (a `ProbeError`) with one line that says what was
+wrong. Nothing here runs a command.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .base import Facts, ProbeError
+
+SEP = "\x1f"
+#: squeue -O fields, in output order (the same names from 20.11 to 24.x).
+SQUEUE_FIELDS = ("JobID", "JobArrayID", "ArrayJobID", "ArrayTaskID", "Name", "UserName",
+                 "Partition", "Account", "QOS", "State", "Reason", "NumNodes", "NodeList",
+                 "NumCPUs", "tres-alloc", "tres-per-node", "MinMemory", "SubmitTime",
+                 "StartTime", "EndTime", "TimeUsed", "TimeLimit", "TimeLeft", "RestartCnt",
+                 "WorkDir", "STDOUT", "STDERR")
+#: sacct -o fields (looked up by the header's names).
+SACCT_FIELDS = ("JobID", "JobIDRaw", "JobName", "User", "Partition", "Account", "QOS", "State",
+                "ExitCode", "Reason", "Submit", "Start", "End", "ElapsedRaw", "TimelimitRaw",
+                "NNodes", "NodeList", "AllocCPUS", "ReqCPUS", "ReqMem", "MaxRSS", "TotalCPU",
+                "UserCPU", "SystemCPU", "AllocTRES", "ReqTRES", "WorkDir")
+#: Largest number of tasks a pending array record ("7_[0-99999]") is expanded into.
+MAX_ARRAY_EXPANSION = 100_000
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
+                      "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
+#: SLURM's states (long and short forms) to rulesmon's normalised set.
+_STATES = {
+    "PENDING": "PENDING", "PD": "PENDING", "RUNNING": "RUNNING", "R": "RUNNING",
+    "SUSPENDED": "SUSPENDED", "S": "SUSPENDED", "STOPPED": "SUSPENDED", "ST": "SUSPENDED",
+    "COMPLETING": "COMPLETING", "CG": "COMPLETING", "STAGE_OUT": "COMPLETING",
+    "SO": "COMPLETING", "COMPLETED": "COMPLETED", "CD": "COMPLETED", "FAILED": "FAILED",
+    "F": "FAILED", "SPECIAL_EXIT": "FAILED", "SE": "FAILED", "CANCELLED": "CANCELLED",
+    "CA": "CANCELLED", "REVOKED": "CANCELLED", "RV": "CANCELLED", "TIMEOUT": "TIMEOUT",
+    "TO": "TIMEOUT", "OUT_OF_MEMORY": "OUT_OF_MEMORY", "OOM": "OUT_OF_MEMORY",
+    "NODE_FAIL": "NODE_FAIL", "NF": "NODE_FAIL", "PREEMPTED": "PREEMPTED", "PR": "PREEMPTED",
+    "BOOT_FAIL": "BOOT_FAIL", "BF": "BOOT_FAIL", "DEADLINE": "DEADLINE", "DL": "DEADLINE",
+    "CONFIGURING": "PENDING", "CF": "PENDING", "REQUEUED": "PENDING", "RQ": "PENDING",
+    "REQUEUE_FED": "PENDING", "RF": "PENDING", "REQUEUE_HOLD": "HELD", "RH": "HELD",
+    "RESV_DEL_HOLD": "HELD", "RD": "HELD", "RESIZING": "RUNNING", "RS": "RUNNING",
+    "SIGNALING": "RUNNING", "SI": "RUNNING",
+}
+_HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
+_OUTCOME = {"COMPLETED": "success", "FAILED": "failed", "OUT_OF_MEMORY": "failed",
+            "CANCELLED": "cancelled", "PREEMPTED": "cancelled", "TIMEOUT": "timeout",
+            "DEADLINE": "timeout", "NODE_FAIL": "error", "BOOT_FAIL": "error"}
+#: What SLURM knows of why a job ended, before logs and files are looked at.
+_DIAGNOSIS = {"TIMEOUT": ("time_limit", "SLURM ended the job at its time limit (TIMEOUT)"),
+              "DEADLINE": ("time_limit", "SLURM ended the job at its deadline"),
+              "OUT_OF_MEMORY": ("oom", "SLURM reports OUT_OF_MEMORY: the job used more memory "
+                                "than it requested"),
+              "CANCELLED": ("cancelled", "the job was cancelled"),
+              "PREEMPTED": ("cancelled", "the job was preempted"),
+              "NODE_FAIL": ("node_failure", "a node failed under the job (NODE_FAIL)"),
+              "BOOT_FAIL": ("node_failure", "a node failed to boot for the job (BOOT_FAIL)")}
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_MEM = re.compile(r"^\s*([0-9.]+)\s*([KMGTP]?)i?B?\s*([nc]?)\s*$", re.I)
+_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+_ARRAY_PENDING = re.compile(r"^(\d+)_\[([^\]]*)\]$")
+_GPU_TRES = re.compile(r"gres/gpu(?::[^=,]*)?=(\d+)")
+_GPU_GRES = re.compile(r"gres[:/]gpu(?::[A-Za-z][\w.-]*)?(?::(\d+))?(?=,|\(|$)")
+_PLACEHOLDER = re.compile(r"%%|%(\d*)([jAaxuN])")
+_TIME_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+class SlurmParseError(ProbeError):
+    """Output that is not what the SLURM command was asked to print (one line)."""
+
+
+# --- small values -----------------------------------------------------------------------------
+
+
+def version(text: str) -> tuple[int, int]:
+    """`slurm 22.05.8` → (22, 5); SlurmParseError when no version is in the text."""
+    m = _VERSION.search(text)
+    if m is None:
+        raise SlurmParseError(f"no SLURM version in {_show(text)}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def duration(text: str) -> float | None:
+    """`[days-][hours:]minutes:seconds[.frac]` in seconds; None for UNLIMITED, N/A, empty."""
+    text = text.strip()
+    if not text or not text[0].isdigit():
+        return None
+    m = _DURATION.match(text)
+    if m is None:
+        return float(text) * 60 if text.isdigit() else None  # a bare number is minutes
+    days, hours, minutes, seconds = m.groups()
+    return (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60
+            + float(seconds))
+
+
+def memory(text: str, nodes: int = 1, cpus: int = 1) -> int | None:
+    """A size in bytes: `3208K`, `64M`, `4G`; SLURM's `64Mn` (per node) and `64Mc` (per CPU)
+    forms are multiplied out to the job's total. Bare numbers are MiB (SLURM's default)."""
+    m = _MEM.match(text)
+    if m is None:
+        return None
+    number, unit, per = m.groups()
+    value = float(number) * (_UNITS[unit.upper()] if unit else 1 << 20)
+    if per.lower() == "n":
+        value *= max(1, nodes)
+    elif per.lower() == "c":
+        value *= max(1, cpus)
+    return int(value)
+
+
+def bytes_value(text: str) -> int | None:
+    """MaxRSS-style sizes (`3208K`, `0`): bare numbers are bytes here."""
+    text = text.strip()
+    if not text:
+        return None
+    if text[-1].isdigit():
+        try:
+            return int(float(text))
+        except ValueError:
+            return None
+    return memory(text)
+
+
+def timestamp(text: str) -> float | None:
+    """Epoch seconds (SLURM_TIME_FORMAT=%s) or an ISO local time; None for Unknown/N/A/None."""
+    text = text.strip()
+    if text.isdigit():
+        value = int(text)
+        return float(value) if value > 0 else None
+    if _TIME_ISO.match(text):
+        import time
+
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    return None
+
+
+def integer(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def normal_state(raw: str, reason: str = "") -> str:
+    """SLURM's state word (`CANCELLED by 0`, `CANCELLED+`, `PD`) in the normalised set."""
+    word = raw.strip().partition(" ")[0].rstrip("+").upper()
+    state = _STATES.get(word, "UNKNOWN")
+    if state == "PENDING" and reason in _HELD_REASONS:
+        return "HELD"
+    return state
+
+
+def exit_code(text: str) -> tuple[int | None, int]:
+    """sacct's `code:signal` (`3:0`, `0:9`) as (exit code, signal)."""
+    code, _, sig = text.strip().partition(":")
+    c = int(code) if code.isdigit() else None
+    s = int(sig) if sig.isdigit() else 0
+    return c, s if 0 < s < 65 else 0  # 0:125 marks OUT_OF_MEMORY, not a signal
+
+
+def gpus_from_tres(tres: str) -> int | None:
+    """GPUs in an AllocTRES/ReqTRES string (`cpu=4,gres/gpu=2,gres/gpu:a100=2`)."""
+    found = [int(n) for n in _GPU_TRES.findall(tres)]
+    if not found:
+        return None
+    # a typed count (gres/gpu:a100=2) repeats the total (gres/gpu=2): take the largest
+    return max(found)
+
+
+def gpus_from_gres(gres: str, nodes: int = 1) -> int | None:
+    """GPUs per node in a TRES-per-node string (`gres:gpu:2`, `gres/gpu:a100:2`), times the
+    node count."""
+    total = None
+    for m in _GPU_GRES.finditer(gres):
+        total = (total or 0) + int(m.group(1) or 1)
+    return None if total is None else total * max(1, nodes)
+
+
+def expand_placeholders(path: str, facts: Mapping[str, Any]) -> str:
+    """sbatch's filename patterns (%j %A %a %x %u %N, %% and zero padding like %3a) filled
+    from the job's facts; an unknown one stays as it is."""
+    if "%" not in path:
+        return path
+    node_list = str(facts.get("job.node_list") or "")
+    values: dict[str, Any] = {
+        "j": facts.get("_job_id_raw") or facts.get("job.id"),
+        "A": facts.get("job.array_id") or facts.get("job.id"),
+        "a": facts.get("job.array_task"),
+        "x": facts.get("job.name"),
+        "u": facts.get("job.user"),
+        "N": node_list.split(",", maxsplit=1)[0] if node_list and "[" not in node_list else None,
+    }
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "%%":
+            return "%"
+        value = values.get(m.group(2))
+        if value is None:
+            return m.group(0)
+        pad = m.group(1)
+        if pad and isinstance(value, int):
+            return str(value).zfill(int(pad))
+        return str(value)
+
+    return _PLACEHOLDER.sub(sub, path)
+
+
+def expand_tasks(spec: str, limit: int = MAX_ARRAY_EXPANSION) -> list[int]:
+    """A pending array record's task list (`0-9%2`, `1,3,5-7`, `0-99:10`) as indexes."""
+    spec = spec.split("%", 1)[0]
+    out: list[int] = []
+    for item in spec.split(","):
+        bounds, _, s = item.strip().partition(":")
+        if not bounds:
+            continue
+        step = int(s) if s.isdigit() and int(s) > 0 else 1
+        lo, _, hi = bounds.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise SlurmParseError(f"array task list {spec!r} is not SLURM's form")
+        out.extend(range(int(lo), int(hi or lo) + 1, step))
+        if len(out) > limit:
+            raise SlurmParseError(f"array task list {spec!r} has over {limit} tasks")
+    return out
+
+
+# --- facts common to both commands -----------------------------------------------------------
+
+
+def _settle(f: Facts, state: str, raw: str) -> None:
+    """State, outcome and terminal facts from the normalised state."""
+    f["job.state"] = state
+    f["job.raw_state"] = raw
+    terminal = state in TERMINAL
+    f["job.terminal"] = terminal
+    if not terminal:
+        f["job.outcome"] = "running" if state in ("RUNNING", "COMPLETING", "SUSPENDED") \
+            else "unknown"
+        return
+    f["job.outcome"] = _OUTCOME.get(state, "failed")
+    diag = _DIAGNOSIS.get(state)
+    if diag is not None:
+        f["job.diagnosis"], f["job.diagnosis_detail"] = diag
+
+
+def _finish_exit(f: Facts, code: int | None, sig: int) -> None:
+    """Exit code and signal of an ended job, and whether it succeeded."""
+    state = f.get("job.state")
+    if sig:
+        f["job.signal"] = sig
+        f["job.exit_code"] = code if code else 128 + sig
+    else:
+        f["job.signal"] = 0
+        if code is not None:
+            f["job.exit_code"] = code
+    if state == "COMPLETED" and code not in (None, 0):
+        f["job.state"] = "FAILED"  # not seen from SLURM, but never call a failure a success
+        f["job.outcome"] = "failed"
+    f["job.succeeded"] = f["job.state"] == "COMPLETED" and not sig and code in (0, None)
+    if f["job.state"] == "FAILED" and "job.diagnosis" not in f:
+        if sig:
+            f["job.diagnosis"], f["job.diagnosis_detail"] = "signal", f"killed by signal {sig}"
+        elif code:
+            f["job.diagnosis"], f["job.diagnosis_detail"] = ("nonzero_exit",
+                                                             f"exited with code {code}")
+
+
+def efficiency(f: Facts) -> None:
+    """seff's figures from facts already set (elapsed, cpus, cpu_time, mem, limit, GPUs)."""
+    elapsed = f.get("job.elapsed")
+    cpus = f.get("job.cpus")
+    cpu_time = f.get("job.cpu_time")
+    if isinstance(elapsed, int | float) and elapsed > 0 and isinstance(cpus, int) and cpus > 0 \
+            and isinstance(cpu_time, int | float):
+        f["job.cpu_eff"] = round(100.0 * cpu_time / (elapsed * cpus), 2)
+    used, req = f.get("job.mem_used"), f.get("job.mem_req")
+    nodes = f.get("job.nodes") or 1
+    if isinstance(used, int) and isinstance(req, int) and req > 0:
+        # MaxRSS is a peak on one node: compare with one node's share of the request
+        f["job.mem_eff"] = round(100.0 * used * max(1, int(nodes)) / req, 2)
+    limit = f.get("job.time_limit")
+    if isinstance(elapsed, int | float) and isinstance(limit, int | float) and limit > 0:
+        f["job.time_eff"] = round(100.0 * elapsed / limit, 2)
+        f["job.exceeded"] = f.get("job.state") == "TIMEOUT" or elapsed >= limit
+    elif f.get("job.state") == "TIMEOUT":
+        f["job.exceeded"] = True
+    else:
+        f["job.exceeded"] = False
+    gpus = f.get("job.gpus")
+    if isinstance(gpus, int) and isinstance(elapsed, int | float):
+        f["job.gpu_hours"] = round(gpus * elapsed / 3600.0, 4)
+
+
+# --- squeue parseable ------------------------------------------------------------------------
+
+
+def squeue_format() -> str:
+    """The -O argument: every field with the separator as its suffix (no width, no cut)."""
+    return ",".join(f"{name}:{SEP}" for name in SQUEUE_FIELDS)
+
+
+def parse_squeue(text: str) -> list[Facts]:
+    """Facts of every job in `squeue -h -t all -O <squeue_format()>` output.
+
+    A pending array record (`7_[2-5%2]`) becomes one job per task; lines of the wrong shape
+    are a SlurmParseError (squeue's messages go to stderr, so stdout holds only records).
+    """
+    out: list[Facts] = []
+    width = len(SQUEUE_FIELDS) + 1
+    append = out.append
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        parts = line.split(SEP)
+        if len(parts) != width:
+            raise SlurmParseError(f"squeue line {number} has {len(parts) - 1} fields, not "
+                                  f"{width - 1}: {_show(line)}")
+        (jobid, array_jobid, array_id, task, name, user, partition, account, qos, raw, reason,
+         nodes, node_list, cpus, tres, tres_node, min_mem, submit, start, end, used, limit,
+         left, restarts, workdir, stdout, stderr, _) = parts
+        if not jobid.isdigit():
+            raise SlurmParseError(f"squeue line {number}: job id {_show(jobid)} is not a number")
+        state = normal_state(raw, reason)
+        n_nodes = int(nodes) if nodes.isdigit() else 1
+        f: Facts = {"job.id": array_jobid or jobid, "_job_id_raw": jobid, "job.name": name,
+                    "job.user": user, "job.partition": partition, "job.account": account,
+                    "job.qos": qos, "job.reason": "" if reason == "None" else reason,
+                    "job.nodes": n_nodes,
+                    "job.node_list": "" if node_list in ("", "(null)") else node_list,
+                    "job.restarts": int(restarts) if restarts.isdigit() else 0,
+                    "job.workdir": workdir}
+        _settle(f, state, raw)
+        if cpus.isdigit():
+            f["job.cpus"] = int(cpus)
+        gpus = gpus_from_tres(tres) if "gpu" in tres else None
+        if gpus is None and "gpu" in tres_node:
+            gpus = gpus_from_gres(tres_node, n_nodes)
+        f["job.gpus"] = gpus or 0
+        mem = _tres_mem(tres)
+        if mem is None and min_mem and min_mem[0].isdigit():
+            mem = memory(min_mem, n_nodes)
+        if mem is not None:
+            f["job.mem_req"] = mem
+        t_submit, t_start = timestamp(submit), timestamp(start)
+        if t_submit is not None:
+            f["job.submit_time"] = t_submit
+        if t_start is not None and state not in ("PENDING", "HELD"):
+            f["job.start_time"] = t_start
+            if t_submit is not None:
+                f["job.wait"] = max(0.0, t_start - t_submit)
+            t_end = timestamp(end)
+            if t_end is not None and f["job.terminal"]:
+                f["job.end_time"] = t_end
+        elapsed = duration(used)
+        if elapsed is not None:
+            f["job.elapsed"] = elapsed
+        tl = duration(limit)
+        if tl is not None:
+            f["job.time_limit"] = tl
+            tleft = duration(left)
+            if tleft is not None and not f["job.terminal"]:
+                f["job.time_left"] = tleft
+        if task not in ("N/A", ""):
+            f["job.array_id"] = array_id
+            if task.isdigit():
+                f["job.array_task"] = int(task)
+        if stdout:
+            f["job.stdout"] = expand_placeholders(stdout, f)
+        if stderr:
+            f["job.stderr"] = expand_placeholders(stderr, f)
+        m = _ARRAY_PENDING.match(array_jobid)
+        if m is None:
+            append(f)
+        else:
+            out.extend(_tasks(f, m.group(1), m.group(2), stdout, stderr))
+    return out
+
+
+def _tasks(f: Facts, array_id: str, spec: str, stdout: str, stderr: str) -> Iterator[Facts]:
+    for index in expand_tasks(spec):
+        task = dict(f)
+        task.update({"job.id": f"{array_id}_{index}", "job.array_id": array_id,
+                     "job.array_task": index, "_job_id_raw": None})
+        if stdout:
+            task["job.stdout"] = expand_placeholders(stdout, task)
+        if stderr:
+            task["job.stderr"] = expand_placeholders(stderr, task)
+        yield task
+
+
+def _tres_mem(tres: str) -> int | None:
+    for item in tres.split(","):
+        if item.startswith("mem="):
+            return memory(item[4:])
+    return None
+
+
+# --- sacct parseable -------------------------------------------------------------------------
+
+
+def parse_sacct(text: str) -> dict[str, Facts]:
+    """Facts by job id (`42`, `41_3`) from `sacct -P --delimiter=\\x1f -o <SACCT_FIELDS>`.
+
+    The job's line gives its identity, state and exit code; the step lines give CPU time
+    (summed) and MaxRSS (the largest), as seff reads them.
+    """
+    lines = [ln.rstrip("\r") for ln in text.split("\n") if ln.strip()]
+    if not lines:
+        return {}
+    header = lines[0].split(SEP)
+    missing = [name for name in ("JobID", "State") if name not in header]
+    if missing:
+        raise SlurmParseError(f"sacct output has no {'/'.join(missing)} column: "
+                              f"{_show(lines[0])}")
+    col = {name: i for i, name in enumerate(header)}
+    width = len(header)
+    jobs: dict[str, Facts] = {}
+    steps: dict[str, list[dict[str, str]]] = {}
+    for number, line in enumerate(lines[1:], 2):
+        parts = line.split(SEP)
+        if len(parts) != width:
+            raise SlurmParseError(f"sacct line {number} has {len(parts)} fields, not {width}: "
+                                  f"{_show(line)}")
+        row = {name: parts[i] for name, i in col.items()}
+        jid = row["JobID"]
+        base, dot, _step = jid.partition(".")
+        if not base or not (base.replace("_", "").isdigit() or "+" in base):
+            raise SlurmParseError(f"sacct line {number}: job id {_show(jid)} is not SLURM's")
+        if dot:
+            steps.setdefault(base, []).append(row)
+        else:
+            jobs[base] = _sacct_job(row)
+    for jid, facts in jobs.items():
+        _sacct_steps(facts, steps.get(jid, []))
+        efficiency(facts)
+    return jobs
+
+
+def _sacct_job(row: Mapping[str, str]) -> Facts:
+    get = row.get
+    jid = row["JobID"]
+    raw = row["State"]
+    reason = get("Reason", "") or ""
+    f: Facts = {"job.id": jid, "_job_id_raw": get("JobIDRaw") or jid}
+    _settle(f, normal_state(raw, reason), raw)
+    for fact, name in (("job.name", "JobName"), ("job.user", "User"),
+                       ("job.partition", "Partition"), ("job.account", "Account"),
+                       ("job.qos", "QOS"), ("job.workdir", "WorkDir")):
+        value = get(name)
+        if value:
+            f[fact] = value
+    f["job.reason"] = "" if reason in ("None", "") else reason
+    f["job.node_list"] = "" if get("NodeList") in (None, "", "None assigned") \
+        else row["NodeList"]
+    nodes = integer(get("NNodes", "")) or 1
+    f["job.nodes"] = nodes
+    cpus = integer(get("AllocCPUS", "")) or integer(get("ReqCPUS", "")) or None
+    if cpus:
+        f["job.cpus"] = cpus
+    base, _, task = jid.partition("_")
+    if task.isdigit():
+        f["job.array_id"], f["job.array_task"] = base, int(task)
+    for fact, name in (("job.submit_time", "Submit"), ("job.start_time", "Start"),
+                       ("job.end_time", "End")):
+        when = timestamp(get(name, "") or "")
+        if when is not None:
+            f[fact] = when
+    if "job.start_time" in f and "job.submit_time" in f:
+        f["job.wait"] = max(0.0, f["job.start_time"] - f["job.submit_time"])
+    if not f["job.terminal"]:
+        f.pop("job.end_time", None)
+    elapsed = integer(get("ElapsedRaw", "") or "")
+    if elapsed is not None:
+        f["job.elapsed"] = float(elapsed)
+    limit = integer(get("TimelimitRaw", "") or "")
+    if limit is not None:
+        f["job.time_limit"] = float(limit * 60)
+    tres = get("AllocTRES") or get("ReqTRES") or ""
+    f["job.gpus"] = gpus_from_tres(tres) or 0
+    req = get("ReqMem", "")
+    mem = memory(req, nodes, cpus or 1) if req else None
+    if mem is None:
+        mem = _tres_mem(get("ReqTRES", "") or "")
+    if mem is not None:
+        f["job.mem_req"] = mem
+    if f["job.terminal"]:
+        code, sig = exit_code(get("ExitCode", "") or "")
+        _finish_exit(f, code, sig)
+    return f
+
+
+def _sacct_steps(f: Facts, rows: list[dict[str, str]]) -> None:
+    cpu = user = system = 0.0
+    rss: int | None = None
+    seen = False
+    for row in rows:
+        total = duration(row.get("TotalCPU", "") or "")
+        if total is not None:
+            seen = True
+            cpu += total
+            user += duration(row.get("UserCPU", "") or "") or 0.0
+            system += duration(row.get("SystemCPU", "") or "") or 0.0
+        value = bytes_value(row.get("MaxRSS", "") or "")
+        if value is not None and (rss is None or value > rss):
+            rss = value
+    if seen:
+        f["job.cpu_time"], f["job.cpu_user"], f["job.cpu_sys"] = cpu, user, system
+    if rss is not None:
+        f["job.mem_used"] = rss
+
+
+# --- JSON (squeue --json, sacct --json) -------------------------------------------------------
+
+
+def load_json(text: str, what: str) -> tuple[list[dict[str, Any]], str]:
+    """The `jobs` of a --json document and its data_parser version (`v0.0.38`)."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SlurmParseError(f"{what} --json printed no JSON ({exc.msg} at {exc.pos}): "
+                              f"{_show(text)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
+        raise SlurmParseError(f"{what} --json printed no job list: {_show(text)}")
+    errors = doc.get("errors") or []
+    if errors and not doc["jobs"]:
+        first = errors[0]
+        message = first.get("description") or first.get("error") if isinstance(first, dict) \
+            else first
+        raise SlurmParseError(f"{what} --json reported an error: {message}")
+    meta = doc.get("meta") or {}
+    plugin = meta.get("plugin") or {}
+    parser = str(plugin.get("data_parser") or plugin.get("type") or "")
+    m = re.search(r"v\d+\.\d+\.\d+", parser)
+    jobs = [j for j in doc["jobs"] if isinstance(j, dict)]
+    if len(jobs) != len(doc["jobs"]):
+        raise SlurmParseError(f"{what} --json: a job record is not an object")
+    return jobs, m.group(0) if m else ""
+
+
+def num(value: Any) -> float | None:
+    """A number, or a v0.0.39+ `{"set", "infinite", "number"}` wrapper; None when unset or
+    infinite."""
+    if isinstance(value, dict):
+        if not value.get("set", True) or value.get("infinite"):
+            return None
+        value = value.get("number")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    v = num(value)
+    return None if v is None else int(v)
+
+
+def _time(value: Any) -> float | None:
+    v = num(value)
+    return v if v is not None and v > 0 else None
+
+
+def _state_word(value: Any) -> str:
+    if isinstance(value, list):
+        words = [str(v) for v in value]
+        return words[0] if words else ""
+    return str(value or "")
+
+
+def _seconds(value: Any) -> float | None:
+    """`{"seconds": s, "microseconds": us}` (sacct's CPU times) or a number."""
+    if isinstance(value, dict) and "seconds" in value:
+        s = num(value.get("seconds")) or 0.0
+        us = num(value.get("microseconds")) or 0.0
+        return s + us / 1e6
+    return num(value)
+
+
+def _exit_json(value: Any) -> tuple[int | None, int]:
+    """`{"status", "return_code", "signal": {"signal_id"|"id", "name"}}` or a raw wait status
+    (22.05's squeue) as (exit code, signal)."""
+    if isinstance(value, dict):
+        code = _int(value.get("return_code"))
+        sig_block = value.get("signal")
+        sig = 0
+        if isinstance(sig_block, dict):
+            sig = _int(sig_block.get("id", sig_block.get("signal_id"))) or 0
+        status = value.get("status")
+        words = status if isinstance(status, list) else [status]
+        if "SIGNALED" in words and not sig:
+            sig = code or 0
+            code = None
+        return code, sig
+    raw = _int(value)
+    if raw is None:
+        return None, 0
+    if raw & 0x7F:
+        return None, raw & 0x7F
+    return raw >> 8, 0
+
+
+def _tres_list(items: Any) -> dict[str, float]:
+    """`[{"type": "gres", "name": "gpu", "count": 2}, ...]` as {"gres/gpu": 2, "mem": ...}."""
+    out: dict[str, float] = {}
+    if isinstance(items, list):
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            name = str(item.get("type") or "")
+            if item.get("name"):
+                name += f"/{item['name']}"
+            count = num(item.get("count"))
+            if count is not None:
+                out[name] = max(out.get(name, 0.0), count)
+    return out
+
+
+def parse_squeue_json(text: str) -> list[Facts]:
+    """Facts of every job in `squeue --json` (v0.0.38 to v0.0.42)."""
+    jobs, _ = load_json(text, "squeue")
+    out: list[Facts] = []
+    for job in jobs:
+        out.extend(_squeue_json_job(job))
+    return out
+
+
+def _squeue_json_job(job: Mapping[str, Any]) -> Iterator[Facts]:
+    jid = _int(job.get("job_id"))
+    if jid is None:
+        raise SlurmParseError(f"squeue --json: a job has no job_id: {_show(json.dumps(job))}")
+    raw = _state_word(job.get("job_state"))
+    reason = str(job.get("state_reason") or "")
+    f: Facts = {"_job_id_raw": str(jid), "job.id": str(jid),
+                "job.name": str(job.get("name") or ""),
+                "job.user": str(job.get("user_name") or job.get("user_id") or ""),
+                "job.partition": str(job.get("partition") or ""),
+                "job.account": str(job.get("account") or ""),
+                "job.qos": str(job.get("qos") or ""),
+                "job.reason": "" if reason == "None" else reason,
+                "job.node_list": str(job.get("nodes") or ""),
+                "job.restarts": _int(job.get("restart_cnt")) or 0,
+                "job.workdir": str(job.get("current_working_directory") or "")}
+    state = normal_state(raw, reason)
+    _settle(f, state, raw)
+    nodes = _int(job.get("node_count")) or 1
+    f["job.nodes"] = nodes
+    cpus = _int(job.get("cpus"))
+    if cpus:
+        f["job.cpus"] = cpus
+    tres = str(job.get("tres_alloc_str") or job.get("tres_req_str") or "")
+    gpus = gpus_from_tres(tres)
+    if gpus is None:
+        gpus = gpus_from_gres(str(job.get("tres_per_node") or ""), nodes)
+    f["job.gpus"] = gpus or 0
+    mem = _tres_mem(tres)
+    if mem is None:
+        per_node = _int(job.get("memory_per_node"))
+        per_cpu = _int(job.get("memory_per_cpu"))
+        if per_node:
+            mem = per_node * nodes << 20
+        elif per_cpu and cpus:
+            mem = per_cpu * cpus << 20
+    if mem is not None:
+        f["job.mem_req"] = mem
+    submit, start, end = (_time(job.get(k)) for k in ("submit_time", "start_time", "end_time"))
+    if submit is not None:
+        f["job.submit_time"] = submit
+    if start is not None and state not in ("PENDING", "HELD"):
+        f["job.start_time"] = start
+        if submit is not None:
+            f["job.wait"] = max(0.0, start - submit)
+        if f["job.terminal"] and end is not None:
+            f["job.end_time"] = end
+            f["job.elapsed"] = max(0.0, end - start)
+    limit = num(job.get("time_limit"))
+    if limit is not None:
+        f["job.time_limit"] = limit * 60
+    task = _int(job.get("array_task_id"))
+    array = _int(job.get("array_job_id"))
+    if array and task is not None:
+        f.update({"job.id": f"{array}_{task}", "job.array_id": str(array),
+                  "job.array_task": task})
+    if f["job.terminal"]:
+        code, sig = _exit_json(job.get("exit_code"))
+        _finish_exit(f, code, sig)
+    for fact, names in (("job.stdout", ("stdout_expanded", "standard_output")),
+                        ("job.stderr", ("stderr_expanded", "standard_error"))):
+        for name in names:
+            value = job.get(name)
+            if value:
+                f[fact] = expand_placeholders(str(value), f)
+                break
+    spec = str(job.get("array_task_string") or "")
+    if array and task is None and spec:
+        for index in expand_tasks(spec):
+            t = dict(f)
+            t.update({"job.id": f"{array}_{index}", "job.array_id": str(array),
+                      "job.array_task": index, "_job_id_raw": None})
+            for fact in ("job.stdout", "job.stderr"):
+                path = job.get("standard_output" if fact == "job.stdout" else "standard_error")
+                if path:
+                    t[fact] = expand_placeholders(str(path), t)
+            yield t
+        return
+    yield f
+
+
+def parse_sacct_json(text: str) -> dict[str, Facts]:
+    """Facts by job id from `sacct --json` (v0.0.38 to v0.0.42), steps included."""
+    jobs, parser = load_json(text, "sacct")
+    out: dict[str, Facts] = {}
+    for job in jobs:
+        f = _sacct_json_job(job, parser)
+        out[f["job.id"]] = f
+    return out
+
+
+def _sacct_json_job(job: Mapping[str, Any], parser: str) -> Facts:
+    jid = _int(job.get("job_id"))
+    if jid is None:
+        raise SlurmParseError(f"sacct --json: a job has no job_id: {_show(json.dumps(job))}")
+    state_block = job.get("state") or {}
+    raw = _state_word(state_block.get("current") if isinstance(state_block, dict)
+                      else state_block)
+    reason = str(state_block.get("reason") or "") if isinstance(state_block, dict) else ""
+    f: Facts = {"_job_id_raw": str(jid), "job.id": str(jid),
+                "job.name": str(job.get("name") or ""),
+                "job.user": str(job.get("user") or ""),
+                "job.partition": str(job.get("partition") or ""),
+                "job.account": str(job.get("account") or ""),
+                "job.qos": str(job.get("qos") or ""),
+                "job.reason": "" if reason == "None" else reason,
+                "job.node_list": "" if job.get("nodes") in (None, "None assigned")
+                else str(job.get("nodes")),
+                "job.workdir": str(job.get("working_directory") or "")}
+    state = normal_state(raw, reason)
+    _settle(f, state, raw)
+    array = job.get("array") or {}
+    task = _int(array.get("task_id")) if isinstance(array, dict) else None
+    array_id = _int(array.get("job_id")) if isinstance(array, dict) else None
+    if array_id and task is not None:
+        f.update({"job.id": f"{array_id}_{task}", "job.array_id": str(array_id),
+                  "job.array_task": task})
+    nodes = _int(job.get("allocation_nodes")) or 1
+    f["job.nodes"] = nodes
+    tres = job.get("tres") or {}
+    alloc = _tres_list(tres.get("allocated")) if isinstance(tres, dict) else {}
+    req = _tres_list(tres.get("requested")) if isinstance(tres, dict) else {}
+    cpus = int(alloc.get("cpu") or req.get("cpu") or 0)
+    required = job.get("required") or {}
+    if not cpus and isinstance(required, dict):
+        cpus = _int(required.get("CPUs")) or 0
+    if cpus:
+        f["job.cpus"] = cpus
+    f["job.gpus"] = int(alloc.get("gres/gpu") or req.get("gres/gpu") or 0)
+    mem = req.get("mem") or alloc.get("mem")
+    if mem:
+        f["job.mem_req"] = int(mem) << 20  # TRES memory counts MiB
+    times = job.get("time") or {}
+    if isinstance(times, dict):
+        for fact, name in (("job.submit_time", "submission"), ("job.start_time", "start"),
+                           ("job.end_time", "end")):
+            value = _time(times.get(name))
+            if value is not None:
+                f[fact] = value
+        elapsed = num(times.get("elapsed"))
+        if elapsed is not None:
+            f["job.elapsed"] = elapsed
+        limit = num(times.get("limit"))
+        if limit is not None:
+            f["job.time_limit"] = limit * 60
+    if "job.start_time" in f and "job.submit_time" in f:
+        f["job.wait"] = max(0.0, f["job.start_time"] - f["job.submit_time"])
+    if not f["job.terminal"]:
+        f.pop("job.end_time", None)
+    steps = job.get("steps") if isinstance(job.get("steps"), list) else []
+    assert isinstance(steps, list)
+    _sacct_json_steps(f, steps)
+    if f["job.terminal"]:
+        code, sig = _exit_json(job.get("exit_code"))
+        if parser == "v0.0.38" and code == 0 and not sig and state != "COMPLETED":
+            code, sig = _batch_exit(steps)  # 22.05 says 0 for every normal exit
+        _finish_exit(f, code, sig)
+    for fact, names in (("job.stdout", ("stdout_expanded", "stdout")),
+                        ("job.stderr", ("stderr_expanded", "stderr"))):
+        for name in names:
+            value = job.get(name)
+            if value:
+                f[fact] = expand_placeholders(str(value), f)
+                break
+    efficiency(f)
+    return f
+
+
+def _step_name(step: Mapping[str, Any]) -> str:
+    block = step.get("step") or {}
+    if isinstance(block, dict):
+        sid = block.get("id")
+        if isinstance(sid, dict):  # 22.05: {"job_id": 5, "step_id": "batch"}
+            return str(sid.get("step_id") or "")
+        name = str(sid or block.get("name") or "")
+        return name.rsplit(".", 1)[-1]
+    return ""
+
+
+def _batch_exit(steps: Iterable[Mapping[str, Any]]) -> tuple[int | None, int]:
+    for step in steps:
+        if _step_name(step) == "batch":
+            code, sig = _exit_json(step.get("exit_code"))
+            if code or sig:
+                return code, sig
+    return None, 0
+
+
+def _sacct_json_steps(f: Facts, steps: list[Any]) -> None:
+    cpu = user = system = 0.0
+    seen = False
+    rss: float | None = None
+    for step in steps:
+        if not isinstance(step, dict):
+            continue
+        times = step.get("time") or {}
+        if isinstance(times, dict) and "total" in times:
+            total = _seconds(times.get("total"))
+            if total is not None:
+                seen = True
+                cpu += total
+                user += _seconds(times.get("user")) or 0.0
+                system += _seconds(times.get("system")) or 0.0
+        tres = step.get("tres") or {}
+        requested = tres.get("requested") if isinstance(tres, dict) else None
+        peak = _tres_list(requested.get("max")) if isinstance(requested, dict) else {}
+        if "mem" in peak and (rss is None or peak["mem"] > rss):
+            rss = peak["mem"]  # bytes, the step's MaxRSS
+    if seen:
+        f["job.cpu_time"], f["job.cpu_user"], f["job.cpu_sys"] = cpu, user, system
+    if rss is not None:
+        f["job.mem_used"] = int(rss)
+
+
+def _show(text: str, limit: int = 120) -> str:
+    """A piece of output fit for a one-line message."""
+    line = " ".join(text.split())
+    line = "".join(ch if ch.isprintable() else "?" for ch in line)
+    return repr(line[:limit] + ("..." if len(line) > limit else ""))
