@@ -497,3 +497,17 @@ def test_older_htcondor_formats(tmp_path: Path) -> None:
     assert (dag["job.state"], dag["dag.exit_code"], dag["dag.cluster"], dag["dag.status"]) == (
         "FAILED", 1, 61930, "ERROR")
     assert dag["dag.rescue_written"] is True and dag["dag.problem"] == ""
+
+
+def test_jobs_still_queued_when_the_dag_ends_count_as_removed(tmp_path: Path) -> None:
+    """When DAGMan has exited but the removal events of its queued jobs are not in the node
+    log yet, those nodes are CANCELLED already (not FAILED, then CANCELLED)."""
+    dag = stage_abort(tmp_path)
+    events = _events((ABORT / "abort.dag.nodes.log").read_text(encoding="utf-8"))
+    (tmp_path / "abort.dag.nodes.log").write_text(
+        "".join(e for e in events if not e.startswith(("009", "004 (034"))), encoding="utf-8")
+    got = Probed(dag).collect()
+    assert got["pipeline/abort.dag"]["dag.finished"] is True
+    assert (got["pipeline/L"]["node.state"], got["pipeline/L"]["job.state"]) == (
+        "ERROR", "CANCELLED")
+    assert got["pipeline/H"]["job.state"] == "CANCELLED"

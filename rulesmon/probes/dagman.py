@@ -859,7 +859,10 @@ def _node_view(node: DagNode, jobs: _NodeJobs | None, run: _Run | None,
             view.state = NODE_STATES[code]
             view.detail = str(status.get("StatusDetails") or view.detail)
     if finished and view.state == "SUBMITTED":
-        view.state, view.detail = "ERROR", "the DAG ended while the job was queued"
+        # DAGMan removes what is queued when it ends; the abort events may land a moment
+        # after its exit, so the job is counted as removed already
+        view.state, view.status = "ERROR", "removed"
+        view.detail = "the DAG ended while the job was queued"
     _job_state(view, finished)
     return view
 
