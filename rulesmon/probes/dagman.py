@@ -480,6 +480,7 @@ class _Watch:
     rescue_cache: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
     rescues: list[Path] = field(default_factory=list)
     static: dict[str, Facts] = field(default_factory=dict)  #: per node, from the .dag file
+    folder_mtime: int | None = None
     last_slow: float = float("-inf")
     failures: int = 0
     problem: str = ""
@@ -591,7 +592,7 @@ class DagmanProbe:
         w.out.read()
         run = w.out.run
         if run is not None and run.rescue_written and run.rescue_written != before:
-            self._rescues(w)
+            self._rescues(w, force=True)
         if w.node_log is None:
             w.node_log = _NodeLog(w.nodes_log)
         w.node_log.read()
@@ -669,9 +670,15 @@ class DagmanProbe:
         w.status_error = ""
         w.status_ads = ads
 
-    def _rescues(self, w: _Watch) -> None:
+    def _rescues(self, w: _Watch, force: bool = False) -> None:
+        """The rescue DAGs beside the .dag, listed again only when the folder changed (a DAG
+        folder can hold thousands of output files)."""
         folder, stem = w.dag_path.parent, w.dag_path.name
         try:
+            mtime = folder.stat().st_mtime_ns
+            if mtime == w.folder_mtime and not force:
+                return
+            w.folder_mtime = mtime
             found = [p for p in folder.iterdir()
                      if p.name.startswith(stem) and _RESCUE.search(p.name)]
         except OSError:
