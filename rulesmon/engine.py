@@ -104,6 +104,10 @@ def default_probes(loaded: Loaded, base_dir: Path) -> list[Probe]:
         from .probes.local import LocalProbe
 
         probes.append(LocalProbe(rs, base_dir))
+    if any(job.slurm for job in rs.jobs.values()):
+        from .probes.slurm import probes as slurm_probes
+
+        probes.extend(slurm_probes(rs, base_dir))
     if any(job.htcondor for job in rs.jobs.values()):
         from .probes.htcondor import HTCondorProbe
 

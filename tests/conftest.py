@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.condor_pool"]
+pytest_plugins = ["tests.condor_pool", "tests.slurm_cluster"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -442,10 +442,17 @@ def parse_sacct(text: str) -> dict[str, Facts]:
         row = {name: parts[i] for name, i in col.items()}
         jid = row["JobID"]
         base, dot, _step = jid.partition(".")
-        if not base or not (base.replace("_", "").isdigit() or "+" in base):
+        pending = _ARRAY_PENDING.match(base)
+        if not base or not (base.replace("_", "").isdigit() or "+" in base or pending):
             raise SlurmParseError(f"sacct line {number}: job id {_show(jid)} is not SLURM's")
         if dot:
             steps.setdefault(base, []).append(row)
+        elif pending:  # tasks not started yet: one job each, as squeue shows them
+            facts = _sacct_job(row)
+            for index in expand_tasks(pending.group(2)):
+                tid = f"{pending.group(1)}_{index}"
+                jobs[tid] = {**facts, "job.id": tid, "_job_id_raw": None,
+                             "job.array_id": pending.group(1), "job.array_task": index}
         else:
             jobs[base] = _sacct_job(row)
     for jid, facts in jobs.items():
@@ -607,12 +614,13 @@ def _exit_json(value: Any) -> tuple[int | None, int]:
         if "SIGNALED" in words and not sig:
             sig = code or 0
             code = None
-        return code, sig
+        return code, sig if 0 < sig < 65 else 0
     raw = _int(value)
     if raw is None:
         return None, 0
     if raw & 0x7F:
-        return None, raw & 0x7F
+        sig = raw & 0x7F
+        return (None, sig) if sig < 65 else (None, 0)
     return raw >> 8, 0
 
 

@@ -1,0 +1,217 @@
+"""SLURM output parsers on recorded 22.05 outputs and the documented 23.02/24.05 JSON layouts,
+and every kind of garbage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rulesmon.probes import slurm_parse as sp
+
+FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
+
+
+def _text(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def _by_name(records: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    return {str(r["job.name"]) + "/" + str(r["job.id"]): r for r in records}
+
+
+def test_squeue_parseable_running_snapshot() -> None:
+    """The 22.05 -O output gives states, pending reasons, held jobs, arrays and expanded
+    output paths."""
+    jobs = {str(r["job.id"]): r for r in sp.parse_squeue(_text("squeue-22.05-running.txt"))}
+    running = jobs["24"]
+    assert running["job.state"] == "RUNNING" and running["job.terminal"] is False
+    assert running["job.outcome"] == "running"
+    assert running["job.time_limit"] == 300.0 and running["job.time_left"] == 296.0
+    assert running["job.mem_req"] == 64 << 20 and running["job.cpus"] == 1
+    assert running["job.stdout"] == "/home/alice/runs/rec-rec-ok-24.out"
+    assert running["job.node_list"] == "vm" and running["job.nodes"] == 1
+    assert running["job.wait"] >= 0 and "job.end_time" not in running
+    held = jobs["32"]
+    assert (held["job.state"], held["job.raw_state"], held["job.reason"]) == \
+        ("HELD", "PENDING", "JobHeldUser")
+    assert jobs["33"]["job.reason"] == "Dependency"
+    assert jobs["34"]["job.reason"] == "PartitionConfig"
+    tasks = sorted(k for k in jobs if k.startswith("31_"))
+    assert tasks == ["31_0", "31_1", "31_2", "31_3"]
+    assert jobs["31_2"]["job.array_id"] == "31" and jobs["31_2"]["job.array_task"] == 2
+    assert jobs["31_2"]["job.stdout"] == "/home/alice/runs/rec-rec-array-31_2.out"
+    assert jobs["29"]["job.state"] == "OUT_OF_MEMORY" and jobs["29"]["job.diagnosis"] == "oom"
+
+
+def test_squeue_parseable_ended_snapshot() -> None:
+    """Jobs that ended in the queue (-t all) carry their terminal state and end time."""
+    jobs = {str(r["job.id"]): r for r in sp.parse_squeue(_text("squeue-22.05-ended.txt"))}
+    assert jobs["27"]["job.state"] == "TIMEOUT" and jobs["27"]["job.reason"] == "TimeLimit"
+    assert jobs["27"]["job.diagnosis"] == "time_limit"
+    assert jobs["28"]["job.state"] == "CANCELLED" and jobs["28"]["job.outcome"] == "cancelled"
+    assert jobs["25"]["job.state"] == "FAILED" and jobs["25"]["job.terminal"] is True
+    assert jobs["24"]["job.end_time"] > jobs["24"]["job.start_time"]
+
+
+def test_sacct_parseable_efficiency_and_exit_codes() -> None:
+    """sacct -P gives exit codes, signals and seff's figures from the steps."""
+    jobs = sp.parse_sacct(_text("sacct-22.05-ended.txt"))
+    ok, exit3, killed, timeout = jobs["24"], jobs["25"], jobs["26"], jobs["27"]
+    assert ok["job.succeeded"] is True and ok["job.outcome"] == "success"
+    assert ok["job.exit_code"] == 0 and ok["job.signal"] == 0
+    assert exit3["job.exit_code"] == 3 and exit3["job.succeeded"] is False
+    assert exit3["job.diagnosis"] == "nonzero_exit"
+    assert killed["job.signal"] == 9 and killed["job.exit_code"] == 137
+    assert timeout["job.exceeded"] is True and timeout["job.time_eff"] > 100
+    assert timeout["job.outcome"] == "timeout"
+    steps = jobs["30"]  # two srun steps busy on 2 CPUs for 6 of 9 seconds
+    assert steps["job.cpus"] == 2
+    assert steps["job.cpu_time"] == pytest.approx(5.77, abs=0.5)
+    assert steps["job.cpu_eff"] == pytest.approx(
+        100 * steps["job.cpu_time"] / (steps["job.elapsed"] * 2), abs=0.01)
+    oom = jobs["29"]
+    assert oom["job.state"] == "OUT_OF_MEMORY" and oom["job.signal"] == 0
+    assert oom["job.mem_req"] == 40 << 20
+    assert oom["job.mem_eff"] == pytest.approx(100 * oom["job.mem_used"] / (40 << 20), abs=0.01)
+    assert jobs["31_2"]["job.array_task"] == 2 and jobs["31_2"]["job.array_id"] == "31"
+    assert jobs["32"]["job.state"] == "HELD" and "job.exit_code" not in jobs["32"]
+
+
+def test_sacct_parseable_running_has_no_exit_code() -> None:
+    """A running job's accounting line has no exit code or succeeded flag yet."""
+    jobs = sp.parse_sacct(_text("sacct-22.05-running.txt"))
+    running = [f for f in jobs.values() if f["job.state"] == "RUNNING"]
+    assert running
+    assert all("job.exit_code" not in f and "job.succeeded" not in f for f in running)
+
+
+def test_sacct_json_2205_exit_code_quirk() -> None:
+    """22.05's sacct --json says return code 0 for exit 3: the parser does not believe it."""
+    jobs = sp.parse_sacct_json(_text("sacct-22.05-ended.json"))
+    assert jobs["25"]["job.state"] == "FAILED"
+    assert jobs["25"].get("job.exit_code") != 0
+    assert jobs["24"]["job.exit_code"] == 0 and jobs["24"]["job.succeeded"] is True
+    assert jobs["26"]["job.signal"] == 9
+    assert jobs["29"]["job.signal"] == 0  # 125 marks OUT_OF_MEMORY, not a signal
+    assert jobs["30"]["job.cpu_eff"] == pytest.approx(
+        sp.parse_sacct(_text("sacct-22.05-ended.txt"))["30"]["job.cpu_eff"], abs=0.5)
+
+
+@pytest.mark.parametrize("name", ["sacct-23.02.json", "sacct-24.05.json"])
+def test_sacct_json_later_layouts(name: str) -> None:
+    """23.02 and 24.05 layouts (wrapped numbers, state lists, signal blocks) give the same
+    facts."""
+    jobs = sp.parse_sacct_json(_text(name))
+    failed = jobs["4101"]
+    assert (failed["job.state"], failed["job.exit_code"], failed["job.signal"]) == \
+        ("FAILED", 3, 0)
+    assert failed["job.gpus"] == 2 and failed["job.gpu_hours"] == pytest.approx(600 * 2 / 3600,
+                                                                                abs=1e-3)
+    assert failed["job.cpu_time"] == pytest.approx(1800.5 + 0.0, abs=1)
+    assert failed["job.cpu_eff"] == pytest.approx(100 * 1800.5 / (600 * 4), abs=0.1)
+    assert failed["job.mem_used"] == 8 << 30 and failed["job.mem_req"] == 16 << 30
+    assert failed["job.mem_eff"] == 50.0 and failed["job.time_limit"] == 3600
+    assert jobs["4102"]["job.exceeded"] is True and jobs["4102"]["job.state"] == "TIMEOUT"
+    assert jobs["4103"]["job.diagnosis"] == "oom"
+    assert jobs["4104_1"]["job.array_task"] == 1 and jobs["4104_1"]["job.succeeded"] is True
+    assert jobs["4106"]["job.signal"] == 9 and jobs["4106"]["job.exit_code"] == 137
+    if name.startswith("sacct-24"):
+        assert failed["job.stdout"] == "/home/alice/train/train-4101.out"
+
+
+@pytest.mark.parametrize("name", ["squeue-22.05-running.json", "squeue-23.02.json",
+                                  "squeue-24.05.json"])
+def test_squeue_json_layouts(name: str) -> None:
+    """squeue --json of 22.05, 23.02 and 24.05: states, reasons, arrays and paths."""
+    jobs = {str(r["job.id"]): r for r in sp.parse_squeue_json(_text(name))}
+    if name.startswith("squeue-22"):
+        parseable = {str(r["job.id"]): r for r in
+                     sp.parse_squeue(_text("squeue-22.05-running.txt"))}
+        for jid in ("24", "29", "31_1", "32", "33"):
+            for fact in ("job.state", "job.reason", "job.stdout", "job.mem_req"):
+                assert jobs[jid].get(fact) == parseable[jid].get(fact), (jid, fact)
+        return
+    running = jobs["5001"]
+    assert running["job.state"] == "RUNNING" and running["job.restarts"] == 1
+    assert running["job.gpus"] == 2 and running["job.time_limit"] == 7200
+    assert running["job.stdout"] == "/home/alice/train/train-5001.out"
+    assert jobs["5002"]["job.reason"] == "Priority"
+    assert sorted(k for k in jobs if k.startswith("5003_")) == \
+        ["5003_0", "5003_2", "5003_3", "5003_4"]
+    assert jobs["5003_3"]["job.reason"] == "JobArrayTaskLimit"
+    assert jobs["5003_3"]["job.stdout"] == "/home/alice/train/sweep-5003_3.out"
+    assert jobs["5006"]["job.state"] == "HELD"
+    assert jobs["5007"]["job.exit_code"] == 3 and jobs["5007"]["job.succeeded"] is False
+
+
+def test_small_values() -> None:
+    """Durations, sizes, states, exit codes, GPUs and placeholders in SLURM's spellings."""
+    assert sp.duration("1-02:03:04") == 93784
+    assert sp.duration("05:00") == 300 and sp.duration("00:00.004") == pytest.approx(0.004)
+    assert sp.duration("UNLIMITED") is None and sp.duration("N/A") is None
+    assert sp.memory("4G") == 4 << 30 and sp.memory("100Mn", nodes=2) == 200 << 20
+    assert sp.memory("2Gc", cpus=4) == 8 << 30 and sp.memory("512") == 512 << 20
+    assert sp.bytes_value("3208K") == 3208 << 10 and sp.bytes_value("0") == 0
+    assert sp.normal_state("CANCELLED by 1000") == "CANCELLED"
+    assert sp.normal_state("CANCELLED+") == "CANCELLED" and sp.normal_state("CD") == "COMPLETED"
+    assert sp.normal_state("PENDING", "JobHeldAdmin") == "HELD"
+    assert sp.normal_state("BOGUS") == "UNKNOWN"
+    assert sp.exit_code("3:0") == (3, 0) and sp.exit_code("0:9") == (0, 9)
+    assert sp.exit_code("0:125") == (0, 0)
+    assert sp.gpus_from_tres("cpu=4,gres/gpu=2,gres/gpu:a100=2") == 2
+    assert sp.gpus_from_gres("gres:gpu:a100:4", nodes=2) == 8
+    assert sp.gpus_from_gres("gres/gpu", nodes=1) == 1
+    assert sp.expand_tasks("0-6:2,9%3") == [0, 2, 4, 6, 9]
+    facts = {"job.id": "7_3", "_job_id_raw": "12", "job.array_id": "7", "job.array_task": 3,
+             "job.name": "sweep", "job.user": "alice", "job.node_list": "gpu01"}
+    assert sp.expand_placeholders("%x/%A_%a-%j-%u-%N-%4a-%%.out", facts) == \
+        "sweep/7_3-12-alice-gpu01-0003-%.out"
+    assert sp.expand_placeholders("%t-%z", facts) == "%t-%z"
+    assert sp.version("slurm 22.05.8\n") == (22, 5)
+    assert sp.version("slurm-wlm 24.11.1") == (24, 11)
+
+
+GARBAGE = [
+    ("squeue", "this is not squeue output\n", "squeue line 1 has 0 fields"),
+    ("squeue", "12\x1fonly\x1ftwo\n", "has 2 fields, not 27"),
+    ("squeue", "x" + "\x1f" * 27 + "\n", "is not a number"),
+    ("squeue", "\x1f".join(["7", "7_[1-x]"] + [""] * 25) + "\x1f\n", "not SLURM's form"),
+    ("sacct", "garbage\n1|2\n", "no JobID/State column"),
+    ("sacct", "JobID\x1fState\n12\x1fRUNNING\x1fextra\n", "has 3 fields, not 2"),
+    ("sacct", "JobID\x1fState\nabc\x1fRUNNING\n", "is not SLURM's"),
+    ("squeue-json", "{\"jobs\": [", "printed no JSON"),
+    ("squeue-json", "[1, 2]", "printed no job list"),
+    ("squeue-json", "{\"jobs\": [{\"name\": \"x\"}]}", "has no job_id"),
+    ("squeue-json", "{\"jobs\": [7]}", "not an object"),
+    ("sacct-json", "{\"jobs\": [], \"errors\": [{\"description\": \"Unable to query\"}]}",
+     "reported an error: Unable to query"),
+    ("sacct-json", "Invalid time specification (pos=0): 1795337646", "printed no JSON"),
+    ("version", "no digits", "no SLURM version"),
+]
+
+
+@pytest.mark.parametrize(("what", "text", "message"), GARBAGE)
+def test_garbage_is_one_clear_line(what: str, text: str, message: str) -> None:
+    """Every kind of garbage raises SlurmParseError with one line that says what was wrong."""
+    parse = {"squeue": sp.parse_squeue, "sacct": sp.parse_sacct,
+             "squeue-json": sp.parse_squeue_json, "sacct-json": sp.parse_sacct_json,
+             "version": sp.version}[what]
+    with pytest.raises(sp.SlurmParseError) as info:
+        parse(text)  # type: ignore[operator]
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_empty_outputs_are_no_jobs() -> None:
+    """No output is no jobs (nothing matched), never an error."""
+    assert sp.parse_squeue("") == []
+    assert sp.parse_sacct("") == {}
+    assert sp.parse_sacct("JobID\x1fState\n") == {}
+    assert sp.parse_squeue_json('{"jobs": []}') == []
+
+
+def test_huge_array_range_is_refused() -> None:
+    """A pending array record too large to expand is an error, not a memory blow-up."""
+    with pytest.raises(sp.SlurmParseError, match="over 10 tasks"):
+        sp.expand_tasks("0-1000000", limit=10)
