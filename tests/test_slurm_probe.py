@@ -1,0 +1,394 @@
+"""The slurm probe against fake squeue/sacct/sbatch/scancel/scontrol executables on PATH: the
+one-call-per-tick contract, caching, accounting lag, garbage, hangs, a missing binary, a
+controller that is down, submission and control."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rulesmon.config.loader import load_text
+from rulesmon.probes import slurm_parse as sp
+from rulesmon.probes.base import ProbeError, TickContext
+from rulesmon.probes.slurm import SlurmCacheProbe, SlurmProbe, control
+
+from .conftest import run_cli
+
+FAKE = """#!{python}
+import json, os, sys, time
+folder = os.environ["FAKE_SLURM"]
+name = os.path.basename(sys.argv[0])
+with open(os.path.join(folder, "calls.log"), "a") as fh:
+    fh.write(json.dumps([name] + sys.argv[1:]) + "\\n")
+try:
+    with open(os.path.join(folder, name + ".json")) as fh:
+        plan = json.load(fh)
+except FileNotFoundError:
+    plan = {{}}
+if "--version" in sys.argv:
+    print(plan.get("version", "slurm 22.05.8"))
+    sys.exit(0)
+if plan.get("hang"):
+    time.sleep(60)
+outputs = plan.get("outputs", [""])
+count_file = os.path.join(folder, name + ".count")
+n = int(open(count_file).read()) if os.path.exists(count_file) else 0
+open(count_file, "w").write(str(n + 1))
+if n >= plan.get("fail_from", 10 ** 9):
+    sys.stderr.write(plan["fail_stderr"] + "\\n")
+    sys.exit(1)
+out = outputs[min(n, len(outputs) - 1)]
+sys.stdout.write(out)
+if plan.get("stderr"):
+    sys.stderr.write(plan["stderr"] + "\\n")
+sys.exit(plan.get("exit", 0))
+"""
+TOOLS = ("squeue", "sacct", "sbatch", "scancel", "scontrol")
+
+
+class Fake:
+    """A folder of fake SLURM tools and what each one prints."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.bin = folder / "bin"
+        self.bin.mkdir()
+        for name in TOOLS:
+            path = self.bin / name
+            path.write_text(FAKE.format(python=sys.executable), encoding="utf-8")
+            path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+    def plan(self, tool: str, **plan: Any) -> None:
+        (self.folder / f"{tool}.json").write_text(json.dumps(plan), encoding="utf-8")
+        (self.folder / f"{tool}.count").unlink(missing_ok=True)
+
+    def calls(self, tool: str | None = None) -> list[list[str]]:
+        log = self.folder / "calls.log"
+        if not log.exists():
+            return []
+        calls = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+        return [c for c in calls if tool is None or c[0] == tool]
+
+    def real_calls(self, tool: str) -> list[list[str]]:
+        return [c for c in self.calls(tool) if "--version" not in c]
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
+    f = Fake(tmp_path)
+    monkeypatch.setenv("FAKE_SLURM", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{f.bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("RULESMON_SLURM_FORMAT", raising=False)
+    yield f
+
+
+def squeue_line(jid: str, **fields: str) -> str:
+    values = dict.fromkeys(sp.SQUEUE_FIELDS, "")
+    values.update({"JobID": jid.split("_", maxsplit=1)[0] if "_" not in jid else "9" + jid.split("_")[1],
+                   "JobArrayID": jid, "ArrayJobID": jid.split("_", maxsplit=1)[0],
+                   "ArrayTaskID": jid.split("_")[1] if "_" in jid else "N/A", "Name": "train",
+                   "UserName": "alice", "Partition": "gpu", "Account": "proj", "QOS": "normal",
+                   "State": "RUNNING", "Reason": "None", "NumNodes": "1", "NodeList": "n01",
+                   "NumCPUs": "4", "tres-alloc": "cpu=4,mem=8G,node=1,gres/gpu=1",
+                   "tres-per-node": "gres:gpu:1", "MinMemory": "8G",
+                   "SubmitTime": "1795000000", "StartTime": "1795000010",
+                   "EndTime": "1795003610", "TimeUsed": "1:40", "TimeLimit": "1:00:00",
+                   "TimeLeft": "58:20", "RestartCnt": "0", "WorkDir": "/home/alice/w",
+                   "STDOUT": "/home/alice/w/%x-%j.out", "STDERR": "/home/alice/w/%x-%j.err"})
+    values.update(fields)
+    return "".join(values[name] + sp.SEP for name in sp.SQUEUE_FIELDS) + "\n"
+
+
+def sacct_text(*rows: dict[str, str]) -> str:
+    lines = [sp.SEP.join(sp.SACCT_FIELDS)]
+    for row in rows:
+        values = dict.fromkeys(sp.SACCT_FIELDS, "")
+        values.update(row)
+        lines.append(sp.SEP.join(values[name] for name in sp.SACCT_FIELDS))
+    return "\n".join(lines) + "\n"
+
+
+def job_row(jid: str, state: str = "COMPLETED", code: str = "0:0", **extra: str) -> dict[str, str]:
+    row = {"JobID": jid, "JobIDRaw": jid, "JobName": "train", "User": "alice", "State": state,
+           "ExitCode": code, "Submit": "1795000000", "Start": "1795000010",
+           "End": "1795000110", "ElapsedRaw": "100", "TimelimitRaw": "60", "NNodes": "1",
+           "AllocCPUS": "4", "ReqMem": "8G", "AllocTRES": "cpu=4,mem=8G,gres/gpu=1",
+           "Partition": "gpu"}
+    row.update(extra)
+    return row
+
+
+def step_row(jid: str, step: str, total: str, rss: str) -> dict[str, str]:
+    return {"JobID": f"{jid}.{step}", "JobIDRaw": f"{jid}.{step}", "State": "COMPLETED",
+            "TotalCPU": total, "UserCPU": total, "SystemCPU": "00:00", "MaxRSS": rss}
+
+
+def probe_for(text: str, base: Path) -> tuple[SlurmProbe, Any]:
+    rs = load_text(text, base=base).ruleset
+    return SlurmProbe(rs, base), rs
+
+
+def tick(probe: SlurmProbe, rs: Any, base: Path, now: float) -> dict[str, dict[str, Any]]:
+    return probe.collect(TickContext(now=now, ruleset=rs, base_dir=base))
+
+
+IDS = "version: 1\nname: t\njobs:\n  train:\n    slurm: {{ids: [{ids}], min_interval: {mi}}}\n"
+
+
+def test_one_squeue_and_one_sacct_call_for_5000_jobs(fake: Fake, tmp_path: Path) -> None:
+    """A tick with 5,000 watched jobs makes exactly one squeue call; when they all leave the
+    queue, exactly one sacct call resolves them."""
+    ids = [str(100000 + i) for i in range(5000)]
+    fake.plan("squeue", outputs=["".join(squeue_line(j) for j in ids), ""])
+    fake.plan("sacct", outputs=[sacct_text(*(job_row(j) for j in ids))])
+    probe, rs = probe_for(IDS.format(ids=", ".join(ids), mi="10s"), tmp_path)
+    facts = tick(probe, rs, tmp_path, 1000.0)
+    assert len(facts) == 5000 and len(fake.real_calls("squeue")) == 1
+    assert not fake.real_calls("sacct")
+    assert facts["train/100000"]["job.state"] == "RUNNING"
+    assert facts["train/100000"]["job.stdout"] == "/home/alice/w/train-100000.out"
+    tick(probe, rs, tmp_path, 1005.0)  # within min_interval: cached, no call
+    assert len(fake.real_calls("squeue")) == 1
+    facts = tick(probe, rs, tmp_path, 1011.0)
+    assert len(fake.real_calls("squeue")) == 2 and len(fake.real_calls("sacct")) == 1
+    assert all(f["job.state"] == "COMPLETED" and f["job.succeeded"] for f in facts.values())
+    sacct_args = fake.real_calls("sacct")[0]
+    assert sacct_args[sacct_args.index("-j") + 1].count(",") == 4999
+    squeue_args = fake.real_calls("squeue")[0]
+    assert any(a.startswith("--jobs=") for a in squeue_args)
+
+
+def test_cached_running_clock_moves_on(fake: Fake, tmp_path: Path) -> None:
+    """Between two squeue calls a running job's elapsed time and time left follow the clock."""
+    fake.plan("squeue", outputs=[squeue_line("42")])
+    probe, rs = probe_for(IDS.format(ids="42", mi="60s"), tmp_path)
+    first = tick(probe, rs, tmp_path, 500.0)["train/42"]
+    later = tick(probe, rs, tmp_path, 530.0)["train/42"]
+    assert later["job.elapsed"] == first["job.elapsed"] + 30
+    assert later["job.time_left"] == first["job.time_left"] - 30
+    assert len(fake.real_calls("squeue")) == 1
+
+
+def test_accounting_lag_is_retried_with_backoff(fake: Fake, tmp_path: Path) -> None:
+    """A job that left the queue and is not in accounting yet is asked again later, with a
+    growing delay, and resolved when accounting has it; efficiency comes from the steps."""
+    fake.plan("squeue", outputs=[squeue_line("42"), ""])
+    rows = sacct_text(job_row("42", "FAILED", "3:0"), step_row("42", "batch", "01:00", "2G"),
+                      step_row("42", "0", "02:20", "6G"))
+    fake.plan("sacct", outputs=[sacct_text(), sacct_text(), rows])
+    probe, rs = probe_for(IDS.format(ids="42", mi="1s"), tmp_path)
+    tick(probe, rs, tmp_path, 100.0)
+    seen = tick(probe, rs, tmp_path, 101.0)["train/42"]  # gone, sacct empty: retry at +1s
+    assert seen["job.state"] == "RUNNING" and len(fake.real_calls("sacct")) == 1
+    tick(probe, rs, tmp_path, 102.0)  # second try (empty), next one 2 s later
+    assert len(fake.real_calls("sacct")) == 2
+    tick(probe, rs, tmp_path, 103.0)  # backing off: no sacct call
+    assert len(fake.real_calls("sacct")) == 2
+    done = tick(probe, rs, tmp_path, 104.5)["train/42"]
+    assert len(fake.real_calls("sacct")) == 3
+    assert done["job.state"] == "FAILED" and done["job.exit_code"] == 3
+    assert done["job.cpu_time"] == 200 and done["job.cpus"] == 4
+    assert done["job.cpu_eff"] == 50.0  # 200 s / (100 s x 4 CPUs)
+    assert done["job.mem_used"] == 6 << 30 and done["job.mem_eff"] == 75.0
+    assert done["job.time_eff"] == pytest.approx(100 / 36, abs=0.01)
+    assert done["job.gpu_hours"] == pytest.approx(100 / 3600, abs=1e-4)
+    assert done["job.stdout"] == "/home/alice/w/train-42.out"  # kept from squeue
+    tick(probe, rs, tmp_path, 200.0)
+    assert len(fake.real_calls("sacct")) == 3  # resolved: never asked again
+
+
+def test_job_never_in_accounting_becomes_unknown(fake: Fake, tmp_path: Path) -> None:
+    """After sacct_retries lookups a job that left the queue is reported UNKNOWN."""
+    fake.plan("squeue", outputs=[squeue_line("42"), ""])
+    fake.plan("sacct", outputs=[sacct_text()])
+    text = "version: 1\nname: t\njobs:\n  train:\n    slurm: {ids: [42], min_interval: 1s, " \
+           "sacct_retries: 2}\n"
+    probe, rs = probe_for(text, tmp_path)
+    facts: dict[str, dict[str, Any]] = {}
+    for now in range(100, 140):
+        facts = tick(probe, rs, tmp_path, float(now))
+    assert len(fake.real_calls("sacct")) == 3
+    assert facts["train/42"]["job.state"] == "UNKNOWN"
+    assert "not in accounting" in facts["train/42"]["job.raw_state"]
+
+
+def test_named_id_already_ended_is_found_in_accounting(fake: Fake, tmp_path: Path) -> None:
+    """An id named in the ruleset that already left the queue (squeue: invalid job id) is
+    looked up in sacct; an array id selects every task."""
+    fake.plan("squeue", exit=1, stderr="slurm_load_jobs error: Invalid job id specified")
+    fake.plan("sacct", outputs=[sacct_text(job_row("7_0", JobIDRaw="8"),
+                                           job_row("7_1", "TIMEOUT", JobIDRaw="9"))])
+    text = "version: 1\nname: t\njobs:\n  sweep:\n    slurm: {array: 7, min_interval: 1s}\n"
+    probe, rs = probe_for(text, tmp_path)
+    facts = tick(probe, rs, tmp_path, 100.0)
+    assert sorted(facts) == ["sweep/7_0", "sweep/7_1"]
+    assert facts["sweep/7_1"]["job.exceeded"] is True
+    assert facts["sweep/7_0"]["job.array_task"] == 0
+    tick(probe, rs, tmp_path, 200.0)
+    assert len(fake.real_calls("sacct")) == 1
+
+
+def test_selection_by_user_name_partition_account(fake: Fake, tmp_path: Path) -> None:
+    """Selections by user, name glob, partition and account pick their jobs out of one
+    squeue call narrowed to the users."""
+    fake.plan("squeue", outputs=[
+        squeue_line("1", Name="eval-a") + squeue_line("2", Name="train", Partition="cpu")
+        + squeue_line("3", Name="eval-b", Account="other")
+        + squeue_line("4", Name="x", UserName="bob")])
+    text = ("version: 1\nname: t\njobs:\n"
+            "  evals:\n    slurm: {user: alice, name: 'eval-*', account: proj}\n"
+            "  cpu:\n    slurm: {user: alice, partition: cpu}\n"
+            "  bobs:\n    slurm: {user: bob}\n")
+    probe, rs = probe_for(text, tmp_path)
+    facts = tick(probe, rs, tmp_path, 100.0)
+    assert sorted(facts) == ["bobs/4", "cpu/2", "evals/1"]
+    (call,) = fake.real_calls("squeue")
+    assert "--user=alice,bob" in call
+
+
+@pytest.mark.parametrize(("plan", "message"), [
+    ({"hang": True}, "squeue timed out after 0.5s"),
+    ({"exit": 1, "stderr": "slurm_load_jobs error: Unable to contact slurm controller "
+      "(connect failure)"}, "squeue failed (exit 1): slurm_load_jobs error: Unable to contact"),
+    ({"outputs": ["<html>proxy error</html>\n"]}, "squeue line 1 has 0 fields, not 27"),
+])
+def test_failures_are_one_line_probe_errors(fake: Fake, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            plan: dict[str, Any], message: str) -> None:
+    """A hung, failing or garbage-printing squeue raises one ProbeError line, and the cache
+    probe keeps reporting the last facts, marked stale."""
+    monkeypatch.setenv("RULESMON_SLURM_TIMEOUT", "0.5")
+    fake.plan("squeue", outputs=[squeue_line("42")])
+    probe, rs = probe_for(IDS.format(ids="42", mi="1s"), tmp_path)
+    cache = SlurmCacheProbe(probe)
+    ctx = TickContext(now=100.0, ruleset=rs, base_dir=tmp_path)
+    assert probe.collect(ctx)["train/42"]["job.stale"] is False
+    assert cache.collect(ctx) == {}
+    fake.plan("squeue", **plan)
+    ctx = TickContext(now=102.0, ruleset=rs, base_dir=tmp_path)
+    started = time.monotonic()
+    with pytest.raises(ProbeError) as info:
+        probe.collect(ctx)
+    assert time.monotonic() - started < 30
+    assert message in str(info.value) and "\n" not in str(info.value)
+    stale = cache.collect(ctx)
+    assert stale["train/42"]["job.stale"] is True
+    assert stale["train/42"]["job.state"] == "RUNNING"
+
+
+def test_missing_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without squeue on PATH the error says so in one line."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    probe, rs = probe_for(IDS.format(ids="42", mi="1s"), tmp_path)
+    with pytest.raises(ProbeError, match="squeue not found on PATH"):
+        tick(probe, rs, tmp_path, 100.0)
+
+
+def test_sacct_format_follows_the_version(fake: Fake, tmp_path: Path) -> None:
+    """22.05 gets sacct -P (its JSON exit codes are wrong); 23.02 and later get sacct --json."""
+    for version, want_json in (("slurm 22.05.8", False), ("slurm 23.11.4", True)):
+        (fake.folder / "calls.log").unlink(missing_ok=True)
+        fake.plan("squeue", version=version, outputs=[""])
+        fake.plan("sacct", outputs=[
+            (FIXTURES / "sacct-24.05.json").read_text(encoding="utf-8") if want_json
+            else sacct_text(job_row("4101", "FAILED", "3:0"))])
+        probe, rs = probe_for(IDS.format(ids="4101", mi="1s"), tmp_path)
+        facts = tick(probe, rs, tmp_path, 100.0)
+        (call,) = fake.real_calls("sacct")
+        assert ("--json" in call) is want_json
+        assert facts["train/4101"]["job.exit_code"] == 3
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
+
+
+def test_squeue_json_when_forced(fake: Fake, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """RULESMON_SLURM_FORMAT=json makes the probe read squeue --json."""
+    monkeypatch.setenv("RULESMON_SLURM_FORMAT", "json")
+    fake.plan("squeue", outputs=[(FIXTURES / "squeue-24.05.json").read_text(encoding="utf-8")])
+    probe, rs = probe_for(IDS.format(ids="5001, 5002", mi="1s"), tmp_path)
+    facts = tick(probe, rs, tmp_path, 100.0)
+    assert facts["train/5001"]["job.state"] == "RUNNING"
+    assert facts["train/5002"]["job.reason"] == "Priority"
+    assert "--json" in fake.real_calls("squeue")[0]
+
+
+def test_submission_and_launch_check(fake: Fake, tmp_path: Path) -> None:
+    """sbatch's id is watched; a failed sbatch becomes a launch_failed instance."""
+    (tmp_path / "job.sh").write_text("#!/bin/sh\ntrue\n", encoding="utf-8")
+    fake.plan("sbatch", outputs=["4242;hpc\n"])
+    fake.plan("squeue", outputs=[squeue_line("4242", State="PENDING", Reason="Priority")])
+    text = ("version: 1\nname: t\njobs:\n  run:\n    slurm:\n      submit: {script: job.sh, "
+            "args: ['--lr', '0.1'], sbatch_args: ['--partition=gpu']}\n      min_interval: 1s\n")
+    probe, rs = probe_for(text, tmp_path)
+    probe.start(TickContext(now=100.0, ruleset=rs, base_dir=tmp_path))
+    (call,) = fake.calls("sbatch")
+    assert call == ["sbatch", "--parsable", "--partition=gpu", str(tmp_path / "job.sh"),
+                    "--lr", "0.1"]
+    facts = tick(probe, rs, tmp_path, 101.0)["run/4242"]
+    assert facts["job.reason"] == "Priority" and facts["job.launch_ok"] is True
+    fake.plan("sbatch", exit=1, stderr="sbatch: error: Batch job submission failed: "
+              "Invalid account")
+    probe, rs = probe_for(text, tmp_path)
+    probe.start(TickContext(now=100.0, ruleset=rs, base_dir=tmp_path))
+    failed = tick(probe, rs, tmp_path, 101.0)["run/submit"]
+    assert failed["job.diagnosis"] == "launch_failed" and failed["job.launch_ok"] is False
+    assert "Invalid account" in failed["job.launch_error"]
+
+
+def test_control_verbs(fake: Fake) -> None:
+    """cancel/remove run scancel, requeue/hold/release run scontrol; others are refused."""
+    assert control("cancel", {"job.id": "7_3"}, "stalled", 10).startswith("scancel 7_3")
+    control("hold", {"job.id": "42"}, None, 10)
+    control("release", {"job.id": "42"}, None, 10)
+    control("requeue", {"job.id": "42"}, None, 10)
+    assert fake.calls("scancel") == [["scancel", "7_3"]]
+    assert fake.calls("scontrol") == [["scontrol", "hold", "42"], ["scontrol", "release", "42"],
+                                      ["scontrol", "requeue", "42"]]
+    with pytest.raises(ProbeError, match=r"verbs: cancel"):
+        control("resubmit", {"job.id": "42"}, None, 10)
+    with pytest.raises(ProbeError, match="no SLURM job id"):
+        control("cancel", {"job.id": "42; rm -rf /"}, None, 10)
+    fake.plan("scancel", exit=1, stderr="scancel: error: Kill job error on job id 42: "
+              "Invalid job id specified")
+    with pytest.raises(ProbeError, match="Invalid job id specified"):
+        control("cancel", {"job.id": "42"}, None, 10)
+
+
+def test_controller_down_alerts_through_rulesmon_run(fake: Fake, tmp_path: Path) -> None:
+    """`rulesmon run` with a controller that stops answering counts the failures, keeps the
+    job's facts (stale) for rules, and fires the alert on probe.slurm.failures."""
+    fake.plan("sacct", outputs=[sacct_text()])
+    ruleset = tmp_path / "rs.yaml"
+    ruleset.write_text(
+        "version: 1\nname: down\nevery: 0.2s\njobs:\n"
+        "  train:\n    slurm: {ids: [42], min_interval: 0s}\n"
+        "rules:\n"
+        "  - name: stale-job\n    when: job.stale and job.state == \"RUNNING\"\n"
+        "    once: true\n    do: [log]\n    message: \"STALE {{ job.id }}\"\n"
+        "  - name: give-up\n    scope: run\n    when: probe.slurm.failures >= 3\n"
+        "    do: [log, stop]\n    message: \"DOWN {{ probe.slurm.error }}\"\n",
+        encoding="utf-8")
+    fake.plan("squeue", outputs=[squeue_line("42")], fail_from=1,
+              fail_stderr="slurm_load_jobs error: Unable to contact slurm controller "
+              "(connect failure)")
+    env = dict(os.environ)
+    log = tmp_path / "run.jsonl"
+    result = run_cli("run", str(ruleset), "--log-json", str(log), env=env, timeout=60)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    failures = [e for e in events if e.get("event") == "probe_failed"]
+    assert failures and all("Unable to contact slurm controller" in e["error"]
+                            for e in failures)
+    messages = " ".join(str(e.get("message", "")) for e in events)
+    assert "STALE 42" in messages and "squeue failed (exit 1): slurm_load_jobs" in messages
