@@ -92,8 +92,9 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
 
 def squeue_line(jid: str, **fields: str) -> str:
     values = dict.fromkeys(sp.SQUEUE_FIELDS, "")
-    values.update({"JobID": jid.split("_", maxsplit=1)[0] if "_" not in jid else "9" + jid.split("_")[1],
-                   "JobArrayID": jid, "ArrayJobID": jid.split("_", maxsplit=1)[0],
+    array, _, task = jid.partition("_")
+    values.update({"JobID": "9" + task if task else jid,
+                   "JobArrayID": jid, "ArrayJobID": array,
                    "ArrayTaskID": jid.split("_")[1] if "_" in jid else "N/A", "Name": "train",
                    "UserName": "alice", "Partition": "gpu", "Account": "proj", "QOS": "normal",
                    "State": "RUNNING", "Reason": "None", "NumNodes": "1", "NodeList": "n01",
