@@ -462,16 +462,16 @@ class SlurmProbe:
                             "job.outcome": "unknown",
                             "job.raw_state": "submitted, not seen in squeue yet"}
                     continue
+            head: Facts = {"job.name": watch.key, **common}
+            prefix = f"{watch.key}/"
             for jid, tracked in watch.jobs.items():
                 if not tracked.facts:
                     continue
-                facts: Facts = {"job.name": watch.key, **common}
-                facts.update(tracked.facts)
+                facts: Facts = {**head, **tracked.facts, "job.stale": False}
                 facts.pop("_job_id_raw", None)
-                facts["job.stale"] = False
-                if not tracked.final and facts.get("job.state") == "RUNNING":
+                if facts["job.state"] == "RUNNING" and not tracked.final:
                     _advance(facts, now - tracked.seen_at)
-                out[instance_key(watch.key, jid)] = facts
+                out[prefix + jid] = facts  # instance_key(watch.key, jid)
         return out
 
 

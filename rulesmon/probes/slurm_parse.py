@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 from .base import Facts, ProbeError
@@ -101,6 +102,7 @@ def version(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+@lru_cache(maxsize=8192)
 def duration(text: str) -> float | None:
     """`[days-][hours:]minutes:seconds[.frac]` in seconds; None for UNLIMITED, N/A, empty."""
     text = text.strip()
@@ -114,6 +116,7 @@ def duration(text: str) -> float | None:
             + float(seconds))
 
 
+@lru_cache(maxsize=8192)
 def memory(text: str, nodes: int = 1, cpus: int = 1) -> int | None:
     """A size in bytes: `3208K`, `64M`, `4G`; SLURM's `64Mn` (per node) and `64Mc` (per CPU)
     forms are multiplied out to the job's total. Bare numbers are MiB (SLURM's default)."""
@@ -160,6 +163,7 @@ def integer(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+@lru_cache(maxsize=8192)
 def normal_state(raw: str, reason: str = "") -> str:
     """SLURM's state word (`CANCELLED by 0`, `CANCELLED+`, `PD`) in the normalised set."""
     word = raw.strip().partition(" ")[0].rstrip("+").upper()
@@ -177,6 +181,7 @@ def exit_code(text: str) -> tuple[int | None, int]:
     return c, s if 0 < s < 65 else 0  # 0:125 marks OUT_OF_MEMORY, not a signal
 
 
+@lru_cache(maxsize=8192)
 def gpus_from_tres(tres: str) -> int | None:
     """GPUs in an AllocTRES/ReqTRES string (`cpu=4,gres/gpu=2,gres/gpu:a100=2`)."""
     found = [int(n) for n in _GPU_TRES.findall(tres)]
@@ -186,6 +191,7 @@ def gpus_from_tres(tres: str) -> int | None:
     return max(found)
 
 
+@lru_cache(maxsize=8192)
 def gpus_from_gres(gres: str, nodes: int = 1) -> int | None:
     """GPUs per node in a TRES-per-node string (`gres:gpu:2`, `gres/gpu:a100:2`), times the
     node count."""
@@ -200,28 +206,69 @@ def expand_placeholders(path: str, facts: Mapping[str, Any]) -> str:
     from the job's facts; an unknown one stays as it is."""
     if "%" not in path:
         return path
-    node_list = str(facts.get("job.node_list") or "")
-    values: dict[str, Any] = {
-        "j": facts.get("_job_id_raw") or facts.get("job.id"),
-        "A": facts.get("job.array_id") or facts.get("job.id"),
-        "a": facts.get("job.array_task"),
-        "x": facts.get("job.name"),
-        "u": facts.get("job.user"),
-        "N": node_list.split(",", maxsplit=1)[0] if node_list and "[" not in node_list else None,
-    }
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "%%":
-            return "%"
-        value = values.get(m.group(2))
+    fmt, codes = _format(path)
+    if fmt is not None:  # the usual case: no padding; one str.format call
+        values = {c: _placeholder(c, facts) for c in codes}
+        if None not in values.values():
+            return fmt.format_map(values)
+    out: list[str] = []
+    for literal, code, pad in _template(path):
+        if literal:
+            out.append(literal)
+        if not code:
+            continue
+        value = _placeholder(code, facts)
         if value is None:
-            return m.group(0)
-        pad = m.group(1)
-        if pad and isinstance(value, int):
-            return str(value).zfill(int(pad))
-        return str(value)
+            out.append(f"%{pad}{code}")
+        elif pad and isinstance(value, int):
+            out.append(str(value).zfill(int(pad)))
+        else:
+            out.append(str(value))
+    return "".join(out)
 
-    return _PLACEHOLDER.sub(sub, path)
+
+@lru_cache(maxsize=4096)
+def _format(path: str) -> tuple[str | None, tuple[str, ...]]:
+    """A str.format pattern for a path whose placeholders have no padding, and its codes."""
+    pieces = _template(path)
+    if any(pad for _, _, pad in pieces):
+        return None, ()
+    fmt = "".join(lit.replace("{", "{{").replace("}", "}}") + (f"{{{code}}}" if code else "")
+                  for lit, code, _ in pieces)
+    return fmt, tuple({code for _, code, _ in pieces if code})
+
+
+@lru_cache(maxsize=4096)
+def _template(path: str) -> tuple[tuple[str, str, str], ...]:
+    """A path split once into (literal, placeholder code, padding) pieces."""
+    pieces: list[tuple[str, str, str]] = []
+    last = 0
+    literal = ""
+    for m in _PLACEHOLDER.finditer(path):
+        literal += path[last:m.start()]
+        last = m.end()
+        if m.group(0) == "%%":
+            literal += "%"
+            continue
+        pieces.append((literal, m.group(2), m.group(1)))
+        literal = ""
+    pieces.append((literal + path[last:], "", ""))
+    return tuple(pieces)
+
+
+def _placeholder(code: str, facts: Mapping[str, Any]) -> Any:
+    if code == "j":
+        return facts.get("_job_id_raw") or facts.get("job.id")
+    if code == "x":
+        return facts.get("job.name")
+    if code == "A":
+        return facts.get("job.array_id") or facts.get("job.id")
+    if code == "a":
+        return facts.get("job.array_task")
+    if code == "u":
+        return facts.get("job.user")
+    node_list = str(facts.get("job.node_list") or "")  # %N: the first node, when plain
+    return node_list.split(",", 1)[0] if node_list and "[" not in node_list else None
 
 
 def expand_tasks(spec: str, limit: int = MAX_ARRAY_EXPANSION) -> list[int]:
@@ -338,60 +385,83 @@ def parse_squeue(text: str) -> list[Facts]:
          left, restarts, workdir, stdout, stderr, _) = parts
         if not jobid.isdigit():
             raise SlurmParseError(f"squeue line {number}: job id {_show(jobid)} is not a number")
-        state = normal_state(raw, reason)
-        n_nodes = int(nodes) if nodes.isdigit() else 1
+        status = _state_facts(raw, reason)
+        terminal = status["job.terminal"]
         f: Facts = {"job.id": array_jobid or jobid, "_job_id_raw": jobid, "job.name": name,
                     "job.user": user, "job.partition": partition, "job.account": account,
-                    "job.qos": qos, "job.reason": "" if reason == "None" else reason,
-                    "job.nodes": n_nodes,
-                    "job.node_list": "" if node_list in ("", "(null)") else node_list,
+                    "job.qos": qos, **status,
+                    **_resources(nodes, cpus, tres, tres_node, min_mem),
+                    "job.node_list": "" if node_list == "(null)" else node_list,
                     "job.restarts": int(restarts) if restarts.isdigit() else 0,
                     "job.workdir": workdir}
-        _settle(f, state, raw)
-        if cpus.isdigit():
-            f["job.cpus"] = int(cpus)
-        gpus = gpus_from_tres(tres) if "gpu" in tres else None
-        if gpus is None and "gpu" in tres_node:
-            gpus = gpus_from_gres(tres_node, n_nodes)
-        f["job.gpus"] = gpus or 0
-        mem = _tres_mem(tres)
-        if mem is None and min_mem and min_mem[0].isdigit():
-            mem = memory(min_mem, n_nodes)
-        if mem is not None:
-            f["job.mem_req"] = mem
-        t_submit, t_start = timestamp(submit), timestamp(start)
-        if t_submit is not None:
+        t_submit = float(submit) if submit.isdigit() else timestamp(submit)
+        if t_submit:
             f["job.submit_time"] = t_submit
-        if t_start is not None and state not in ("PENDING", "HELD"):
-            f["job.start_time"] = t_start
-            if t_submit is not None:
+        if start.isdigit() and not status["_waiting"]:
+            t_start = f["job.start_time"] = float(start)
+            if t_submit:
                 f["job.wait"] = max(0.0, t_start - t_submit)
-            t_end = timestamp(end)
-            if t_end is not None and f["job.terminal"]:
-                f["job.end_time"] = t_end
+            if terminal and end.isdigit():
+                f["job.end_time"] = float(end)
+        elif start[:1].isdigit() and not status["_waiting"]:
+            t_start = timestamp(start)
+            if t_start is not None:
+                f["job.start_time"] = t_start
+        del f["_waiting"]
         elapsed = duration(used)
         if elapsed is not None:
             f["job.elapsed"] = elapsed
         tl = duration(limit)
         if tl is not None:
             f["job.time_limit"] = tl
-            tleft = duration(left)
-            if tleft is not None and not f["job.terminal"]:
-                f["job.time_left"] = tleft
-        if task not in ("N/A", ""):
+            if not terminal:
+                tleft = duration(left)
+                if tleft is not None:
+                    f["job.time_left"] = tleft
+        if task != "N/A" and task:
             f["job.array_id"] = array_id
             if task.isdigit():
                 f["job.array_task"] = int(task)
         if stdout:
-            f["job.stdout"] = expand_placeholders(stdout, f)
+            f["job.stdout"] = expand_placeholders(stdout, f) if "%" in stdout else stdout
         if stderr:
-            f["job.stderr"] = expand_placeholders(stderr, f)
+            f["job.stderr"] = f["job.stdout"] if stderr == stdout else \
+                expand_placeholders(stderr, f) if "%" in stderr else stderr
         m = _ARRAY_PENDING.match(array_jobid)
         if m is None:
             append(f)
         else:
             out.extend(_tasks(f, m.group(1), m.group(2), stdout, stderr))
     return out
+
+
+@lru_cache(maxsize=4096)
+def _state_facts(raw: str, reason: str) -> dict[str, Any]:
+    """State, outcome and reason facts of a (state, reason) pair: few pairs, many jobs."""
+    f: Facts = {"job.reason": "" if reason == "None" else reason}
+    state = normal_state(raw, reason)
+    _settle(f, state, raw)
+    f["_waiting"] = state in ("PENDING", "HELD")
+    return f
+
+
+@lru_cache(maxsize=4096)
+def _resources(nodes: str, cpus: str, tres: str, tres_node: str, min_mem: str) -> dict[str, Any]:
+    """Node, CPU, GPU and memory facts of a job's resource columns (shared by many jobs)."""
+    n_nodes = int(nodes) if nodes.isdigit() else 1
+    f: Facts = {"job.nodes": n_nodes}
+    if cpus.isdigit():
+        f["job.cpus"] = int(cpus)
+    gpus = gpus_from_tres(tres) if "gpu" in tres else None
+    if gpus is None and "gpu" in tres_node:
+        gpus = gpus_from_gres(tres_node, n_nodes)
+    f["job.gpus"] = gpus or 0
+    mem = _tres_mem(tres)
+    if mem is None and min_mem[:1].isdigit():
+        mem = memory(min_mem, n_nodes)
+    if mem is not None:
+        f["job.mem_req"] = mem
+    return f
 
 
 def _tasks(f: Facts, array_id: str, spec: str, stdout: str, stderr: str) -> Iterator[Facts]:
@@ -406,6 +476,7 @@ def _tasks(f: Facts, array_id: str, spec: str, stdout: str, stderr: str) -> Iter
         yield task
 
 
+@lru_cache(maxsize=8192)
 def _tres_mem(tres: str) -> int | None:
     for item in tres.split(","):
         if item.startswith("mem="):
