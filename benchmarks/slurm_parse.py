@@ -110,7 +110,8 @@ def main() -> None:
         watch.jobs.clear()
         for f in sp.parse_squeue(text):
             if watch.matches(f):
-                watch.jobs[str(f["job.id"])] = _Tracked(str(f["job.id"]), f, 0.0, True)
+                # seen now: the tick that makes the squeue call
+                watch.jobs[str(f["job.id"])] = _Tracked(str(f["job.id"]), f, 10.0, True)
         probe._facts(10.0)
 
     split_ms, _ = best(split)

@@ -145,6 +145,11 @@ class _Watch:
     launch_error: str | None = None
     dry_note: str | None = None
 
+    def __post_init__(self) -> None:
+        s = self.spec
+        self.plain_ids = bool(self.ids) and s.submit is None and s.array is None and not (
+            s.user or s.name or s.partition or s.account)
+
     @property
     def by_id(self) -> bool:
         """Whether the selection is a fixed set of ids (so squeue --jobs can ask for it)."""
@@ -163,6 +168,9 @@ class _Watch:
 
     def matches(self, f: Mapping[str, Any]) -> bool:
         jid, raw, array = f.get("job.id"), f.get("_job_id_raw"), f.get("job.array_id")
+        if self.plain_ids:  # the common case: a list of ids and nothing else
+            ids = self.ids
+            return jid in ids or raw in ids or array in ids
         if self.submitted is not None:
             return jid in self.submitted or array in self.submitted or raw in self.submitted
         if self.spec.submit is not None:
@@ -331,7 +339,7 @@ class SlurmProbe:
                     continue
                 tracked.in_queue = True
                 tracked.facts = {**tracked.facts, **record} if record.get("job.terminal") \
-                    else dict(record)
+                    else record  # fresh from this call and never changed in place: shared
                 tracked.seen_at = now
         for watch in self._watches:
             for jid, tracked in watch.jobs.items():
@@ -436,6 +444,10 @@ class SlurmProbe:
     # --- facts ---------------------------------------------------------------------------------
 
     def _facts(self, now: float) -> dict[str, Facts]:
+        with sp.no_gc():
+            return self._build_facts(now)
+
+    def _build_facts(self, now: float) -> dict[str, Facts]:
         out: dict[str, Facts] = {}
         for watch in self._watches:
             common: Facts = {"job.key": watch.key, "job.source": "slurm"}
@@ -469,7 +481,8 @@ class SlurmProbe:
                     continue
                 facts: Facts = {**head, **tracked.facts, "job.stale": False}
                 facts.pop("_job_id_raw", None)
-                if facts["job.state"] == "RUNNING" and not tracked.final:
+                if now > tracked.seen_at and facts["job.state"] == "RUNNING" \
+                        and not tracked.final:
                     _advance(facts, now - tracked.seen_at)
                 out[prefix + jid] = facts  # instance_key(watch.key, jid)
         return out

@@ -22,9 +22,11 @@ wrong. Nothing here runs a command.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -206,11 +208,19 @@ def expand_placeholders(path: str, facts: Mapping[str, Any]) -> str:
     from the job's facts; an unknown one stays as it is."""
     if "%" not in path:
         return path
-    fmt, codes = _format(path)
-    if fmt is not None:  # the usual case: no padding; one str.format call
-        values = {c: _placeholder(c, facts) for c in codes}
-        if None not in values.values():
-            return fmt.format_map(values)
+    # the usual case (`%x-%j.out`): a few replacements, no per-path parsing; anything left
+    # (%%, padding, %N, an unknown value) goes the careful way from the original
+    done = path
+    for code, key, fallback in _CODES:
+        if code in done:
+            value = facts.get(key)
+            if value is None and fallback:
+                value = facts.get(fallback)
+            if value is None:
+                break
+            done = done.replace(code, str(value))
+    if "%" not in done:
+        return done
     out: list[str] = []
     for literal, code, pad in _template(path):
         if literal:
@@ -227,18 +237,11 @@ def expand_placeholders(path: str, facts: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=4096)
-def _format(path: str) -> tuple[str | None, tuple[str, ...]]:
-    """A str.format pattern for a path whose placeholders have no padding, and its codes."""
-    pieces = _template(path)
-    if any(pad for _, _, pad in pieces):
-        return None, ()
-    fmt = "".join(lit.replace("{", "{{").replace("}", "}}") + (f"{{{code}}}" if code else "")
-                  for lit, code, _ in pieces)
-    return fmt, tuple({code for _, code, _ in pieces if code})
+_CODES = (("%j", "_job_id_raw", "job.id"), ("%x", "job.name", None),
+          ("%A", "job.array_id", "job.id"), ("%a", "job.array_task", None),
+          ("%u", "job.user", None))
 
 
-@lru_cache(maxsize=4096)
 def _template(path: str) -> tuple[tuple[str, str, str], ...]:
     """A path split once into (literal, placeholder code, padding) pieces."""
     pieces: list[tuple[str, str, str]] = []
@@ -364,12 +367,30 @@ def squeue_format() -> str:
     return ",".join(f"{name}:{SEP}" for name in SQUEUE_FIELDS)
 
 
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Cyclic GC paused while tens of thousands of acyclic dicts are built (it would scan the
+    growing heap again and again for nothing)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def parse_squeue(text: str) -> list[Facts]:
     """Facts of every job in `squeue -h -t all -O <squeue_format()>` output.
 
     A pending array record (`7_[2-5%2]`) becomes one job per task; lines of the wrong shape
     are a SlurmParseError (squeue's messages go to stderr, so stdout holds only records).
     """
+    with no_gc():
+        return _parse_squeue(text)
+
+
+def _parse_squeue(text: str) -> list[Facts]:
     out: list[Facts] = []
     width = len(SQUEUE_FIELDS) + 1
     append = out.append
@@ -385,8 +406,7 @@ def parse_squeue(text: str) -> list[Facts]:
          left, restarts, workdir, stdout, stderr, _) = parts
         if not jobid.isdigit():
             raise SlurmParseError(f"squeue line {number}: job id {_show(jobid)} is not a number")
-        status = _state_facts(raw, reason)
-        terminal = status["job.terminal"]
+        status, waiting, terminal = _state_facts(raw, reason)
         f: Facts = {"job.id": array_jobid or jobid, "_job_id_raw": jobid, "job.name": name,
                     "job.user": user, "job.partition": partition, "job.account": account,
                     "job.qos": qos, **status,
@@ -397,17 +417,16 @@ def parse_squeue(text: str) -> list[Facts]:
         t_submit = float(submit) if submit.isdigit() else timestamp(submit)
         if t_submit:
             f["job.submit_time"] = t_submit
-        if start.isdigit() and not status["_waiting"]:
+        if start.isdigit() and not waiting:
             t_start = f["job.start_time"] = float(start)
             if t_submit:
                 f["job.wait"] = max(0.0, t_start - t_submit)
             if terminal and end.isdigit():
                 f["job.end_time"] = float(end)
-        elif start[:1].isdigit() and not status["_waiting"]:
-            t_start = timestamp(start)
-            if t_start is not None:
-                f["job.start_time"] = t_start
-        del f["_waiting"]
+        elif start[:1].isdigit() and not waiting:
+            iso_start = timestamp(start)
+            if iso_start is not None:
+                f["job.start_time"] = iso_start
         elapsed = duration(used)
         if elapsed is not None:
             f["job.elapsed"] = elapsed
@@ -436,13 +455,13 @@ def parse_squeue(text: str) -> list[Facts]:
 
 
 @lru_cache(maxsize=4096)
-def _state_facts(raw: str, reason: str) -> dict[str, Any]:
-    """State, outcome and reason facts of a (state, reason) pair: few pairs, many jobs."""
+def _state_facts(raw: str, reason: str) -> tuple[dict[str, Any], bool, bool]:
+    """State, outcome and reason facts of a (state, reason) pair (few pairs, many jobs), and
+    whether the job waits to start and whether it has ended."""
     f: Facts = {"job.reason": "" if reason == "None" else reason}
     state = normal_state(raw, reason)
     _settle(f, state, raw)
-    f["_waiting"] = state in ("PENDING", "HELD")
-    return f
+    return f, state in ("PENDING", "HELD"), bool(f["job.terminal"])
 
 
 @lru_cache(maxsize=4096)
