@@ -166,6 +166,17 @@ def test_seven_scenarios_in_one_run(slurm_cluster: SlurmCluster) -> None:
     assert any(b.startswith("HALF progress ") and b.endswith("/6") for b in bodies)
     assert any(b.startswith("ARRAY ") and b.endswith("of " + b.split()[1].split("_")[0])
                for b in bodies)
+    history = subprocess.run(
+        [sys.executable, "-m", "rulesmon", "history", str(ruleset), "--format", "json",
+         "-n", "50"], env=slurm_cluster.environ(), capture_output=True, text=True,
+        timeout=60, check=True, cwd=folder)
+    recorded = {row["tool"]: row for row in json.loads(history.stdout)}
+    assert recorded["ok"]["status"] == "success" and recorded["ok"]["source"] == "slurm"
+    assert recorded["ok"]["efficiency"]["cpu_pct"] is not None
+    assert recorded["timeout"]["status"] == "timeout"
+    assert recorded["timeout"]["efficiency"]["time_pct"] >= 100
+    assert recorded["oom"]["efficiency"]["memory_pct"] > 50
+    assert recorded["exit3"]["returncode"] == 3
     controls = [e for e in events if e.get("event") == "control_done"]
     assert controls and "scancel" in str(controls[0].get("result"))
     assert "all good" in next(folder.glob("it-ok-*.out")).read_text(encoding="utf-8")

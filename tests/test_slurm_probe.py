@@ -42,7 +42,7 @@ outputs = plan.get("outputs", [""])
 count_file = os.path.join(folder, name + ".count")
 n = int(open(count_file).read()) if os.path.exists(count_file) else 0
 open(count_file, "w").write(str(n + 1))
-if n >= plan.get("fail_from", 10 ** 9):
+if n >= plan.get("fail_from", 10 ** 9) or n < plan.get("fail_until", 0):
     sys.stderr.write(plan["fail_stderr"] + "\\n")
     sys.exit(1)
 out = outputs[min(n, len(outputs) - 1)]
@@ -235,6 +235,23 @@ def test_named_id_already_ended_is_found_in_accounting(fake: Fake, tmp_path: Pat
     assert facts["sweep/7_0"]["job.array_task"] == 0
     tick(probe, rs, tmp_path, 200.0)
     assert len(fake.real_calls("sacct")) == 1
+
+
+def test_a_purged_id_among_live_ones(fake: Fake, tmp_path: Path) -> None:
+    """When squeue refuses a --jobs list because one id was purged, the probe asks once more
+    without the list, keeps the live job and finds the purged one in accounting."""
+    fake.plan("squeue", fail_until=1, fail_stderr="slurm_load_jobs error: Invalid job id "
+              "specified", outputs=["", squeue_line("42") + squeue_line("77")])
+    fake.plan("sacct", outputs=[sacct_text(job_row("41", "COMPLETED"))])
+    probe, rs = probe_for(IDS.format(ids="41, 42", mi="1s"), tmp_path)
+    facts = tick(probe, rs, tmp_path, 100.0)
+    assert sorted(facts) == ["train/41", "train/42"]
+    assert facts["train/42"]["job.state"] == "RUNNING"
+    assert facts["train/41"]["job.state"] == "COMPLETED"
+    first, second = fake.real_calls("squeue")
+    assert "--jobs=41,42" in first and not any(a.startswith("--jobs") for a in second)
+    tick(probe, rs, tmp_path, 102.0)  # 41 has ended for good: only 42 is asked for
+    assert "--jobs=42" in fake.real_calls("squeue")[2]
 
 
 def test_selection_by_user_name_partition_account(fake: Fake, tmp_path: Path) -> None:

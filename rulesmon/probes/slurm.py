@@ -78,12 +78,8 @@ def call_timeout() -> float:
         return DEFAULT_TIMEOUT
 
 
-def run(args: Sequence[str], *, timeout: float | None = None, cwd: Path | None = None,
-        ok_errors: Sequence[str] = ()) -> str:
-    """stdout of a SLURM command (an argv list, never a shell), or SlurmError in one line.
-
-    A non-zero exit whose message contains one of `ok_errors` returns "" instead.
-    """
+def run(args: Sequence[str], *, timeout: float | None = None, cwd: Path | None = None) -> str:
+    """stdout of a SLURM command (an argv list, never a shell), or SlurmError in one line."""
     exe = tool(args[0])
     limit = call_timeout() if timeout is None else timeout
     env = dict(os.environ)
@@ -100,8 +96,6 @@ def run(args: Sequence[str], *, timeout: float | None = None, cwd: Path | None =
     out = proc.stdout.decode("utf-8", "replace")
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
-        if any(text in err for text in ok_errors):
-            return ""
         raise SlurmError(f"{args[0]} failed (exit {proc.returncode}): "
                          f"{_first_line(err) or _first_line(out) or 'no message'}")
     return out
@@ -155,6 +149,19 @@ class _Watch:
         """Whether the selection is a fixed set of ids (so squeue --jobs can ask for it)."""
         return self.submitted is not None or self.spec.submit is not None or (
             bool(self.ids) or self.spec.array is not None)
+
+    def open_ids(self) -> set[str]:
+        """The ids still worth asking squeue about: not every job under them has ended."""
+        out = set()
+        for jid in self.id_list():
+            tracked = self.jobs.get(jid)
+            if tracked is not None and tracked.final:
+                continue
+            tasks = [t for t in self.jobs.values() if t.facts.get("job.array_id") == jid]
+            if tasks and all(t.final for t in tasks) and tracked is None:
+                continue
+            out.add(jid)
+        return out
 
     def id_list(self) -> set[str]:
         if self.submitted is not None:
@@ -297,34 +304,41 @@ class SlurmProbe:
     # --- querying ------------------------------------------------------------------------------
 
     def _anything_to_ask(self) -> bool:
-        return any(not w.by_id or w.id_list() for w in self._watches)
+        return any(not w.by_id or w.open_ids() for w in self._watches)
 
     def _squeue_args(self) -> list[str] | None:
         """squeue's arguments for the union of the selections, or None when nothing to ask."""
-        live = [w for w in self._watches if not w.by_id or w.id_list()]
+        live = [w for w in self._watches if not w.by_id or w.open_ids()]
         if not live:
             return None
         args = ["squeue", "-t", "all"]
         if all(w.by_id for w in live):
-            ids = sorted(set().union(*(w.id_list() for w in live)))
+            ids = sorted(set().union(*(w.open_ids() for w in live)))
             args.append(f"--jobs={','.join(ids)}")
         elif all(w.spec.user for w in live):
             args.append(f"--user={','.join(sorted({str(w.spec.user) for w in live}))}")
         return args
 
+    def _squeue(self, args: list[str]) -> list[Facts]:
+        squeue_fmt, _ = self.formats()
+        self.calls["squeue"] += 1
+        try:
+            if squeue_fmt == "json":
+                text = run([*args, "--json"])
+                return sp.parse_squeue_json(text) if text.strip() else []
+            return sp.parse_squeue(run([args[0], "-h", *args[1:], "-O", sp.squeue_format()]))
+        except SlurmError as exc:
+            if not any(text in str(exc) for text in _GONE):
+                raise
+            asked = next((a for a in args if a.startswith("--jobs=")), "")
+            if "," not in asked:
+                return []  # the one job asked for is gone from the controller: see sacct
+            # some of the ids are gone and this version refuses the whole list: ask for all
+            return self._squeue([a for a in args if a != asked])
+
     def _refresh(self, now: float) -> None:
         args = self._squeue_args()
-        records: list[Facts] = []
-        if args is not None:
-            squeue_fmt, _ = self.formats()
-            self.calls["squeue"] += 1
-            if squeue_fmt == "json":
-                text = run([*args, "--json"], ok_errors=_GONE)
-                records = sp.parse_squeue_json(text) if text.strip() else []
-            else:
-                text = run([args[0], "-h", *args[1:], "-O", sp.squeue_format()],
-                           ok_errors=_GONE)
-                records = sp.parse_squeue(text)
+        records = self._squeue(args) if args is not None else []
         seen: dict[int, set[str]] = {id(w): set() for w in self._watches}
         for record in records:
             for watch in self._watches:
