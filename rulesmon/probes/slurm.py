@@ -352,8 +352,7 @@ class SlurmProbe:
                 if tracked.final:
                     continue
                 tracked.in_queue = True
-                tracked.facts = {**tracked.facts, **record} if record.get("job.terminal") \
-                    else record  # fresh from this call and never changed in place: shared
+                tracked.facts = record  # fresh from this call, never changed in place
                 tracked.seen_at = now
         for watch in self._watches:
             for jid, tracked in watch.jobs.items():
