@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -199,13 +200,16 @@ def test_selections_and_control_on_real_jobs(slurm_cluster: SlurmCluster) -> Non
     probe; control releases a held job, requeues an array task (its restart count goes up) and
     cancels a running job."""
     folder = slurm_cluster.workdir("select")
-    held = slurm_cluster.sbatch(folder, "-H", "--mem=16M", "-J", "sel-held", "--wrap", "sleep 1")
-    sleeper = slurm_cluster.sbatch(folder, "--mem=16M", "-J", "sel-sleep", "--wrap", "sleep 300")
-    array = slurm_cluster.sbatch(folder, "--mem=16M", "-J", "sel-array", "--array=0-1",
+    tag = f"sel{uuid.uuid4().hex[:8]}"  # other runs' jobs stay visible for a while
+    held = slurm_cluster.sbatch(folder, "-H", "--mem=16M", "-J", f"{tag}-held", "--wrap",
+                                "sleep 1")
+    sleeper = slurm_cluster.sbatch(folder, "--mem=16M", "-J", f"{tag}-sleep", "--wrap",
+                                   "sleep 300")
+    array = slurm_cluster.sbatch(folder, "--mem=16M", "-J", f"{tag}-array", "--array=0-1",
                                  "--wrap", "sleep 300")
     text = ("version: 1\nname: sel\njobs:\n"
             f"  byid:\n    slurm: {{ids: [{held}], min_interval: 0s}}\n"
-            "  byname:\n    slurm: {user: root, name: 'sel-sl*', min_interval: 0s}\n"
+            f"  byname:\n    slurm: {{user: root, name: '{tag}-sl*', min_interval: 0s}}\n"
             f"  byarray:\n    slurm: {{array: {array}, min_interval: 0s}}\n")
     rs = load_text(text, base=folder).ruleset
     probe = SlurmProbe(rs, folder)
