@@ -281,43 +281,219 @@ def test_glob_sees_a_rotated_file_once(tmp_path: Path) -> None:
     assert facts["log.extractors.x.count"] == 4
 
 
-def test_block_search_equals_per_line_search() -> None:
-    """Searching lines in place in a block (literal-led, bounded to the line) finds exactly
-    the lines and values a plain per-line `search` finds, for presets and tricky patterns."""
+# --- whole-chunk scanning ----------------------------------------------------------------------
+
+TRICKY = [r"^abc", r"abc$", r"(?<=x)abc", r"\Aab", r"x\s*y", r"ab(?:cde|fgh)", r"\bfoo\b",
+          r"[^;]*;x", r"a\Z", r"(?=\s)", r"(?P<a>x)?(?P<b>y)?foo", r"(?i)k", r"(?i)foo",
+          r"(?s)x.y", r"x.y", r"\D+;", r"[^a]{2}x", r"\W\w", r"[\s,]+x", r"x++y", r"(?>x+)y",
+          r"(?P<q>a)?(?(q)b|c)", r"(?P<r>x|y)(?P=r)", r"x*", r"$", r"(?i)(?P<s>x)(?P=s)", r"█+",
+          r"é", r"[é]", r"(?a)\w+;", r"(?a)[^|]+\|", r"(?a)(?P<n>\d+)%\|[^|]*\|", r"(?a)[^;]*\Z",
+          r"(?a)x[^;]*?y", r"(?a)[^;]+", r"(?a)[^;]+?", r"\S+\s", r"(?<!x)y", r"y(?!\s)",
+          r"(?P<v>\d+) it/s", r"(?a)\b(?P<v>\d{1,3}) it/s", r"[\n]x", r"(?m)^x$", r"ſ", r"(?i)s",
+          r"(?i)[a-z]+", r"(?a)(?i:k)", r"x(?=[^;]*;)", r"(?a)(?<=[^x])y", r"[^\W\d]+",
+          r"(?a)█[^|]*\|", r"(?a)(?:[^|]*\|)+x", r"\x1c", r"(?a)\s\x1c"]
+PIECES = ["abc", "x", "y", " ", "foo", ";", "loss", "=", "1", "23", "cde", "fgh", "Epoch ", ": ",
+          "%|", "/s", "it/s", "'loss': ", "{", "nan", ".", "\t", "train_", "_step", "|", "é", "█",
+          "ſ", "K", "٣", "\xa0", "\u2028", "\x1c", "k", "s", "S", "\x85", " it/s", "Processed ",
+          "/", "items/s", "w_"]
+BAD = [b"\xff", b"\xe2", b"\xe2\x96", b"\xc2", b"\xed\xa0\x80"]  # not UTF-8
+
+
+def random_chunk(rng: Any) -> bytes:
+    """Lines of random pieces (ASCII only half the time, else with non-ASCII characters and
+    bytes that are not UTF-8), each ended by a newline, as `Tailer.chunks()` gives them."""
+    ascii_only = rng.random() < 0.5
+    pieces = [p for p in PIECES if p.isascii()] if ascii_only else PIECES
+    lines = []
+    for _ in range(rng.randint(1, 30)):
+        parts = [rng.choice(BAD) if not ascii_only and rng.random() < 0.06
+                 else rng.choice(pieces).encode() for _ in range(rng.randint(0, 9))]
+        lines.append(b"".join(parts))
+    return b"".join(line + b"\n" for line in lines)
+
+
+def test_chunk_forms_equal_per_line_search() -> None:
+    """Every way a chunk is searched (decoded text, undecoded bytes of any content, ASCII-only
+    bytes; forward, reversed, through anchors, whole-chunk, backwards in windows) finds the
+    lines, last group values and last lines a per-line `search` of the decoded lines finds,
+    for the presets and for patterns with every construct the rewrites touch."""
     import random
 
     from rulesmon.probes import logs
     from rulesmon.probes.log_presets import PRESETS
+    from rulesmon.probes.tail import lines_of
 
     patterns = [p for preset in PRESETS.values() for p in
                 [*preset.extract.values(), *(e.pattern for e in preset.errors.values())]]
-    patterns += [r"^abc", r"abc$", r"(?<=x)abc", r"\Aab", r"x\s*y", r"ab(?:cde|fgh)",
-                 r"\bfoo\b", r"[^;]*;x", r"a\Z", r"(?=\s)", r"(?P<a>x)?(?P<b>y)?foo"]
-    pieces = ["abc", "x", "y", " ", "foo", ";", "loss", "=", "1", "23", "cde", "fgh", "Epoch ",
-              ": ", "%|", "/s", "it/s", "'loss': ", "{", "nan", ".", "\t", "train_", "_step"]
+    matchers = [logs.Matcher("p", *logs.compile_forms(p)) for p in [*patterns, *TRICKY]]
     rng = random.Random(7)
-    saved = logs.SPARSE
+    saved = logs.NEAR_END, logs.MIN_ANCHORS, logs.DENSE
+    ways: set[tuple[str, str]] = set()
     try:
-        for sparse in (0, saved, 10**9):  # always in place, by density, never in place
-            logs.SPARSE = sparse
-            for _ in range(60):
-                lines = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
-                         for _ in range(rng.randint(1, 50))]
-                block = logs.Block(lines)
-                for pattern in patterns:
-                    m = logs.Matcher("p", *logs._compile(pattern))
-                    expected = [i for i, line in enumerate(lines) if m.rx.search(line)]
-                    hits = block.scan(m)
-                    assert hits == expected, (pattern, lines)
+        for near, least, dense in ((8 << 10, 64, 256), (8, 1, 10**9), (1, 0, 1)):
+            logs.NEAR_END, logs.MIN_ANCHORS, logs.DENSE = near, least, dense
+            for _ in range(25):
+                data = random_chunk(rng)
+                lines = lines_of(data)
+                for m in matchers:
+                    hits = [i for i, line in enumerate(lines) if m.rx.search(line)]
                     values: dict[str, tuple[int, str]] = {}
-                    for i in expected:
+                    for i in hits:
                         found = m.rx.search(lines[i])
                         assert found is not None
                         values.update({g: (i, v) for g, v in found.groupdict().items()
                                        if v is not None})
-                    assert block.last_values(m, hits) == values
+                    for mode, forms in (("text", m.text), ("exact", m.exact),
+                                        ("ascii", m.ascii if data.isascii() else None)):
+                        if forms is None and mode != "text":
+                            continue
+                        chunk = logs.Chunk(data, [m], mode=mode)
+                        index = {start: i for i, start in enumerate(chunk._lines()[1])}
+                        got = chunk.find(m)
+                        ways.add((mode, got.how))
+                        assert got.count == len(hits), (m.rx.pattern, mode, data)
+                        assert {g: (index[s], v) for g, (s, v) in
+                                chunk.last_values(m, got).items()} == values, (m.rx.pattern, mode)
+                        last = chunk.last_lines(m, got, 5)
+                        assert [(index[s], text) for s, text in last] == \
+                            [(i, lines[i]) for i in hits[-5:]], (m.rx.pattern, mode, data)
+                        assert [text for _, text in chunk.tail(3)] == lines[-3:]
     finally:
-        logs.SPARSE = saved
+        logs.NEAR_END, logs.MIN_ANCHORS, logs.DENSE = saved
+    assert {how for _, how in ways} == {"forward", "backward", "starts", "full"}
+    assert {mode for mode, _ in ways} == {"text", "exact", "ascii"}
+
+
+def test_presets_are_searched_as_bytes_with_a_fast_form() -> None:
+    """Every preset pattern has a form for undecoded bytes of any content, and is counted with
+    a literal-led search (forward or reversed) or through its anchor literals."""
+    from rulesmon.probes.log_presets import PRESETS
+    from rulesmon.probes.logs import compile_forms
+
+    for preset in PRESETS.values():
+        for pattern in [*preset.extract.values(), *(e.pattern for e in preset.errors.values())]:
+            _, text, exact, ascii_ = compile_forms(pattern)
+            assert text is not None and exact is not None and ascii_ is not None, pattern
+            assert exact.forward or exact.backward or exact.anchors, pattern
+
+
+def test_anchor_literals_are_fewer_and_still_required() -> None:
+    """Anchor sets drop a literal that holds another and share a common prefix, so a chunk is
+    scanned fewer times; every match still holds one of them."""
+    from rulesmon.probes.logs import _anchor_sets, _parse
+
+    pattern = (r"NCCL error|ncclInternalError|ncclSystemError|ncclRemoteError"
+               r"|\bMemoryError|_ArrayMemoryError")
+    (literals,) = _anchor_sets(_parse(pattern))
+    assert sorted(literals) == ["MemoryError", "NCCL error", "nccl"]
+    assert _anchor_sets(_parse(r"(?i)error")) == []
+
+
+def test_match_across_a_chunk_boundary(tmp_path: Path) -> None:
+    """A matching line that straddles two reads of the file is counted once, with its value,
+    and lines on both sides are matched too."""
+    path = tmp_path / "a.log"
+    filler = b"".join(b"step %06d of the warm-up\n" % i for i in range(40_000))
+    head = filler[: filler.rfind(b"\n", 0, (1 << 20) - 100) + 1]
+    head += b"Batch 1/9 " + b"y" * ((1 << 20) - 8 - len(head) - 11) + b"\n"
+    assert len(head) == (1 << 20) - 8  # the next line is cut by the first 1 MiB read
+    path.write_bytes(head + b"Processed 7/9 items\nBatch 2/9\n")
+    probe, rs = make_probe(tmp_path, "- {path: a.log, preset: python-logging}")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.extractors.items.count"] == 1
+    assert facts["log.done"] == 7 and facts["log.total"] == 9
+    assert facts["log.extractors.batch.count"] == 2 and facts["log.batch"] == 2
+
+
+def test_last_value_among_several_matches_in_a_chunk(tmp_path: Path) -> None:
+    """With several matching lines in one read, each group's value comes from the last line
+    that gave it one: `Epoch 3` (no total) keeps the total of `Epoch 2/10`."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"Epoch 1/10\nloss: 0.9\nEpoch 2/10\nloss: 0.7\nEpoch 3\nother\n")
+    probe, rs = make_probe(tmp_path, "- {path: a.log, preset: python-logging}")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.epoch"] == 3 and facts["log.epochs"] == 10
+    assert facts["log.loss"] == 0.7
+    assert facts["log.extractors.epoch.count"] == 3
+
+
+def test_carriage_return_runs_and_crlf(tmp_path: Path) -> None:
+    """Runs of `\\r`, `\\r\\r\\n` and CRLF mixed with tqdm's `\\r` redraws give the lines of a
+    terminal, whether they arrive in one read or byte by byte."""
+    data = (b"\r10%|#| 1/10 [00:01<00:09, 1.00it/s]\r\r20%|#| 2/10 [00:02<00:08, 1.00it/s]"
+            b"\r\r\ndone\r\n\r\nnext\n\r\rlast\n")
+    expected = ["10%|#| 1/10 [00:01<00:09, 1.00it/s]", "20%|#| 2/10 [00:02<00:08, 1.00it/s]",
+                "done", "", "next", "last"]
+    whole = tmp_path / "whole.log"
+    whole.write_bytes(data)
+    assert Tailer(whole).read() == expected
+    pieces = tmp_path / "pieces.log"
+    pieces.write_bytes(b"")
+    t = Tailer(pieces)
+    got: list[str] = []
+    for i in range(len(data)):
+        append(pieces, data[i:i + 1])
+        got += t.read()
+    assert got == expected
+    probe, rs = make_probe(tmp_path, "- {path: whole.log, preset: tqdm}")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.extractors.tqdm.count"] == 2 and facts["log.done"] == 2
+
+
+def test_reads_in_pieces_equal_one_read(tmp_path: Path) -> None:
+    """However the bytes of a log are cut between reads (through a CRLF, a run of `\\r`, an
+    escape sequence between `\\r` and `\\n`, a UTF-8 character), the lines are those of
+    reading it whole."""
+    import random
+
+    rng = random.Random(5)
+    pieces = [b"a", b"bc", b"\r", b"\n", b"\r\n", b"\x00", b"\x1b[31m", b"\xe2\x96\x88",
+              b"\xff", b" "]
+    path = tmp_path / "a.log"
+    for _ in range(1500):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        path.write_bytes(data)
+        whole = Tailer(path).read()
+        path.write_bytes(b"")
+        t = Tailer(path)
+        got: list[str] = []
+        cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randint(1, 8))))
+        for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            append(path, data[start:end])
+            got += t.read()
+        assert got == whole, (data, cuts)
+
+
+def test_invalid_utf8_inside_matched_lines(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 inside a matching line (searched undecoded) come out as U+FFFD
+    in the error line, the captured value and the tail, as if the line had been decoded."""
+    from rulesmon.probes import logs
+
+    path = tmp_path / "a.log"
+    data = (b"Traceback (most recent call last): \xff\xfe\n"
+            b"tag=a\xe2\x96b done\nRuntimeError: CUDA out of memory \xc2\n")
+    path.write_bytes(data)
+    probe, rs = make_probe(tmp_path, """
+        - path: a.log
+          preset: [traceback, cuda-oom]
+          extract: {tag: '(?a)tag=(?P<tag>[^ ]+) '}
+        """)
+    patterns = probe_patterns(probe, rs, tmp_path)
+    assert logs.Chunk(data, patterns).mode == "exact"  # searched undecoded
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.errors.traceback.last_line"] == \
+        "Traceback (most recent call last): \ufffd\ufffd"
+    assert facts["log.tag"] == "a\ufffdb"
+    assert facts["log.errors.oom.last_line"] == "RuntimeError: CUDA out of memory \ufffd"
+    assert facts["log.lines"] == data.decode("utf-8", "replace").splitlines()
+
+
+def probe_patterns(probe: LogsProbe, ruleset: Any, tmp_path: Path) -> list[Any]:
+    """The compiled patterns of the probe's only log (after one collect)."""
+    collect(probe, ruleset, tmp_path)
+    state = probe._instances[KEY].logs[0]
+    probe.close()
+    return [*state.patterns.extract, *state.patterns.errors]
 
 
 def test_copytruncate(tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ For every instance whose job declares `logs:`, each log path template is rendere
 instance's `job.*` facts and `worker` (its worker index; `*` for an instance without one, so a
 per-worker path follows every worker's log), SLURM's `%j %A %a %x %u` are expanded for SLURM
 jobs, and a path with glob characters follows every matching file (new matches join later).
-Each file is read incrementally by a `Tailer`; each new line is matched against the extractors
-(presets first, then the log's own `extract:`) and the error patterns.
-
-Every regex is compiled once. A pattern with a required literal (the longest run of plain
-characters every match contains; for an alternation, one per branch) is only searched on lines
-that contain one, starting just before it when the width of what precedes it is bounded; when
-few lines of a batch contain it, those lines are found with `str.find` over the whole batch and
-searched in place, so the others are never visited in Python.
+Each file is read incrementally by a `Tailer`, in chunks of complete lines; each pattern
+(extractors: presets first, then the log's own `extract:`; then the error patterns) is searched
+over a whole chunk at once, never line by line in Python: how many lines it matches, then, from
+the end, only the few matching lines the facts need (the last value of each group, the last
+error lines). A chunk is searched as undecoded bytes when every pattern gives the same result
+there (all presets do), and only the lines kept are decoded. The "patterns" section below says
+how a pattern written for one line is compiled for a whole chunk.
 
 When several logs or files feed one instance, counts add up and the last value of a group comes
 from the most recently matching line (a later tick, then the more recently modified file, then
@@ -21,20 +20,21 @@ path. `collect` never raises for a bad log.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import glob as globmod
 import logging
 import math
 import re
 import stat
 import threading
-from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
-from re import _parser  # type: ignore[attr-defined]  # the parse tree, for prefilters
+from re import _compiler, _parser  # type: ignore[attr-defined]  # parse trees, compiled
 from typing import TYPE_CHECKING, Any
 
 from .base import Facts, TickContext, job_base, render_path
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SPARSE = 8  #: literal occurrences below 1 in SPARSE lines: visit only those lines
 ERROR_LINES = 5  #: matching lines kept per error pattern (log.errors.<name>.lines)
 FORGET_AFTER = 600.0  #: seconds an instance may be absent before its files are closed
 _GLOB = re.compile(r"[*?[]")
@@ -60,13 +59,502 @@ Key = tuple[float, float, int]  # (tick time, file mtime, line sequence): later 
 
 
 # --- patterns ------------------------------------------------------------------------------------
+#
+# A pattern is written for one line (`rx.search(line)`), but a chunk is scanned whole. Each
+# pattern is compiled, from its parse tree, into forms for a whole chunk of lines ended by "\n":
+#
+# - `line`: nothing in it can match or see past a "\n" (`.`, `[^x]`, `\s`, `\D`, `\W` exclude it,
+#   `\A`/`\Z` become line anchors, re.MULTILINE), so `line.search(chunk, start, end)` on one
+#   line finds what `rx.search(line)` finds, and a match never spans two lines;
+# - `forward`: for counting, the pattern followed by the rest of its line, so each matching line
+#   is one match of `findall`; rewritten, where it can be, to begin with a literal (CPython's
+#   `re` only searches fast for a literal prefix): optional items at the start dropped, a
+#   leading `x+` cut to one `x`, and a few fixed-width items before the first literal moved
+#   into a lookbehind after it (`\d+%\|` counts as `%\|(?<=\d%\|)`);
+# - `backward`: the same for the reversed pattern on the reversed chunk, when the pattern ends
+#   with a literal rather than begins with one (`\b\d+ it/s`);
+# - `anchors`: sets of literals of which every match holds one (for patterns with neither),
+#   found with `find`, their lines searched in place.
+#
+# Each form exists for decoded text and, where the result is the same, for the undecoded UTF-8
+# bytes: `exact` for any bytes (ASCII `\d \w \s \b`, `(?a)`, and `.`/`[^x]` only where they
+# cannot stop inside a character), `ascii` for chunks that are ASCII only (any pattern without
+# case-insensitive back references). Bytes skip decoding and are searched faster.
 
-
+_P: Any = _parser
+_NL = 10
 _WIDE = 1 << 16  # a prefix this wide or more is treated as unbounded
+COVER = 4  #: the shortest prefix that stands for several literals of an anchor set...
+INNER_COVER = 6  #: ...and the shortest other substring (a short one is common in any log)
+_MAX_COPIES = 32  #: a leading `x{n,}` is cut to n copies of x only up to this n
+_SINGLE = (_P.LITERAL, _P.NOT_LITERAL, _P.IN, _P.ANY)
+_REPEATS = (_P.MAX_REPEAT, _P.MIN_REPEAT, _P.POSSESSIVE_REPEAT)
+_LINE_ANCHORS = (_P.AT_BEGINNING, _P.AT_BEGINNING_LINE, _P.AT_END, _P.AT_END_LINE)
+_MIRROR = {_P.AT_BEGINNING: _P.AT_END, _P.AT_END: _P.AT_BEGINNING,
+           _P.AT_BEGINNING_LINE: _P.AT_END_LINE, _P.AT_END_LINE: _P.AT_BEGINNING_LINE}
+#: a category that holds "\n" -> the one whose complement, less "\n", is it less "\n"
+_HOLDS_NL = {_P.CATEGORY_SPACE: _P.CATEGORY_NOT_SPACE, _P.CATEGORY_NOT_DIGIT: _P.CATEGORY_DIGIT,
+             _P.CATEGORY_NOT_WORD: _P.CATEGORY_WORD}
+_NEGATIVE_CATEGORIES = (_P.CATEGORY_NOT_DIGIT, _P.CATEGORY_NOT_SPACE, _P.CATEGORY_NOT_WORD)
+_CASE_FLAGS = re.IGNORECASE | re.ASCII | re.UNICODE
+
+Items = list[tuple[Any, Any]]
+
+
+class _Unsupported(Exception):  # internal signal, never leaves this module
+    """A construct a form cannot carry: the pattern is matched another way."""
 
 
 def _parse(pattern: str) -> Any:
     return _parser.parse(pattern)
+
+
+def _seq(state: Any, items: Items) -> Any:
+    return _parser.SubPattern(state, items)
+
+
+def _never(state: Any) -> tuple[Any, Any]:
+    return (_P.ASSERT_NOT, (1, _seq(state, [])))  # (?!): fails everywhere
+
+
+def _flags(flags: int, av: Any) -> int:
+    """The flags inside a SUBPATTERN node."""
+    return int((flags | av[1]) & ~av[2])
+
+
+# --- a line at a time ---
+
+
+def _safe_set(state: Any, members: Items) -> tuple[Any, Any]:
+    """A character set that never matches "\\n" and otherwise matches what `members` does."""
+    if members and members[0][0] is _P.NEGATE:
+        return (_P.IN, members if (_P.LITERAL, _NL) in members else [*members, (_P.LITERAL, _NL)])
+    out: Items = []
+    holds_nl: list[Any] = []
+    for op, av in members:
+        if op is _P.LITERAL and av == _NL:
+            continue
+        if op is _P.RANGE and av[0] <= _NL <= av[1]:
+            lo, hi = av
+            if lo < _NL:
+                out.append((_P.RANGE, (lo, _NL - 1)) if lo < _NL - 1 else (_P.LITERAL, lo))
+            if hi > _NL:
+                out.append((_P.RANGE, (_NL + 1, hi)) if hi > _NL + 1 else (_P.LITERAL, hi))
+            continue
+        if op is _P.CATEGORY and av in _HOLDS_NL:
+            holds_nl.append(av)
+        out.append((op, av))
+    if not out:
+        return _never(state)
+    if not holds_nl:
+        return (_P.IN, out)
+    if len(out) == 1:  # `\s` -> `[^\S\n]`: still one fast set
+        return (_P.IN, [(_P.NEGATE, None), (_P.CATEGORY, _HOLDS_NL[holds_nl[0]]),
+                        (_P.LITERAL, _NL)])
+    return (_P.SUBPATTERN, (None, 0, 0, _seq(state, [
+        (_P.ASSERT_NOT, (1, _seq(state, [(_P.LITERAL, _NL)]))), (_P.IN, out)])))
+
+
+def _line_safe(state: Any, items: Items) -> Items:
+    """The items rewritten so that nothing matches or looks past a "\\n" (see above)."""
+    out: Items = []
+    for op, av in items:
+        if op is _P.LITERAL:
+            out.append(_never(state) if av == _NL else (op, av))
+        elif op is _P.NOT_LITERAL:
+            out.append((op, av) if av == _NL else
+                       (_P.IN, [(_P.NEGATE, None), (_P.LITERAL, av), (_P.LITERAL, _NL)]))
+        elif op is _P.ANY:
+            out.append((_P.NOT_LITERAL, _NL))  # `.` as without re.DOTALL
+        elif op is _P.IN:
+            out.append(_safe_set(state, av))
+        elif op is _P.AT:
+            out.append((op, {_P.AT_BEGINNING_STRING: _P.AT_BEGINNING,
+                             _P.AT_END_STRING: _P.AT_END}.get(av, av)))
+        elif op is _P.BRANCH:
+            out.append((op, (None, [_seq(state, _line_safe(state, a)) for a in av[1]])))
+        elif op is _P.SUBPATTERN:
+            out.append((op, (*av[:3], _seq(state, _line_safe(state, av[3])))))
+        elif op in _REPEATS:
+            out.append((op, (av[0], av[1], _seq(state, _line_safe(state, av[2])))))
+        elif op is _P.ASSERT or op is _P.ASSERT_NOT:
+            out.append((op, (av[0], _seq(state, _line_safe(state, av[1])))))
+        elif op is _P.ATOMIC_GROUP:
+            out.append((op, _seq(state, _line_safe(state, av))))
+        elif op is _P.GROUPREF:
+            out.append((op, av))
+        elif op is _P.GROUPREF_EXISTS:
+            group, yes, no = av
+            out.append((op, (group, _seq(state, _line_safe(state, yes)),
+                             None if no is None else _seq(state, _line_safe(state, no)))))
+        else:
+            raise _Unsupported(op)
+    return out
+
+
+# --- bytes ---
+
+
+_MEMBERS: dict[tuple[Any, str, int], tuple[int, ...]] = {}
+
+
+def _members(op: Any, av: Any, flags: int) -> tuple[int, ...]:
+    """The ASCII characters a one-character item matches in text (str semantics)."""
+    key = (op, repr(av), flags)
+    found = _MEMBERS.get(key)
+    if found is None:
+        state = _parser.State()
+        state.flags = flags
+        rx = _compiler.compile(_seq(state, [(op, av)]), 0)
+        found = tuple(c for c in range(128) if rx.match(chr(c)))
+        if len(_MEMBERS) >= 4096:
+            _MEMBERS.clear()
+        _MEMBERS[key] = found
+    return found
+
+
+def _byte_set(chars: Iterable[int], negate: bool = False) -> tuple[Any, Any]:
+    """A bytes set node from ASCII codes (runs as ranges); negated: every other byte."""
+    codes = sorted(set(chars))
+    items: Items = [(_P.NEGATE, None)] if negate else []
+    i = 0
+    while i < len(codes):
+        j = i
+        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
+            j += 1
+        items.append((_P.LITERAL, codes[i]) if i == j else (_P.RANGE, (codes[i], codes[j])))
+        i = j + 1
+    if not negate and len(items) == 1 and items[0][0] is _P.LITERAL:
+        return items[0]
+    return (_P.IN, items)
+
+
+def _non_ascii(op: Any, av: Any, flags: int) -> str:
+    """What a one-character item does with non-ASCII characters: "none" (matches none),
+    "all" (matches every one); anything else is unsupported."""
+    if flags & re.IGNORECASE:
+        raise _Unsupported("ignorecase")
+    if op is _P.LITERAL:
+        return "none" if av < 128 else "literal"
+    if op is _P.NOT_LITERAL:
+        if av < 128:
+            return "all"
+        raise _Unsupported(op)
+    if op is _P.ANY:
+        return "all"
+    assert op is _P.IN
+    negate = bool(av) and av[0][0] is _P.NEGATE
+    every = False
+    for mop, mav in av[1:] if negate else av:
+        if (mop is _P.LITERAL and mav < 128) or (mop is _P.RANGE and mav[1] < 128):
+            continue
+        if mop is _P.CATEGORY and flags & re.ASCII:
+            every = every or mav in _NEGATIVE_CATEGORIES
+            continue
+        raise _Unsupported(mop)
+    return "none" if every == negate else "all"
+
+
+def _to_bytes(state: Any, items: Items, flags: int, exact: bool) -> Items:
+    """The items for UTF-8 bytes: one-character items become byte sets of their ASCII
+    members; in `exact` mode a non-ASCII literal becomes its UTF-8 bytes and an item that
+    matches every non-ASCII character also matches every byte >= 0x80 (the caller checked
+    where that is sound); otherwise (ASCII text) non-ASCII characters never occur."""
+    out: Items = []
+    for op, av in items:
+        if op is _P.LITERAL and av < 128 and not flags & re.IGNORECASE:
+            out.append((op, av))
+        elif op in _SINGLE:
+            if exact:
+                kind = _non_ascii(op, av, flags)
+                if kind == "literal":
+                    if av == 0xFFFD or 0xD800 <= av < 0xE000:
+                        raise _Unsupported("replacement character")
+                    out.append((_P.SUBPATTERN, (None, 0, 0, _seq(state, [
+                        (_P.LITERAL, b) for b in chr(av).encode()]))))
+                    continue
+                if kind == "all":
+                    chars = _members(op, av, flags)
+                    out.append(_byte_set(set(range(128)) - set(chars), negate=True))
+                    continue
+            elif op is _P.LITERAL and not flags & re.IGNORECASE:
+                out.append((op, av) if av < 128 else _never(state))  # not in ASCII text
+                continue
+            chars = _members(op, av, flags)
+            out.append(_byte_set(chars) if chars else _never(state))
+        elif op is _P.AT:
+            if av in (_P.AT_BOUNDARY, _P.AT_NON_BOUNDARY) and exact and not flags & re.ASCII:
+                raise _Unsupported("unicode word boundary")
+            out.append((op, av))
+        elif op is _P.BRANCH:
+            out.append((op, (None, [_seq(state, _to_bytes(state, a, flags, exact))
+                                    for a in av[1]])))
+        elif op is _P.SUBPATTERN:
+            group, add, delete, sub = av
+            inner = _flags(flags, av)
+            out.append((op, (group, add & ~_CASE_FLAGS, delete & ~_CASE_FLAGS,
+                             _seq(state, _to_bytes(state, sub, inner, exact)))))
+        elif op in _REPEATS:
+            out.append((op, (av[0], av[1], _seq(state, _to_bytes(state, av[2], flags, exact)))))
+        elif op is _P.ASSERT or op is _P.ASSERT_NOT:
+            out.append((op, (av[0], _seq(state, _to_bytes(state, av[1], flags, exact)))))
+        elif op is _P.ATOMIC_GROUP:
+            out.append((op, _seq(state, _to_bytes(state, av, flags, exact))))
+        elif op is _P.GROUPREF:
+            if flags & re.IGNORECASE:
+                raise _Unsupported("case-insensitive back reference")
+            out.append((op, av))
+        elif op is _P.GROUPREF_EXISTS:
+            group, yes, no = av
+            out.append((op, (group, _seq(state, _to_bytes(state, yes, flags, exact)),
+                             None if no is None else
+                             _seq(state, _to_bytes(state, no, flags, exact)))))
+        else:
+            raise _Unsupported(op)
+    return out
+
+
+def _kind(op: Any, av: Any, flags: int) -> str:
+    """"pos": one whole character, never part of one (ASCII or a literal); "neg": any
+    non-ASCII character, so in bytes possibly a part of one; "zero": an assertion."""
+    if op in _SINGLE:
+        return "neg" if _non_ascii(op, av, flags) == "all" else "pos"
+    if op is _P.AT or op is _P.ASSERT or op is _P.ASSERT_NOT:
+        return "zero"
+    return "compound"
+
+
+def _edge_aligned(items: Items, flags: int, first: bool) -> bool:
+    """Whether the first (or last) position of every match of `items` is surely at a
+    character boundary in bytes."""
+    if not items:
+        return False
+    op, av = items[0] if first else items[-1]
+    if op in _SINGLE:
+        return _kind(op, av, flags) == "pos"
+    if op is _P.AT:
+        return av in _LINE_ANCHORS
+    if op is _P.SUBPATTERN:
+        return _edge_aligned(list(av[3]), _flags(flags, av), first)
+    if op is _P.ATOMIC_GROUP:
+        return _edge_aligned(list(av), flags, first)
+    if op is _P.BRANCH:
+        return all(_edge_aligned(list(a), flags, first) for a in av[1])
+    if op in _REPEATS:
+        return av[0] >= 1 and _edge_aligned(list(av[2]), flags, first)
+    return False
+
+
+def _check_exact(items: Items, flags: int, before: bool, after: bool | None,
+                 behind: bool = False) -> None:
+    """Raise _Unsupported unless the bytes form of `items` finds what the text form finds on
+    any UTF-8 line: an item that can match part of a character ("neg") only as a greedy
+    unbounded repeat that stops at an ASCII item, a line end or the end of the pattern, and an
+    assertion only next to a whole character. `before`/`after`: whether the positions before
+    and after `items` are at character boundaries (after=None: the end of the pattern)."""
+    for i, (op, av) in enumerate(items):
+        prev = before if i == 0 else _edge_aligned(items[:i], flags, first=False)
+        nxt = after if i == len(items) - 1 else _edge_aligned(items[i + 1:], flags, first=True)
+        kind = _kind(op, av, flags)
+        if kind == "pos":
+            continue
+        if kind == "neg":
+            raise _Unsupported("a lone negated set")
+        if op is _P.AT:
+            if av not in _LINE_ANCHORS and not (prev or nxt):
+                raise _Unsupported("assertion inside a character")
+        elif op is _P.ASSERT or op is _P.ASSERT_NOT:
+            if not (prev or nxt):
+                raise _Unsupported("assertion inside a character")
+            _check_exact(list(av[1]), flags, True, None, behind=behind or av[0] < 0)
+        elif op is _P.SUBPATTERN:
+            _check_exact(list(av[3]), _flags(flags, av), prev, nxt, behind)
+        elif op is _P.ATOMIC_GROUP:
+            _check_exact(list(av), flags, prev, nxt, behind)
+        elif op is _P.BRANCH:
+            for alternative in av[1]:
+                _check_exact(list(alternative), flags, prev, nxt, behind)
+        elif op is _P.GROUPREF_EXISTS:
+            for sub in av[1:]:
+                if sub is not None:
+                    _check_exact(list(sub), flags, prev, nxt, behind)
+        elif op in _REPEATS:
+            lo, hi, body = av
+            if len(body) == 1 and body[0][0] in _SINGLE and \
+                    _kind(body[0][0], body[0][1], flags) == "neg":
+                greedy = op is not _P.MIN_REPEAT
+                if behind or lo > 1 or hi != _P.MAXREPEAT or not (
+                        nxt or (after is None and i == len(items) - 1 and greedy)):
+                    raise _Unsupported("a negated set that may stop inside a character")
+                continue
+            _check_exact(list(body), flags, False, False, behind)
+        elif op is not _P.GROUPREF:
+            raise _Unsupported(op)
+
+
+# --- counting forms ---
+
+
+def _ungroup(state: Any, items: Items) -> Items:
+    """The items with capturing groups made non-capturing (a back reference: unsupported)."""
+    out: Items = []
+    for op, av in items:
+        if op is _P.GROUPREF or op is _P.GROUPREF_EXISTS:
+            raise _Unsupported(op)
+        if op is _P.SUBPATTERN:
+            out.append((op, (None, av[1], av[2], _seq(state, _ungroup(state, av[3])))))
+        elif op is _P.BRANCH:
+            out.append((op, (None, [_seq(state, _ungroup(state, a)) for a in av[1]])))
+        elif op in _REPEATS:
+            out.append((op, (av[0], av[1], _seq(state, _ungroup(state, av[2])))))
+        elif op is _P.ASSERT or op is _P.ASSERT_NOT:
+            out.append((op, (av[0], _seq(state, _ungroup(state, av[1])))))
+        elif op is _P.ATOMIC_GROUP:
+            out.append((op, _seq(state, _ungroup(state, av))))
+        else:
+            out.append((op, av))
+    return out
+
+
+def _inline(items: Items, first: bool) -> Items:
+    """Non-capturing groups without flags at the start (or end) opened into the sequence."""
+    items = list(items)
+    while items:
+        op, av = items[0] if first else items[-1]
+        if op is not _P.SUBPATTERN or av[0] is not None or av[1] or av[2]:
+            break
+        inner = list(av[3])
+        items = inner + items[1:] if first else items[:-1] + inner
+    return items
+
+
+def _trim(state: Any, items: Items, first: bool) -> Items:
+    """Items with the same lines matching, simpler at the start (or end): optional items
+    dropped, an `x{n,m}` of one character cut to n copies of x."""
+    while True:
+        items = _inline(items, first)
+        if not items:
+            return items
+        op, av = items[0] if first else items[-1]
+        if op not in (_P.MAX_REPEAT, _P.MIN_REPEAT):
+            return items
+        lo, _, body = av
+        if lo == 0:
+            items = items[1:] if first else items[:-1]
+            continue
+        if len(body) == 1 and body[0][0] in _SINGLE and lo <= _MAX_COPIES:
+            copies = [body[0]] * lo
+            return copies + items[1:] if first else items[:-1] + copies
+        return items
+
+
+def _literal_led(state: Any, items: Items, flags: int) -> Items | None:
+    """The items rewritten to begin with a literal, or None: fixed-width items before the
+    first literal run move into a lookbehind after it."""
+    if flags & re.IGNORECASE:
+        return None
+    i = next((k for k, (op, _) in enumerate(items) if op is _P.LITERAL), None)
+    if i is None or any(op not in _SINGLE and op is not _P.AT for op, _ in items[:i]):
+        return None
+    if i == 0:
+        return items
+    j = i
+    while j < len(items) and items[j][0] is _P.LITERAL:
+        j += 1
+    return [*items[i:j], (_P.ASSERT, (-1, _seq(state, items[:j]))), *items[j:]]
+
+
+def _reverse(state: Any, items: Items) -> Items:
+    """The items matching the reversed text of each line the items match."""
+    out: Items = []
+    for op, av in reversed(items):
+        if op in _SINGLE:
+            out.append((op, av))
+        elif op is _P.AT:
+            out.append((op, _MIRROR.get(av, av)))
+        elif op is _P.BRANCH:
+            out.append((op, (None, [_seq(state, _reverse(state, a)) for a in av[1]])))
+        elif op is _P.SUBPATTERN:
+            out.append((op, (None, av[1], av[2], _seq(state, _reverse(state, av[3])))))
+        elif op is _P.MAX_REPEAT or op is _P.MIN_REPEAT:
+            out.append((op, (av[0], av[1], _seq(state, _reverse(state, av[2])))))
+        elif op is _P.ASSERT or op is _P.ASSERT_NOT:
+            sub = _seq(state, _reverse(state, av[1]))
+            if av[0] > 0:  # a lookahead becomes a lookbehind, which needs a fixed width
+                lo, hi = sub.getwidth()
+                if lo != hi:
+                    raise _Unsupported("variable-width lookahead")
+                out.append((op, (-1, sub)))
+            else:
+                out.append((op, (1, sub)))
+        else:  # possessive repeats, atomic groups: not the same lines when reversed
+            raise _Unsupported(op)
+    return out
+
+
+def _count_rx(state: Any, items: Items, groups: bool = False) -> re.Pattern[Any]:
+    """`items`, the rest of the line and its "\\n": one match per matching line. The one
+    (empty) group makes `findall` return the same empty string for every match. `groups`:
+    the items keep the pattern's groups (they have back references)."""
+    st = _parser.State()
+    st.flags = state.flags
+    if groups:
+        st.groupdict = dict(state.groupdict)
+        st.groupwidths = list(state.groupwidths)
+    group = st.opengroup()
+    empty = _seq(st, [])
+    st.closegroup(group, empty)
+    rest = (_P.MAX_REPEAT, (0, _P.MAXREPEAT, _seq(st, [(_P.NOT_LITERAL, _NL)])))
+    return _compiler.compile(  # type: ignore[no-any-return]
+        _seq(st, [*items, rest, (_P.LITERAL, _NL), (_P.SUBPATTERN, (group, 0, 0, empty))]),
+        re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Forms:
+    """One pattern compiled for one kind of text (str, or UTF-8 bytes); see above."""
+
+    line: re.Pattern[Any]
+    full: re.Pattern[Any]
+    forward: re.Pattern[Any] | None
+    backward: re.Pattern[Any] | None
+    anchors: tuple[tuple[Any, ...], ...]
+
+
+def _forms(parsed: Any, mode: str, anchor_sets: list[tuple[str, ...]]) -> Forms:
+    """The forms of a parsed pattern for "text", "exact" (any UTF-8 bytes) or "ascii"
+    (ASCII-only bytes); raises _Unsupported."""
+    state = copy.copy(parsed.state)
+    items = _line_safe(state, list(parsed))
+    if mode != "text":
+        if mode == "exact":
+            _check_exact(items, state.flags, False, None)
+        items = _to_bytes(state, items, state.flags, exact=mode == "exact")
+        state.flags &= ~_CASE_FLAGS
+    line = _compiler.compile(_seq(state, items), re.MULTILINE)
+    forward = backward = None
+    try:
+        plain = _ungroup(state, items)
+    except _Unsupported:
+        plain = None
+    if plain is not None:
+        plain = _trim(state, plain, first=False)
+        led = _literal_led(state, _trim(state, plain, first=True), state.flags)
+        if led is not None:
+            forward = _count_rx(state, led)
+        else:
+            with contextlib.suppress(_Unsupported):
+                reverse = _reverse(state, plain)
+                led = _literal_led(state, _trim(state, _trim(state, reverse, first=False),
+                                                first=True), state.flags)
+                if led is not None:
+                    backward = _count_rx(state, led)
+    full = _count_rx(state, items, groups=True) if plain is None else _count_rx(state, plain)
+    if mode == "text":
+        anchors: tuple[tuple[Any, ...], ...] = tuple(anchor_sets)
+    else:
+        anchors = tuple(tuple(lit.encode() for lit in s) for s in anchor_sets)
+    return Forms(line, full, forward, backward, anchors)
 
 
 def _flatten(seq: Iterable[Any], out: list[Any]) -> None:
@@ -126,12 +614,63 @@ def _candidates(state: Any, seq: Iterable[Any]) -> list[tuple[Anchor, ...]]:
     return found
 
 
+def _selectivity(candidate: tuple[Anchor, ...]) -> tuple[int, int]:
+    return min(len(lit) for lit, _ in candidate), -len(candidate)
+
+
 def _best(candidates: list[tuple[Anchor, ...]]) -> tuple[Anchor, ...] | None:
     """The most selective set: the one whose shortest literal is longest, fewer literals
     first."""
     if not candidates:
         return None
-    return max(candidates, key=lambda c: (min(len(lit) for lit, _ in c), -len(c)))
+    return max(candidates, key=_selectivity)
+
+
+def _anchor_sets(parsed: Any) -> list[tuple[str, ...]]:
+    """Every candidate set of `parsed`, most selective first (none when ignoring case)."""
+    try:
+        if parsed.state.flags & re.IGNORECASE:
+            return []
+        found = sorted(_candidates(parsed.state, list(parsed)), key=_selectivity, reverse=True)
+    except Exception:  # an unusual parse tree: no prefilter rather than a wrong one
+        return []
+    out: list[tuple[str, ...]] = []
+    for candidate in found:
+        literals = tuple(dict.fromkeys(lit for lit, _ in candidate if "\n" not in lit))
+        if literals and len(literals) == len(candidate):
+            literals = _cover(literals)
+            if literals not in out:
+                out.append(literals)
+    return out
+
+
+def _cover(literals: tuple[str, ...]) -> tuple[str, ...]:
+    """Fewer literals that every match still contains one of, so fewer scans of a chunk:
+    a literal holding another is dropped, and literals sharing a substring of COVER or more
+    characters (INNER_COVER unless it begins each of them) are replaced by it, a common
+    prefix first, then the longest: `ncclSystemError|ncclRemoteError` -> `nccl`."""
+    current = [lit for lit in literals
+               if not any(other != lit and other in lit for other in literals)]
+    while len(current) > 1:
+        best: tuple[bool, int, int, str] | None = None
+        for lit in current:
+            for i in range(len(lit)):
+                for j in range(i + COVER, len(lit) + 1):
+                    sub = lit[i:j]
+                    holders = [x for x in current if sub in x]
+                    if len(holders) < 2:
+                        break  # a longer substring is held by no more literals
+                    prefix = all(x.startswith(sub) for x in holders)
+                    if not prefix and len(sub) < INNER_COVER:
+                        continue
+                    key = (prefix, len(sub), len(holders), sub)
+                    if best is None or key > best:
+                        best = key
+        if best is None:
+            break
+        sub = best[3]
+        current = [sub, *(x for x in current if sub not in x)]
+    return tuple(current)
 
 
 def anchors(pattern: str) -> tuple[Anchor, ...] | None:
@@ -162,53 +701,43 @@ def required_literal(pattern: str) -> str | None:
     return max(runs, key=len, default=None)
 
 
-def _line_bound(pattern: str) -> bool:
-    """Whether searching a line in place inside a block of lines (`search(text, pos, endpos)`
-    with re.MULTILINE) is the same as searching the line alone: not with a lookbehind (it
-    would see the previous line) or `\\A`."""
-
-    def unsafe(node: Any) -> bool:
-        if isinstance(node, list | tuple | _parser.SubPattern):
-            if isinstance(node, tuple) and len(node) == 2 and (
-                    node[0] is _parser.ASSERT or node[0] is _parser.ASSERT_NOT) \
-                    and node[1][0] < 0:
-                return True  # a lookbehind
-            if isinstance(node, tuple) and len(node) == 2 and node[0] is _parser.AT \
-                    and node[1] is _parser.AT_BEGINNING_STRING:
-                return True
-            return any(unsafe(child) for child in node)
-        return False
-
-    try:
-        return not unsafe(_parse(pattern))
-    except Exception:
-        return False
-
-
 @dataclass(frozen=True)
 class Matcher:
-    """One compiled pattern: `rx` for a line alone, `block` (re.MULTILINE) for a line searched
-    in place in a block of lines, the literals a match must contain, and whether the block
-    search is exact for it."""
+    """One pattern: `rx` as written (for one line), and its forms for whole chunks of lines:
+    `text` for decoded text (None: lines are searched one by one), `exact` for UTF-8 bytes of
+    any content, `ascii` for ASCII-only bytes (None where the result could differ)."""
 
     name: str
     rx: re.Pattern[str]
-    block: re.Pattern[str]
-    anchors: tuple[Anchor, ...] | None
-    in_place: bool
+    text: Forms | None
+    exact: Forms | None
+    ascii: Forms | None
     severity: str = "error"
-
-    @property
-    def literals(self) -> tuple[str, ...]:
-        return tuple(lit for lit, _ in self.anchors or ())
 
 
 @lru_cache(maxsize=1024)
-def _compile(pattern: str) -> tuple[re.Pattern[str], re.Pattern[str],
-                                    tuple[Anchor, ...] | None, bool]:
+def compile_forms(pattern: str) -> tuple[re.Pattern[str], Forms | None, Forms | None,
+                                         Forms | None]:
+    """`rx` and the text, exact and ascii forms of `pattern` (see Matcher)."""
     rx = re.compile(pattern)
-    block = re.compile(pattern, re.MULTILINE)
-    return rx, block, anchors(pattern), _line_bound(pattern)
+    out: list[Forms | None] = []
+    try:
+        parsed = _parse(pattern)
+        sets = _anchor_sets(parsed)
+    except Exception:
+        return rx, None, None, None
+    for mode in ("text", "exact", "ascii"):
+        try:
+            out.append(_forms(_parse(pattern), mode, sets))
+        except _Unsupported:
+            out.append(None)
+        except Exception:  # a parse tree this module does not know: line by line
+            log.debug("no chunk forms for %r", pattern, exc_info=True)
+            out.append(None)
+    text, exact, ascii_ = out
+    if text is None:
+        exact = ascii_ = None
+    return rx, text, exact, ascii_
 
 
 @dataclass(frozen=True)
@@ -229,8 +758,9 @@ def patterns_for(spec: LogSpec) -> Patterns:
     for preset in presets:
         errors.update({k: (e.pattern, e.severity) for k, e in preset.errors.items()})
     errors.update({k: (e.pattern, e.severity) for k, e in spec.errors.items()})
-    ex = tuple(Matcher(name, *_compile(p)) for name, p in extract.items())
-    er = tuple(Matcher(name, *_compile(p), severity=sev) for name, (p, sev) in errors.items())
+    ex = tuple(Matcher(name, *compile_forms(p)) for name, p in extract.items())
+    er = tuple(Matcher(name, *compile_forms(p), severity=sev)
+               for name, (p, sev) in errors.items())
     return Patterns(ex, er)
 
 
@@ -432,114 +962,249 @@ class LogsProbe:
 
     def _read(self, ctx: TickContext, state: InstanceState, ls: LogState, tailer: Tailer) -> None:
         now = ctx.now
-        for lines in tailer.batches():
+        patterns = ls.patterns
+        matchers = (*patterns.extract, *patterns.errors)
+        for data in tailer.chunks():
             mtime = tailer.mtime or 0.0
             seq0 = state.seq
-            state.seq = seq0 + len(lines)
-            block = Block(lines)
-            for m in ls.patterns.extract:
-                hits = block.scan(m)
-                if not hits:
+            state.seq = seq0 + len(data) + 1  # a line's key: seq0 + its offset in the chunk
+            chunk = Chunk(data, matchers)
+            for m in patterns.extract:
+                found = chunk.find(m)
+                if not found.count:
                     continue
-                ls.extract[m.name].add(len(hits), now)
-                for group, (i, value) in block.last_values(m, hits).items():
-                    key = (now, mtime, seq0 + i)
+                ls.extract[m.name].add(found.count, now)
+                for group, (start, value) in chunk.last_values(m, found).items():
+                    key = (now, mtime, seq0 + start)
                     if group not in ls.values or key >= ls.values[group][0]:
                         ls.values[group] = (key, value)
-            for m in ls.patterns.errors:
-                hits = block.scan(m)
-                if not hits:
+            for m in patterns.errors:
+                found = chunk.find(m)
+                if not found.count:
                     continue
                 err = ls.errors[m.name]
-                err.add(len(hits), now)
-                err.lines.extend(((now, mtime, seq0 + i), lines[i]) for i in hits[-ERROR_LINES:])
+                err.add(found.count, now)
+                err.lines.extend(((now, mtime, seq0 + start), line)
+                                 for start, line in chunk.last_lines(m, found, ERROR_LINES))
             if ls.tail_n:
-                start = max(0, len(lines) - ls.tail_n)
-                ls.tail.extend(((now, mtime, seq0 + i), lines[i])
-                               for i in range(start, len(lines)))
+                ls.tail.extend(((now, mtime, seq0 + start), line)
+                               for start, line in chunk.tail(ls.tail_n))
 
 
-class Block:
-    """A batch of lines, searched pattern by pattern: a pattern with literals is searched only
-    on the lines containing one (found with `str.find` over the whole block, so lines without
-    are never visited in Python), from just before the literal when the width of what precedes
-    it is bounded."""
+# --- scanning a chunk ----------------------------------------------------------------------------
 
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        self._text: str | None = None
-        self._starts: list[int] = []
+NEAR_END = 8 << 10  #: bytes searched first, from the end, for the last matching lines
+DENSE = 256  #: anchors more often than once in DENSE bytes: count with a whole-chunk search
+MIN_ANCHORS = 64  #: ...but never fewer than this many
+SAMPLE = 16 << 10  #: bytes sampled to choose an anchor set
+RARE = 4096  #: anchors rarer than once in RARE bytes (and LONG) are found even with a fast form
+LONG = 8  #: ...when every literal of the set is this long
 
-    def _index(self) -> str:
-        if self._text is None:
-            self._text = "\n".join(self.lines)
-            self._starts = list(accumulate((n + 1 for n in map(len, self.lines)), initial=0))
-        return self._text
 
-    def scan(self, m: Matcher) -> list[int]:
-        """The indices of the lines `m` matches (`m.rx.search(line)`), in order. Match objects
-        are not kept: `last_values` searches the few lines it needs again."""
-        lines = self.lines
-        if not lines:
-            return []
-        if m.anchors is not None:
-            text = self._index()
-            seen = sum(text.count(lit) for lit, _ in m.anchors)
-            if not seen:
-                return []
-            if m.in_place and seen * SPARSE < len(lines):
-                return self._sparse(m, text)
-        out: list[int] = []
-        search = m.rx.search
-        if m.anchors is None:
-            out = [i for i, line in enumerate(lines) if search(line) is not None]
-        elif len(m.anchors) == 1:
-            ((lit, before),) = m.anchors
-            for i, line in enumerate(lines):
-                at = line.find(lit)
-                # no match starts before the literal's first occurrence minus `before`
-                if at >= 0 and search(
-                        line, 0 if before is None or at <= before else at - before) is not None:
-                    out.append(i)
-        else:
-            literals = m.literals
-            out = [i for i, line in enumerate(lines)
-                   if any(lit in line for lit in literals) and search(line) is not None]
-        return out
+@dataclass(frozen=True)
+class Found:
+    """How many lines of a chunk a pattern matches, and how to find them again: `starts`
+    (ascending) when they are known, else the form that counted them."""
 
-    def _sparse(self, m: Matcher, text: str) -> list[int]:
-        """Few lines hold a literal: find them in the whole block and search only those, each
-        in place (re.MULTILINE, bounded to the line)."""
-        assert m.anchors is not None
-        starts = self._starts
-        begin: dict[int, int] = {}  # line index -> where a match may start at the earliest
-        for lit, before in m.anchors:
-            pos = text.find(lit)
+    count: int
+    how: str  # "starts", "forward", "backward" or "full"
+    starts: list[int] | None = None
+
+
+@lru_cache(maxsize=1024)
+def _finder(literal: str | bytes) -> Callable[[Any, int], int]:
+    """`find(text, pos)` for one literal: `str.find`/`bytes.find` for a long one; for a short
+    one CPython's `re` literal search, which is faster there."""
+    if len(literal) >= LONG:
+        return lambda text, pos: text.find(literal, pos)
+    search = re.compile(re.escape(literal)).search  # type: ignore[type-var]
+
+    def find(text: Any, pos: int) -> int:
+        found = search(text, pos)
+        return -1 if found is None else found.start()
+
+    return find
+
+
+class Chunk:
+    """Complete lines, each ended by "\\n", searched pattern by pattern in the form that suits
+    the pattern and the text: undecoded bytes when every pattern has a bytes form for them
+    (see the patterns section), else the decoded text. Positions are offsets in that text."""
+
+    def __init__(self, data: bytes, matchers: Iterable[Matcher],
+                 mode: str | None = None) -> None:
+        """`mode` ("text", "exact", "ascii") forces the kind of text, for tests."""
+        ms = list(matchers)
+        if mode is None:
+            mode = ("ascii" if data.isascii() and all(m.ascii for m in ms)
+                    else "exact" if all(m.exact for m in ms) else "text")
+        self.mode = mode
+        self.buf: Any = data.decode("utf-8", "replace") if mode == "text" else data
+        self.nl: Any = "\n" if mode == "text" else b"\n"
+        self._reversed: Any = None
+        self._split: tuple[list[str], list[int]] | None = None
+
+    def forms(self, m: Matcher) -> Forms | None:
+        return m.ascii if self.mode == "ascii" else m.exact if self.mode == "exact" else m.text
+
+    def text(self, start: int, end: int) -> str:
+        piece = self.buf[start:end]
+        return piece.decode("utf-8", "replace") if isinstance(piece, bytes) else piece
+
+    def reversed(self) -> Any:
+        """The chunk reversed, each reversed line still ended by "\\n"."""
+        if self._reversed is None:
+            self._reversed = self.buf[-2::-1] + self.nl
+        return self._reversed
+
+    # --- counting ---
+
+    def find(self, m: Matcher) -> Found:
+        """The lines `m.rx.search(line)` matches: their number, and how to list them."""
+        forms = self.forms(m)
+        buf = self.buf
+        if forms is None:  # a pattern without chunk forms: line by line
+            lines, starts = self._lines()
+            search = m.rx.search
+            hits = [starts[i] for i, line in enumerate(lines) if search(line) is not None]
+            return Found(len(hits), "starts", hits)
+        if forms.anchors:
+            index, estimate = self._sparsest(forms)
+            cap = max(MIN_ANCHORS, len(buf) // DENSE)
+            literals = forms.anchors[index]
+            if estimate <= cap and ((forms.forward is None and forms.backward is None) or (
+                    estimate * RARE <= len(buf) and min(map(len, literals)) >= LONG)):
+                known = self._by_anchors(forms.line, literals, cap)
+                if known is not None:
+                    return Found(len(known), "starts", known)
+        if forms.forward is not None:
+            return Found(len(forms.forward.findall(buf)), "forward")
+        if forms.backward is not None:
+            return Found(len(forms.backward.findall(self.reversed())), "backward")
+        return Found(len(forms.full.findall(buf)), "full")
+
+    def _sparsest(self, forms: Forms) -> tuple[int, int]:
+        """The anchor set with the fewest occurrences in a sample of the chunk (its start),
+        and its estimated occurrences in the whole chunk."""
+        buf = self.buf
+        end = min(len(buf), SAMPLE)
+        counts = [sum(buf.count(lit, 0, end) for lit in literals) for literals in forms.anchors]
+        index = min(range(len(counts)), key=counts.__getitem__)
+        return index, counts[index] * len(buf) // max(1, end)
+
+    def _by_anchors(self, line: re.Pattern[Any], literals: tuple[Any, ...],
+                    cap: int) -> list[int] | None:
+        """The starts of the matching lines, found through the occurrences of `literals`,
+        each line searched in place; None after more than `cap` occurrences."""
+        buf, nl = self.buf, self.nl
+        search = line.search
+        lines: dict[int, bool] = {}
+        seen = 0
+        for literal in literals:
+            find = _finder(literal)
+            pos = find(buf, 0)
             while pos >= 0:
-                i = bisect_right(starts, pos) - 1
-                first = starts[i] if before is None else max(starts[i], pos - before)
-                if first < begin.get(i, first + 1):
-                    begin[i] = first
-                pos = text.find(lit, starts[i + 1])  # the next line: one look per line
-        search = m.block.search
-        return [i for i in sorted(begin) if search(text, begin[i], starts[i + 1] - 1) is not None]
+                seen += 1
+                if seen > cap:
+                    return None
+                start = buf.rfind(nl, 0, pos) + 1
+                end = buf.find(nl, pos)
+                if start not in lines:
+                    lines[start] = search(buf, start, end) is not None
+                pos = find(buf, end + 1)  # the next line: one look per line
+        return sorted(start for start, hit in lines.items() if hit)
 
-    def last_values(self, m: Matcher, hits: list[int]) -> dict[str, tuple[int, str]]:
-        """The last non-None value of each named group among the matched lines, with its line
-        index: the last match usually has them all; earlier lines are searched only for groups
-        it left empty."""
+    def _lines(self) -> tuple[list[str], list[int]]:
+        """The decoded lines and where each starts in `buf`."""
+        if self._split is None:
+            lines = self.text(0, len(self.buf)).split("\n")
+            lines.pop()
+            if isinstance(self.buf, bytes):  # undecodable bytes change length: count bytes
+                sizes = [len(raw) + 1 for raw in self.buf.split(b"\n")[:-1]]
+            else:
+                sizes = [len(line) + 1 for line in lines]
+            self._split = lines, list(accumulate(sizes, initial=0))[:-1]
+        return self._split
+
+    # --- the matching lines, from the last ---
+
+    def lines_back(self, m: Matcher, found: Found) -> Iterator[tuple[int, int]]:
+        """(start, end) of each line counted in `found`, the last first."""
+        buf, nl = self.buf, self.nl
+        if found.starts is not None:
+            for start in reversed(found.starts):
+                yield start, buf.find(nl, start)
+            return
+        forms = self.forms(m)
+        assert forms is not None
+        if found.how == "backward":
+            assert forms.backward is not None
+            size = len(buf)
+            for hit in forms.backward.finditer(self.reversed()):
+                start = size - hit.end()
+                yield start, buf.find(nl, start)
+            return
+        rx = forms.forward if found.how == "forward" else forms.full
+        assert rx is not None
+        end, window = len(buf), NEAR_END
+        while end > 0:
+            start = buf.rfind(nl, 0, end - window) + 1 if end > window else 0
+            ends = [hit.end() for hit in rx.finditer(buf, start, end)]
+            for e in reversed(ends):
+                yield buf.rfind(nl, 0, e - 1) + 1, e - 1
+            end, window = start, window * 4
+
+    def search(self, m: Matcher, start: int, end: int) -> re.Match[Any] | None:
+        """`m.rx.search` of the line [start, end)."""
+        forms = self.forms(m)
+        if forms is None:
+            return m.rx.search(self.text(start, end))
+        return forms.line.search(self.buf, start, end)
+
+    def last_values(self, m: Matcher, found: Found) -> dict[str, tuple[int, str]]:
+        """The last non-None value of each named group among the matching lines, with the
+        start of its line: the last match usually has them all; earlier lines are searched only
+        for groups it left empty."""
         pending = set(m.rx.groupindex)
         out: dict[str, tuple[int, str]] = {}
-        for i in reversed(hits):
-            found = m.rx.search(self.lines[i])
-            if found is None:  # cannot happen: the line matched
+        if not pending:
+            return out
+        for start, end in self.lines_back(m, found):
+            hit = self.search(m, start, end)
+            if hit is None:  # cannot happen: the line matched
                 continue
-            for group, value in found.groupdict().items():
-                if value is not None and group in pending:
+            for group in list(pending):
+                value = hit.group(group)
+                if value is not None:
                     pending.discard(group)
-                    out[group] = (i, value)
+                    out[group] = (start, value.decode("utf-8", "replace")
+                                  if isinstance(value, bytes) else value)
             if not pending:
                 break
+        return out
+
+    def last_lines(self, m: Matcher, found: Found, n: int) -> list[tuple[int, str]]:
+        """The last `n` matching lines, in order, each with its start."""
+        out: list[tuple[int, str]] = []
+        if n <= 0:
+            return out
+        for start, end in self.lines_back(m, found):
+            out.append((start, self.text(start, end)))
+            if len(out) >= n:
+                break
+        out.reverse()
+        return out
+
+    def tail(self, n: int) -> list[tuple[int, str]]:
+        """The last `n` lines, in order, each with its start."""
+        buf, nl = self.buf, self.nl
+        out: list[tuple[int, str]] = []
+        end = len(buf) - 1  # the final "\n"
+        while len(out) < n and end >= 0:
+            start = buf.rfind(nl, 0, end) + 1
+            out.append((start, self.text(start, end)))
+            end = start - 1
+        out.reverse()
         return out
 
 

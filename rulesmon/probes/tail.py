@@ -8,8 +8,14 @@ Each `read()` returns the complete lines written since the previous call:
   an empty segment ended by a lone `\\r` (the start of a tqdm update) is not a line;
 - a trailing partial line is held back until it is completed, and so is a trailing `\\r` (it may
   be half of a CRLF);
-- a line longer than `MAX_LINE` keeps only its last `KEEP` bytes;
+- a line longer than `MAX_LINE` bytes keeps only its last `KEEP` bytes;
 - at most `MAX_READ` bytes are read per call, in `CHUNK`-sized reads; the rest comes next call.
+
+`chunks()` gives the same lines undecoded, one bytes object per read: each line ends with `\\n`
+and nothing else separates lines, so a scanner can search a whole chunk at once and decode only
+the lines it keeps (`chunk.decode("utf-8", "replace").split("\\n")[:-1]` are the lines). The
+bytes are the file's own, except where an ANSI escape was stripped: such a chunk is decoded,
+stripped and encoded again (so it is valid UTF-8).
 
 Rotation by rename (a new inode at the path): the old file descriptor is kept open and read to
 its end (across calls if need be, and one more call after it looks finished, for a writer that
@@ -26,7 +32,7 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +50,10 @@ _ANSI = re.compile(
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
 )
 
+# (CPython's `re` finds these two-byte sequences faster than bytes.find/replace do)
+_CR_PAIR = re.compile(rb"\r[\r\n]")
+_NL_CR = re.compile(rb"\n\r")
+
 FileId = tuple[int, int]  #: (st_dev, st_ino)
 Resume = tuple[int, bytes, str]  #: offset, first bytes, the path it was read under
 
@@ -59,6 +69,9 @@ class _Open:
     fingerprint: bytes = b""
     idle_polls: int = 0  #: calls in a row that found nothing new (for a rotated file)
     cut: bool = False  #: the pending partial line was already cut to its last KEEP bytes
+    #: the last bytes read ended with a lone \r: "text" (after text, or within a line that
+    #: already held a \r), "start" (the first character of a line), "" (they did not)
+    after_cr: str = ""
 
 
 def strip_ansi(text: str) -> str:
@@ -67,6 +80,64 @@ def strip_ansi(text: str) -> str:
 
 def _cut(line: bytes) -> bytes:
     return line[-KEEP:] if len(line) > MAX_LINE else line
+
+
+def lines_of(chunk: bytes) -> list[str]:
+    """The decoded lines of a chunk from `Tailer.chunks()`."""
+    lines = chunk.decode("utf-8", "replace").split("\n")
+    lines.pop()  # after the final terminator
+    return lines
+
+
+def _strip_ansi_bytes(data: bytes) -> bytes:
+    """`data` without ANSI escapes, as the decoded text would be: decoded, stripped, encoded."""
+    if b"\x1b" not in data and (b"\x9b" not in data or b"\xc2\x9b" not in data):
+        return data  # one-byte searches first: \xc2\x9b is U+009B, the 8-bit CSI, in UTF-8
+    return strip_ansi(data.decode("utf-8", "replace")).encode("utf-8")
+
+
+def _normalize(data: bytes) -> bytes:
+    """Bytes that end with a line terminator (ANSI escapes stripped), with every line ended by
+    `\\n` alone.
+
+    Whole-buffer byte operations (C speed) rather than a split and a call per line: `\\r\\n` is
+    one terminator; a lone `\\r` ends a line too, except that the empty piece before it
+    ("\\rtext", tqdm's redraw) is no line.
+    """
+    if b"\r" in data:
+        if _CR_PAIR.search(data) is not None:  # CRLF, or runs of \r: piece by piece
+            data = data.replace(b"\r\n", b"\n")
+            data = _join(_split_pieces(data)) if b"\r" in data else data
+        else:
+            # every \r follows text, a \n or the start: only one after text ends a line
+            data = _NL_CR.sub(b"\n", data)
+            if data.startswith(b"\r"):
+                data = data[1:]
+            data = data.replace(b"\r", b"\n")
+    if len(data) > MAX_LINE:
+        lines = data.split(b"\n")
+        lines.pop()
+        data = _join(_cut(line) for line in lines)
+    return data
+
+
+def _split_pieces(data: bytes) -> list[bytes]:
+    """Lines of `data` (no CRLF left): split on \\n, then on \\r dropping empty pieces."""
+    parts = data.split(b"\n")
+    last = parts.pop()  # after the final "\n"; holds text only if the buffer ends in \r
+    if last:
+        parts.append(last)
+    out: list[bytes] = []
+    for part in parts:
+        if b"\r" in part:
+            out.extend(piece for piece in part.split(b"\r") if piece)
+        else:
+            out.append(part)
+    return out
+
+
+def _join(lines: Iterable[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
 
 
 class Tailer:
@@ -118,22 +189,28 @@ class Tailer:
 
     def batches(self) -> Iterator[list[str]]:
         """The same lines as `read()`, one list per chunk read, to keep memory bounded."""
+        for chunk in self.chunks():
+            yield lines_of(chunk)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The same lines as `read()`, undecoded: one non-empty bytes object per chunk read,
+        each line ended by `\\n` (see the module docstring)."""
         budget = self.max_read
         try:
             cur = self._reopen()  # may move a rotated-away file to self._old
             if self._old is not None:
-                for used, lines in self._drain_old(budget):
+                for used, chunk in self._drain_old(budget):
                     budget -= used
-                    if lines:
-                        yield lines
+                    if chunk:
+                        yield chunk
                 if self._old is not None and budget <= 0:
                     return  # the rotated file is not finished yet: the new one waits
             if cur is None:
                 return
-            for used, lines in self._consume(cur, budget):
+            for used, chunk in self._consume(cur, budget):
                 budget -= used
-                if lines:
-                    yield lines
+                if chunk:
+                    yield chunk
         except OSError as exc:  # an unexpected I/O error: report it, never raise
             self.error = _reason(exc, self.path)
 
@@ -150,7 +227,7 @@ class Tailer:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _drain_old(self, budget: int) -> Iterator[tuple[int, list[str]]]:
+    def _drain_old(self, budget: int) -> Iterator[tuple[int, bytes]]:
         old = self._old
         assert old is not None
         got = 0
@@ -170,8 +247,8 @@ class Tailer:
             with contextlib.suppress(OSError):
                 os.close(old.fd)
             self._old = None
-            if tail:
-                yield 0, [strip_ansi(tail.decode("utf-8", "replace"))]
+            if tail:  # one line, even if it holds a \r
+                yield 0, _strip_ansi_bytes(tail).replace(b"\n", b"") + b"\n"
 
     def _retire(self) -> None:
         """The path no longer names the current file: drain it as the old one."""
@@ -242,10 +319,11 @@ class Tailer:
                 cur.fingerprint and os.pread(cur.fd, len(cur.fingerprint), 0) != cur.fingerprint):
             # truncated (copytruncate), perhaps grown again since: start over
             cur.offset, cur.partial, cur.fingerprint, cur.cut = 0, b"", b"", False
+            cur.after_cr = ""
         self.error = None
         return cur
 
-    def _consume(self, o: _Open, budget: int) -> Iterator[tuple[int, list[str]]]:
+    def _consume(self, o: _Open, budget: int) -> Iterator[tuple[int, bytes]]:
         """Read `o` from its offset up to `budget` bytes, yielding (bytes used, lines)."""
         while budget > 0:
             data = os.pread(o.fd, min(self.chunk, budget), o.offset)
@@ -257,7 +335,7 @@ class Tailer:
                 o.fingerprint = os.pread(o.fd, FINGERPRINT, 0)
             yield len(data), self._split(o, data)
 
-    def _split(self, o: _Open, data: bytes) -> list[str]:
+    def _split(self, o: _Open, data: bytes) -> bytes:
         if b"\0" in data:
             data = data.translate(None, b"\0")
         buf = o.partial + data if o.partial else data
@@ -267,15 +345,40 @@ class Tailer:
             last = max(buf.rfind(b"\n", 0, len(buf) - 1), buf.rfind(b"\r", 0, len(buf) - 1))
         if last < 0:
             o.partial = self._bound(o, buf)
-            return []
+            return b""
         complete, rest = buf[: last + 1], buf[last + 1:]
+        complete = _strip_ansi_bytes(complete)  # escapes never span lines
+        complete = self._after_cr(o, complete)
         was_cut = o.cut
         o.cut = False
         o.partial = self._bound(o, rest)
-        lines = self._lines(complete)
-        if was_cut and lines:  # the end of a line cut while it was being written
-            lines[0] = lines[0][-KEEP:]
-        return lines
+        chunk = _normalize(complete)
+        if was_cut and chunk:  # the end of a line cut while it was being written
+            end = chunk.index(b"\n")
+            if end > KEEP:
+                chunk = chunk[end - KEEP:]
+        return chunk
+
+    @staticmethod
+    def _after_cr(o: _Open, complete: bytes) -> bytes:
+        """`complete` as if the bytes before it had been read with it, when they ended with a
+        lone \\r (held no longer, as it was not the last byte read): "\\r" + "\\r\\n" ends
+        one line, and "\\r" ESC-sequence + "\\n" is a CRLF (so after text no second line)."""
+        if o.after_cr and complete.startswith(b"\r\n"):
+            complete, o.after_cr = complete[2:], ""
+        elif o.after_cr == "text" and complete.startswith(b"\n"):
+            complete, o.after_cr = complete[1:], ""
+        if not complete.endswith(b"\r"):
+            o.after_cr = ""
+            return complete
+        before = max(complete.rfind(b"\n", 0, -1), complete.rfind(b"\r", 0, -1))
+        if before < len(complete) - 2 or (before >= 0 and complete[before] == 13):
+            o.after_cr = "text"
+        elif before < 0 and o.after_cr:
+            o.after_cr = "text"  # the line already held a \r
+        else:
+            o.after_cr = "start"
+        return complete
 
     @staticmethod
     def _bound(o: _Open, partial: bytes) -> bytes:
@@ -283,35 +386,6 @@ class Tailer:
             return partial
         o.cut = True
         return partial[-KEEP:]
-
-    def _lines(self, complete: bytes) -> list[str]:
-        """Split bytes that end with a line terminator into decoded lines.
-
-        Whole-buffer string operations (C speed) rather than a regex split and a call per line:
-        ANSI codes never span lines, so they are stripped once; `\r\n` is one terminator; a
-        lone `\r` ends a line too, except that the empty piece before it ("\rtext", tqdm's
-        redraw) is no line.
-        """
-        text = strip_ansi(complete.decode("utf-8", "replace"))
-        if "\r" not in text:
-            lines = text.split("\n")
-            lines.pop()  # after the final terminator
-        else:
-            if "\r\n" in text:
-                text = text.replace("\r\n", "\n")
-            parts = text.split("\n")
-            last = parts.pop()  # after the final "\n"; holds text only if the buffer ends in \r
-            if last:
-                parts.append(last)
-            lines = []
-            for part in parts:
-                if "\r" in part:
-                    lines.extend(piece for piece in part.split("\r") if piece)
-                else:
-                    lines.append(part)
-        if len(text) > MAX_LINE:
-            return [line[-KEEP:] if len(line) > MAX_LINE else line for line in lines]
-        return lines
 
 
 def _reason(exc: OSError, path: Path) -> str:
