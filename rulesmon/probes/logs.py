@@ -84,7 +84,7 @@ Key = tuple[float, float, int]  # (tick time, file mtime, line sequence): later 
 _P: Any = _parser
 _NL = 10
 _WIDE = 1 << 16  # a prefix this wide or more is treated as unbounded
-COVER = 4  #: the shortest prefix that stands for several literals of an anchor set...
+COVER = 3  #: the shortest prefix that stands for several literals of an anchor set...
 INNER_COVER = 6  #: ...and the shortest other substring (a short one is common in any log)
 _MAX_COPIES = 32  #: a leading `x{n,}` is cut to n copies of x only up to this n
 _SINGLE = (_P.LITERAL, _P.NOT_LITERAL, _P.IN, _P.ANY)
@@ -430,21 +430,31 @@ def _inline(items: Items, first: bool) -> Items:
 
 def _trim(state: Any, items: Items, first: bool) -> Items:
     """Items with the same lines matching, simpler at the start (or end): optional items
-    dropped, an `x{n,m}` of one character cut to n copies of x."""
+    dropped, an `x{n,m}` of one character cut to n copies of x, each alternative of an
+    alternation there trimmed the same way (`loss: (?:\\d+(?:\\.\\d*)?|nan)` -> `loss: (?:\\d|nan)`
+    at the end)."""
     while True:
         items = _inline(items, first)
         if not items:
             return items
         op, av = items[0] if first else items[-1]
+        rest = items[1:] if first else items[:-1]
+        if op is _P.BRANCH:
+            alternatives = [_trim(state, list(a), first) for a in av[1]]
+            if any(not a for a in alternatives):  # it can match nothing: drop it
+                items = rest
+                continue
+            branch = (op, (None, [_seq(state, a) for a in alternatives]))
+            return [branch, *rest] if first else [*rest, branch]
         if op not in (_P.MAX_REPEAT, _P.MIN_REPEAT):
             return items
         lo, _, body = av
         if lo == 0:
-            items = items[1:] if first else items[:-1]
+            items = rest
             continue
         if len(body) == 1 and body[0][0] in _SINGLE and lo <= _MAX_COPIES:
             copies = [body[0]] * lo
-            return copies + items[1:] if first else items[:-1] + copies
+            return copies + rest if first else rest + copies
         return items
 
 
