@@ -29,7 +29,6 @@ RULESET = """\
 version: 1
 name: hist
 every: 0.2s
-history: {sample_every: 0s}
 notify:
   hook: "${HOOK}"
 jobs:
@@ -136,8 +135,9 @@ def test_show_has_timeline_samples_progress_alerts_and_log(recorded: Any) -> Non
     assert job["status"] == "failed" and job["returncode"] == 3
     states = [e["state"] for e in job["timeline"]]
     assert states[-1] == "FAILED" and "RUNNING" in states
-    assert len(job["samples"]) >= 2
-    assert len([s for s in job["samples"] if s["memory_bytes"]]) >= 2
+    first, last = job["samples"][0], job["samples"][-1]
+    assert first["time"] == job["first_seen"] and first["memory_bytes"]
+    assert last["memory_peak_bytes"] == job["resource_usage"]["memory_peak_bytes"]
     assert job["progress"][-1]["total"] == 12
     assert [p["done"] for p in job["progress"]] == sorted(p["done"] for p in job["progress"])
     fired = [a for a in job["alerts"] if a["kind"] == "fire"]
@@ -197,6 +197,38 @@ def test_views_explain_bad_input_in_one_line(recorded: Any, tmp_path: Path) -> N
         assert "Traceback" not in result.stderr
         assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) <= 3, result.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_default_settings_keep_launch_change_and_end_figures(tmp_path: Path) -> None:
+    """With the default `sample_every` (60 s, longer than the whole run), the quick-start
+    example still records a sample of every job when it is first seen and when it ends, the
+    crashed worker's 50% progress point, and its real peak memory in `history`."""
+    import shutil
+
+    work = tmp_path / "quickstart"
+    shutil.copytree(Path(__file__).parent.parent / "examples" / "quickstart", work)
+    ruleset = work / "ruleset.yaml"
+    text = ruleset.read_text(encoding="utf-8")
+    assert "history:" not in text  # the defaults are what this test is about
+    text = text.replace("every: 2s", "every: 0.5s").replace(
+        '"--worker", "{{ worker }}"]',
+        '"--worker", "{{ worker }}", "--items", "120", "--delay", "0.15"]')
+    ruleset.write_text(text.replace('"python3"', json.dumps(sys.executable)), encoding="utf-8")
+    result = run_cli("run", str(ruleset), cwd=work, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = {j["instance"]: j for j in _cli_json("history", str(ruleset), cwd=work)}
+    assert sorted(jobs) == ["train/0", "train/1", "train/2"]
+    for key in jobs:
+        job = _cli_json("show", key, str(ruleset), cwd=work)
+        samples = job["samples"]
+        assert samples[0]["time"] == job["first_seen"], key
+        assert samples[-1]["time"] == job["last_seen"], key
+        assert samples[-1]["memory_peak_bytes"] == job["resource_usage"]["memory_peak_bytes"]
+        assert job["resource_usage"]["memory_peak_bytes"] > 5_000_000  # a Python process
+        assert job["progress"][-1]["done"] == (60 if key == "train/2" else 120)
+    crashed = _cli_json("show", "train/2", str(ruleset), cwd=work)
+    assert crashed["status"] == "failed"
+    assert crashed["progress"][-1]["pct"] == pytest.approx(50.0)
 
 
 # --- the recorder, driven tick by tick -----------------------------------------------------
@@ -466,3 +498,36 @@ def test_weekly_totals_agree_with_the_rows(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM job_totals WHERE jobs <= 0").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_dag_nodes_keep_parents_children_and_vars(tmp_path: Path) -> None:
+    """Each DAG node's job records its name, parents, children and VARS in `details`, so the
+    DAG (A -> B, C -> D) can be rebuilt from the history alone."""
+    from rulesmon.config.loader import load
+
+    from .test_dagman_probe import RULESET as DAG_RULESET
+    from .test_dagman_probe import stage_run1
+
+    dag = stage_run1(tmp_path)
+    rs_path = tmp_path / "r.yaml"
+    rs_path.write_text(DAG_RULESET.format(dag=dag.name), encoding="utf-8")
+    engine = Engine(load(rs_path), state_path=tmp_path / "s.db", log=NullLog())
+    try:
+        engine.tick()
+    finally:
+        engine.close()
+    con = queries.open_db(tmp_path / "s.db")
+    try:
+        nodes = {}
+        for row in queries.jobs(con, queries.Filters(source="dagman"), None):
+            details = queries.job(con, row["id"])["details"]
+            if "node.name" in details:
+                nodes[details["node.name"]] = details
+    finally:
+        con.close()
+    assert sorted(nodes) == ["A", "B", "C", "D"]
+    from_parents = {(p, n) for n, d in nodes.items() for p in d["node.parents"]}
+    from_children = {(n, c) for n, d in nodes.items() for c in d["node.children"]}
+    assert from_parents == from_children == {("A", "B"), ("C", "D")}
+    assert nodes["C"]["node.vars"] == {"run_uuid": "r2", "epoch": "1",
+                                       "ResourceName": "gpu-a", "rc": "3"}

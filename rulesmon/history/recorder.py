@@ -3,9 +3,10 @@
 Built for thousands of jobs per tick. Each instance's interesting facts are reduced to a
 tuple compared with the last one written, so an unchanged job costs a tuple and a compare;
 a job row is written only when that tuple changes (state, exit code, accounting that arrives
-late, ...). Samples (resources and the progress point) are written at most every
-`sample_every` per job, with each job's schedule offset by its key so the writes spread over
-the interval instead of landing in the same tick. Everything goes into the tick's own transaction
+late, ...). A sample (resources and the progress point) is written whenever the row is, so
+the figures at launch, at each change and at the end (the last ones) are never lost, and
+between changes at most every `sample_every` per job, with each job's schedule offset by its
+key so the writes spread over the interval instead of landing in the same tick. Everything goes into the tick's own transaction
 (`stage` returns the work; the store runs it inside `save_tick`), and retention runs hourly
 in small batches.
 """
@@ -50,7 +51,8 @@ _DETAILS = ("job.raw_state", "job.workdir", "job.stdout", "job.stderr", "job.hol
             "job.run_count", "job.gpus_assigned", "job.diagnosis_detail", "job.verified",
             "job.verify_detail", "job.launch_error", "job.node_list", "job.remote_host",
             "job.time_left", "job.wait", "node.name", "node.state", "node.retries",
-            "node.max_retries", "node.cluster", "worker.index", "worker.gpu")
+            "node.max_retries", "node.cluster", "node.parents", "node.children", "worker.index",
+            "worker.gpu")
 _BAD = ("failed", "timeout", "cancelled", "error")
 
 
@@ -101,19 +103,14 @@ class Recorder:
                 sig += tuple(map(get, final_keys))
             live = live_map.get(key)
             if live is None or live.sig != sig:
-                # the row is rewritten this tick (and may become a new job's): no sample now
+                # the row is rewritten this tick (and may become a new job's): its sample is
+                # written with it, once the row id is known
                 changed.append((key, facts, sig))
                 continue
             if live.ended or now < live.next_sample:
                 continue
             live.next_sample = now + every
-            row = (live.rid, now, *map(get, sample_keys))
-            if row[-1] is not None:  # progress: a point only when it moved
-                point = (row[-1], row[-5])
-                if point == live.last_progress:
-                    row = row[:-5] + _NO_PROGRESS
-                else:
-                    live.last_progress = point
+            row = _sample(live, now, facts)
             if row.count(None) < empty:
                 samples.append(row)
         prune = self._next_prune is None or now >= self._next_prune
@@ -122,7 +119,7 @@ class Recorder:
 
         def write(db: sqlite3.Connection) -> None:
             if changed:
-                self._write(db, now, changed, run_facts)
+                samples.extend(self._write(db, now, changed, run_facts))
             if samples:
                 db.executemany(_INSERT_SAMPLE, samples)
             if prune:
@@ -132,7 +129,9 @@ class Recorder:
 
     def _write(self, db: sqlite3.Connection, now: float,
                changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]],
-               run_facts: Mapping[str, Any]) -> None:
+               run_facts: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Insert or update the changed rows; returns the sample of each (its figures at
+        this change)."""
         updates: list[tuple[int, float, Mapping[str, Any]]] = []
         inserts: list[tuple[int, str, Mapping[str, Any]]] = []
         adopted: list[tuple[int, int]] = []
@@ -143,7 +142,8 @@ class Recorder:
                  if not self._continues(self.live.get(key), values["job_id"])]
         earlier = self._earlier(db, fresh) if fresh else {}
         next_id = 0
-        for key, _facts, sig, values in staged:
+        samples: list[tuple[Any, ...]] = []
+        for key, facts, sig, values in staged:
             state, job_id = values["state"], values["job_id"]
             live = self.live.get(key)
             if self._continues(live, job_id):
@@ -164,13 +164,16 @@ class Recorder:
                     rid, previous = next_id, None
                     next_id += 1
                     inserts.append((rid, key, values))
-                offset = (zlib.crc32(key.encode()) % 1000) / 1000 * self.sample_every
-                live = self.live[key] = _Live(rid, sig, previous, job_id, now + offset)
+                live = self.live[key] = _Live(rid, sig, previous, job_id,
+                                              self._first_sample(key, now))
             live.sig = sig
             live.ended = values["status"] in rows.FINAL
             if state is not None and state != previous:
                 transitions.append((live.rid, now, state, previous))
                 live.state = state
+            row = _sample(live, now, facts)
+            if row.count(None) < len(_SAMPLE):
+                samples.append(row)
         if inserts:
             rows.insert_many(db, [(rid, rows.new_uid(), self.run_id, self.ruleset, key, now,
                                    values) for rid, key, values in inserts])
@@ -180,6 +183,16 @@ class Recorder:
             db.executemany("UPDATE jobs SET run_id = ? WHERE id = ?", adopted)
         if transitions:
             db.executemany("INSERT INTO job_states VALUES (?, ?, ?, ?)", transitions)
+        return samples
+
+    def _first_sample(self, key: str, now: float) -> float:
+        """When a new job's first scheduled sample is due (one was just written with its
+        row): on the job's own phase of the interval, offset by its key so 1,000 jobs that
+        start together do not all sample in the same later tick, and never sooner than half
+        an interval."""
+        every = self.sample_every
+        offset = (zlib.crc32(key.encode()) % 1000) / 1000 * every
+        return now + offset + (every if offset < every / 2 else 0.0)
 
     @staticmethod
     def _continues(live: _Live | None, job_id: str | None) -> bool:
@@ -211,6 +224,18 @@ class Recorder:
         rids = [(now, live.rid) for live in self.live.values() if not live.ended]
         if rids:
             db.executemany("UPDATE jobs SET last_seen = ? WHERE id = ?", rids)
+
+
+def _sample(live: _Live, now: float, facts: Mapping[str, Any]) -> tuple[Any, ...]:
+    """One samples row of the job's current figures; the progress point is left out when it
+    has not moved since the last one written."""
+    row = (live.rid, now, *map(facts.get, _SAMPLE))
+    if row[-1] is not None:
+        point = (row[-1], row[-5])
+        if point == live.last_progress:
+            return row[:-5] + _NO_PROGRESS
+        live.last_progress = point
+    return row
 
 
 def _same_job(found: tuple[int, str | None, str | None, str], job_id: str | None) -> bool:
@@ -288,9 +313,18 @@ def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:
         "time_eff": _num(get("job.time_eff")), "time_eff~": time_est,
         "gpu_hours": _num(get("job.gpu_hours")),
         "params": rows.dumps(params or attrs or None),
-        "details": rows.dumps({k: facts[k] for k in _DETAILS if facts.get(k) is not None}),
+        "details": rows.dumps(_details(facts, params)),
         "log_tail": tail if isinstance(tail, str) and tail else None,
     }
+
+
+def _details(facts: Mapping[str, Any], node_vars: dict[str, Any]) -> dict[str, Any]:
+    """The other facts worth keeping, plus a DAG node's VARS as one map (`node.vars`), so
+    the DAG can be rebuilt from history: `node.name`, `node.parents`, `node.children`."""
+    out = {k: facts[k] for k in _DETAILS if facts.get(k) is not None}
+    if node_vars:
+        out["node.vars"] = node_vars
+    return out
 
 
 def _num(value: Any) -> float | None:
