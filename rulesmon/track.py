@@ -17,7 +17,11 @@ database is `$RULESMON_HISTORY`, else `$XDG_DATA_HOME/rulesmon/history.db`
 In-process tracking measures the whole process (as a profiler of one task per worker
 process would): CPU from getrusage of the process and its reaped children, memory by
 sampling the resident size of the process and its children on a background thread. A
-tracked command is measured exactly: its rusage comes from wait4.
+tracked command's CPU time comes from wait4, exactly; its peak memory from the kernel's
+high-water mark of the command and its descendants (VmHWM, read on the meter thread). The
+wait4 peak is used only when it is above rulesmon's own peak at launch: a forked child
+starts with its parent's pages, and wait4 counts them, so `sleep 5` would otherwise
+"use" all of rulesmon's memory.
 """
 
 from __future__ import annotations
@@ -57,12 +61,20 @@ _CANCEL = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 class _Meter:
-    """Resident memory of a process tree, sampled on a daemon thread until stopped."""
+    """Resident memory of a process tree, sampled on a daemon thread until stopped.
 
-    def __init__(self, pid: int, interval: float, record_every: float) -> None:
+    For another process (`child`), each sample also reads the kernel's high-water marks
+    (VmHWM) of the process and its descendants, so a peak between two samples is not
+    missed. Sampling starts fast (10 ms, doubling up to `interval`) so short commands get
+    figures too.
+    """
+
+    def __init__(self, pid: int, interval: float, record_every: float, *,
+                 child: bool = False) -> None:
         self.pid = pid
         self.interval = interval
         self.record_every = record_every
+        self.child = child
         self.peak = 0
         self.points: list[tuple[float, float, float, int]] = []
         self._stop = threading.Event()
@@ -78,11 +90,18 @@ class _Meter:
             import psutil
 
             proc = psutil.Process(self.pid)
-            rss = proc.memory_info().rss + sum(
-                c.memory_info().rss for c in proc.children(recursive=True))
-            self.peak = max(self.peak, rss)
+            children = proc.children(recursive=True)
+            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in children)
+            self.peak = max(self.peak, rss, self._hwm([self.pid, *(c.pid for c in children)]))
         except Exception:  # the process has ended: its rusage has the peak
             pass
+
+    def _hwm(self, pids: Sequence[int]) -> int:
+        """The highest VmHWM among `pids` (0 when measuring this very process, whose
+        high-water mark predates the tracked work)."""
+        if not self.child:
+            return 0
+        return max((_vm_hwm(str(pid)) or 0 for pid in pids), default=0)
 
     def _run(self) -> None:
         try:
@@ -93,6 +112,7 @@ class _Meter:
             return
         children: list[Any] = []
         last_scan = last_point = 0.0
+        wait = min(0.01, self.interval)
         while True:
             now = time.monotonic()
             try:
@@ -105,7 +125,8 @@ class _Meter:
                         rss += child.memory_info().rss
                     except Exception:  # a child that just ended
                         continue
-                self.peak = max(self.peak, rss)
+                self.peak = max(self.peak, rss,
+                                self._hwm([self.pid, *(c.pid for c in children)]))
                 if now - last_point >= self.record_every:
                     last_point = now
                     times = proc.cpu_times()
@@ -113,8 +134,9 @@ class _Meter:
                                  times.system + times.children_system, rss)
             except Exception:  # the process ended between two samples
                 return
-            if self._stop.wait(self.interval):
+            if self._stop.wait(wait):
                 return
+            wait = min(wait * 2, self.interval)
 
     def _record(self, t: float, user: float, system: float, rss: int) -> None:
         self.points.append((t, user, system, rss))
@@ -148,6 +170,7 @@ class Tracking:
         self.recorded = True
         self.problem = ""
         self._meter: _Meter | None = None
+        self._own = True
 
     # --- context manager and decorator -----------------------------------------------------
 
@@ -192,8 +215,9 @@ class Tracking:
         self._clock0 = time.perf_counter()
         self._ru0 = _cpu()
         self._maxrss0 = _maxrss()
+        self._own = pid is None or pid == os.getpid()
         self._meter = _Meter(pid or os.getpid(), self.sample_interval,
-                             max(1.0, self.sample_interval))
+                             max(1.0, self.sample_interval), child=not self._own)
         self._meter.start()
         values = self._values("running")
         values["start_time"] = self._started
@@ -216,7 +240,7 @@ class Tracking:
             cpu = (max(0.0, now_cpu[0] - self._ru0[0]), max(0.0, now_cpu[1] - self._ru0[1]))
         if status is None:
             status, returncode, error = self._status or ("success", returncode, error)
-        if mem_peak is None and _maxrss() > self._maxrss0:
+        if mem_peak is None and self._own and _maxrss() > self._maxrss0:
             mem_peak = _maxrss()  # the process's lifetime peak was reached during the work
         peak = max(mem_peak or 0, self._meter.peak if self._meter else 0) or None
         values = self._values(status)
@@ -341,6 +365,27 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
+def _high_water() -> int:
+    """This process's peak resident size since it started its program (VmHWM); the
+    lifetime figure of getrusage, which may include a parent's pages, where /proc is
+    missing."""
+    hwm = _vm_hwm("self")
+    return hwm if hwm is not None else _maxrss()
+
+
+def _vm_hwm(pid: str) -> int | None:
+    """VmHWM of /proc/<pid>/status in bytes; None when the process has ended (or released
+    its memory) or there is no /proc."""
+    try:
+        with Path(f"/proc/{pid}/status").open("rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _iso(t: float) -> str:
     from .history.queries import iso
 
@@ -420,6 +465,9 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
         _say(quiet, f"rulesmon: cannot run {argv[0]}: {exc.strerror or exc}")
         return code
     child.append(proc.pid)
+    # The command's wait4 peak counts the pages it had before exec: ours, at most our peak so
+    # far (read after the exec, so it covers the moment of the fork).
+    inherited = _high_water()
     for signum in list(forwarded):
         _kill(proc.pid, signum, group=not interactive)
     tracking.start(pid=proc.pid)
@@ -454,9 +502,11 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
         exit_code = code
     if timed_out.is_set():
         error = f"timed out after {timeout:g}s" + (f"; {error}" if error else "")
+    waited = usage.ru_maxrss * 1024
     result = tracking.finish(status, proc.returncode if code >= 0 else None, error,
                              cpu=(usage.ru_utime, usage.ru_stime),
-                             mem_peak=usage.ru_maxrss * 1024, signum=-code if code < 0 else None)
+                             mem_peak=waited if waited > inherited else None,
+                             signum=-code if code < 0 else None)
     where = f"recorded in {tracking.db_path}" if tracking.recorded else \
         f"NOT recorded: {tracking.problem}"
     _say(quiet, f"rulesmon: {str(result['id'])[:12]} {status} in "

@@ -172,6 +172,28 @@ def test_track_command_passes_the_exit_code_and_records_it(tmp_path: Path) -> No
     assert (ok.returncode, ok.stdout.strip(), ok.stderr) == (0, "hello", "")
 
 
+def test_track_command_peak_memory_is_the_commands_not_rulesmons(tmp_path: Path) -> None:
+    """A small command tracked from a process holding 200 MB is recorded with its own peak
+    (a few MB, as GNU time reports for `sleep`), not the memory it inherited at fork; a
+    command that allocates 80 MB is still recorded with at least that."""
+    db = tmp_path / "h.db"
+    code = (
+        "import sys\n"
+        "from rulesmon.track import run_command\n"
+        "held = bytearray(200 << 20)\n"
+        "held[::4096] = b'x' * len(held[::4096])\n"
+        f"sys.exit(run_command(['sleep', '0.5'], db={str(db)!r}, quiet=True))\n")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    small = get_job_history(db=db)[0]["resource_usage"]["memory_peak_bytes"]
+    assert small is not None and 0 < small < 16 << 20
+    assert _track(db, "-q", "--", "sleep", "0.5").returncode == 0
+    cli = get_job_history(db=db)[0]["resource_usage"]["memory_peak_bytes"]
+    assert cli is not None and 0 < cli < 16 << 20
+    big = "b = bytearray(80 << 20); b[::4096] = b'x' * len(b[::4096])"
+    assert _track(db, "-q", "--", sys.executable, "-c", big).returncode == 0
+    assert get_job_history(db=db)[0]["resource_usage"]["memory_peak_bytes"] >= 80 << 20
+
+
 def test_track_command_that_cannot_start_is_recorded(tmp_path: Path) -> None:
     """A command that does not exist exits 127 with one line and an error record."""
     db = tmp_path / "h.db"
