@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rulesmon.probes.diagnosis import diagnose, oom_killer_saw
+from rulesmon.config.loader import load_text
+from rulesmon.engine import Engine
+from rulesmon.probes.diagnosis import Diagnoser, diagnose, oom_killer_saw
+from rulesmon.testing import NullLog
 
 
 def _d(**facts: Any) -> dict[str, Any]:
     base = {"job.terminal": True, "job.state": "FAILED"}
     base.update({k.replace("__", "."): v for k, v in facts.items()})
-    return diagnose(base, ["outputs"], {"outputs": 4}, ["outputs"])
+    return diagnose(base, ["outputs"], {"outputs": 4}, ["outputs"], oom_check=lambda _: False)
 
 
 @pytest.mark.parametrize(("facts", "kind", "fragment"), [
@@ -79,6 +86,210 @@ def test_kernel_log_oom_killer(tmp_path: Path) -> None:
     """A readable kernel log naming the pid confirms the OOM killer."""
     log = tmp_path / "kern.log"
     log.write_text("Nov 22 kernel: Out of memory: Killed process 4242 (python) total-vm\n")
-    assert oom_killer_saw(4242, (log,)) is True
-    assert oom_killer_saw(4243, (log,)) is False
-    assert oom_killer_saw(4242, (tmp_path / "missing.log",)) is False
+    assert oom_killer_saw(4242, (log,), dmesg=None) is True
+    assert oom_killer_saw(4243, (log,), dmesg=None) is False
+    assert oom_killer_saw(4242, (tmp_path / "missing.log",), dmesg=None) is False
+
+
+def _fake_dmesg(tmp_path: Path, text: str, code: int = 0) -> tuple[str, ...]:
+    """A `dmesg` stand-in: a script printing `text` and exiting with `code`."""
+    out = tmp_path / "ring.txt"
+    out.write_text(text)
+    script = tmp_path / "dmesg"
+    script.write_text(f"#!/bin/sh\ncat {out}\nexit {code}\n")
+    script.chmod(0o755)
+    return (str(script),)
+
+
+def test_dmesg_is_read_and_a_refusal_is_no_error(tmp_path: Path) -> None:
+    """The kernel ring buffer names the OOM kill (old and new kernel wording); a dmesg that
+    is not permitted, or missing, is simply no evidence."""
+    old = _fake_dmesg(tmp_path, "[12.5] Out of memory: Killed process 77 (python) anon-rss\n")
+    assert oom_killer_saw(77, (), dmesg=old) is True
+    assert oom_killer_saw(7, (), dmesg=old) is False
+    new = _fake_dmesg(tmp_path, "[1.0] oom-kill:constraint=CONSTRAINT_MEMCG,task=python,"
+                      "pid=4321,uid=1000\n[1.1] other,pid=99,x\n")
+    assert oom_killer_saw(4321, (), dmesg=new) is True
+    assert oom_killer_saw(99, (), dmesg=new) is False
+    refused = _fake_dmesg(tmp_path, "dmesg: read kernel buffer failed: Operation not permitted\n"
+                          "Killed process 5 (x)\n", code=1)
+    assert oom_killer_saw(5, (), dmesg=refused) is False
+    assert oom_killer_saw(5, (), dmesg=(str(tmp_path / "no-such-dmesg"),)) is False
+
+
+def test_the_kernel_check_is_made_once_per_instance(tmp_path: Path) -> None:
+    """A terminal job is diagnosed every tick, but dmesg and the kernel logs are read once
+    per instance."""
+    calls = tmp_path / "calls"
+    ring = tmp_path / "ring.txt"
+    ring.write_text("Out of memory: Killed process 4242 (python)\n")
+    script = tmp_path / "dmesg"
+    script.write_text(f"#!/bin/sh\necho x >> {calls}\ncat {ring}\n")
+    script.chmod(0o755)
+    diagnoser = Diagnoser(kernel_logs=(), dmesg=(str(script),))
+    facts = {"job.terminal": True, "job.state": "FAILED", "job.signal": 9,
+             "job.exit_code": 137, "job.pid": 4242}
+    for _ in range(3):
+        out = diagnoser.diagnose("train/0", facts, [], {}, [])
+        assert out["job.diagnosis"] == "oom"
+        assert "the kernel's OOM killer ended it" in out["job.diagnosis_detail"]
+    assert calls.read_text().count("x") == 1
+    diagnoser.diagnose("train/1", {**facts, "job.pid": 4243}, [], {}, [])
+    assert calls.read_text().count("x") == 2
+
+
+@pytest.mark.parametrize(("facts", "kind"), [
+    ({"job__state": "TIMEOUT", "job__signal": 9, "job__exit_code": 137}, "time_limit"),
+    ({"job__state": "CANCELLED", "job__signal": 9, "job__exit_code": 137}, "cancelled"),
+    ({"job__state": "PREEMPTED"}, "cancelled"),
+    ({"job__state": "DEADLINE"}, "time_limit"),
+    ({"job__state": "BOOT_FAIL"}, "node_failure"),
+    ({"job__state": "NODE_FAIL", "job__signal": 9}, "node_failure"),
+    ({"job__state": "REMOVED"}, "cancelled"),
+])
+def test_scheduler_states_come_before_sigkill(facts: dict[str, Any], kind: str) -> None:
+    """The scheduler's own terminal state explains the end: a time limit enforced with
+    SIGKILL or `scancel -s KILL` is not out of memory, and PREEMPTED, DEADLINE and
+    BOOT_FAIL are never ok."""
+    out = _d(**facts)
+    assert out["job.diagnosis"] == kind
+    assert "job.verified" not in out
+
+
+def test_log_evidence_counts_only_for_a_bad_ending() -> None:
+    """A run that finished with exit 0 after a recovered CUDA OOM, or after fp16 loss scaling
+    logged a NaN grad_norm, is verified, not diagnosed oom or nan."""
+    out = _d(job__state="COMPLETED", job__exit_code=0, files__outputs__count=4,
+             files__outputs__valid=True, log__errors__oom__count=1,
+             log__errors__oom__last_line="CUDA out of memory. Retrying with a smaller batch",
+             log__errors__nan_loss__count=3,
+             log__errors__nan_loss__last_line="{'grad_norm': nan, 'loss': 2.1}")
+    assert (out["job.diagnosis"], out["job.verified"]) == ("ok", True)
+    bad = _d(job__exit_code=1, log__errors__nan_loss__count=3,
+             log__errors__nan_loss__last_line="{'grad_norm': nan}")
+    assert bad["job.diagnosis"] == "nan"
+
+
+def test_a_timeout_mentions_the_log_evidence() -> None:
+    """A job that hit its time limit stays time_limit, and the detail names what the log
+    also shows."""
+    out = _d(job__state="TIMEOUT", log__errors__nccl__count=1,
+             log__errors__nccl__last_line="Watchdog caught collective operation timeout")
+    assert out["job.diagnosis"] == "time_limit"
+    assert "the log also shows nccl" in out["job.diagnosis_detail"]
+
+
+@pytest.mark.parametrize(("given", "facts", "kind", "fragment"), [
+    ("launch_failed", {"job__state": "FAILED"}, "launch_failed", "missing input"),
+    ("cancelled", {"job__state": "CANCELLED", "job__signal": 15}, "cancelled", "missing input"),
+    ("nonzero_exit", {"job__exit_code": 1, "log__errors__oom__count": 1,
+                      "log__errors__oom__last_line": "CUDA out of memory"}, "oom",
+     "CUDA out of memory"),
+    ("oom", {"job__signal": 9, "job__exit_code": 137, "log__errors__cpu_oom__count": 1,
+             "log__errors__cpu_oom__last_line": "DataLoader worker (pid 7) is killed by "
+             "signal: Killed."}, "oom", "DataLoader worker"),
+])
+def test_a_probe_diagnosis_is_kept_unless_generic(given: str, facts: dict[str, Any],
+                                                  kind: str, fragment: str) -> None:
+    """A specific diagnosis from the probe stands; a generic one (nonzero_exit) is refined
+    by the log, and the same class gets the detail backed by evidence."""
+    base = {"job__diagnosis": given, "job__diagnosis_detail": "probe says: missing input"}
+    base.update(facts)
+    out = {"job.diagnosis": given, "job.diagnosis_detail": "probe says: missing input"}
+    out.update(_d(**base))
+    assert out["job.diagnosis"] == kind
+    assert fragment in out["job.diagnosis_detail"]
+
+
+def test_only_completed_exit_zero_is_verified() -> None:
+    """A COMPLETED job without a known exit code that its source does not call a success
+    is unknown, never verified."""
+    out = _d(job__state="COMPLETED", files__outputs__count=4, files__outputs__valid=True)
+    assert out["job.diagnosis"] == "unknown" and "job.verified" not in out
+    ok = _d(job__state="COMPLETED", job__succeeded=True, files__outputs__count=4,
+            files__outputs__valid=True)
+    assert ok["job.verified"] is True
+
+
+def test_engine_keeps_the_launch_failure_of_a_local_job(tmp_path: Path) -> None:
+    """A local job whose preflight finds a missing input ends as launch_failed with the
+    probe's reason, not unknown, and is not verified."""
+    text = f"""\
+version: 1
+name: d
+every: 1s
+jobs:
+  work:
+    local:
+      command: "{sys.executable} -c pass"
+      preflight: {{inputs: [data/missing.jsonl]}}
+    files:
+      out: {{glob: "out/*.json"}}
+rules: []
+"""
+    (tmp_path / "r.yaml").write_text(text)
+    engine = Engine(load_text(text, str(tmp_path / "r.yaml")), state_path=tmp_path / "s.db",
+                    log=NullLog())
+    try:
+        engine.start()
+        engine.tick()
+        facts = next(iter(engine.instances.values()))
+    finally:
+        engine.close()
+    assert facts["job.state"] == "FAILED"
+    assert facts["job.diagnosis"] == "launch_failed"
+    assert "missing.jsonl" in facts["job.diagnosis_detail"]
+    assert "job.verified" not in facts
+
+
+def test_a_sigkilled_job_loses_its_buffered_output(tmp_path: Path) -> None:
+    """A Python job killed with SIGKILL never flushes its block-buffered stdout: its log stays
+    silent while log.age grows, and the diagnosis comes from the exit (signal 9, most often
+    the OOM killer), not from the log."""
+    script = tmp_path / "job.py"
+    script.write_text("import time\nprint('Processed 10/100 items')\nprint('loss: nan')\n"
+                      "time.sleep(60)\n")
+    text = f"""\
+version: 1
+name: k
+every: 1s
+jobs:
+  work:
+    local:
+      command: "{sys.executable} {script}"
+      stdout: "job.log"
+    logs:
+      - path: job.log
+        preset: [python-logging, nan-loss, cuda-oom]
+rules: []
+"""
+    (tmp_path / "r.yaml").write_text(text)
+    engine = Engine(load_text(text, str(tmp_path / "r.yaml")), state_path=tmp_path / "s.db",
+                    log=NullLog())
+    engine.diagnoser = Diagnoser(kernel_logs=(), dmesg=None)
+    try:
+        engine.start()
+        start = time.time()
+        engine.tick(start)
+        facts = next(iter(engine.instances.values()))
+        pid = facts["job.pid"]
+        ages = []
+        for i in range(1, 3):
+            engine.tick(start + 30 * i)
+            facts = next(iter(engine.instances.values()))
+            ages.append(facts["log.age"])
+            assert facts["log.size"] == 0 and "log.done" not in facts
+        assert ages[1] > ages[0] >= 29
+        os.kill(pid, signal.SIGKILL)
+        for i in range(100):
+            engine.tick(start + 90 + i)
+            facts = next(iter(engine.instances.values()))
+            if facts.get("job.terminal"):
+                break
+            time.sleep(0.05)
+    finally:
+        engine.close()
+    assert facts["job.state"] == "FAILED" and facts["job.signal"] == 9
+    assert facts["job.diagnosis"] == "oom"
+    assert "SIGKILL" in facts["job.diagnosis_detail"]
+    assert facts["log.size"] == 0 and facts["log.errors.nan_loss.count"] == 0

@@ -136,6 +136,40 @@ def test_lightning_step_and_epoch_loss_nan(tmp_path: Path) -> None:
     assert facts["log.errors.nan_loss.count"] == sum("=nan.0" in s for s in segments(data))
 
 
+def test_lightning_iterable_bar_and_epoch_total(tmp_path: Path) -> None:
+    """Lightning's bar over a dataset without a length (`45/?`) still gives done, the epoch
+    and the rate; the final `Trainer.fit stopped: max_epochs=2` line gives the epoch total."""
+    data = fixture("lightning_iterable.log")
+    assert b"| 45/? [" in data and b"%|" not in data
+    end = data.index(b"`Trainer.fit`")
+    job = Job(tmp_path, "lightning")
+    job.write(data[:end])
+    facts = job.collect()
+    assert facts["log.done"] == 45 and facts["log.epoch"] == 1
+    assert facts["log.rate"] == 10.0 and facts["log.loss"] == 0.617
+    assert "log.total" not in facts and "log.epochs" not in facts
+    job.write(data[end:])
+    facts = job.collect()
+    assert facts["log.epochs"] == 2
+
+
+def test_nested_eval_bar_does_not_replace_the_main_bar(tmp_path: Path) -> None:
+    """The Trainer's evaluation bar is drawn nested under the training bar (a row below, then
+    a cursor-up): with the tqdm preset, done/total stay the training bar's, even in the middle
+    of an evaluation."""
+    data = fixture("hf_trainer.log")
+    eval_start = data.index(b"| 0/8 [")
+    middle = data.index(b"| 4/8 [", eval_start) + 20
+    job = Job(tmp_path, "tqdm")
+    job.write(data[:middle])
+    facts = job.collect()
+    assert (facts["log.done"], facts["log.total"]) == (20, 60)
+    assert not any("/8 [" in line for line in facts["log.lines"])
+    job.write(data[middle:])
+    facts = job.collect()
+    assert (facts["log.done"], facts["log.total"]) == (60, 60)
+
+
 # --- Hugging Face Trainer ------------------------------------------------------------------------
 
 
@@ -251,3 +285,34 @@ def test_nccl_errors_and_watchdog_timeout(tmp_path: Path) -> None:
     assert "unhandled system error" in lines[2]
     assert lines[3].startswith("ncclSystemError: System call")
     assert facts["log.errors.traceback.count"] == 1
+
+
+def test_dataloader_worker_killed_is_a_cpu_oom(tmp_path: Path) -> None:
+    """`DataLoader worker (pid N) is killed by signal: Killed.`, a worker ended by the OOM
+    killer, is counted by cpu_oom."""
+    facts = follow(tmp_path, "tqdm_traceback.log", "cuda-oom")
+    assert facts["log.errors.cpu_oom.count"] == 1
+    assert facts["log.errors.cpu_oom.last_line"] == (
+        "RuntimeError: DataLoader worker (pid 48213) is killed by signal: Killed.")
+
+
+def test_nan_loss_spellings(tmp_path: Path) -> None:
+    """NaN and infinity as Python, C, JSON and Lightning print them (`loss: NaN`, `-nan`,
+    `"loss": NaN`, `Infinity`, `nan.0`) fire nan-loss and give a NaN loss; finite values
+    and words that merely contain "nan" do not fire."""
+    job = Job(tmp_path, "python-logging", "nan-loss")
+    bad = ["step 10 - loss: NaN", "step 11 loss: -nan", '{"step": 12, "loss": NaN}',
+           '{"step": 13, "grad_norm": Infinity}', "train_loss=nan.0", "loss = -inf",
+           "eval_loss: nan"]
+    fine = ["step 1 - loss: 0.25", "loss: nanosecond timer", '{"loss": 1e-3}',
+            "loss: infinite patience"]
+    job.write(("\n".join(fine) + "\n").encode())
+    facts = job.collect()
+    assert facts["log.errors.nan_loss.count"] == 0 and facts["log.loss"] == 0.25
+    for line in bad:
+        job.write((line + "\n").encode())
+        facts = job.collect()
+        assert facts["log.errors.nan_loss.last_line"] == line
+    assert facts["log.errors.nan_loss.count"] == len(bad)
+    job.write(b"step 14 - loss: NaN\n")
+    assert isnan(job.collect()["log.loss"])

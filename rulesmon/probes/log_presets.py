@@ -16,7 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_NUM_OR_NAN = rf"(?:{_NUM}|nan(?:\.0)?|-?inf(?:\.0)?)"
+#: NaN and infinity as Python, Lightning (`nan.0`), C (`-nan`) and JSON (`NaN`, `Infinity`)
+#: print them
+_NAN_INF = r"[-+]?(?:nan|NaN|NAN|infinity|inf|Infinity|Inf|INF)"
+_NUM_OR_NAN = rf"(?:{_NUM}|{_NAN_INF}(?:\.0\b|\b))"
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,15 @@ PRESETS: dict[str, Preset] = {
         },
     ),
     "lightning": Preset(
-        doc="PyTorch Lightning's progress bar (`Epoch 0: 45%|...| 45/100`, epochs count from 0) "
-        "and its `loss=` / `train_loss=` metrics, with NaN printed as `nan.0`.",
+        doc="PyTorch Lightning's progress bar (`Epoch 0: 45%|...| 45/100`, epochs count from 0; "
+        "`45/?` without a total for an iterable dataset), the epoch count of its final "
+        "`Trainer.fit stopped: max_epochs=3 reached` line, and its `loss=` / `train_loss=` "
+        "metrics, with NaN printed as `nan.0`.",
         extract={
-            "lightning": r"(?a)Epoch (?P<epoch>\d+):\s+(?P<pct>\d+)%\|[^|\r\n]*\| "
-            r"(?P<done>\d+)/(?P<total>\d+)",
+            "lightning": r"(?a)Epoch (?P<epoch>\d+):\s+(?:(?P<pct>\d+)%)?\|[^|\r\n]*\| "
+            r"(?P<done>\d+)/(?:(?P<total>\d+)|\?)"
+            r"(?: \[[\d:]+<[\d:?]+(?:, *(?P<rate>[\d.]+) ?[A-Za-z]*/s\b)?)?",
+            "lightning_epochs": r"(?a)`Trainer\.fit` stopped: `max_epochs=(?P<epochs>\d+)`",
             "lightning_loss": rf"(?a)(?:train_)?loss(?:_step|_epoch)?=(?P<loss>{_NUM_OR_NAN})",
         },
     ),
@@ -88,7 +95,9 @@ PRESETS: dict[str, Preset] = {
                 r"(?a)CUDA out of memory|OutOfMemoryError|CUDA error: out of memory", "critical"),
             "cpu_oom": ErrorPattern(
                 r"(?a)DefaultCPUAllocator: can't allocate memory|\bMemoryError|_ArrayMemoryError"
-                r"|Unable to allocate \S+ (?:[KMGT]i?B|bytes)|oom_kill event|oom-kill",
+                r"|Unable to allocate \S+ (?:[KMGT]i?B|bytes)|oom_kill event|oom-kill"
+                # a DataLoader worker process ended by the OOM killer
+                r"|DataLoader worker \(pid[^)\r\n]*\) is killed by signal: Killed",
                 "critical"),
         },
     ),
@@ -101,11 +110,12 @@ PRESETS: dict[str, Preset] = {
         },
     ),
     "nan-loss": Preset(
-        doc="A loss or gradient norm that became NaN or infinite (also `nan.0` and quoted).",
+        doc="A loss or gradient norm that became NaN or infinite (`nan`, `NaN`, `-nan`, "
+        "`inf`, `Infinity`, `nan.0`, quoted, in JSON).",
         errors={
             "nan_loss": ErrorPattern(
-                r"(?a)(?:loss|grad_norm)(?:_step|_epoch)?['\"]?(?:[:=]|': )\s*'?(?:nan|-?inf)\b",
-                "critical"),
+                r"(?a)(?:loss|grad_norm)(?:_step|_epoch)?['\"]?\s*[:=]\s*['\"]?" + _NAN_INF
+                + r"\b", "critical"),
         },
     ),
 }

@@ -2,12 +2,14 @@
 
 Three estimates as the GPU design document asks (linear over the whole run, the recent
 window's throughput, a moving average of throughput); `eta` is the most conservative one and
-`confidence` says how far they agree.
+`confidence` says how far they agree. `progress.job_*` is the same over a whole job: the done
+and total of its instances summed (or `job_total:`), with its own tracker.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,3 +87,56 @@ def _estimates(remaining: float, advanced: float, elapsed: float, rate: float | 
     if ema and ema > 0:
         out["progress.eta_avg"] = remaining / ema
     return out
+
+
+@dataclass
+class JobProgress:
+    """Progress of a whole job, summed over its instances (workers, array tasks), as the GPU
+    design document sums items over workers: each member's last done and total are kept, so
+    a member that leaves the snapshot (a purged array task) still counts what it did."""
+
+    members: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    tracker: Tracker = field(default_factory=Tracker)
+
+    def update(self, now: float, current: dict[str, tuple[float, float | None]],
+               job_total: float | None, window: float, stall_after: float | None,
+               unit: str) -> Facts:
+        """`progress.job_*` facts from the members' (done, total) this tick."""
+        self.members.update(current)
+        done = sum(d for d, _ in self.members.values())
+        totals = [t for _, t in self.members.values()]
+        total = job_total if job_total is not None else (
+            sum(t for t in totals if t is not None) if totals and None not in totals else None)
+        facts = self.tracker.update(now, done, total or None, window, stall_after, unit)
+        out: Facts = {"progress.job_members": len(self.members)}
+        for name in ("done", "total", "pct", "rate", "avg_rate", "eta", "eta_at", "elapsed",
+                     "age", "stalled", "slowdown", "confidence"):
+            value = facts.get(f"progress.{name}")
+            if value is not None:
+                out[f"progress.job_{name}"] = value
+        return out
+
+
+def job_progress(trackers: dict[str, JobProgress], instances: Mapping[str, Facts],
+                 specs: Mapping[str, Any], now: float) -> None:
+    """Adds `progress.job_*` to every instance of each job with a `progress:` declaration,
+    from the instances' own `progress.done` and `progress.total`."""
+    by_job: dict[str, dict[str, tuple[float, float | None]]] = {}
+    members: dict[str, list[Facts]] = {}
+    for key, facts in instances.items():
+        job_key = facts.get("job.key")
+        if not isinstance(job_key, str) or job_key not in specs:
+            continue
+        members.setdefault(job_key, []).append(facts)
+        done = facts.get("progress.done")
+        if isinstance(done, int | float) and not isinstance(done, bool):
+            total = facts.get("progress.total")
+            by_job.setdefault(job_key, {})[key] = (
+                float(done), float(total) if isinstance(total, int | float) else None)
+    for job_key, current in by_job.items():
+        spec = specs[job_key]
+        agg = trackers.setdefault(job_key, JobProgress())
+        facts = agg.update(now, current, getattr(spec, "job_total", None), spec.window,
+                           spec.stall_after, spec.unit)
+        for member in members.get(job_key, ()):
+            member.update(facts)

@@ -4,6 +4,9 @@ A `Tailer` remembers the file's identity (st_dev, st_ino) and the byte offset it
 Each `read()` returns the complete lines written since the previous call:
 
 - decoded as UTF-8 (invalid bytes replaced), NUL bytes removed, ANSI escape sequences stripped;
+- a row drawn below the current line and followed by a cursor-up (`ESC[A`: tqdm's nested bars,
+  such as the Hugging Face evaluation bar under the training bar) is dropped, so the main bar
+  stays the last progress line;
 - split on `\\r\\n`, `\\r` or `\\n` (tqdm writes `\\r` updates without newlines outside a terminal);
   an empty segment ended by a lone `\\r` (the start of a tqdm update) is not a line;
 - a trailing partial line is held back until it is completed, and so is a trailing `\\r` (it may
@@ -50,6 +53,8 @@ _ANSI = re.compile(
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
 )
 
+_CURSOR_UP = re.compile(rb"\x1b\[\d*A")
+
 # (CPython's `re` finds these two-byte sequences faster than bytes.find/replace do)
 _CR_PAIR = re.compile(rb"\r[\r\n]")
 _NL_CR = re.compile(rb"\n\r")
@@ -89,10 +94,31 @@ def lines_of(chunk: bytes) -> list[str]:
     return lines
 
 
+def _drop_nested(data: bytes) -> bytes:
+    """`data` without the rows drawn below the current line: the text between a line
+    terminator and a cursor-up (`ESC[A`), which is how tqdm draws a nested bar (position 1 and
+    more: the Hugging Face evaluation bar, Lightning's validation bar) before moving back up
+    to the main bar. What follows the cursor-up is kept."""
+    out: list[bytes] = []
+    pos = 0
+    for m in _CURSOR_UP.finditer(data):
+        start = max(pos, data.rfind(b"\n", pos, m.start()) + 1,
+                    data.rfind(b"\r", pos, m.start()) + 1)
+        out.append(data[pos:start])
+        pos = m.end()
+    if not out:
+        return data
+    out.append(data[pos:])
+    return b"".join(out)
+
+
 def _strip_ansi_bytes(data: bytes) -> bytes:
-    """`data` without ANSI escapes, as the decoded text would be: decoded, stripped, encoded."""
+    """`data` without ANSI escapes, as the decoded text would be: decoded, stripped, encoded;
+    rows drawn below the line (nested progress bars) are dropped first."""
     if b"\x1b" not in data and (b"\x9b" not in data or b"\xc2\x9b" not in data):
         return data  # one-byte searches first: \xc2\x9b is U+009B, the 8-bit CSI, in UTF-8
+    if b"\x1b[" in data:
+        data = _drop_nested(data)
     return strip_ansi(data.decode("utf-8", "replace")).encode("utf-8")
 
 
