@@ -32,7 +32,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from .history import retention, rows
+from .history import liveness, retention, rows
 from .history.location import default_path
 from .history.schema import SchemaError, connect
 
@@ -221,6 +220,12 @@ class Tracking:
         self._meter.start()
         values = self._values("running")
         values["start_time"] = self._started
+        who = liveness.identity(os.getpid())
+        if not self._own:
+            assert pid is not None
+            started = liveness.identity(pid)
+            who.update(command_pid=pid, command_pid_started=started["pid_started"])
+        values["details"] = rows.dumps({"host": _host(), **who})
         self._write(lambda db: self._insert(db, values))
         log.info("job %s started: tool=%s script=%s", self.uid, self.tool, self.script)
 
@@ -318,6 +323,7 @@ class Tracking:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
+                liveness.mark(db, liveness.dead(db, _host()), time.time())
                 work(db)
             except BaseException:
                 db.execute("ROLLBACK")
@@ -392,9 +398,8 @@ def _iso(t: float) -> str:
     return str(iso(t))
 
 
-@functools.cache
 def _host() -> str:
-    return socket.gethostname()
+    return liveness.host()
 
 
 @functools.cache

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -142,6 +145,91 @@ def test_import_stays_light_and_track_is_callable_either_way() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.split() == ["False", "False", "True", "Tracking"]
+
+
+def test_work_whose_process_was_killed_is_marked_error(tmp_path: Path) -> None:
+    """A tracked block in a process killed with SIGKILL (as the OOM killer does) reads as
+    running while the process lives and as error, "process died without reporting", once it
+    is gone, in the read API, the views and the statistics."""
+    db = tmp_path / "h.db"
+    ready = tmp_path / "ready"
+    code = ("import pathlib, time, rulesmon\n"
+            f"with rulesmon.track(tool='sim', db={str(db)!r}):\n"
+            f"    pathlib.Path({str(ready)!r}).write_text('up')\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        _wait_for(ready)
+        assert get_job_history(db=db)[0]["status"] == "running"
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    listed = run_cli("history", "--db", str(db), "--format", "json")
+    job = json.loads(listed.stdout)[0]
+    assert (job["status"], job["state"], job["error"]) == \
+        ("error", "ERROR", "process died without reporting")
+    shown = get_job(job["id"], db=db)
+    assert shown is not None and shown["details"]["pid"] == proc.pid
+    assert shown["details"]["host"] == socket.gethostname()
+    assert [e["state"] for e in shown["timeline"]] == ["RUNNING", "ERROR"]
+    stats = get_summary_statistics(db=db)
+    assert (stats["active"], stats["failed"], stats["by_status"]) == (0, 1, {"error": 1})
+
+
+def test_a_killed_track_command_stays_running_while_its_command_runs(tmp_path: Path) -> None:
+    """When `rulesmon track` itself is killed, the record stays running as long as the
+    command it started still runs, and becomes error once that ends too."""
+    db = tmp_path / "h.db"
+    proc = subprocess.Popen([sys.executable, "-m", "rulesmon", "track", "-q", "--db", str(db),
+                             "--", "sleep", "60"], stdin=subprocess.DEVNULL)
+    command_pid = None
+    try:
+        deadline = time.monotonic() + 20
+        while command_pid is None:
+            assert time.monotonic() < deadline, "the record never appeared"
+            time.sleep(0.05)
+            jobs = get_job_history(db=db) if db.exists() else []
+            if jobs:
+                found = get_job(jobs[0]["id"], db=db)
+                command_pid = found["details"].get("command_pid") if found else None
+        proc.kill()
+        proc.wait(timeout=30)
+        assert get_job_history(db=db)[0]["status"] == "running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if command_pid is not None:
+            os.kill(command_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{command_pid}").exists():  # reaped by init once it is killed
+        assert time.monotonic() < deadline, "sleep did not end"
+        time.sleep(0.05)
+    job = get_job_history(db=db)[0]
+    assert (job["status"], job["error"]) == ("error", "process died without reporting")
+
+
+def test_a_reused_pid_does_not_keep_a_dead_record_running(tmp_path: Path) -> None:
+    """A record whose pid now belongs to another process (a different start time) is closed
+    as error on the next tracked write, while the work of live processes stays running."""
+    db = tmp_path / "h.db"
+    code = ("import os, rulesmon\n"
+            f"rulesmon.track(tool='old', db={str(db)!r}).start()\n"
+            "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    con = sqlite3.connect(str(db))
+    with con:  # the dead writer's pid now names this (live, later-started) test process
+        details = json.loads(con.execute("SELECT details FROM jobs").fetchone()[0])
+        details["pid"] = os.getpid()
+        con.execute("UPDATE jobs SET details = ?", (json.dumps(details),))
+    con.close()
+    with rulesmon.track(tool="new", db=db) as live:
+        by_tool = {j["tool"]: j["status"] for j in get_job_history(db=db)}
+        assert by_tool == {"old": "error", "new": "running"}
+    assert live.result is not None and live.result["status"] == "success"
 
 
 # --- rulesmon track -- CMD -----------------------------------------------------------------

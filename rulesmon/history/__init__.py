@@ -55,11 +55,15 @@ class _open:
     the file does not exist yet, so reading never creates it."""
 
     def __init__(self, db: Path | str | None) -> None:
+        import time
+
+        from .liveness import reap
         from .location import default_path
         from .schema import connect
 
         path = Path(db) if db is not None else default_path()
         self.con = connect(path if path.is_file() else ":memory:")
+        reap(self.con, time.time())
 
     def __enter__(self) -> Any:
         return self.con

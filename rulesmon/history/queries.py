@@ -87,9 +87,13 @@ def open_db(path: Path | str) -> sqlite3.Connection:
     from .schema import SchemaError
 
     try:
-        return connect(target)
+        db = connect(target)
     except SchemaError as exc:
         raise HistoryError(str(exc)) from None
+    from .liveness import reap
+
+    reap(db, time.time())  # tracked work whose process was killed is shown as such
+    return db
 
 
 # --- jobs ---------------------------------------------------------------------------------

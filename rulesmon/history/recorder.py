@@ -6,9 +6,9 @@ a job row is written only when that tuple changes (state, exit code, accounting 
 late, ...). A sample (resources and the progress point) is written whenever the row is, so
 the figures at launch, at each change and at the end (the last ones) are never lost, and
 between changes at most every `sample_every` per job, with each job's schedule offset by its
-key so the writes spread over the interval instead of landing in the same tick. Everything goes into the tick's own transaction
-(`stage` returns the work; the store runs it inside `save_tick`), and retention runs hourly
-in small batches.
+key so the writes spread over the interval instead of landing in the same tick. Everything
+goes into the tick's own transaction (`stage` returns the work; the store runs it inside
+`save_tick`), and retention runs hourly in small batches.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Recorder:
         samples: list[tuple[Any, ...]] = []
         live_map = self.live
         every = self.sample_every
-        sig_keys, final_keys, terminal, sample_keys = _SIG, _FINAL, _TERMINAL, _SAMPLE
+        sig_keys, final_keys, terminal = _SIG, _FINAL, _TERMINAL
         empty = len(_SAMPLE)
         for key, facts in instances.items():
             get = facts.get
