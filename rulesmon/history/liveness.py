@@ -53,7 +53,7 @@ def _started(pid: int) -> float | None:
     import psutil
 
     try:
-        return round(psutil.Process(pid).create_time(), 3)
+        return round(float(psutil.Process(pid).create_time()), 3)
     except (psutil.Error, OSError):
         return None
 
