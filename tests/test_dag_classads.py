@@ -1,5 +1,6 @@
 """ClassAd text as the node status file writes it (new layout) and as `-long` prints it (old
-layout): values, comments, and located errors for malformed text."""
+layout): values, comments, and located errors for malformed text; simple expressions
+evaluated on a job ad, and constraints checked for balanced quotes and brackets."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from rulesmon.probes.classads import ClassAdError, literal, parse_classads
+from rulesmon.probes.classads import (
+    ClassAdError,
+    constraint_problem,
+    evaluate,
+    literal,
+    parse_classads,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dagman"
 
@@ -65,3 +72,51 @@ def test_malformed_text_raises_with_its_line(text: str, line: int, message: str)
     with pytest.raises(ClassAdError) as err:
         parse_classads(text)
     assert err.value.line == line and message in str(err.value)
+
+
+_AD = {"imagesize": 7500, "residentsetsize": 4000, "diskusage": 11, "requestmemory": 64,
+       "memoryusage": "/Expr(((ResidentSetSize + 1023) / 1024))/", "owner": "Alice"}
+
+
+@pytest.mark.parametrize(("expr", "value"), [
+    ("ifthenelse(MemoryUsage isnt undefined,MemoryUsage,(ImageSize + 1023) / 1024)", 4),
+    ("ifthenelse(Missing =!= undefined, Missing, 2048)", 2048),
+    ("(ImageSize + 1023) / 1024", 8),
+    ("-7 / 2", -3),
+    ("7 % 3 + 0.5", 1.5),
+    ("MAX({RequestMemory, MY.MemoryUsage * 100})", 400),
+    ("min(RequestMemory, 100)", 64),
+    ("Owner == \"alice\" && Owner =!= \"alice\"", True),
+    ("isUndefined(Missing) ? 1 : 2", 1),
+    ("ceiling(real(DiskUsage) / 2)", 6),
+    ("TARGET.Memory * 2", None),  # the machine's ad is not known
+    ("1 / 0", None),
+    ("Missing + 1", None),
+    ("regexp(\"a\", Owner)", None),  # a function not covered: unknown, not a guess
+    ("(1 + 2", None),
+    ("1 +", None),
+])
+def test_simple_expressions_evaluate_on_an_ad(expr: str, value: object) -> None:
+    """Request expressions evaluate on the job's own ad (nested expressions followed, integer
+    division truncated); what cannot be known here is None, never a guess."""
+    assert evaluate(expr, lambda name: _AD.get(name.lower())) == value
+
+
+def test_self_referencing_expressions_stop() -> None:
+    """An attribute whose expression refers to itself gives None instead of recursing."""
+    ad = {"a": "/Expr(A + 1)/"}
+    assert evaluate("A", lambda name: ad.get(name.lower())) is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('RunUUID == "abc', (11, 'the string opened here is never closed (a missing `"`)')),
+    ("(JobPrio > 0))", (13, "`)` closes nothing")),
+    ("member(1, {1, 2)", (15, "`)` closes nothing")),
+    ("((ClusterId == 3)", (0, "`(` is never closed")),
+    ('regexp("^a\\"(", Cmd) && (x == "])")', None),
+    ("", None),
+])
+def test_constraint_quotes_and_brackets(text: str, problem: tuple[int, str] | None) -> None:
+    """Unbalanced quotes or brackets in a constraint are found with their offset; brackets
+    inside strings (escaped quotes too) do not count."""
+    assert constraint_problem(text) == problem

@@ -173,15 +173,20 @@ def test_left_queue_then_found_in_history(fake: FakeCondor, tmp_path: Path) -> N
 
 
 def test_older_version_shapes(fake: FakeCondor, tmp_path: Path) -> None:
-    """HTCondor 8.8-style ads: an expression for RequestMemory gives no mem_req, ExitStatus
-    stands in for ExitCode, floats count as integers, AssignedGPUs is kept."""
+    """HTCondor 8.8-style ads: an expression for RequestMemory (no MemoryProvisioned) is
+    evaluated on the ad, through MemoryUsage's own expression; ExitStatus stands in for
+    ExitCode, floats count as integers, AssignedGPUs is kept."""
     fake.answer("condor_q", (FIXTURES / "condor_q-8.8.json").read_text(encoding="utf-8"))
     fake.answer("condor_history",
                 (FIXTURES / "condor_history-8.8.json").read_text(encoding="utf-8"))
     probe, tick = probe_for("  t:\n    htcondor: {ids: [1201, 1202, 1203]}\n", tmp_path)
     facts = probe.collect(tick())
     run = facts["t/1201.0"]
-    assert "job.mem_req" not in run and run["job.mem_used"] == 2048000 * 1024
+    assert run["job.mem_used"] == 2048000 * 1024
+    # ifthenelse(MemoryUsage =!= undefined, MemoryUsage, 2048), MemoryUsage being
+    # ((ResidentSetSize + 1023) / 1024) in integer arithmetic: 2000 MiB
+    assert run["job.mem_req"] == 2000 * 2**20
+    assert run["job.disk_req"] == 1048576 * 1024
     assert run["job.cpus"] == 4 and run["job.gpus"] == 2
     assert run["job.gpus_assigned"] == "CUDA0,CUDA1" and run["job.restarts"] == 1
     assert run["job.stdout"] == "/home/alice/sweep/out/1201.0.log"
@@ -336,6 +341,184 @@ def test_control_errors(fake: FakeCondor) -> None:
     fake.answer("condor_rm", err="Couldn't find/remove all jobs matching constraint\n", rc=1)
     with pytest.raises(ProbeError, match=r"condor_rm failed \(exit 1\): Couldn't find"):
         control("remove", {"job.id": "1.0"}, None, 5)
+
+
+Q23_DAG = (FIXTURES / "condor_q-23.9-dag-node.json").read_text(encoding="utf-8")
+H23_DAG = (FIXTURES / "condor_history-23.9-dag-node.json").read_text(encoding="utf-8")
+
+
+def test_missing_cluster_is_reported_lost_and_no_longer_looked_up(fake: FakeCondor,
+                                                                  tmp_path: Path) -> None:
+    """A whole cluster named by id that is neither queued nor in history shows as PENDING while
+    it is looked up, becomes UNKNOWN and terminal after ten condor_history misses, and is not
+    looked up again."""
+    probe, tick = probe_for("  t:\n    htcondor: {ids: [99999]}\n", tmp_path)
+    first = probe.collect(tick())["t/99999"]
+    assert first["job.state"] == "PENDING" and first["job.terminal"] is False
+    assert "cluster 99999 not seen in condor_q or condor_history yet (1 of 10" in \
+        first["job.raw_state"]
+    for _ in range(9):
+        facts = probe.collect(tick())
+    lost = facts["t/99999"]
+    assert (lost["job.state"], lost["job.terminal"], lost["job.succeeded"]) == (
+        "UNKNOWN", True, False)
+    assert lost["job.raw_state"] == "cluster 99999 is neither in the queue nor in condor_history"
+    calls = fake.calls("condor_history")
+    assert len(calls) == 10 and all("ClusterId == 99999" in c for c in calls)
+    probe.collect(tick())
+    probe.collect(tick())
+    assert len(fake.calls("condor_history")) == 10
+
+
+def test_cluster_found_in_history_replaces_its_placeholder(fake: FakeCondor,
+                                                           tmp_path: Path) -> None:
+    """A whole cluster found in condor_history becomes its jobs; with a whole cluster asked the
+    call cannot stop early, so it has no -match."""
+    fake.answer("condor_history", H23)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: [41, 99999]}\n", tmp_path)
+    facts = probe.collect(tick())
+    assert facts["t/41.0"]["job.state"] == "FAILED" and "t/41" not in facts
+    assert facts["t/99999"]["job.state"] == "PENDING"
+    assert "-match" not in fake.calls("condor_history")[0]
+
+
+def test_never_seen_job_id_ends_the_run(fake: FakeCondor, tmp_path: Path) -> None:
+    """`rulesmon run` on ids found nowhere ends by itself (exit 1: the job did not succeed) and
+    says why, instead of waiting for ever."""
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: lost\nevery: 0.05s\njobs:\n  t:\n"
+                    "    htcondor: {ids: [99999, '77.0'], min_interval: 0s}\n", encoding="utf-8")
+    result = run_cli("run", str(path), env={**_env(), cli.ENV_BIN: str(fake.bin)}, timeout=60)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Current: UNKNOWN" in result.stdout
+    assert "cluster 99999 was named by id but is neither in the queue nor in condor_history " \
+        "(looked 10 times)" in result.stdout
+    assert "77.0 was named by id but is neither in the queue nor in condor_history" in \
+        result.stdout
+    assert "ALL_COMPLETE" in result.stdout and "Traceback" not in result.stderr
+    assert len(fake.calls("condor_history")) == 10
+
+
+def test_dag_node_jobs_carry_their_node_and_dagman_cluster(fake: FakeCondor,
+                                                          tmp_path: Path) -> None:
+    """A DAG node's job (recorded on 23.9) has job.dag_node and job.dag_cluster, so its facts
+    join the dagman job's; DAGNodeName and friends are not custom attributes."""
+    fake.answer("condor_q", Q23_DAG)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: [22]}\n", tmp_path)
+    run = probe.collect(tick())["t/22.0"]
+    assert (run["job.dag_node"], run["job.dag_cluster"]) == ("train", 21)
+    assert run["job.state"] == "RUNNING" and run["job.attrs.RunUUID"] == "r-77"
+    assert [k for k in run if k.startswith("job.attrs.")] == ["job.attrs.RunUUID"]
+    fake.answer("condor_q", "[]")
+    fake.answer("condor_history", H23_DAG)
+    done = probe.collect(tick())["t/22.0"]
+    assert (done["job.state"], done["job.dag_node"], done["job.dag_cluster"]) == (
+        "COMPLETED", "train", 21)
+
+
+def test_requested_memory_and_disk_without_literal_requests(fake: FakeCondor,
+                                                            tmp_path: Path) -> None:
+    """Every recorded 23.9 job has a memory and disk request: the literal one (37.0), else what
+    the slot provisioned, else the default request expression evaluated on the ad (38.0 never
+    ran: (ImageSize + 1023) / 1024 MiB, DiskUsage KiB)."""
+    fake.answer("condor_q", Q23)
+    fake.answer("condor_history", H23)
+    probe, tick = probe_for(
+        "  t:\n    htcondor: {ids: [37, 38, 39, 40, 41, 42, 43]}\n", tmp_path)
+    facts = probe.collect(tick())
+    assert len(facts) == 7
+    assert all("job.mem_req" in f and "job.disk_req" in f for f in facts.values())
+    assert facts["t/37.0"]["job.mem_req"] == 64 * 2**20  # RequestMemory = 64
+    assert facts["t/39.0"]["job.mem_req"] == 128 * 2**20  # MemoryProvisioned
+    assert facts["t/39.0"]["job.disk_req"] == 2048 * 1024  # DiskProvisioned
+    assert facts["t/38.0"]["job.mem_req"] == 1 * 2**20  # (45 + 1023) / 1024, integer division
+    assert facts["t/38.0"]["job.disk_req"] == 45 * 1024
+    assert facts["t/42.0"]["job.mem_eff"] == pytest.approx(100.0 * 4608000 / 2**27)
+
+
+def test_attrs_allowlist_reports_only_the_attributes_named(fake: FakeCondor,
+                                                           tmp_path: Path) -> None:
+    """With `attrs:`, only the named attributes (matched ignoring case, spelt as given) are
+    job.attrs.*; without it, standard attributes such as ExitReason are never custom."""
+    fake.answer("condor_history", H23)
+    fake.answer("condor_q", Q23)
+    probe, tick = probe_for(
+        "  a:\n    htcondor: {ids: [37, 43], attrs: [runuuid, ExitReason, Missing]}\n"
+        "  b:\n    htcondor: {ids: [37, 43]}\n", tmp_path)
+    facts = probe.collect(tick())
+    assert {k: v for k, v in facts["a/37.0"].items() if k.startswith("job.attrs.")} == {
+        "job.attrs.runuuid": "4f1c-aa"}
+    assert "job.attrs.ExitReason" in facts["a/43.0"]
+    assert {k for k in facts["b/37.0"] if k.startswith("job.attrs.")} == {
+        "job.attrs.RunUUID", "job.attrs.Epoch"}
+    assert not [k for k in facts["b/43.0"] if k.startswith("job.attrs.")]
+
+
+_PICKY_Q = """#!/bin/sh
+printf '%s\\n' "condor_q $*" >> "$(dirname "$0")/calls.log"
+case "$*" in
+  *'"abc)'*) echo '-- Parse error in constraint expression "(RunUUID == "abc)"'; exit 1;;
+  *) cat "{fixture}";;
+esac
+"""
+
+
+def test_malformed_constraint_is_named_and_left_out(fake: FakeCondor, tmp_path: Path) -> None:
+    """When the joined condor_q call fails, each selection is asked alone once: the job whose
+    constraint the schedd refuses gets one instance saying so, and the other jobs go on with
+    one condor_q call per tick."""
+    (fake.bin / "condor_q").write_text(_PICKY_Q.format(fixture=FIXTURES / "condor_q-23.9.json"),
+                                       encoding="utf-8")
+    probe, tick = probe_for(
+        "  bad:\n    htcondor: {constraint: '(RunUUID == \"abc)', min_interval: 30s}\n"
+        "  good:\n    htcondor: {ids: [37]}\n", tmp_path)
+    facts = probe.collect(tick())
+    assert facts["good/37.0"]["job.state"] == "RUNNING"
+    bad = facts["bad/query"]
+    assert (bad["job.state"], bad["job.terminal"], bad["job.outcome"]) == (
+        "UNKNOWN", True, "error")
+    assert "condor_q refused this job's selection" in bad["job.raw_state"]
+    assert "Parse error in constraint expression" in bad["job.raw_state"]
+    assert "(RunUUID == \"abc)" in bad["job.diagnosis_detail"]
+    assert len(fake.calls("condor_q")) == 4  # the union, each alone, the union again
+    probe.collect(tick())
+    assert len(fake.calls("condor_q")) == 5
+    assert fake.calls("condor_q")[-1].endswith("-constraint (ClusterId == 37)")
+
+
+def test_schedd_down_is_not_blamed_on_a_selection(fake: FakeCondor, tmp_path: Path) -> None:
+    """When every selection fails alone too (the schedd is down), nothing is left out: the
+    probe fails as a whole and the jobs come back with the schedd."""
+    fake.answer("condor_q", err="Error: communication error\n", rc=1)
+    probe, tick = probe_for("  a:\n    htcondor: {ids: [37]}\n"
+                            "  b:\n    htcondor: {owner: rmcondor}\n", tmp_path)
+    with pytest.raises(ProbeError, match="communication error"):
+        probe.collect(tick())
+    fake.answer("condor_q", Q23)
+    facts = probe.collect(tick())
+    assert "a/37.0" in facts and "b/38.0" in facts and not any(k.endswith("/query")
+                                                                for k in facts)
+
+
+def test_lint_locates_an_unbalanced_constraint_and_allows_requeue(tmp_path: Path) -> None:
+    """`rulesmon lint` reports a constraint with an unclosed string at its line:col, and accepts
+    `control: requeue` (condor_vacate_job) for an htcondor job."""
+    from rulesmon.lint import lint_file
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "version: 1\nname: c\nnotify: {t: 'json://127.0.0.1:9/'}\ndefaults: {notify: [t]}\n"
+        "jobs:\n  a:\n    htcondor:\n      constraint: 'RunUUID == \"abc'\n"
+        "  b:\n    htcondor: {owner: me, constraint: '(JobPrio > 0))'}\n"
+        "rules:\n  - name: slow-job\n    when: job.elapsed > 10\n"
+        "    do: [{control: requeue}]\n", encoding="utf-8")
+    found = [(d.line, d.col, d.code, d.message) for d in lint_file(path)
+             if d.code in ("RM204", "RM415")]
+    assert found == [
+        (8, 19, "RM204", "constraint does not parse: the string opened here is never closed "
+         "(a missing `\"`) (character 12 of 'RunUUID == \"abc')"),
+        (10, 39, "RM204", "constraint does not parse: `)` closes nothing (character 14 of "
+         "'(JobPrio > 0))')")]
 
 
 def _env() -> dict[str, str]:

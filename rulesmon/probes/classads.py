@@ -16,7 +16,12 @@ file.
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
 from typing import Any
+
+from .condor_cli import expression
 
 
 class ClassAdError(ValueError):
@@ -232,3 +237,344 @@ def _unescape(body: str) -> str:
         out.append(ch)
         i += 1
     return "".join(out)
+
+
+# --- evaluating simple expressions ------------------------------------------------------------
+
+#: Longest expression text evaluated; job ads hold far longer ones (Requirements) that no
+#: fact needs.
+MAX_EXPRESSION = 400
+#: How deep attribute references are followed (MemoryUsage is itself an expression).
+MAX_DEPTH = 4
+_UNDEFINED = object()  #: ClassAd `undefined` (a missing attribute)
+_ERROR = object()  #: ClassAd `error` (a type mismatch, a division by zero)
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<num>\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+(?:[eE][+-]?\d+)?)
+    |(?P<str>"(?:[^"\\]|\\.)*")
+    |(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)
+    |(?P<op>=\?=|=!=|==|!=|<=|>=|&&|\|\||[-+*/%<>!?:(),{}]))""", re.X)
+
+
+def evaluate(text: str, lookup: Callable[[str], Any], depth: int = 0) -> Any:
+    """The value of a simple ClassAd expression, or None when it cannot be known here.
+
+    Covered: numbers, strings, booleans, `undefined`, attribute references (`MY.` too; a
+    `TARGET.` reference, the matched machine's, is unknown here), `+ - * / %`, comparisons,
+    `=?= =!= is isnt`, `&& || !`, `?:`, and the functions `ifThenElse`, `isUndefined`,
+    `min`/`max` (of arguments or a `{list}`), `int`, `real`, `floor`, `ceiling`, `round`.
+    `lookup(name)` gives an attribute's raw value (another expression's text is evaluated
+    in turn, `MAX_DEPTH` deep). Anything else (other functions, lists as values, division
+    by zero) makes the result None: a fact is better missing than wrong.
+    """
+    if len(text) > MAX_EXPRESSION or depth > MAX_DEPTH:
+        return None
+    try:
+        tokens = _tokens(text)
+        parser = _ExprParser(tokens, lookup, depth)
+        value = parser.ternary()
+        if parser.i != len(tokens):
+            return None
+    except _Unsupported:
+        return None
+    if value is _UNDEFINED or value is _ERROR or isinstance(value, list):
+        return None
+    return value
+
+
+class _Unsupported(Exception):
+    """The expression uses syntax or a function this evaluator does not cover."""
+
+
+def _tokens(text: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise _Unsupported(text[pos:pos + 10])
+        pos = m.end()
+        if m.group("num") is not None:
+            raw = m.group("num")
+            out.append(("val", float(raw) if any(c in raw for c in ".eE") else int(raw)))
+        elif m.group("str") is not None:
+            out.append(("val", _unescape(m.group("str")[1:-1])))
+        elif m.group("name") is not None:
+            word = m.group("name")
+            low = word.lower()
+            if low in ("true", "false"):
+                out.append(("val", low == "true"))
+            elif low == "undefined":
+                out.append(("val", _UNDEFINED))
+            elif low == "error":
+                out.append(("val", _ERROR))
+            elif low in ("is", "isnt"):
+                out.append(("op", "=?=" if low == "is" else "=!="))
+            else:
+                out.append(("name", word))
+        else:
+            out.append(("op", m.group("op")))
+    return out
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+class _ExprParser:
+    """Precedence climbing over the tokens, evaluating as it goes."""
+
+    _LEVELS = (("||",), ("&&",), ("==", "!=", "=?=", "=!="), ("<", "<=", ">", ">="),
+               ("+", "-"), ("*", "/", "%"))
+
+    def __init__(self, tokens: list[tuple[str, Any]], lookup: Callable[[str], Any],
+                 depth: int) -> None:
+        self.tokens = tokens
+        self.i = 0
+        self.lookup = lookup
+        self.depth = depth
+
+    def peek(self) -> tuple[str, Any] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, op: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok == ("op", op):
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, op: str) -> None:
+        if not self.take(op):
+            raise _Unsupported(f"expected {op}")
+
+    def ternary(self) -> Any:
+        cond = self.binary(0)
+        if not self.take("?"):
+            return cond
+        yes = self.ternary()
+        self.expect(":")
+        no = self.ternary()
+        if cond is _UNDEFINED:
+            return _UNDEFINED
+        if not isinstance(cond, bool):
+            return _ERROR
+        return yes if cond else no
+
+    def binary(self, level: int) -> Any:
+        if level == len(self._LEVELS):
+            return self.unary()
+        left = self.binary(level + 1)
+        ops = self._LEVELS[level]
+        while True:
+            tok = self.peek()
+            if tok is None or tok[0] != "op" or tok[1] not in ops:
+                return left
+            self.i += 1
+            right = self.binary(level + 1)
+            left = _apply(tok[1], left, right)
+
+    def unary(self) -> Any:
+        if self.take("-"):
+            v = self.unary()
+            return -v if _num(v) else (_UNDEFINED if v is _UNDEFINED else _ERROR)
+        if self.take("+"):
+            return self.unary()
+        if self.take("!"):
+            v = self.unary()
+            return (not v) if isinstance(v, bool) else (_UNDEFINED if v is _UNDEFINED
+                                                         else _ERROR)
+        return self.primary()
+
+    def primary(self) -> Any:
+        tok = self.peek()
+        if tok is None:
+            raise _Unsupported("end of expression")
+        self.i += 1
+        kind, value = tok
+        if kind == "val":
+            return value
+        if kind == "op" and value == "(":
+            inner = self.ternary()
+            self.expect(")")
+            return inner
+        if kind == "op" and value == "{":
+            items: list[Any] = []
+            if not self.take("}"):
+                items.append(self.ternary())
+                while self.take(","):
+                    items.append(self.ternary())
+                self.expect("}")
+            return items
+        if kind == "name":
+            if self.take("("):
+                args: list[Any] = []
+                if not self.take(")"):
+                    args.append(self.ternary())
+                    while self.take(","):
+                        args.append(self.ternary())
+                    self.expect(")")
+                return _call(str(value), args)
+            return self.attribute(str(value))
+        raise _Unsupported(str(value))
+
+    def attribute(self, name: str) -> Any:
+        scope, dot, attr = name.partition(".")
+        if dot:
+            if scope.lower() == "target":
+                return _UNDEFINED  # the machine's ad: not known from a job ad
+            if scope.lower() != "my":
+                raise _Unsupported(name)
+            name = attr
+        raw = self.lookup(name)
+        if raw is None:
+            return _UNDEFINED
+        if isinstance(raw, str) and raw.startswith(("/Expr(", "\\/Expr(")):
+            inner = expression(raw)
+            if inner is None:
+                return _ERROR
+            value = evaluate(inner, self.lookup, self.depth + 1)
+            return _UNDEFINED if value is None else value
+        if isinstance(raw, float) and math.isnan(raw):
+            return _UNDEFINED
+        return raw
+
+
+def _apply(op: str, a: Any, b: Any) -> Any:
+    if op == "=?=":
+        return _same(a, b)
+    if op == "=!=":
+        return not _same(a, b)
+    if op == "||":
+        if a is True or b is True:
+            return True
+        if a is False and b is False:
+            return False
+        return _UNDEFINED if _UNDEFINED in (a, b) else _ERROR
+    if op == "&&":
+        if a is False or b is False:
+            return False
+        if a is True and b is True:
+            return True
+        return _UNDEFINED if _UNDEFINED in (a, b) else _ERROR
+    if a is _ERROR or b is _ERROR:
+        return _ERROR
+    if a is _UNDEFINED or b is _UNDEFINED:
+        return _UNDEFINED
+    if op in ("==", "!="):
+        if isinstance(a, str) and isinstance(b, str):
+            same = a.lower() == b.lower()  # string == ignores case in ClassAds
+        elif (_num(a) and _num(b)) or (isinstance(a, bool) and isinstance(b, bool)):
+            same = a == b
+        else:
+            return _ERROR
+        return same if op == "==" else not same
+    if op in ("<", "<=", ">", ">="):
+        if not (_num(a) and _num(b)):
+            return _ERROR
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    if not (_num(a) and _num(b)):
+        return _ERROR
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if b == 0:
+        return _ERROR
+    if op == "/":
+        if isinstance(a, int) and isinstance(b, int):
+            q = abs(a) // abs(b)  # integer division truncates toward zero
+            return q if (a >= 0) == (b >= 0) else -q
+        return a / b
+    if isinstance(a, int) and isinstance(b, int):
+        return a - b * int(a / b)
+    return _ERROR
+
+
+def _same(a: Any, b: Any) -> bool:
+    """`=?=`: identical type and value, case-sensitive for strings; undefined is undefined."""
+    if a is _UNDEFINED or b is _UNDEFINED or a is _ERROR or b is _ERROR:
+        return a is b
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    if _num(a) and _num(b):
+        return bool(a == b)
+    return type(a) is type(b) and a == b
+
+
+def _call(name: str, args: list[Any]) -> Any:
+    low = name.lower()
+    if low == "ifthenelse":
+        if len(args) != 3:
+            raise _Unsupported(name)
+        cond = args[0]
+        if cond is _UNDEFINED:
+            return _UNDEFINED
+        if _num(cond):
+            cond = cond != 0
+        if not isinstance(cond, bool):
+            return _ERROR
+        return args[1] if cond else args[2]
+    if low == "isundefined" and len(args) == 1:
+        return args[0] is _UNDEFINED
+    if low in ("min", "max"):
+        items = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+        values = [v for v in items if v is not _UNDEFINED]
+        if not values:
+            return _UNDEFINED
+        if not all(_num(v) for v in values):
+            return _ERROR
+        return min(values) if low == "min" else max(values)
+    if len(args) == 1 and low in ("int", "real", "floor", "ceiling", "round"):
+        v = args[0]
+        if v is _UNDEFINED:
+            return _UNDEFINED
+        if not _num(v):
+            return _ERROR
+        if low == "real":
+            return float(v)
+        if low == "int":
+            return int(v)
+        if low == "floor":
+            return math.floor(v)
+        if low == "ceiling":
+            return math.ceil(v)
+        return round(v)
+    raise _Unsupported(name)
+
+
+_CLOSERS = {")": "(", "}": "{", "]": "["}
+
+
+def constraint_problem(text: str) -> tuple[int, str] | None:
+    """Unbalanced quotes or brackets in a constraint, as (0-based offset, message), or None.
+
+    Only what is certainly wrong is reported (the schedd's parser is the judge of the rest):
+    one malformed constraint would otherwise fail the single condor_q call every tick.
+    """
+    stack: list[tuple[str, int]] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if j >= n:
+                return i, "the string opened here is never closed (a missing `\"`)"
+            i = j + 1
+            continue
+        if ch in "({[":
+            stack.append((ch, i))
+        elif ch in _CLOSERS:
+            if not stack or stack[-1][0] != _CLOSERS[ch]:
+                return i, f"`{ch}` closes nothing"
+            stack.pop()
+        i += 1
+    if stack:
+        ch, at = stack[-1]
+        return at, f"`{ch}` is never closed"
+    return None

@@ -11,7 +11,14 @@ right job with HTCondor's own semantics.
 A failed call (tools missing, schedd down, garbage output) raises `ProbeError`: the engine turns
 it into `probe.htcondor.ok/failures/error` (alert on `probe.htcondor.failures >= 3`); the jobs'
 last facts are kept and reported again after the next good call. After a failure the next tick
-calls again whatever `min_interval` says, so the failure count is one per failed call.
+calls again whatever `min_interval` says, so the failure count is one per failed call. When the
+joined call fails, each job's selection is asked alone once: if the schedd answers some and
+refuses others (a malformed `constraint:`), the refused ones are left out from then on and each
+becomes one `<job>/query` instance saying why, so one bad selection never blinds the others.
+
+Ids named in the ruleset are looked up in condor_history when they are not queued, at most ten
+times each (a whole cluster too: `<job>/<cluster>` is PENDING meanwhile); one found nowhere is
+then UNKNOWN and terminal (it cannot appear later), so the run ends and says so.
 
 How a job's state is normalised (`job.status` is HTCondor's own word, `job.raw_state` adds the
 hold reason or exit):
@@ -28,6 +35,7 @@ hold reason or exit):
 | 4 Completed, signal | completed    | FAILED     | failed      | signal (exit_code 128+N)       |
 | 3 Removed           | removed      | CANCELLED  | cancelled   | cancelled                      |
 | left the queue, not found in condor_history after a while | | UNKNOWN | unknown | unknown |
+| named by id, in neither the queue nor condor_history (terminal) | | UNKNOWN | unknown | unknown |
 | submitted by the ruleset and never seen (launch check)    | | FAILED  | error   | launch_failed |
 
 Held jobs are diagnosed by HoldReasonCode where the code says why: 6, 8, 10, 13, 14 (the job
@@ -36,14 +44,19 @@ could not be written or transferred) → missing_output; 34 (memory limit) → o
 user) → cancelled. The hold reason is in `job.hold_reason` and `job.diagnosis_detail`.
 
 Units: memory and disk facts are bytes (HTCondor counts MiB for memory and KiB for disk).
+The request is RequestMemory / RequestDisk when they are numbers; else what the slot
+provisioned (MemoryProvisioned, DiskProvisioned: the default request is an expression of the
+job's own usage); else the request expression evaluated on the ad (`classads.evaluate`).
 `job.restarts` is JobRunCount - 1. `job.stdout`, `job.stderr` and `job.workdir` are Out, Err
-and Iwd, made absolute. Custom attributes (`+RunUUID = "..."` in the submit file) are
-`job.attrs.RunUUID`.
+and Iwd, made absolute. A DAG node's job has `job.dag_node` (DAGNodeName) and
+`job.dag_cluster` (DAGManJobId). Custom attributes (`+RunUUID = "..."` in the submit file) are
+`job.attrs.RunUUID`: every attribute that is not a standard one, or exactly those of `attrs:`.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import threading
 import time
@@ -54,9 +67,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import condor_cli as cli
 from .base import Facts, ProbeError, TickContext, instance_key, job_base, render_path
+from .classads import evaluate
 
 if TYPE_CHECKING:
     from ..config.models import HTCondorSource, Ruleset
+
+log = logging.getLogger(__name__)
 
 _STATUS = {1: "idle", 2: "running", 3: "removed", 4: "completed", 5: "held",
            6: "transferring", 7: "suspended"}
@@ -105,6 +121,8 @@ _STANDARD_NAMES = """
     TransferOutputStats User UserLog UserLogUseXML VacateReason VacateReasonCode
     VacateReasonSubCode WantCheckpoint WantRemoteIO WantRemoteSyscalls WhenToTransferOutput
     x509UserProxy BatchProject MaxJobRetirementTime JobMaxVacateTime ConcurrencyLimits
+    ExitReason HoldKillSig JobCurrentFinishTransferOutputDate LastCheckpointPlatform
+    NumJobReleases OnExitHoldReason OnExitHoldReasonCode OnExitHoldSubCode TotalSubmitProcs
     """
 _STANDARD = frozenset(_STANDARD_NAMES.lower().split())
 #: The custom attributes of an ad, by its attribute names (ads repeat the same names).
@@ -139,9 +157,18 @@ class _Watch:
     launch_ok: bool | None = None
     launch_error: str | None = None
     dry_note: str | None = None
+    #: whole clusters named by id and not found yet: condor_history lookups so far
+    cluster_misses: dict[int, int] = field(default_factory=dict)
+    #: whole clusters named by id and found nowhere after `_HISTORY_TRIES` lookups
+    lost_clusters: set[int] = field(default_factory=set)
+    #: why the schedd refused this job's own selection (it is left out of condor_q then)
+    query_error: str | None = None
+    allow: tuple[str, ...] | None = None  #: the `attrs:` allowlist
 
     def selection(self) -> str:
         """This job's part of the condor_q constraint."""
+        if self.query_error is not None:
+            return "false"
         if self.submitted is not None:
             return cli.id_constraint(self.submitted) if self.submitted else "false"
         if self.spec.submit is not None:
@@ -156,6 +183,14 @@ class _Watch:
         if self.spec.constraint:
             parts.append(f"({self.spec.constraint})")
         return " && ".join(parts) or "false"
+
+    def selection_text(self) -> str:
+        """The selection as the schedd was asked it, for messages."""
+        saved, self.query_error = self.query_error, None
+        try:
+            return self.selection()
+        finally:
+            self.query_error = saved
 
     def matches(self, ad: Mapping[str, Any]) -> bool:
         """Whether an ad (lower-cased keys) is this job's, on everything but `constraint`."""
@@ -191,6 +226,8 @@ class HTCondorProbe:
             except Exception:
                 base = base_dir
             watch = _Watch(key, job.htcondor, base)
+            if job.htcondor.attrs is not None:
+                watch.allow = tuple(job.htcondor.attrs)
             for raw in job.htcondor.ids:
                 m = _ID.match(str(raw))
                 if m:
@@ -268,7 +305,8 @@ class HTCondorProbe:
         if watch.submitted is None and watch.spec.submit is None:
             for cluster, proc in watch.ids:
                 if proc is None:
-                    if not any(t.cluster == cluster for t in watch.jobs.values()):
+                    if cluster not in watch.lost_clusters and \
+                            not any(t.cluster == cluster for t in watch.jobs.values()):
                         out.append((cluster, None))
                 elif f"{cluster}.{proc}" not in watch.jobs:
                     out.append((cluster, proc))
@@ -280,7 +318,13 @@ class HTCondorProbe:
         ads: list[dict[str, Any]] = []
         if live:
             union = " || ".join(f"({s})" for s in live) if len(live) > 1 else live[0]
-            ads = cli.query(union)
+            try:
+                ads = cli.query(union)
+            except ProbeError as exc:
+                if len(live) < 2 or not self._isolate(exc):
+                    raise
+                self._refresh(now)  # again, without the selections the schedd refused
+                return
             verdicts = self._constraints(union) if self._needs_attribution() else {}
             seen: dict[int, set[str]] = {id(w): set() for w in self._watches}
             for raw in ads:
@@ -299,7 +343,7 @@ class HTCondorProbe:
                         tracked = watch.jobs[jid] = _Tracked(*_split(jid))
                     tracked.in_queue = True
                     tracked.history_misses = 0
-                    tracked.facts = _ad_facts(raw, now, ad)
+                    tracked.facts = _for_watch(_ad_facts(raw, now, ad), raw, watch)
                     tracked.terminal = bool(tracked.facts.get("job.terminal"))
             for watch in self._watches:
                 for jid, tracked in watch.jobs.items():
@@ -308,12 +352,38 @@ class HTCondorProbe:
         self._from_history(now)
         self._verify_launch(now)
 
+    def _isolate(self, error: ProbeError) -> bool:
+        """After the joined condor_q call failed: ask once for each job's selection alone,
+        so that one malformed `constraint:` is named and left out instead of failing every
+        job's call every tick. False when every call fails (the schedd itself is down)."""
+        refused: list[tuple[_Watch, str]] = []
+        answered = 0
+        for watch in self._watches:
+            selection = watch.selection()
+            if selection == "false":
+                continue
+            try:
+                cli.query(selection)
+            except ProbeError as exc:
+                refused.append((watch, str(exc)))
+            else:
+                answered += 1
+        if not refused or not answered:
+            return False
+        for watch, why in refused:
+            watch.query_error = why
+            log.error("htcondor_selection_refused job=%s selection=%s error=%s", watch.key,
+                      watch.selection_text(), why)
+        return True
+
     def _needs_attribution(self) -> bool:
-        return len(self._watches) > 1 and any(w.spec.constraint for w in self._watches)
+        return len(self._watches) > 1 and any(w.spec.constraint and w.query_error is None
+                                               for w in self._watches)
 
     def _constraints(self, union: str) -> dict[str, dict[int, bool]]:
         """Each `constraint:` evaluated by the schedd for every queued job of the union."""
-        which = [i for i, w in enumerate(self._watches) if w.spec.constraint]
+        which = [i for i, w in enumerate(self._watches)
+                 if w.spec.constraint and w.query_error is None]
         exprs = [f"(({self._watches[i].spec.constraint}) =?= true)" for i in which]
         out = cli.run(["condor_q", "-allusers", "-constraint", union, "-af:j", *exprs])
         verdicts: dict[str, dict[int, bool]] = {}
@@ -348,18 +418,30 @@ class HTCondorProbe:
                 if not watch.matches(ad) and watch.submitted is None:
                     continue
                 tracked = watch.jobs.setdefault(jid, _Tracked(cluster, proc))
-                tracked.facts = facts
+                tracked.facts = _for_watch(facts, raw, watch)
                 tracked.terminal = bool(facts.get("job.terminal"))
                 tracked.in_queue = False
         for (c, p), watches in wanted.items():
-            if p is None or f"{c}.{p}" in found:
+            if p is None:
+                for watch in watches:
+                    if any(t.cluster == c for t in watch.jobs.values()):
+                        watch.cluster_misses.pop(c, None)
+                        continue
+                    misses = watch.cluster_misses[c] = watch.cluster_misses.get(c, 0) + 1
+                    if misses >= _HISTORY_TRIES:
+                        watch.lost_clusters.add(c)  # asked no more
+                continue
+            if f"{c}.{p}" in found:
                 continue
             lost = f"{c}.{p}"
             for watch in watches:
                 tracked = watch.jobs.setdefault(lost, _Tracked(c, p))
                 tracked.history_misses += 1
                 if tracked.history_misses >= _HISTORY_TRIES:
-                    tracked.facts = {**tracked.facts, **_lost(lost, bool(tracked.facts))}
+                    known = bool(tracked.facts)
+                    tracked.facts = {**tracked.facts, **_lost(lost, known)}
+                    # never seen anywhere: it will not appear, and the run must be able to end
+                    tracked.terminal = not known
 
     def _verify_launch(self, now: float) -> None:
         for watch in self._watches:
@@ -402,8 +484,25 @@ class HTCondorProbe:
                     out[instance_key(watch.key, "submit")] = {
                         "job.name": watch.key, **common, **stub}
                     continue
+            if watch.query_error is not None:
+                out[instance_key(watch.key, "query")] = {
+                    "job.name": watch.key, **common, **_refused_facts(watch)}
+            for cluster, proc in watch.ids:
+                if proc is not None or any(t.cluster == cluster for t in watch.jobs.values()):
+                    continue
+                facts: Facts = {"job.name": watch.key, **common, "job.id": str(cluster),
+                         "job.cluster": cluster}
+                if cluster in watch.lost_clusters:
+                    facts.update(_lost(f"cluster {cluster}", False))
+                else:
+                    facts.update({"job.state": "PENDING", "job.terminal": False,
+                                  "job.outcome": "unknown", "job.raw_state":
+                                  f"cluster {cluster} not seen in condor_q or condor_history "
+                                  f"yet ({watch.cluster_misses.get(cluster, 0)} of "
+                                  f"{_HISTORY_TRIES} lookups)"})
+                out[instance_key(watch.key, cluster)] = facts
             for jid, tracked in watch.jobs.items():
-                facts: Facts = {"job.name": watch.key, **common, "job.id": jid,
+                facts = {"job.name": watch.key, **common, "job.id": jid,
                                 "job.cluster": tracked.cluster, "job.proc": tracked.proc}
                 if not tracked.facts:
                     facts.update({"job.state": "PENDING", "job.raw_state": "not seen in "
@@ -480,6 +579,12 @@ def _ad_facts(raw: Mapping[str, Any], now: float,
     host = cli.value(ad, "RemoteHost") or cli.value(ad, "LastRemoteHost")
     if isinstance(host, str):
         f["job.remote_host"] = host
+    node = cli.value(ad, "DAGNodeName")
+    if isinstance(node, str) and node:
+        f["job.dag_node"] = node
+    dagman = cli.integer(ad, "DAGManJobId")
+    if dagman is not None:
+        f["job.dag_cluster"] = dagman
     runs = cli.integer(ad, "JobRunCount")
     if runs is not None:
         f["job.run_count"] = runs
@@ -587,7 +692,7 @@ def _resources(ad: Mapping[str, Any], f: Facts) -> None:
         f["job.mem_used"] = int(rss * 1024)
     elif usage is not None and usage > 0:
         f["job.mem_used"] = int(usage * 1024 * 1024)
-    req = cli.number(ad, "RequestMemory")
+    req = _requested(ad, "RequestMemory", "MemoryProvisioned")  # MiB
     if req is not None:
         f["job.mem_req"] = int(req * 1024 * 1024)
         if "job.mem_used" in f and req > 0:
@@ -595,7 +700,7 @@ def _resources(ad: Mapping[str, Any], f: Facts) -> None:
     disk = cli.number(ad, "DiskUsage")  # KiB
     if disk is not None:
         f["job.disk_used"] = int(disk * 1024)
-    dreq = cli.number(ad, "RequestDisk")
+    dreq = _requested(ad, "RequestDisk", "DiskProvisioned")  # KiB
     if dreq is not None:
         f["job.disk_req"] = int(dreq * 1024)
     cpus = cli.integer(ad, "RequestCpus")
@@ -606,6 +711,49 @@ def _resources(ad: Mapping[str, Any], f: Facts) -> None:
     assigned = cli.value(ad, "AssignedGPUs")
     if isinstance(assigned, str):
         f["job.gpus_assigned"] = assigned
+
+
+def _requested(ad: Mapping[str, Any], request: str, provisioned: str) -> float | None:
+    """What a job asked for: the literal request; else what the slot provisioned (the
+    default request is an expression of the job's own usage, which says nothing about its
+    allocation); else the request expression evaluated on the ad, when it is simple."""
+    literal = cli.number(ad, request)
+    if literal is not None:
+        return literal
+    given = cli.number(ad, provisioned)
+    if given is not None:
+        return given
+    text = cli.expression(ad.get(request.lower()))
+    if text is None:
+        return None
+    value = evaluate(text, lambda name: ad.get(name.lower()))
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
+
+
+def _allowed(ad: Mapping[str, Any], names: tuple[str, ...]) -> Facts:
+    """`attrs:` given: exactly those attributes, spelt as the ruleset spells them."""
+    out: Facts = {}
+    lowered = {str(k).lower(): k for k in ad}
+    for name in names:
+        key = lowered.get(name.lower())
+        if key is None:
+            continue
+        v = cli.normalise(ad[key])
+        if v is None or isinstance(v, dict | list):
+            continue
+        out[f"job.attrs.{name}"] = v
+    return out
+
+
+def _for_watch(facts: Facts, raw: Mapping[str, Any], watch: _Watch) -> Facts:
+    """An ad's facts as one job sees them: its `attrs:` allowlist replaces the guess."""
+    if watch.allow is None:
+        return facts
+    out = {k: v for k, v in facts.items() if not k.startswith("job.attrs.")}
+    out.update(_allowed(raw, watch.allow))
+    return out
 
 
 def _attrs(ad: Mapping[str, Any]) -> Facts:
@@ -633,10 +781,26 @@ def _running_clock(f: Facts, start: Any, now: float) -> None:
 
 
 def _lost(jid: str, known: bool) -> Facts:
-    return {"job.state": "UNKNOWN", "job.terminal": False, "job.outcome": "unknown",
-            "job.diagnosis": "unknown",
-            "job.raw_state": f"{jid} left the queue and is not in condor_history"
-            if known else f"{jid} is neither in the queue nor in condor_history"}
+    """A job that condor_history does not have: one that left the queue may still be
+    written there (not terminal); one never seen anywhere is terminal, so the run can end."""
+    if known:
+        return {"job.state": "UNKNOWN", "job.terminal": False, "job.outcome": "unknown",
+                "job.diagnosis": "unknown",
+                "job.raw_state": f"{jid} left the queue and is not in condor_history"}
+    return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "unknown",
+            "job.succeeded": False, "job.diagnosis": "unknown",
+            "job.diagnosis_detail": f"{jid} was named by id but is neither in the queue nor in "
+            f"condor_history (looked {_HISTORY_TRIES} times)",
+            "job.raw_state": f"{jid} is neither in the queue nor in condor_history"}
+
+
+def _refused_facts(watch: _Watch) -> Facts:
+    why = watch.query_error or ""
+    return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "error",
+            "job.succeeded": False, "job.diagnosis": "unknown",
+            "job.raw_state": f"condor_q refused this job's selection: {why}",
+            "job.diagnosis_detail": f"condor_q refused the selection "
+            f"{watch.selection_text()!r}: {why}"}
 
 
 def _launch_failed_facts(reason: str, now: float) -> Facts:
