@@ -450,3 +450,123 @@ def test_unreadable_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     b = put(locked / "b.txt", "y", T0 + 15)
     assert tick(probe, tmp_path, T0 + 20)["sim/-"]["files.out.new"] == [str(b)]
     assert str(a) in tick(probe, tmp_path, T0 + 30)["sim/-"]["files.out.paths"]
+
+
+def test_file_being_written_at_start_is_reported_once_quiet(tmp_path: Path) -> None:
+    """A file changed within quiet_for when rulesmon starts may still be being written: it is
+    not part of the baseline, and is reported once it has been quiet."""
+    probe = make(tmp_path, "  sim:\n    files:\n      res: {glob: '*.txt', quiet_for: 30s, "
+                 "new_files: true}\n")
+    put(tmp_path / "old.txt", "done long ago", T0 - 1000)
+    writing = put(tmp_path / "writing.txt", "half", T0 - 5)
+    assert tick(probe, tmp_path, T0)["sim/-"]["files.res.new"] == []
+    append(writing, b" and the rest", T0 + 10)
+    assert tick(probe, tmp_path, T0 + 20)["sim/-"]["files.res.new"] == []
+    assert tick(probe, tmp_path, T0 + 50)["sim/-"]["files.res.new"] == [str(writing)]
+    assert tick(probe, tmp_path, T0 + 60)["sim/-"]["files.res.new"] == []
+
+
+def test_new_files_survive_a_restart(tmp_path: Path) -> None:
+    """With its state beside the state database, a restarted probe reports the files that
+    appeared while it was down (and one still pending at shutdown), and never a file it
+    already reported or the baseline again."""
+    jobs = "  sim:\n    files:\n      res: {glob: 'out/*.txt', quiet_for: 30s, new_files: true}\n"
+    state = tmp_path / ".rulesmon" / "files-test.db"
+    first = make(tmp_path, jobs)
+    first.use_state(state)
+    put(tmp_path / "out/base.txt", "x", T0 - 1000)
+    tick(first, tmp_path, T0)
+    reported = put(tmp_path / "out/a.txt", "a", T0 + 1)
+    tick(first, tmp_path, T0 + 10)
+    assert tick(first, tmp_path, T0 + 40)["sim/-"]["files.res.new"] == [str(reported)]
+    pending = put(tmp_path / "out/b.txt", "b", T0 + 45)
+    assert tick(first, tmp_path, T0 + 50)["sim/-"]["files.res.new"] == []
+    first.close()
+    assert (tmp_path / ".rulesmon" / "files-test.files.db").exists()
+    down = put(tmp_path / "out/c.txt", "c", T0 + 100)  # while rulesmon was down
+    second = make(tmp_path, jobs)
+    second.use_state(state)
+    assert tick(second, tmp_path, T0 + 500)["sim/-"]["files.res.new"] == []
+    assert tick(second, tmp_path, T0 + 510)["sim/-"]["files.res.new"] == sorted(
+        [str(pending), str(down)])
+    assert tick(second, tmp_path, T0 + 600)["sim/-"]["files.res.new"] == []
+    second.close()
+
+
+def test_unusable_state_file_leaves_new_files_in_memory(tmp_path: Path, caplog: Any) -> None:
+    """A state file that cannot be created is one warning; new files are still reported."""
+    blocker = put(tmp_path / "blocker", "a file, not a folder")
+    probe = make(tmp_path, "  sim:\n    files:\n      res: {glob: '*.txt', new_files: true}\n")
+    probe.use_state(blocker / "state.db")
+    with caplog.at_level("WARNING", logger="rulesmon.probes.files"):
+        tick(probe, tmp_path, T0)
+        a = put(tmp_path / "a.txt", "1", T0 + 5)
+        assert tick(probe, tmp_path, T0 + 10)["sim/-"]["files.res.new"] == [str(a)]
+        tick(probe, tmp_path, T0 + 20)
+    warnings = [r for r in caplog.records if "files_state_unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_engine_restart_keeps_new_file_events(tmp_path: Path) -> None:
+    """Through two engine runs on the same state database, a new file is reported in the run
+    that sees it and not again in the next one."""
+    from rulesmon.engine import Engine
+    from rulesmon.testing import NullLog
+
+    text = ("version: 1\nname: parsl\nevery: 1s\njobs:\n  sim:\n    files:\n"
+            "      res: {glob: 'out/*.txt', new_files: true}\nrules: []\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    seen: list[list[str]] = []
+    for run in range(2):
+        engine = Engine(load_text(text, str(path)), state_path=tmp_path / "s.db",
+                        log=NullLog())
+        try:
+            engine.tick(T0 + 100 * run)
+            if run == 0:
+                put(tmp_path / "out/one.txt", "1", T0 + 1)
+            engine.tick(T0 + 100 * run + 10)
+            seen.append(engine.instances["sim/-"]["files.res.new"])
+            engine.tick(T0 + 100 * run + 20)
+            seen.append(engine.instances["sim/-"]["files.res.new"])
+        finally:
+            engine.close()
+    assert seen == [[str(tmp_path / "out/one.txt")], [], [], []]
+
+
+def test_templated_glob_is_rendered_per_instance(tmp_path: Path) -> None:
+    """`glob: "out/{{ job.id }}/*.json"` matches each instance's own folder; an instance
+    whose fact is missing gets nothing rather than another's files."""
+    probe = make(tmp_path, "  sim:\n    local: {pids: [1]}\n    files:\n"
+                 "      res: {glob: 'out/{{ job.id }}/*.json'}\n")
+    for jid, n in (("11", 2), ("12", 3)):
+        for i in range(n):
+            put(tmp_path / f"out/{jid}/r{i}.json", "{}", T0 - 100)
+    out = tick(probe, tmp_path, T0, {
+        "sim/11": {"job.key": "sim", "job.id": "11"},
+        "sim/12": {"job.key": "sim", "job.id": "12"},
+        "sim/x": {"job.key": "sim"}})
+    assert out["sim/11"]["files.res.count"] == 2
+    assert out["sim/12"]["files.res.count"] == 3
+    assert out["sim/12"]["files.res.paths"][0] == str(tmp_path / "out/12/r0.json")
+    assert out["sim/x"]["files.res.count"] == 0
+
+
+def test_growing_json_is_judged_once_it_settles(tmp_path: Path) -> None:
+    """A JSON output still being written is not invalid while it changes; once it has settled
+    (or its job has ended) a truncated one is."""
+    probe = make(tmp_path, "  sim:\n    local: {pids: [1]}\n    files:\n"
+                 "      out: {glob: '*.json', validate: json}\n")
+    running = {"sim/1": {"job.key": "sim", "job.id": "1", "job.terminal": False}}
+    f = put(tmp_path / "results.json", '{"items": [1, 2', T0)
+    for t in (1, 3, 5):
+        append(f, b", 3", T0 + t)
+        facts = tick(probe, tmp_path, T0 + t + 1, running)["sim/1"]
+        assert facts["files.out.valid"] is True, t
+    facts = tick(probe, tmp_path, T0 + 60, running)["sim/1"]
+    assert facts["files.out.valid"] is False and facts["files.out.invalid"] == [str(f)]
+    append(f, b", 4", T0 + 61)
+    ended = {"sim/1": {"job.key": "sim", "job.id": "1", "job.terminal": True}}
+    assert tick(probe, tmp_path, T0 + 62, ended)["sim/1"]["files.out.valid"] is False
+    append(f, b"]}", T0 + 63)
+    assert tick(probe, tmp_path, T0 + 64, ended)["sim/1"]["files.out.valid"] is True

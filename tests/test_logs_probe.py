@@ -523,22 +523,48 @@ def test_truncate_then_regrow_between_polls(tmp_path: Path) -> None:
     assert t.read() == [f"second run line {i}" for i in range(5)]
 
 
-def test_path_becomes_a_directory(tmp_path: Path) -> None:
-    """A log replaced by a directory gives no facts and a reason, and the probe does not
-    raise; when a file is back it is read again."""
+def test_path_becomes_a_directory(tmp_path: Path, caplog: Any) -> None:
+    """A log replaced by a directory gives log.available False and log.error with the reason,
+    one warning (not one per tick), and the probe does not raise; when a file is back it is
+    read again."""
     path = tmp_path / "a.log"
     path.write_text("Processed 1/2\n")
     probe, rs = make_probe(tmp_path, "- {path: a.log, preset: python-logging}")
-    assert collect(probe, rs, tmp_path)[KEY]["log.done"] == 1
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.done"] == 1 and facts["log.available"] is True
+    assert "log.error" not in facts
     path.unlink()
     path.mkdir()
-    for _ in range(3):
-        assert collect(probe, rs, tmp_path) == {}
-    assert probe.errors[str(path)] == f"is a directory: {path}"
-    path.rmdir()
-    path.write_text("Processed 2/2\n")
+    with caplog.at_level("INFO", logger="rulesmon.probes.logs"):
+        for _ in range(3):
+            facts = collect(probe, rs, tmp_path)[KEY]
+            assert facts == {"log.available": False, "log.error": f"is a directory: {path}"}
+        assert probe.errors[str(path)] == f"is a directory: {path}"
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and f"is a directory: {path}" in warnings[0].getMessage()
+        path.rmdir()
+        path.write_text("Processed 2/2\n")
+        facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.done"] == 2 and probe.errors == {} and facts["log.available"] is True
+    assert any("log_readable" in r.getMessage() for r in caplog.records)
+
+
+def test_glob_matching_nothing_is_reported(tmp_path: Path) -> None:
+    """A glob that matches no file gives log.available False and says so; a second log that
+    can be read keeps log.available True with the first one's reason in log.error."""
+    probe, rs = make_probe(tmp_path, """
+        - 'out/*.log'
+        - {path: main.log, preset: python-logging}
+        """)
+    (tmp_path / "main.log").write_text("Processed 3/9\n")
     facts = collect(probe, rs, tmp_path)[KEY]
-    assert facts["log.done"] == 2 and probe.errors == {}
+    assert facts["log.available"] is True and facts["log.done"] == 3
+    assert facts["log.error"] == f"no file matches {tmp_path / 'out' / '*.log'}"
+    (tmp_path / "main.log").unlink()
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.available"] is False
+    assert facts["log.error"] == (f"no file matches {tmp_path / 'out' / '*.log'}; "
+                                  f"no such file: {tmp_path / 'main.log'}")
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
@@ -550,22 +576,25 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.chmod(0)
     try:
         if not os.access(path, os.R_OK):
-            assert collect(probe, rs, tmp_path) == {}
+            assert collect(probe, rs, tmp_path)[KEY] == {
+                "log.available": False, "log.error": f"permission denied: {path}"}
             assert probe.errors[str(path)] == f"permission denied: {path}"
     finally:
         path.chmod(0o644)
     path.unlink()
     path.symlink_to(tmp_path / "nowhere.log")
-    assert collect(probe, rs, tmp_path) == {}
+    assert collect(probe, rs, tmp_path)[KEY]["log.error"] == f"dangling symlink: {path}"
     assert probe.errors[str(path)] == f"dangling symlink: {path}"
     t = Tailer(tmp_path / "missing" / "x.log")
     assert t.read() == [] and t.error == f"no such file: {tmp_path / 'missing' / 'x.log'}"
 
 
 def test_bad_template_is_reported_not_raised(tmp_path: Path) -> None:
-    """A path template that cannot be rendered for an instance gives no facts and a reason."""
+    """A path template that cannot be rendered for an instance gives no facts but the
+    reason."""
     probe, rs = make_probe(tmp_path, "- 'logs/{{ job.array_task }}.log'")
-    assert collect(probe, rs, tmp_path) == {}
+    facts = collect(probe, rs, tmp_path)[KEY]
+    assert facts["log.available"] is False and "array_task" in facts["log.error"]
     assert "array_task" in probe.errors["logs/{{ job.array_task }}.log"]
 
 
@@ -616,6 +645,37 @@ def test_per_worker_logs_and_glob(tmp_path: Path) -> None:
     assert out["embed/all"]["log.done"] in (11, 30)  # same tick: the newer file wins
     newest = max(logs.glob("worker_*.log"), key=lambda p: p.stat().st_mtime)
     assert out["embed/all"]["log.path"] == str(newest)
+
+
+def test_glob_over_worker_logs_sums_per_file_values(tmp_path: Path) -> None:
+    """With one instance following every worker's log through a glob, log.done jumps between
+    workers but log.sum.done adds each file's own last value, so progress over log.sum
+    advances steadily (progress.elapsed is never reset)."""
+    from rulesmon.probes.progress import Tracker
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    probe, rs = make_probe(tmp_path, "- {path: 'logs/worker_*.log', preset: python-logging}")
+    tracker = Tracker()
+    done = [0, 0, 0]
+    elapsed: list[float] = []
+    for tick in range(12):
+        w = tick % 3  # the workers write in turn, each at its own pace
+        done[w] += 10 * (w + 1)
+        append(logs / f"worker_{w}.log", f"Processed {done[w]}/1000 items\n".encode())
+        facts = collect(probe, rs, tmp_path, now=1000.0 + tick)[KEY]
+        assert facts["log.done"] == done[w]
+        assert facts["log.sum.done"] == sum(done)
+        assert facts["log.sum.total"] == 1000 * sum(1 for d in done if d)
+        assert facts["log.files"] == sum(1 for d in done if d)
+        p = tracker.update(1000.0 + tick, facts["log.sum.done"], facts["log.sum.total"],
+                           300, None, "items")
+        elapsed.append(p["progress.elapsed"])
+    assert elapsed == [float(t) for t in range(12)]
+    (logs / "worker_2.log").unlink()  # drained to its end, then no longer counted
+    for tick in range(4):
+        facts = collect(probe, rs, tmp_path, now=2000.0 + tick)[KEY]
+    assert facts["log.sum.done"] == done[0] + done[1] and facts["log.files"] == 2
 
 
 def test_sparse_200mb_file_is_read_in_bounded_steps(tmp_path: Path) -> None:

@@ -7,19 +7,35 @@ source, so file-only jobs are watched too.
 
 A tick costs one directory scan and one stat per file; file contents are read only by the
 integrity checks, and only for files whose size or modification time changed since the last
-check. Scans are shared between instances that render the same root.
+check. Scans are shared between instances that render the same root and glob; `root` and
+`glob` are templates rendered per instance (`glob: "out/{{ job.id }}/*.json"`).
+
+New files (`new_files: true`, Parsl's FileMonitor): the files present at the first scan are
+the baseline, except those changed within `quiet_for`, which may still be being written and
+are reported once quiet. What is known (the baseline and every file reported) is kept in a
+small SQLite file beside the state database (`<state>.files.db`, written only when a
+baseline is taken or a file is reported), so after a restart the files that appeared while
+rulesmon was down are reported, and none is reported twice. A dry run keeps it in memory.
+
+Integrity: a JSON file is judged once it has not changed for `quiet_for` (at least
+`JSON_SETTLE`), or once its job has ended; until then a half-written JSON output is not
+"invalid". JSONL and CSV are judged by their last complete line while they grow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import logging
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +54,15 @@ MAX_ENTRIES = 200_000
 #: A JSONL or CSV file counts as finished (its unfinished last line is an error) once it has
 #: not changed for this long, or for `quiet_for` when that is longer.
 APPEND_QUIET = 60.0
+#: A JSON file is judged only once it has not changed for this long (or `quiet_for` when
+#: that is longer), or its job has ended: a JSON output being written is not yet invalid.
+JSON_SETTLE = 10.0
 #: State of an instance that has not been seen for this long is dropped.
 STATE_TTL = 86_400.0
+#: Persisted new-file state of a file set not updated for this long is dropped at start.
+SEEN_RETENTION = 30 * 86_400.0
+
+log = logging.getLogger(__name__)
 _SOURCES = ("slurm", "htcondor", "dagman", "local")
 _MAGIC = re.compile(r"[*?\[]")
 
@@ -79,17 +102,107 @@ class SetState:
     last_change: float = 0.0
 
 
+class SeenStore:
+    """The files of each set already known (baseline or reported), across restarts: a SQLite
+    file of its own (the probe runs on worker threads; the state database belongs to the
+    engine's thread). Any failure to open or write it is logged once and leaves the probe
+    working from memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._failed = False
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is not None or self._failed:
+            return self._db
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5, check_same_thread=False,
+                                 isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS sets (instance TEXT, fileset TEXT, "
+                       "updated REAL, PRIMARY KEY (instance, fileset))")
+            db.execute("CREATE TABLE IF NOT EXISTS seen (instance TEXT, fileset TEXT, "
+                       "path TEXT, PRIMARY KEY (instance, fileset, path)) WITHOUT ROWID")
+            old = time.time() - SEEN_RETENTION
+            with db:
+                db.execute("DELETE FROM seen WHERE (instance, fileset) IN (SELECT instance, "
+                           "fileset FROM sets WHERE updated < ?)", (old,))
+                db.execute("DELETE FROM sets WHERE updated < ?", (old,))
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
+            return None
+        self._db = db
+        return db
+
+    def _fail(self, exc: Exception) -> None:
+        if not self._failed:
+            log.warning("files_state_unavailable path=%s error=%s (new files are tracked in "
+                        "memory only)", self.path, str(exc).splitlines()[0] if str(exc) else
+                        type(exc).__name__)
+        self._failed = True
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
+
+    def load(self, instance: str, fileset: str) -> set[str] | None:
+        """The known paths of a set, or None when no baseline was ever taken."""
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            if db.execute("SELECT 1 FROM sets WHERE instance=? AND fileset=?",
+                          (instance, fileset)).fetchone() is None:
+                return None
+            return {row[0] for row in db.execute(
+                "SELECT path FROM seen WHERE instance=? AND fileset=?", (instance, fileset))}
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return None
+
+    def add(self, instance: str, fileset: str, paths: Iterable[str]) -> None:
+        """Record paths as known (and the set's baseline as taken), in one transaction."""
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            with db:
+                db.execute("INSERT INTO sets VALUES (?, ?, ?) ON CONFLICT (instance, fileset) "
+                           "DO UPDATE SET updated=excluded.updated",
+                           (instance, fileset, time.time()))
+                db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
+                               [(instance, fileset, p) for p in paths])
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+
 class FilesProbe:
     name = "files"
 
     def __init__(self, ruleset: Ruleset, base_dir: Path) -> None:
         self.ruleset = ruleset
         self.base_dir = base_dir
+        #: Where new-file state survives restarts (set by `use_state`); None: memory only.
+        self.seen_store: SeenStore | None = None
         self._states: dict[tuple[str, str], SetState] = {}
         #: (path, format) → (size, mtime_ns, quiet, reason)
         self._checked: dict[tuple[str, str], tuple[int, int, bool, str | None]] = {}
         self._regex: dict[str, re.Pattern[str]] = {}
         self._lock = threading.Lock()
+
+    def use_state(self, state_path: Path) -> None:
+        """Keep new-file state beside the engine's state database, across restarts."""
+        if any(spec.new_files for job in self.ruleset.jobs.values()
+               for spec in job.files.values()):
+            self.seen_store = SeenStore(state_path.with_suffix(".files.db"))
 
     def start(self, ctx: TickContext) -> None:
         return None
@@ -97,6 +210,8 @@ class FilesProbe:
     def close(self) -> None:
         self._states.clear()
         self._checked.clear()
+        if self.seen_store is not None:
+            self.seen_store.close()
 
     def collect(self, ctx: TickContext) -> dict[str, Facts]:
         if not self._lock.acquire(blocking=False):
@@ -137,13 +252,19 @@ class FilesProbe:
             folders: list[Path] = []
             if base is not None:
                 folders.append(base)
+            ended = bool(seen.get("job.terminal"))
             for name, spec in job.files.items():
                 root = _render(spec.root, context, base)
                 if root is not None:
                     folders.append(root)
-                scan = self._scan(root, spec, scans)
+                pattern = spec.glob
+                if pattern and ("{{" in pattern or "{%" in pattern):
+                    rendered = _render(pattern, context, Path())
+                    pattern = None if rendered is None else str(rendered)
+                scan = self._scan(root, spec, pattern, scans)
                 state = self._state(key, name, ctx.now)
-                result.update(self._facts(name, spec, scan, state, ctx.now, checked))
+                result.update(self._facts(key, name, spec, scan, state, ctx.now, checked,
+                                          ended))
             for template in job.disk:
                 folder = _render(template, context, base)
                 if folder is not None:
@@ -173,17 +294,17 @@ class FilesProbe:
 
     # --- scanning ----------------------------------------------------------------------------
 
-    def _scan(self, root: Path | None, spec: FileSpec,
+    def _scan(self, root: Path | None, spec: FileSpec, pattern: str | None,
               cache: dict[tuple[str, str, str], Scan]) -> Scan:
-        if root is None:
+        """`pattern`: the glob rendered for this instance (None when it cannot be)."""
+        if root is None or (spec.glob and pattern is None):
             return Scan("error")
-        cache_key = (str(root), spec.glob or "", spec.pattern or "")
+        cache_key = (str(root), pattern or "", spec.pattern or "")
         if cache_key not in cache:
-            cache[cache_key] = self._scan_uncached(root, spec)
+            cache[cache_key] = self._scan_uncached(root, spec, pattern)
         return cache[cache_key]
 
-    def _scan_uncached(self, root: Path, spec: FileSpec) -> Scan:
-        pattern = spec.glob
+    def _scan_uncached(self, root: Path, spec: FileSpec, pattern: str | None) -> Scan:
         if pattern and Path(pattern).is_absolute():
             root = Path(Path(pattern).anchor)
             pattern = str(Path(pattern).relative_to(root))
@@ -210,8 +331,8 @@ class FilesProbe:
 
     # --- facts -------------------------------------------------------------------------------
 
-    def _facts(self, name: str, spec: FileSpec, scan: Scan, state: SetState, now: float,
-               checked: set[tuple[str, str]]) -> Facts:
+    def _facts(self, key: str, name: str, spec: FileSpec, scan: Scan, state: SetState,
+               now: float, checked: set[tuple[str, str]], ended: bool) -> Facts:
         p = f"files.{name}."
         entries = scan.entries
         count = len(entries)
@@ -237,7 +358,7 @@ class FilesProbe:
             facts[p + "expected_next"] = spec.expect_every - since
             facts[p + "late"] = since > spec.expect_every
         if spec.validate_ != "none":
-            invalid = [e.path for e in entries if self._check(e, spec, now, checked)]
+            invalid = [e.path for e in entries if self._check(e, spec, now, checked, ended)]
             facts[p + "valid"] = not invalid
             facts[p + "invalid"] = sorted(invalid)[:MAX_PATHS]
 
@@ -275,17 +396,26 @@ class FilesProbe:
             facts[p + "stalled"] = stalled
 
         if spec.new_files:
-            new = self._new_files(spec, entries, state, now)
+            new = self._new_files(key, name, spec, entries, state, now)
             facts[p + "new"] = new
             facts[p + "new_count"] = len(new)
         return facts
 
-    def _new_files(self, spec: FileSpec, entries: list[Entry], state: SetState,
-                   now: float) -> list[str]:
-        if state.seen is None:
-            state.seen = {e.path for e in entries}  # the baseline: present before we looked
-            return []
+    def _new_files(self, key: str, name: str, spec: FileSpec, entries: list[Entry],
+                   state: SetState, now: float) -> list[str]:
         quiet_for = spec.quiet_for
+        set_id = "\0".join((name, spec.root, spec.glob or "", spec.pattern or ""))
+        store = self.seen_store
+        if state.seen is None:
+            known = store.load(key, set_id) if store is not None else None
+            if known is None:
+                # the baseline: files present before we looked, except those changed within
+                # quiet_for (perhaps still being written), which are candidates like new ones
+                known = {e.path for e in entries
+                         if quiet_for <= 0 or now - e.mtime >= quiet_for}
+                if store is not None:
+                    store.add(key, set_id, known)
+            state.seen = known
         present: set[str] = set()
         new: list[str] = []
         for e in entries:
@@ -308,16 +438,20 @@ class FilesProbe:
         for path in new:
             state.seen.add(path)
             del state.pending[path]
+        if new and store is not None:
+            store.add(key, set_id, new)
         return new
 
-    def _check(self, e: Entry, spec: FileSpec, now: float,
-               checked: set[tuple[str, str]]) -> str | None:
+    def _check(self, e: Entry, spec: FileSpec, now: float, checked: set[tuple[str, str]],
+               ended: bool) -> str | None:
         fmt = spec.validate_
         key = (e.path, fmt)
         checked.add(key)
         quiet = True
         if fmt in integrity.APPENDED:
-            quiet = now - e.mtime >= max(spec.quiet_for, APPEND_QUIET)
+            quiet = ended or now - e.mtime >= max(spec.quiet_for, APPEND_QUIET)
+        elif fmt == "json" and not ended and now - e.mtime < max(spec.quiet_for, JSON_SETTLE):
+            return None  # still being written: judged once it settles
         cached = self._checked.get(key)
         if cached is not None and cached[:3] == (e.size, e.mtime_ns, quiet):
             return cached[3]

@@ -14,8 +14,14 @@ how a pattern written for one line is compiled for a whole chunk.
 
 When several logs or files feed one instance, counts add up and the last value of a group comes
 from the most recently matching line (a later tick, then the more recently modified file, then
-the later line). A log that cannot be read gives no facts; the reason is kept in `errors`, by
-path. `collect` never raises for a bad log.
+the later line), so with a glob over per-worker logs `log.done` is whichever worker wrote
+last. `log.sum.<group>` adds up each followed file's own last value of the group (the items
+done by every worker: `progress: {done: log.sum.done, total: log.sum.total}`), and
+`log.files` counts the files read. A log that cannot be read (missing, a folder, a glob that
+matches nothing, no permission) gives `log.available` False (when no log of the instance
+could be read) and `log.error` with the reason; the probe logs one warning when a reason
+appears or changes, not one per tick, and keeps the reasons in `errors`, by path. `collect`
+never raises for a bad log.
 """
 
 from __future__ import annotations
@@ -825,8 +831,11 @@ class LogState:
     extract: dict[str, Hits] = field(default_factory=dict)
     errors: dict[str, ErrorHits] = field(default_factory=dict)
     values: dict[str, tuple[Key, str]] = field(default_factory=dict)
+    #: the last value of each group in each file followed (by path), for log.sum.<group>
+    file_values: dict[str, dict[str, str]] = field(default_factory=dict)
     tail: deque[tuple[Key, str]] = field(default_factory=deque)
     readable: list[Tailer] = field(default_factory=list)  # files read fine this tick
+    problems: list[str] = field(default_factory=list)  # why files gave nothing this tick
 
     def __post_init__(self) -> None:
         self.tail = deque(maxlen=self.tail_n)
@@ -866,6 +875,8 @@ class LogsProbe:
         self.base_dir = Path(base_dir)
         #: Why a log gave no facts this tick, by path (or path template).
         self.errors: dict[str, str] = {}
+        #: The errors already logged as warnings: each is logged once, when it appears.
+        self._warned: dict[str, str] = {}
         self._instances: dict[str, InstanceState] = {}
         self._lock = threading.Lock()
 
@@ -903,7 +914,17 @@ class LogsProbe:
             for key in [k for k, s in self._instances.items()
                         if k not in ctx.instances and ctx.now - s.seen > FORGET_AFTER]:
                 self._instances.pop(key).close()
+            self._warn()
             return out
+
+    def _warn(self) -> None:
+        """One warning per log error when it appears or changes, not one every tick."""
+        for path, error in self.errors.items():
+            if self._warned.get(path) != error:
+                log.warning("log_unreadable path=%s error=%s", path, error)
+        for path in [p for p in self._warned if p not in self.errors]:
+            log.info("log_readable path=%s", path)
+        self._warned = dict(self.errors)
 
     # --- per instance --------------------------------------------------------------------------
 
@@ -921,15 +942,23 @@ class LogsProbe:
                     ls.close()
                 ls = state.logs[index] = LogState(spec, patterns_for(spec), tail_n)
             ls.readable = []
+            ls.problems = []
             template = expand_slurm(spec.path, facts) if job.slurm is not None else spec.path
             try:
                 path = render_path(template, context, base)
             except Exception as exc:
-                self.errors[spec.path] = (f"cannot render {spec.path!r}: "
-                                          f"{type(exc).__name__}: {exc}").splitlines()[0]
+                reason = (f"cannot render {spec.path!r}: "
+                          f"{type(exc).__name__}: {exc}").splitlines()[0]
+                self.errors[spec.path] = reason
+                ls.problems.append(reason)
                 continue
             self._follow(ctx, state, ls, path)
-        return merge(ctx.now, [s for s in state.logs.values() if s.readable])
+        facts = merge(ctx.now, [s for s in state.logs.values() if s.readable])
+        problems = list(dict.fromkeys(p for s in state.logs.values() for p in s.problems))
+        facts["log.available"] = any(s.readable for s in state.logs.values())
+        if problems:
+            facts["log.error"] = "; ".join(problems)[:1000]
+        return facts
 
     def _follow(self, ctx: TickContext, state: InstanceState, ls: LogState, path: Path) -> None:
         text = str(path)
@@ -950,6 +979,7 @@ class LogsProbe:
                 wanted.append(match)
             if not wanted and not ls.tailers:
                 self.errors[text] = f"no file matches {text}"
+                ls.problems.append(self.errors[text])
         else:
             wanted = [text]
         for name in wanted:
@@ -969,16 +999,22 @@ class LogsProbe:
                 ls.readable.append(tailer)
             else:
                 self.errors[name] = tailer.error
+                ls.problems.append(tailer.error)
+        followed = {str(t.path) for t in ls.tailers.values()}
+        for name in [n for n in ls.file_values if n not in followed]:
+            del ls.file_values[name]  # a file no longer followed adds nothing to the sums
 
     def _read(self, ctx: TickContext, state: InstanceState, ls: LogState, tailer: Tailer) -> None:
         now = ctx.now
         patterns = ls.patterns
         matchers = (*patterns.extract, *patterns.errors)
+        own = ls.file_values.setdefault(str(tailer.path), {})
         for data in tailer.chunks():
             mtime = tailer.mtime or 0.0
             seq0 = state.seq
             state.seq = seq0 + len(data) + 1  # a line's key: seq0 + its offset in the chunk
             chunk = Chunk(data, matchers)
+            own_keys: dict[str, int] = {}
             for m in patterns.extract:
                 found = chunk.find(m)
                 if not found.count:
@@ -988,6 +1024,11 @@ class LogsProbe:
                     key = (now, mtime, seq0 + start)
                     if group not in ls.values or key >= ls.values[group][0]:
                         ls.values[group] = (key, value)
+                    # within one file, later extractors' values of a group win, as above
+                    prev = own_keys.get(group)
+                    if prev is None or start >= prev:
+                        own_keys[group] = start
+                        own[group] = value
             for m in patterns.errors:
                 found = chunk.find(m)
                 if not found.count:
@@ -1309,6 +1350,16 @@ def merge(now: float, logs: list[LogState]) -> Facts:
                                      deque(lines, maxlen=ERROR_LINES))
     for group, (_, value) in values.items():
         facts[f"log.{group}"] = typed(value)
+    sums: dict[str, int | float] = {}
+    for s in logs:
+        for per_file in s.file_values.values():
+            for group, value in per_file.items():
+                number = typed(value)
+                if isinstance(number, int | float):
+                    sums[group] = sums.get(group, 0) + number
+    for group, total in sums.items():
+        facts[f"log.sum.{group}"] = total
+    facts["log.files"] = sum(len(s.readable) for s in logs)
     for name, h in extract.items():
         facts[f"log.extractors.{name}.count"] = h.count
         if h.first_seen is not None:
