@@ -3,6 +3,7 @@ and every kind of garbage."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,18 @@ def test_sacct_parseable_running_has_no_exit_code() -> None:
 
 
 def test_sacct_json_2205_exit_code_quirk() -> None:
-    """22.05's sacct --json says return code 0 for exit 3: the parser does not believe it."""
+    """22.05's sacct --json says return code 0 for exit 3, in the job and in its batch step
+    alike (recorded from a real 22.05.8): the parser leaves the code unknown rather than
+    believe it, while sacct -P of the same job says 3, which is why the probe reads -P on
+    22.05."""
     jobs = sp.parse_sacct_json(_text("sacct-22.05-ended.json"))
-    assert jobs["25"]["job.state"] == "FAILED"
-    assert jobs["25"].get("job.exit_code") != 0
+    raw = next(j for j in json.loads(_text("sacct-22.05-ended.json"))["jobs"]
+               if j["job_id"] == 25)
+    assert raw["exit_code"]["return_code"] == 0
+    assert [s["exit_code"]["return_code"] for s in raw["steps"]] == [0]  # nothing to recover
+    assert jobs["25"]["job.state"] == "FAILED" and jobs["25"]["job.succeeded"] is False
+    assert "job.exit_code" not in jobs["25"]
+    assert sp.parse_sacct(_text("sacct-22.05-ended.txt"))["25"]["job.exit_code"] == 3
     assert jobs["24"]["job.exit_code"] == 0 and jobs["24"]["job.succeeded"] is True
     assert jobs["26"]["job.signal"] == 9
     assert jobs["29"]["job.signal"] == 0  # 125 marks OUT_OF_MEMORY, not a signal
@@ -215,3 +224,71 @@ def test_huge_array_range_is_refused() -> None:
     """A pending array record too large to expand is an error, not a memory blow-up."""
     with pytest.raises(sp.SlurmParseError, match="over 10 tasks"):
         sp.expand_tasks("0-1000000", limit=10)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: sp.memory("1..2G"), "size '1..2G' is not a number SLURM prints"),
+    (lambda: sp.bytes_value("1..2K"), "size '1..2K' is not a number SLURM prints"),
+    (lambda: sp.bytes_value("9" * 400), "is not a number SLURM prints"),
+    (lambda: sp.timestamp("2024-13-45T99:00:00"), "time '2024-13-45T99:00:00' is not a date"),
+])
+def test_bad_values_are_slurm_parse_errors(call: object, message: str) -> None:
+    """Sizes and dates SLURM would never print raise SlurmParseError, not ValueError."""
+    with pytest.raises(sp.SlurmParseError, match=message):
+        call()  # type: ignore[operator]
+
+
+def _squeue(jid: str, **fields: str) -> str:
+    values = dict.fromkeys(sp.SQUEUE_FIELDS, "")
+    values.update({"JobID": jid, "JobArrayID": jid, "ArrayTaskID": "N/A", "Name": "t",
+                   "State": "RUNNING", "Reason": "None", "NumNodes": "1", "NumCPUs": "1",
+                   "MinMemory": "1G", "SubmitTime": "1795000000", "StartTime": "1795000010",
+                   "TimeUsed": "1:00", "TimeLimit": "5:00", "TimeLeft": "4:00"})
+    values.update(fields)
+    return "".join(values[name] + sp.SEP for name in sp.SQUEUE_FIELDS) + "\n"
+
+
+def test_one_bad_record_is_skipped_not_the_whole_output() -> None:
+    """A record with an unreadable value is left out and named in `skipped`; the records
+    around it are parsed; without a `skipped` list the same output raises that one line."""
+    text = (_squeue("41") + _squeue("42", MinMemory="1..2G")
+            + _squeue("43", SubmitTime="2024-13-45T99:00:00")
+            + _squeue("44", JobArrayID="44_[1-x]", ArrayTaskID="1-x") + _squeue("45"))
+    skipped: sp.Skipped = []
+    jobs = sp.parse_squeue(text, skipped)
+    assert [j["job.id"] for j in jobs] == ["41", "45"]
+    assert [jid for jid, _ in skipped] == ["42", "43", "44_[1-x]"]
+    assert skipped[0][1] == ("squeue line 2: job '42' skipped: size '1..2G' is not a number "
+                             "SLURM prints")
+    with pytest.raises(sp.SlurmParseError, match="squeue line 2: job '42' skipped"):
+        sp.parse_squeue(text)
+
+
+def test_bad_sacct_and_json_records_are_skipped() -> None:
+    """sacct -P and --json records (and steps) with unreadable values are skipped one by
+    one, the rest kept (JSON of odd shapes is read where it can be)."""
+    head = sp.SEP.join(("JobID", "State", "ReqMem", "MaxRSS", "Start"))
+    rows = ["41\x1fCOMPLETED\x1f1G\x1f\x1f", "42\x1fCOMPLETED\x1f1..2G\x1f\x1f",
+            "43\x1fCOMPLETED\x1f1G\x1f\x1f2024-13-45T99:00:00",
+            "44\x1fCOMPLETED\x1f1G\x1f\x1f", "44.batch\x1fCOMPLETED\x1f\x1f1..5K\x1f"]
+    skipped: sp.Skipped = []
+    jobs = sp.parse_sacct("\n".join([head, *rows]) + "\n", skipped)
+    assert sorted(jobs) == ["41"]
+    assert [jid for jid, _ in skipped] == ["42", "43", "44"]
+    assert skipped[2][1].startswith("sacct steps: job '44' skipped: size '1..5K'")
+    doc = {"meta": {"plugin": {"data_parser": "v0.0.41"}}, "jobs": [
+        {"job_id": 7, "state": {"current": ["COMPLETED"]}, "tres_alloc_str": "mem=1..2G"},
+        {"job_id": 8, "job_state": ["RUNNING"], "tres_alloc_str": "cpu=1,mem=1G"},
+        {"job_id": 9, "job_state": ["PENDING"], "array_job_id": 9,
+         "array_task_string": "1-x"}]}
+    skipped = []
+    queued = sp.parse_squeue_json(json.dumps(doc), skipped)
+    assert [j["job.id"] for j in queued] == ["8"] and [j for j, _ in skipped] == ["7", "9"]
+    acct = {"meta": {"plugin": {"data_parser": "v0.0.41"}}, "jobs": [
+        {"job_id": 7, "state": {"current": ["COMPLETED"]}, "time": []},
+        {"job_id": 8, "state": "oops", "tres": {"allocated": [{"type": "mem", "count": "x"}]}},
+        {"job_id": 9, "state": {"current": ["FAILED"]}, "steps": [{"tres": ["bad"]}],
+         "tres": {"allocated": [{"type": "mem", "count": float("inf")}]}}]}
+    skipped = []
+    found = sp.parse_sacct_json(json.dumps(acct), skipped)
+    assert sorted(found) == ["7", "8"] and [j for j, _ in skipped] == ["9"]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from rulesmon.config.loader import load_text
+from rulesmon.probes import slurm
 from rulesmon.probes import slurm_parse as sp
 from rulesmon.probes.base import ProbeError, TickContext
 from rulesmon.probes.slurm import SlurmCacheProbe, SlurmProbe, control
@@ -138,15 +139,24 @@ def probe_for(text: str, base: Path) -> tuple[SlurmProbe, Any]:
 
 
 def tick(probe: SlurmProbe, rs: Any, base: Path, now: float) -> dict[str, dict[str, Any]]:
-    return probe.collect(TickContext(now=now, ruleset=rs, base_dir=base))
+    """The instances of one collect (the run-level facts, key "", left out)."""
+    facts = probe.collect(TickContext(now=now, ruleset=rs, base_dir=base))
+    facts.pop("", None)
+    return facts
+
+
+def run_level(probe: SlurmProbe, rs: Any, base: Path, now: float) -> dict[str, Any]:
+    """The run-level facts (`probe.slurm.*`) of one collect."""
+    return probe.collect(TickContext(now=now, ruleset=rs, base_dir=base))[""]
 
 
 IDS = "version: 1\nname: t\njobs:\n  train:\n    slurm: {{ids: [{ids}], min_interval: {mi}}}\n"
 
 
 def test_one_squeue_and_one_sacct_call_for_5000_jobs(fake: Fake, tmp_path: Path) -> None:
-    """A tick with 5,000 watched jobs makes exactly one squeue call; when they all leave the
-    queue, exactly one sacct call resolves them."""
+    """A tick with 5,000 watched jobs makes exactly one squeue call (for every job: a --jobs
+    list that long is not used); when they all leave the queue, exactly one sacct call
+    resolves them."""
     ids = [str(100000 + i) for i in range(5000)]
     fake.plan("squeue", outputs=["".join(squeue_line(j) for j in ids), ""])
     fake.plan("sacct", outputs=[sacct_text(*(job_row(j) for j in ids))])
@@ -160,11 +170,44 @@ def test_one_squeue_and_one_sacct_call_for_5000_jobs(fake: Fake, tmp_path: Path)
     assert len(fake.real_calls("squeue")) == 1
     facts = tick(probe, rs, tmp_path, 1011.0)
     assert len(fake.real_calls("squeue")) == 2 and len(fake.real_calls("sacct")) == 1
-    assert all(f["job.state"] == "COMPLETED" and f["job.succeeded"] for f in facts.values())
+    assert all(f["job.state"] == "COMPLETED" and f["job.succeeded"] and f["job.terminal"]
+               and f["job.accounted"] == "done" for f in facts.values())
     sacct_args = fake.real_calls("sacct")[0]
     assert sacct_args[sacct_args.index("-j") + 1].count(",") == 4999
     squeue_args = fake.real_calls("squeue")[0]
-    assert any(a.startswith("--jobs=") for a in squeue_args)
+    assert not any(a.startswith("--jobs") for a in squeue_args)
+    assert squeue_args[:4] == ["squeue", "-h", "-t", "all"]
+
+
+def test_20000_ids_one_squeue_call_and_sacct_lists_within_the_argument_limit(
+        fake: Fake, tmp_path: Path) -> None:
+    """20,000 ids of 7 digits (160 KB joined, over Linux's 128 KiB per argument) make one
+    squeue call without --jobs and sacct calls whose -j lists each stay under the limit and
+    together name every id once."""
+    ids = [str(1_000_000 + i) for i in range(20_000)]
+    fake.plan("squeue", outputs=["".join(squeue_line(j) for j in ids[:10]), ""])
+    fake.plan("sacct", outputs=[sacct_text()])
+    probe, rs = probe_for(IDS.format(ids=", ".join(ids), mi="10s"), tmp_path)
+    facts = tick(probe, rs, tmp_path, 1000.0)
+    assert len(fake.real_calls("squeue")) == 1
+    assert sorted(facts) == sorted(f"train/{j}" for j in ids[:10])
+    calls = fake.real_calls("sacct")
+    lists = [c[c.index("-j") + 1] for c in calls]
+    assert len(calls) == 2 and all(len(a) <= slurm.SACCT_ARG_BYTES < 128 * 1024 for a in lists)
+    named = [j for a in lists for j in a.split(",")]
+    assert len(named) == len(set(named)) == 20_000 - 10  # the 10 running ones are in squeue
+
+
+def test_a_short_id_list_is_passed_to_squeue(fake: Fake, tmp_path: Path) -> None:
+    """Up to SQUEUE_JOBS_LIMIT ids, squeue is asked for exactly those jobs."""
+    ids = [str(500 + i) for i in range(slurm.SQUEUE_JOBS_LIMIT)]
+    fake.plan("squeue", outputs=[squeue_line("500")])
+    fake.plan("sacct", outputs=[sacct_text()])
+    probe, rs = probe_for(IDS.format(ids=", ".join(ids), mi="10s"), tmp_path)
+    tick(probe, rs, tmp_path, 1000.0)
+    (call,) = fake.real_calls("squeue")
+    asked = next(a for a in call if a.startswith("--jobs="))
+    assert sorted(asked[len("--jobs="):].split(",")) == sorted(ids)
 
 
 def test_cached_running_clock_moves_on(fake: Fake, tmp_path: Path) -> None:
@@ -207,7 +250,8 @@ def test_accounting_lag_is_retried_with_backoff(fake: Fake, tmp_path: Path) -> N
 
 
 def test_job_never_in_accounting_becomes_unknown(fake: Fake, tmp_path: Path) -> None:
-    """After sacct_retries lookups a job that left the queue is reported UNKNOWN."""
+    """After sacct_retries lookups a job that left the queue is reported UNKNOWN and
+    terminal, outcome unknown, so it does not hold the run open."""
     fake.plan("squeue", outputs=[squeue_line("42"), ""])
     fake.plan("sacct", outputs=[sacct_text()])
     text = "version: 1\nname: t\njobs:\n  train:\n    slurm: {ids: [42], min_interval: 1s, " \
@@ -217,8 +261,10 @@ def test_job_never_in_accounting_becomes_unknown(fake: Fake, tmp_path: Path) -> 
     for now in range(100, 140):
         facts = tick(probe, rs, tmp_path, float(now))
     assert len(fake.real_calls("sacct")) == 3
-    assert facts["train/42"]["job.state"] == "UNKNOWN"
-    assert "not in accounting" in facts["train/42"]["job.raw_state"]
+    lost = facts["train/42"]
+    assert (lost["job.state"], lost["job.terminal"], lost["job.outcome"],
+            lost["job.accounted"]) == ("UNKNOWN", True, "unknown", "missing")
+    assert "not in accounting" in lost["job.raw_state"]
 
 
 def test_named_id_already_ended_is_found_in_accounting(fake: Fake, tmp_path: Path) -> None:
@@ -402,7 +448,8 @@ def test_controller_down_alerts_through_rulesmon_run(fake: Fake, tmp_path: Path)
     env = dict(os.environ)
     log = tmp_path / "run.jsonl"
     result = run_cli("run", str(ruleset), "--log-json", str(log), env=env, timeout=60)
-    assert result.returncode in (0, 1), result.stderr[-2000:]
+    # a bare stop keeps the run's own code: no job has failed (42 is still RUNNING, stale)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     failures = [e for e in events if e.get("event") == "probe_failed"]
@@ -410,3 +457,325 @@ def test_controller_down_alerts_through_rulesmon_run(fake: Fake, tmp_path: Path)
                             for e in failures)
     messages = " ".join(str(e.get("message", "")) for e in events)
     assert "STALE 42" in messages and "squeue failed (exit 1): slurm_load_jobs" in messages
+
+
+# --- failures kept between calls, sacct apart from squeue, accounting before the end ----------
+
+
+class EventLog:
+    """A structlog-like logger that keeps (event, fields) pairs."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def bind(self, **_: Any) -> EventLog:
+        return self
+
+    def __getattr__(self, _level: str) -> Any:
+        return lambda event, **kw: self.events.append((event, kw))
+
+
+def engine_for(tmp_path: Path, text: str) -> Any:
+    from rulesmon.engine import Engine
+
+    path = tmp_path / "rs.yaml"
+    path.write_text(text, encoding="utf-8")
+    engine = Engine(load_text(text, str(path)), state_path=tmp_path / "state.db",
+                    log=EventLog())
+    engine.start()
+    return engine
+
+
+def test_failures_persist_between_calls_and_the_builtin_alert_fires(
+        fake: Fake, tmp_path: Path) -> None:
+    """With every (1 s) below min_interval (5 s), a failed squeue call keeps the probe failed
+    on the ticks until the next call (jobs stale, failures not reset), each failed call counts
+    once, and builtin:slurm-basics' slurm-unreachable fires at the third failed poll."""
+    fake.plan("squeue", outputs=[squeue_line("42")], fail_from=1,
+              fail_stderr="slurm_load_jobs error: Unable to contact slurm controller")
+    fake.plan("sacct", outputs=[sacct_text()])
+    engine = engine_for(tmp_path, "version: 1\nname: down\nextends: [builtin:slurm-basics]\n"
+                        "every: 1s\njobs:\n  train:\n    slurm: {ids: [42], min_interval: 5s}\n")
+    seen: dict[int, tuple[Any, Any, Any]] = {}
+    fired: dict[int, list[str]] = {}
+    try:
+        for now in range(100, 116):
+            outcome = engine.tick(float(now))
+            run = engine.run_facts
+            seen[now] = (run["probe.slurm.ok"], run["probe.slurm.failures"],
+                         engine.instances["train/42"]["job.stale"])
+            fired[now] = [n.rule for n in outcome.fired]
+    finally:
+        engine.close()
+    assert seen[100] == seen[104] == (True, 0, False)
+    assert all(seen[t] == (False, 1, True) for t in range(105, 110))
+    assert all(seen[t] == (False, 2, True) for t in range(110, 115))
+    assert seen[115] == (False, 3, True)
+    assert "slurm-unreachable" in fired[115]
+    assert not any("slurm-unreachable" in fired[t] for t in range(100, 115))
+    assert len(fake.real_calls("squeue")) == 4  # 100, 105, 110, 115: still polite
+    assert engine.alerts["slurm-unreachable"]["run"].status == "firing"
+
+
+def test_failing_sacct_hides_no_squeue_facts(fake: Fake, tmp_path: Path) -> None:
+    """A failing sacct leaves squeue's facts in place: the ended job waits for accounting with
+    the error on it, the run facts say so, and accounting's record is merged in once sacct
+    answers again."""
+    fake.plan("squeue", outputs=[squeue_line("42") + squeue_line("43"),
+                                 squeue_line("42", State="COMPLETED", Reason="None")
+                                 + squeue_line("43")])
+    fake.plan("sacct", fail_until=2, fail_stderr="sacct: error: Problem talking to the "
+              "database: Connection refused",
+              outputs=[sacct_text(job_row("42", "COMPLETED", "0:0"),
+                                  step_row("42", "batch", "03:20", "2G"))])
+    probe, rs = probe_for(IDS.format(ids="42, 43", mi="1s"), tmp_path)
+    tick(probe, rs, tmp_path, 100.0)
+    ctx = TickContext(now=101.0, ruleset=rs, base_dir=tmp_path)
+    result = probe.collect(ctx)
+    waiting, running, run = result["train/42"], result["train/43"], result[""]
+    assert running["job.state"] == "RUNNING"
+    assert (waiting["job.state"], waiting["job.terminal"], waiting["job.accounted"]) == \
+        ("COMPLETED", False, "pending")
+    assert "Problem talking to the database" in waiting["job.accounting_error"]
+    assert run["probe.slurm.sacct_ok"] is False and run["probe.slurm.sacct_failures"] == 1
+    assert "sacct failed (exit 1)" in run["probe.slurm.sacct_error"]
+    run = run_level(probe, rs, tmp_path, 102.0)  # asked again at +1 s: fails again
+    assert run["probe.slurm.sacct_failures"] == 2
+    facts = tick(probe, rs, tmp_path, 104.0)  # next try at +2 s: answers
+    done = facts["train/42"]
+    assert (done["job.terminal"], done["job.accounted"], done["job.exit_code"]) == \
+        (True, "done", 0)
+    assert done["job.cpu_eff"] == 50.0 and "job.accounting_error" not in done
+    assert run_level(probe, rs, tmp_path, 110.0)["probe.slurm.sacct_ok"] is True
+    assert len(fake.real_calls("sacct")) == 3
+
+
+@pytest.mark.parametrize(("plan", "message"), [
+    ({"hang": True}, "sacct timed out after 0.5s"),
+    ({"outputs": ["<html>proxy error</html>\n"]}, "sacct output has no JobID/State column"),
+    ({"exit": 1, "stderr": "sacct: error: slurmdbd: Connection refused"},
+     "sacct failed (exit 1): sacct: error: slurmdbd"),
+])
+def test_sacct_hanging_failing_or_garbage(fake: Fake, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          plan: dict[str, Any], message: str) -> None:
+    """A hung, failing or garbage-printing sacct is one line in probe.slurm.sacct_error; the
+    probe itself answers with squeue's facts and counts the lookup as one try, so after
+    sacct_retries the ended job is terminal with what squeue said (accounting missing)."""
+    monkeypatch.setenv("RULESMON_SLURM_TIMEOUT", "0.5")
+    fake.plan("squeue", outputs=[squeue_line("42", State="FAILED", Reason="NonZeroExitCode")
+                                 + squeue_line("43")])
+    fake.plan("sacct", **plan)
+    text = "version: 1\nname: t\njobs:\n  train:\n    slurm: {ids: [42, 43], min_interval: " \
+           "1s, sacct_retries: 1}\n"
+    probe, rs = probe_for(text, tmp_path)
+    result = probe.collect(TickContext(now=100.0, ruleset=rs, base_dir=tmp_path))
+    assert message in result[""]["probe.slurm.sacct_error"]
+    assert "\n" not in result[""]["probe.slurm.sacct_error"]
+    assert result["train/43"]["job.state"] == "RUNNING"
+    assert result["train/42"]["job.terminal"] is False
+    final = tick(probe, rs, tmp_path, 101.0)["train/42"]
+    assert (final["job.state"], final["job.terminal"], final["job.accounted"]) == \
+        ("FAILED", True, "missing")
+    assert final["job.raw_state"].endswith("(not in accounting)")
+    assert len(fake.real_calls("sacct")) == 2
+
+
+def test_accounting_disabled_gives_up_at_once(fake: Fake, tmp_path: Path) -> None:
+    """On a cluster without accounting, an ended job is terminal at the first lookup instead
+    of waiting for every retry."""
+    fake.plan("squeue", outputs=[squeue_line("42", State="COMPLETED")])
+    fake.plan("sacct", exit=1, stderr="sacct: error: Slurm accounting storage is disabled")
+    probe, rs = probe_for(IDS.format(ids="42", mi="1s"), tmp_path)
+    facts = tick(probe, rs, tmp_path, 100.0)["train/42"]
+    assert (facts["job.state"], facts["job.terminal"], facts["job.accounted"]) == \
+        ("COMPLETED", True, "missing")
+
+
+def test_a_job_ended_in_the_queue_waits_for_accounting(fake: Fake, tmp_path: Path) -> None:
+    """squeue's COMPLETED is final but not terminal while sacct lags: the run does not end
+    and job-compute-metrics waits; once accounting answers, the job is terminal, the metrics
+    rule fires with the figures and the history row has them."""
+    from rulesmon.history import get_job_history
+
+    fake.plan("squeue", outputs=[squeue_line("42"),
+                                 squeue_line("42", State="COMPLETED", TimeUsed="1:40")])
+    fake.plan("sacct", outputs=[sacct_text(), sacct_text(
+        job_row("42", "COMPLETED", "0:0"), step_row("42", "batch", "01:00", "2G"),
+        step_row("42", "0", "02:20", "6G"))])
+    engine = engine_for(tmp_path, "version: 1\nname: lag\nextends: [builtin:slurm-basics]\n"
+                        "every: 1s\njobs:\n  train:\n    slurm: {ids: [42], min_interval: 1s}\n")
+    messages: dict[int, list[str]] = {}
+    states: dict[int, tuple[Any, ...]] = {}
+    try:
+        for now in (100, 101, 102):
+            outcome = engine.tick(float(now))
+            f = engine.instances["train/42"]
+            states[now] = (f["job.state"], f["job.terminal"], f.get("job.accounted"),
+                           engine.run_facts["run.all_terminal"], outcome.finished)
+            messages[now] = [n.body for n in outcome.fired if n.rule == "job-compute-metrics"]
+    finally:
+        engine.close()
+    assert states[100] == ("RUNNING", False, None, False, False)
+    assert states[101] == ("COMPLETED", False, "pending", False, False)
+    assert states[102] == ("COMPLETED", True, "done", True, True)
+    assert not messages[100] and not messages[101]
+    (metrics,) = messages[102]
+    assert "CPU efficiency 50%" in metrics and "6.4 GB / 8.6 GB (75%)" in metrics
+    (row,) = get_job_history(db=tmp_path / "state.db")
+    assert row["status"] == "success" and row["returncode"] == 0
+    assert row["efficiency"]["cpu_pct"] == 50.0 and row["efficiency"]["memory_pct"] == 75.0
+
+
+@pytest.mark.parametrize(("state", "code", "want"), [("COMPLETED", "0:0", 0),
+                                                     ("FAILED", "3:0", 1)])
+def test_bare_stop_keeps_the_runs_exit_code(fake: Fake, tmp_path: Path, state: str, code: str,
+                                            want: int) -> None:
+    """builtin:slurm-basics ends the run with a bare `stop`: `rulesmon run` exits 0 when the
+    job succeeded and 1 when it failed, and prints COMPUTE_METRICS with the figures."""
+    fake.plan("squeue", outputs=[squeue_line("42"), squeue_line("42", State=state)])
+    fake.plan("sacct", outputs=[sacct_text(job_row("42", state, code),
+                                           step_row("42", "batch", "03:20", "2G"))])
+    ruleset = tmp_path / "rs.yaml"
+    ruleset.write_text("version: 1\nname: ends\nextends: [builtin:slurm-basics]\nevery: 0.2s\n"
+                       "jobs:\n  train:\n    slurm: {ids: [42], min_interval: 0s}\n",
+                       encoding="utf-8")
+    result = run_cli("run", str(ruleset), env=dict(os.environ), timeout=60)
+    assert result.returncode == want, result.stderr[-2000:]
+    assert "COMPUTE_METRICS: train/42" in result.stdout
+    assert "CPU Efficiency: 50%" in result.stdout
+    assert "ALL_COMPLETE" in result.stdout
+
+
+def test_stop_with_a_code_still_wins(fake: Fake, tmp_path: Path) -> None:
+    """`stop: 3` ends the run with exit code 3 whatever the jobs did."""
+    fake.plan("squeue", outputs=[squeue_line("42", State="COMPLETED")])
+    fake.plan("sacct", outputs=[sacct_text(job_row("42"))])
+    ruleset = tmp_path / "rs.yaml"
+    ruleset.write_text("version: 1\nname: three\nevery: 0.2s\njobs:\n  train:\n"
+                       "    slurm: {ids: [42], min_interval: 0s}\nrules:\n  - name: done\n"
+                       "    scope: run\n    when: run.all_terminal\n    do: [{stop: 3}]\n",
+                       encoding="utf-8")
+    result = run_cli("run", str(ruleset), env=dict(os.environ), timeout=60)
+    assert result.returncode == 3, result.stderr[-2000:]
+
+
+# --- output paths and the logs they lead to ----------------------------------------------------
+
+
+def test_scheduler_jobs_follow_their_output_unless_told_not_to(tmp_path: Path) -> None:
+    """A slurm or htcondor job without `logs:` follows job.stdout and job.stderr with the
+    traceback and cuda-oom presets; `logs: []` and explicit logs are kept as written; local
+    jobs get nothing."""
+    rs = load_text("version: 1\nname: t\njobs:\n  a:\n    slurm: {ids: [1]}\n"
+                   "  b:\n    slurm: {ids: [2]}\n    logs: []\n"
+                   "  c:\n    htcondor: {ids: [3]}\n"
+                   "  d:\n    slurm: {ids: [4]}\n    logs: [out.log]\n"
+                   "  e:\n    local: {command: [sleep, '1']}\n", base=tmp_path).ruleset
+    paths = {k: [(spec.path, spec.preset) for spec in j.logs] for k, j in rs.jobs.items()}
+    presets = ["traceback", "cuda-oom"]
+    assert paths["a"] == paths["c"] == [
+        ("{{ job.stdout }}", presets),
+        ("{{ job.stderr if job.stderr != job.stdout else '' }}", presets)]
+    assert paths["b"] == [] and paths["e"] == []
+    assert paths["d"] == [("out.log", [])]
+
+
+def test_failed_job_message_shows_the_end_of_its_own_output(fake: Fake, tmp_path: Path) -> None:
+    """Through builtin:slurm-basics alone, a failed job's alert carries the end of the file
+    squeue names as its output (followed without any `logs:`), and the traceback preset
+    counts the crash once even though stderr is the same file."""
+    out = tmp_path / "train-42.out"
+    out.write_text("epoch 1\nTraceback (most recent call last):\n  File \"train.py\", line 3\n"
+                   "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n",
+                   encoding="utf-8")
+    fake.plan("squeue", outputs=[squeue_line(
+        "42", State="FAILED", STDOUT=str(tmp_path / "%x-%j.out"),
+        STDERR=str(tmp_path / "%x-%j.out"))])
+    fake.plan("sacct", outputs=[sacct_text(job_row("42", "FAILED", "1:0"))])
+    engine = engine_for(tmp_path, "version: 1\nname: crash\nextends: [builtin:slurm-basics]\n"
+                        "every: 1s\njobs:\n  train:\n    slurm: {ids: [42], min_interval: 1s}\n")
+    try:
+        outcome = engine.tick(100.0)
+        facts = engine.instances["train/42"]
+    finally:
+        engine.close()
+    (failed,) = [n.body for n in outcome.fired if n.rule == "job-failed"]
+    assert "exit code 1" in failed and "RuntimeError: CUDA out of memory" in failed
+    assert facts["log.path"] == str(out)
+    assert facts["log.errors.traceback.count"] == 1
+    assert facts["log.errors.oom.count"] == 1
+
+
+def test_accounting_only_jobs_get_sbatchs_default_output(fake: Fake, tmp_path: Path) -> None:
+    """A job known only from sacct -P (no StdOut column on 22.05) gets slurm-%j.out in its
+    working directory (slurm-%A_%a.out for an array task); squeue's own path is kept when
+    squeue gave one."""
+    fake.plan("squeue", outputs=[squeue_line("43", State="COMPLETED")])
+    fake.plan("sacct", outputs=[sacct_text(job_row("41", WorkDir="/home/alice/w"),
+                                           job_row("7_1", JobIDRaw="9", WorkDir="/scratch/a/"),
+                                           job_row("43", WorkDir="/elsewhere"))])
+    text = ("version: 1\nname: t\njobs:\n  train:\n    slurm: {ids: [41, 43], min_interval: 1s}\n"
+            "  sweep:\n    slurm: {array: 7, min_interval: 1s}\n")
+    probe, rs = probe_for(text, tmp_path)
+    facts = tick(probe, rs, tmp_path, 100.0)
+    assert facts["train/41"]["job.stdout"] == "/home/alice/w/slurm-41.out"
+    assert facts["sweep/7_1"]["job.stdout"] == "/scratch/a/slurm-7_1.out"
+    assert facts["train/43"]["job.stdout"] == "/home/alice/w/train-43.out"  # squeue's
+    assert facts["train/43"]["job.accounted"] == "done"
+
+
+# --- bad records, launch verification, dry runs -------------------------------------------------
+
+
+def test_one_bad_record_does_not_fail_the_poll(fake: Fake, tmp_path: Path) -> None:
+    """A squeue record with an unreadable size is left out of the call (named in
+    probe.slurm.bad_records/bad_record): the other jobs are reported, and the watched job
+    whose record it is keeps its last facts instead of being taken for gone."""
+    fake.plan("squeue", outputs=[squeue_line("42") + squeue_line("43"),
+                                 squeue_line("42", MinMemory="1..2G", **{"tres-alloc": ""})
+                                 + squeue_line("43", State="COMPLETING")])
+    fake.plan("sacct", outputs=[sacct_text()])
+    probe, rs = probe_for(IDS.format(ids="42, 43", mi="1s"), tmp_path)
+    tick(probe, rs, tmp_path, 100.0)
+    result = probe.collect(TickContext(now=101.0, ruleset=rs, base_dir=tmp_path))
+    assert result["train/43"]["job.state"] == "COMPLETING"
+    assert result["train/42"]["job.state"] == "RUNNING"
+    assert result["train/42"]["job.elapsed"] == 101.0  # 1:40 seen at 100, one second on
+    assert result[""]["probe.slurm.bad_records"] == 1
+    assert "squeue line 1: job '42' skipped: size '1..2G'" in result[""]["probe.slurm.bad_record"]
+    assert not fake.real_calls("sacct")  # 42 was not taken for a job that left the queue
+
+
+def test_submitted_job_never_seen_fails_verification(fake: Fake, tmp_path: Path) -> None:
+    """A job sbatch accepted that neither squeue nor sacct ever shows is a launch failure once
+    verify_within has passed: FAILED, terminal, diagnosis launch_failed, with the reason."""
+    (tmp_path / "job.sh").write_text("#!/bin/sh\ntrue\n", encoding="utf-8")
+    fake.plan("sbatch", outputs=["4242\n"])
+    fake.plan("squeue", outputs=[""])
+    fake.plan("sacct", outputs=[sacct_text()])
+    text = ("version: 1\nname: t\njobs:\n  run:\n    slurm:\n      submit: {script: job.sh, "
+            "verify_within: 5s}\n      min_interval: 1s\n")
+    probe, rs = probe_for(text, tmp_path)
+    probe.start(TickContext(now=100.0, ruleset=rs, base_dir=tmp_path))
+    early = tick(probe, rs, tmp_path, 103.0)["run/4242"]
+    assert early["job.state"] == "PENDING" and "job.launch_ok" not in early
+    late = tick(probe, rs, tmp_path, 106.0)["run/4242"]
+    assert (late["job.state"], late["job.terminal"], late["job.diagnosis"],
+            late["job.launch_ok"]) == ("FAILED", True, "launch_failed", False)
+    assert late["job.launch_error"] == ("submitted job 4242 not seen in squeue or sacct "
+                                        "within 5s")
+
+
+def test_dry_run_submits_nothing(fake: Fake, tmp_path: Path) -> None:
+    """In a dry run the submit selection says what it would sbatch and calls no SLURM tool."""
+    (tmp_path / "job.sh").write_text("#!/bin/sh\ntrue\n", encoding="utf-8")
+    text = ("version: 1\nname: t\njobs:\n  run:\n    slurm:\n      submit: {script: job.sh}\n"
+            "      min_interval: 1s\n")
+    probe, rs = probe_for(text, tmp_path)
+    probe.start(TickContext(now=100.0, ruleset=rs, base_dir=tmp_path, dry_run=True))
+    facts = probe.collect(TickContext(now=101.0, ruleset=rs, base_dir=tmp_path, dry_run=True))
+    stub = facts["run/submit"]
+    assert (stub["job.state"], stub["job.terminal"]) == ("PENDING", False)
+    assert stub["job.raw_state"] == f"dry run: would sbatch {tmp_path / 'job.sh'}"
+    assert fake.calls() == []

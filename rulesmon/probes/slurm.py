@@ -2,13 +2,25 @@
 ruleset with sbatch.
 
 Each scheduler call serves every `slurm:` job of the ruleset: ONE squeue call
-(`squeue -h -t all -O ...`, narrowed with `--jobs` or `--user` when every selection allows it)
-and, for the jobs that left the queue or ended in it, at most ONE batched sacct call. Calls are
+(`squeue -h -t all -O ...`, narrowed with `--jobs` or `--user` when every selection allows it;
+above SQUEUE_JOBS_LIMIT ids the list is dropped and the jobs are picked out here, as a long
+`--jobs` list is slow for the controller and may exceed Linux's 128 KiB per argument) and, for
+the jobs that left the queue or ended in it, at most one batched sacct call (split into as
+few calls as keep each `-j` list under SACCT_ARG_BYTES: one up to about 14,000 ids). Calls are
 spaced by the smallest `min_interval` of the ruleset's slurm jobs; between calls the facts of
 the last call are reported again (a running job's elapsed time and time left move on with the
 clock). A job that left the queue and is not in accounting yet (or is still running there) is
 looked up again with backoff (min_interval, doubled each time, at most 5 minutes) up to
-`sacct_retries` times, then reported UNKNOWN.
+`sacct_retries` times.
+
+Accounting decides when a job is over. A job seen ended in squeue (squeue gives no exit code,
+CPU time or MaxRSS) has its final state at once but `job.terminal` false and
+`job.accounted: pending` until sacct has its final record (`done`: exit code, signal and
+efficiency figures merged in; then `job.terminal` is true), or until the retries run out
+(`missing`: terminal with what squeue said, or UNKNOWN with outcome unknown for a job that
+left the queue unseen in accounting). So `run.all_terminal` — the end of the run — waits for
+the figures, and a rule on `job.terminal` sees them. A sacct that says accounting is disabled
+makes every waiting job `missing` at once.
 
 Formats are chosen once, from `squeue --version`: squeue's parseable `-O` format on every
 version (the same field names from 20.11 to 24.x), sacct's parseable `-P` format on 22.05
@@ -16,17 +28,28 @@ version (the same field names from 20.11 to 24.x), sacct's parseable `-P` format
 on. RULESMON_SLURM_FORMAT=parseable or json forces one for both. Commands run with
 SLURM_TIME_FORMAT=%s (epoch times) and their own timeout (RULESMON_SLURM_TIMEOUT, 30 s).
 
-Failures (a missing tool, a timeout, an error exit, garbage output) raise `ProbeError`: the
-engine sets `probe.slurm.ok/failures/error` and logs each failed tick. Alert on
-`probe.slurm.failures >= 3` (consecutive failed polls; slurm-basics does). While the scheduler
-does not answer, a companion probe (`slurm_cache`) reports each job's last facts again with
-`job.stale` true, so rules keep seeing the jobs; log facts follow again on the next good call.
+Failures of squeue (a missing tool, a timeout, an error exit, garbage output) raise
+`ProbeError`: the engine sets `probe.slurm.ok/failures/error` and logs each failed tick. On the
+ticks between two calls the last call's error is raised again (marked `repeated`, so the
+engine keeps `probe.slurm.failures` at the number of failed polls instead of resetting it).
+Alert on `probe.slurm.failures >= 3` (consecutive failed polls; slurm-basics does). While the
+scheduler does not answer, a companion probe (`slurm_cache`) reports each job's last facts
+again with `job.stale` true, so rules keep seeing the jobs; log facts follow again on the next
+good call. A failing sacct does not hide squeue's facts: it counts as one lookup of each job it
+was asked for, sets `job.accounting_error` on them and the run facts
+`probe.slurm.sacct_ok/sacct_failures/sacct_error`. A record with a value that cannot be read
+is left out (`probe.slurm.bad_records`, `probe.slurm.bad_record`); a watched job whose squeue
+record is left out keeps its last facts.
 
 Efficiency, once a job has ended (seff's figures, without seff): `job.cpu_eff` = CPU time of
 all steps / (elapsed x allocated CPUs); `job.mem_eff` = the largest MaxRSS of the steps / one
 node's share of the requested memory (ReqMem, per-node `n` and per-CPU `c` forms multiplied
 out); `job.time_eff` = elapsed / time limit, `job.exceeded` on TIMEOUT or when the limit was
 reached; `job.gpu_hours` = GPUs (AllocTRES gres/gpu) x elapsed hours.
+
+Output paths: squeue's (placeholders expanded) are kept; a job known only from accounting
+without one (sacct on 22.05 has no StdOut column) gets sbatch's default, `slurm-%j.out` in its
+working directory (see `slurm_parse.default_output`).
 
 `control(verb, facts, reason, timeout)`: cancel and remove (scancel), requeue, hold and
 release (scontrol).
@@ -55,12 +78,27 @@ ENV_FORMAT = "RULESMON_SLURM_FORMAT"
 ENV_TIMEOUT = "RULESMON_SLURM_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
 MAX_BACKOFF = 300.0
+#: Above this many ids squeue is asked for every job (`-t all`) and the watched ones picked out.
+SQUEUE_JOBS_LIMIT = 2000
+#: Longest `-j` list of one sacct call (Linux refuses an argument over 128 KiB).
+SACCT_ARG_BYTES = 100_000
 #: squeue's answer when every job asked for with --jobs has been purged from the controller.
 _GONE = ("Invalid job id specified", "Invalid job id")
+#: sacct's answer on a cluster without slurmdbd: no job will ever be in accounting.
+_NO_ACCOUNTING = ("accounting storage is disabled",)
+#: Facts of a running job that an ended job's record must not inherit.
+_RUNNING_ONLY = ("job.time_left",)
 
 
 class SlurmError(ProbeError):
     """A SLURM command could not be run or failed (one line)."""
+
+
+def _again(exc: ProbeError) -> ProbeError:
+    """The last call's error, raised again on a tick between calls (not a new failed poll)."""
+    again = type(exc)(str(exc))
+    again.repeated = True  # type: ignore[attr-defined]  # read by the engine: not counted
+    return again
 
 
 def tool(name: str) -> str:
@@ -117,9 +155,13 @@ class _Tracked:
     facts: Facts = field(default_factory=dict)
     seen_at: float = 0.0
     in_queue: bool = False
+    #: Nothing more to learn: accounting has its final record, retries ran out, or the launch
+    #: failed (its facts then say `job.accounted` where accounting was asked).
     final: bool = False
     tries: int = 0
     next_try: float = 0.0
+    #: The last accounting lookup for it failed: sacct's error.
+    acct_error: str | None = None
 
 
 @dataclass
@@ -150,17 +192,33 @@ class _Watch:
         return self.submitted is not None or self.spec.submit is not None or (
             bool(self.ids) or self.spec.array is not None)
 
+    def array_ids(self) -> set[str]:
+        """Array ids that tracked tasks belong to (one pass over the jobs)."""
+        return {str(a) for t in self.jobs.values()
+                if (a := t.facts.get("job.array_id")) is not None}
+
     def open_ids(self) -> set[str]:
-        """The ids still worth asking squeue about: not every job under them has ended."""
+        """The ids still worth asking squeue about: not every job under them has ended.
+
+        One pass over the tracked jobs (tasks indexed by array id), then one lookup per id:
+        called once per tick, for thousands of ids."""
+        ids = self.id_list()
+        if not ids:
+            return set()
+        jobs = self.jobs
+        ended_arrays: dict[str, bool] = {}  # array id -> every tracked task of it is final
+        for t in jobs.values():
+            array = t.facts.get("job.array_id")
+            if array is not None:
+                ended_arrays[array] = ended_arrays.get(array, True) and t.final
         out = set()
-        for jid in self.id_list():
-            tracked = self.jobs.get(jid)
-            if tracked is not None and tracked.final:
-                continue
-            tasks = [t for t in self.jobs.values() if t.facts.get("job.array_id") == jid]
-            if tasks and all(t.final for t in tasks) and tracked is None:
-                continue
-            out.add(jid)
+        for jid in ids:
+            tracked = jobs.get(jid)
+            if tracked is not None:
+                if not tracked.final:
+                    out.add(jid)
+            elif not ended_arrays.get(jid, False):
+                out.add(jid)
         return out
 
     def id_list(self) -> set[str]:
@@ -206,11 +264,18 @@ class SlurmProbe:
         self._lock = threading.Lock()
         self._last_call: float | None = None
         self._formats: tuple[str, str] | None = None
+        #: The last call's error, raised again on the ticks until the next call.
+        self._failed: ProbeError | None = None
         #: The last facts reported and the tick they were made for (read by SlurmCacheProbe
         #: without the lock: the dict is replaced, never changed).
         self.cache: dict[str, Facts] = {}
         self.good_tick: float | None = None
         self.calls = {"squeue": 0, "sacct": 0}
+        #: Consecutive accounting lookups (one per call that needed sacct) that failed.
+        self.sacct_failures = 0
+        self.sacct_error = ""
+        #: Records left out of the last call because a value could not be read.
+        self.skipped: sp.Skipped = []
         for key, job in ruleset.jobs.items():
             if job.slurm is None:
                 continue
@@ -236,15 +301,32 @@ class SlurmProbe:
             now = ctx.now
             due = self._last_call is None or now - self._last_call >= self.min_interval \
                 or now < self._last_call
-            if due and self._anything_to_ask():
-                self._last_call = now
-                self._refresh(now)
+            if due:
+                open_ids = {id(w): w.open_ids() for w in self._watches if w.by_id}
+                if self._anything_to_ask(open_ids):
+                    self._last_call = now
+                    try:
+                        self._refresh(now, open_ids)
+                    except ProbeError as exc:
+                        self._failed = exc
+                        raise
+                self._failed = None
+            elif self._failed is not None:
+                raise _again(self._failed)  # still down as far as we know: not a success
             facts = self._facts(now)
             self.cache, self.good_tick = facts, now
-            return facts
+            return {**facts, "": self._run_level()}
 
     def close(self) -> None:
         """Nothing is held between ticks but memory: submitted jobs keep running."""
+
+    def _run_level(self) -> Facts:
+        first = self.skipped[0][1] if self.skipped else ""
+        return {"probe.slurm.sacct_ok": not self.sacct_failures,
+                "probe.slurm.sacct_failures": self.sacct_failures,
+                "probe.slurm.sacct_error": self.sacct_error,
+                "probe.slurm.bad_records": len(self.skipped),
+                "probe.slurm.bad_record": first}
 
     # --- formats -------------------------------------------------------------------------------
 
@@ -303,18 +385,19 @@ class SlurmProbe:
 
     # --- querying ------------------------------------------------------------------------------
 
-    def _anything_to_ask(self) -> bool:
-        return any(not w.by_id or w.open_ids() for w in self._watches)
+    def _anything_to_ask(self, open_ids: Mapping[int, set[str]]) -> bool:
+        return any(not w.by_id or open_ids.get(id(w)) for w in self._watches)
 
-    def _squeue_args(self) -> list[str] | None:
+    def _squeue_args(self, open_ids: Mapping[int, set[str]]) -> list[str] | None:
         """squeue's arguments for the union of the selections, or None when nothing to ask."""
-        live = [w for w in self._watches if not w.by_id or w.open_ids()]
+        live = [w for w in self._watches if not w.by_id or open_ids.get(id(w))]
         if not live:
             return None
         args = ["squeue", "-t", "all"]
         if all(w.by_id for w in live):
-            ids = sorted(set().union(*(w.open_ids() for w in live)))
-            args.append(f"--jobs={','.join(ids)}")
+            ids = set().union(*(open_ids[id(w)] for w in live))
+            if len(ids) <= SQUEUE_JOBS_LIMIT:
+                args.append(f"--jobs={','.join(sorted(ids))}")
         elif all(w.spec.user for w in live):
             args.append(f"--user={','.join(sorted({str(w.spec.user) for w in live}))}")
         return args
@@ -325,8 +408,9 @@ class SlurmProbe:
         try:
             if squeue_fmt == "json":
                 text = run([*args, "--json"])
-                return sp.parse_squeue_json(text) if text.strip() else []
-            return sp.parse_squeue(run([args[0], "-h", *args[1:], "-O", sp.squeue_format()]))
+                return sp.parse_squeue_json(text, self.skipped) if text.strip() else []
+            return sp.parse_squeue(run([args[0], "-h", *args[1:], "-O", sp.squeue_format()]),
+                                   self.skipped)
         except SlurmError as exc:
             if not any(text in str(exc) for text in _GONE):
                 raise
@@ -336,9 +420,11 @@ class SlurmProbe:
             # some of the ids are gone and this version refuses the whole list: ask for all
             return self._squeue([a for a in args if a != asked])
 
-    def _refresh(self, now: float) -> None:
-        args = self._squeue_args()
+    def _refresh(self, now: float, open_ids: Mapping[int, set[str]]) -> None:
+        args = self._squeue_args(open_ids)
+        self.skipped = []
         records = self._squeue(args) if args is not None else []
+        unreadable = {jid for jid, _ in self.skipped}  # still queued, but not readable now
         seen: dict[int, set[str]] = {id(w): set() for w in self._watches}
         for record in records:
             for watch in self._watches:
@@ -356,7 +442,9 @@ class SlurmProbe:
                 tracked.seen_at = now
         for watch in self._watches:
             for jid, tracked in watch.jobs.items():
-                if jid not in seen[id(watch)]:
+                if jid not in seen[id(watch)] and not (
+                        unreadable and (jid in unreadable or
+                                        tracked.facts.get("_job_id_raw") in unreadable)):
                     tracked.in_queue = False
         self._from_accounting(now)
         self._verify_launch(now)
@@ -371,12 +459,21 @@ class SlurmProbe:
                 continue
             if not t.in_queue or t.facts.get("job.terminal"):
                 out.append((jid, t))
-        answered = set(watch.jobs) | {str(t.facts.get("job.array_id")) for t in
-                                      watch.jobs.values()}
-        for jid in sorted(watch.id_list() - answered):
+        missing = watch.id_list() - set(watch.jobs)
+        if missing:
+            missing -= watch.array_ids()
+        for jid in sorted(missing):
             if now >= watch.misses.get(jid, (0, 0.0))[1]:
                 out.append((jid, None))
         return out
+
+    def _sacct(self, fmt: str, ids: list[str]) -> dict[str, Facts]:
+        self.calls["sacct"] += 1
+        joined = ",".join(ids)
+        if fmt == "json":
+            return sp.parse_sacct_json(run(["sacct", "--json", "-j", joined]), self.skipped)
+        return sp.parse_sacct(run(["sacct", "-P", f"--delimiter={sp.SEP}", "-o",
+                                   ",".join(sp.SACCT_FIELDS), "-j", joined]), self.skipped)
 
     def _from_accounting(self, now: float) -> None:
         wanted: dict[str, list[tuple[_Watch, _Tracked | None]]] = {}
@@ -386,13 +483,19 @@ class SlurmProbe:
         if not wanted:
             return
         _, fmt = self.formats()
-        ids = ",".join(sorted(wanted))
-        self.calls["sacct"] += 1
-        if fmt == "json":
-            found = sp.parse_sacct_json(run(["sacct", "--json", "-j", ids]))
+        found: dict[str, Facts] = {}
+        failed: dict[str, str] = {}  # id -> the error of the sacct call that asked for it
+        for chunk in _chunks(sorted(wanted), SACCT_ARG_BYTES):
+            try:
+                found.update(self._sacct(fmt, chunk))
+            except ProbeError as exc:
+                failed.update(dict.fromkeys(chunk, str(exc)))
+        if failed:
+            self.sacct_failures += 1
+            self.sacct_error = next(iter(failed.values()))
         else:
-            found = sp.parse_sacct(run(["sacct", "-P", f"--delimiter={sp.SEP}", "-o",
-                                        ",".join(sp.SACCT_FIELDS), "-j", ids]))
+            self.sacct_failures, self.sacct_error = 0, ""
+        disabled = any(m in self.sacct_error for m in _NO_ACCOUNTING)
         resolved: set[tuple[int, str]] = set()
         for record in found.values():
             jid = str(record["job.id"])
@@ -408,32 +511,38 @@ class SlurmProbe:
                 if tracked.final:
                     continue
                 if record.get("job.terminal"):
-                    tracked.facts = {**tracked.facts, **record}
-                    tracked.final = True
+                    tracked.facts = _accounted(tracked.facts, record)
+                    tracked.final, tracked.acct_error = True, None
                     resolved.add((id(watch), jid))
                 elif not tracked.facts:
-                    tracked.facts = dict(record)  # named, never queued here: as sacct says
+                    tracked.facts = _with_output(dict(record))  # named, never queued here
                     tracked.seen_at = now
         backoff = max(1.0, self.min_interval)
+        arrays: dict[int, set[str]] = {}
         for jid, pairs in wanted.items():
+            error = failed.get(jid)
             for watch, tracked in pairs:
                 if tracked is None:  # named or submitted, never seen
-                    if jid in watch.jobs or any(t.facts.get("job.array_id") == jid
-                                                for t in watch.jobs.values()):
+                    if id(watch) not in arrays:
+                        arrays[id(watch)] = watch.array_ids()
+                    if jid in watch.jobs or jid in arrays[id(watch)]:
                         watch.misses.pop(jid, None)
                         continue
                     tries = watch.misses.get(jid, (0, 0.0))[0] + 1
                     watch.misses[jid] = (tries, now + min(MAX_BACKOFF,
                                                           backoff * 2 ** (tries - 1)))
-                    if tries > watch.spec.sacct_retries and watch.submitted is None:
+                    if (tries > watch.spec.sacct_retries or disabled) \
+                            and watch.submitted is None:
                         t = watch.jobs[jid] = _Tracked(jid, seen_at=now)
                         t.facts, t.final = _lost(jid, False, {}), True
                     continue
                 if tracked.final or (id(watch), jid) in resolved:
                     continue
-                tracked.tries += 1  # accounting lags: ask again later
+                tracked.acct_error = error
+                tracked.tries += 1  # accounting lags (or failed): ask again later
                 tracked.next_try = now + min(MAX_BACKOFF, backoff * 2 ** (tracked.tries - 1))
-                if tracked.tries > watch.spec.sacct_retries and not tracked.in_queue:
+                out_of_tries = tracked.tries > watch.spec.sacct_retries or disabled
+                if out_of_tries and (not tracked.in_queue or tracked.facts.get("job.terminal")):
                     tracked.facts = {**tracked.facts, **_lost(jid, True, tracked.facts)}
                     tracked.final = True
 
@@ -494,8 +603,14 @@ class SlurmProbe:
                     continue
                 facts: Facts = {**head, **tracked.facts, "job.stale": False}
                 facts.pop("_job_id_raw", None)
-                if now > tracked.seen_at and facts["job.state"] == "RUNNING" \
-                        and not tracked.final:
+                if tracked.final:
+                    pass  # terminal, with job.accounted done or missing where it was asked
+                elif facts.get("job.terminal"):  # ended in the queue: wait for accounting
+                    facts["job.terminal"] = False
+                    facts["job.accounted"] = "pending"
+                    if tracked.acct_error:
+                        facts["job.accounting_error"] = tracked.acct_error
+                elif now > tracked.seen_at and facts["job.state"] == "RUNNING":
                     _advance(facts, now - tracked.seen_at)
                 out[prefix + jid] = facts  # instance_key(watch.key, jid)
         return out
@@ -532,6 +647,45 @@ def probes(ruleset: Ruleset, base_dir: Path) -> list[Any]:
 # --- helpers ----------------------------------------------------------------------------------
 
 
+def _chunks(ids: list[str], limit: int) -> list[list[str]]:
+    """Ids in order, cut into lists whose comma-joined length stays within `limit`."""
+    out: list[list[str]] = []
+    chunk: list[str] = []
+    size = 0
+    for jid in ids:
+        if chunk and size + 1 + len(jid) > limit:
+            out.append(chunk)
+            chunk, size = [], 0
+        size += len(jid) + (1 if chunk else 0)
+        chunk.append(jid)
+    if chunk:
+        out.append(chunk)
+    return out
+
+
+def _with_output(facts: Facts) -> Facts:
+    """An accounting record without output paths gets sbatch's default one."""
+    if "job.stdout" not in facts:
+        guess = sp.default_output(facts)
+        if guess is not None:
+            facts["job.stdout"] = guess
+            facts.setdefault("job.stderr", guess)
+    return facts
+
+
+def _accounted(before: Facts, record: Facts) -> Facts:
+    """An ended job's facts once accounting has its final record: accounting's state, exit
+    code and figures over what squeue said; squeue's expanded output paths kept."""
+    merged = {**before, **record, "job.accounted": "done"}
+    for name in _RUNNING_ONLY:
+        if name not in record:
+            merged.pop(name, None)
+    for name in ("job.stdout", "job.stderr"):
+        if name in before:
+            merged[name] = before[name]
+    return _with_output(merged)
+
+
 def _advance(facts: Facts, dt: float) -> None:
     """A running job's clock between two squeue calls."""
     if dt <= 0:
@@ -545,9 +699,13 @@ def _advance(facts: Facts, dt: float) -> None:
 
 
 def _lost(jid: str, known: bool, facts: Mapping[str, Any]) -> Facts:
+    """A job accounting never had: terminal all the same (so the run can end), with what
+    squeue last said when it ended in the queue, else UNKNOWN with outcome unknown."""
     if facts.get("job.terminal"):  # ended in the queue; accounting never had it: keep that
-        return {"job.raw_state": f"{facts.get('job.raw_state', '')} (not in accounting)"}
-    return {"job.state": "UNKNOWN", "job.terminal": False, "job.outcome": "unknown",
+        return {"job.raw_state": f"{facts.get('job.raw_state', '')} (not in accounting)",
+                "job.terminal": True, "job.accounted": "missing"}
+    return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "unknown",
+            "job.accounted": "missing",
             "job.raw_state": f"{jid} left the queue and is not in accounting" if known
             else f"{jid} is neither in the queue nor in accounting"}
 

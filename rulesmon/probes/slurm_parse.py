@@ -11,13 +11,18 @@ Four layouts are understood:
   `{"set", "infinite", "number"}`, give states as lists, and exit codes as
   `{"status", "return_code", "signal"}`; all of these are accepted wherever they appear.
 
-22.05's `sacct --json` reports return code 0 for every normal exit (exit 3 included): its
-exit code is believed only when the state agrees, else the batch step's code is used, else it
-is left unknown (the probe uses sacct's parseable ExitCode column on 22.05 for that reason).
+22.05's `sacct --json` reports return code 0 for every normal exit (exit 3 included), in the
+job, in its batch step, in its srun steps and in the derived code alike (checked on a real
+22.05.8): a 0 is believed only when the state is COMPLETED, else the exit code is left unknown.
+The probe reads sacct's parseable ExitCode column on 22.05 for that reason.
 
-Everything returns plain fact dicts (`{"job.state": "RUNNING", ...}`); anything that is not
-the asked-for layout raises `SlurmParseError` (a `ProbeError`) with one line that says what was
-wrong. Nothing here runs a command.
+Everything returns plain fact dicts (`{"job.state": "RUNNING", ...}`). Output that is not the
+asked-for layout (a line with the wrong number of fields, a job id that is not one, JSON that
+is not a job list) raises `SlurmParseError` (a `ProbeError`) with one line that says what was
+wrong. A record of the right shape holding a value that cannot be read (a size `1..2G`, a date
+`2024-13-45T99:00:00`, an array task list `1-x`) is that record's error alone: given a
+`skipped` list, the parsers leave the record out and append `(job id, message)` to it, so one
+bad record never fails a whole poll; without one they raise it. Nothing here runs a command.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import gc
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -93,6 +98,23 @@ class SlurmParseError(ProbeError):
     """Output that is not what the SLURM command was asked to print (one line)."""
 
 
+#: (job id as printed, one-line message) of each record left out of a parse.
+Skipped = list[tuple[str, str]]
+#: What a bad value in the outside world's data can raise while a record is read.
+_RECORD_ERRORS = (SlurmParseError, ValueError, TypeError, AttributeError, KeyError,
+                  OverflowError)
+
+
+def _skip(skipped: Skipped | None, jid: str, where: str, exc: Exception) -> None:
+    """Leave one bad record out (noted in `skipped`), or raise when no list was given."""
+    message = str(exc) if isinstance(exc, SlurmParseError) else \
+        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    message = f"{where}: job {_show(jid, 40)} skipped: {message}"
+    if skipped is None:
+        raise SlurmParseError(message) from None
+    skipped.append((jid, message))
+
+
 # --- small values -----------------------------------------------------------------------------
 
 
@@ -126,7 +148,10 @@ def memory(text: str, nodes: int = 1, cpus: int = 1) -> int | None:
     if m is None:
         return None
     number, unit, per = m.groups()
-    value = float(number) * (_UNITS[unit.upper()] if unit else 1 << 20)
+    try:
+        value = float(number) * (_UNITS[unit.upper()] if unit else 1 << 20)
+    except ValueError:
+        raise SlurmParseError(f"size {_show(text, 40)} is not a number SLURM prints") from None
     if per.lower() == "n":
         value *= max(1, nodes)
     elif per.lower() == "c":
@@ -142,8 +167,9 @@ def bytes_value(text: str) -> int | None:
     if text[-1].isdigit():
         try:
             return int(float(text))
-        except ValueError:
-            return None
+        except (ValueError, OverflowError):
+            raise SlurmParseError(f"size {_show(text, 40)} is not a number SLURM "
+                                  "prints") from None
     return memory(text)
 
 
@@ -156,7 +182,10 @@ def timestamp(text: str) -> float | None:
     if _TIME_ISO.match(text):
         import time
 
-        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+        try:
+            return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+        except (ValueError, OverflowError):
+            raise SlurmParseError(f"time {_show(text, 40)} is not a date") from None
     return None
 
 
@@ -380,17 +409,18 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def parse_squeue(text: str) -> list[Facts]:
+def parse_squeue(text: str, skipped: Skipped | None = None) -> list[Facts]:
     """Facts of every job in `squeue -h -t all -O <squeue_format()>` output.
 
     A pending array record (`7_[2-5%2]`) becomes one job per task; lines of the wrong shape
-    are a SlurmParseError (squeue's messages go to stderr, so stdout holds only records).
+    are a SlurmParseError (squeue's messages go to stderr, so stdout holds only records); a
+    record with a value that cannot be read is skipped into `skipped` (see the module doc).
     """
     with no_gc():
-        return _parse_squeue(text)
+        return _parse_squeue(text, skipped)
 
 
-def _parse_squeue(text: str) -> list[Facts]:
+def _parse_squeue(text: str, skipped: Skipped | None) -> list[Facts]:
     out: list[Facts] = []
     width = len(SQUEUE_FIELDS) + 1
     append = out.append
@@ -401,57 +431,66 @@ def _parse_squeue(text: str) -> list[Facts]:
         if len(parts) != width:
             raise SlurmParseError(f"squeue line {number} has {len(parts) - 1} fields, not "
                                   f"{width - 1}: {_show(line)}")
-        (jobid, array_jobid, array_id, task, name, user, partition, account, qos, raw, reason,
-         nodes, node_list, cpus, tres, tres_node, min_mem, submit, start, end, used, limit,
-         left, restarts, workdir, stdout, stderr, _) = parts
-        if not jobid.isdigit():
-            raise SlurmParseError(f"squeue line {number}: job id {_show(jobid)} is not a number")
-        status, waiting, terminal = _state_facts(raw, reason)
-        f: Facts = {"job.id": array_jobid or jobid, "_job_id_raw": jobid, "job.name": name,
-                    "job.user": user, "job.partition": partition, "job.account": account,
-                    "job.qos": qos, **status,
-                    **_resources(nodes, cpus, tres, tres_node, min_mem),
-                    "job.node_list": "" if node_list == "(null)" else node_list,
-                    "job.restarts": int(restarts) if restarts.isdigit() else 0,
-                    "job.workdir": workdir}
-        t_submit = float(submit) if submit.isdigit() else timestamp(submit)
-        if t_submit:
-            f["job.submit_time"] = t_submit
-        if start.isdigit() and not waiting:
-            t_start = f["job.start_time"] = float(start)
-            if t_submit:
-                f["job.wait"] = max(0.0, t_start - t_submit)
-            if terminal and end.isdigit():
-                f["job.end_time"] = float(end)
-        elif start[:1].isdigit() and not waiting:
-            iso_start = timestamp(start)
-            if iso_start is not None:
-                f["job.start_time"] = iso_start
-        elapsed = duration(used)
-        if elapsed is not None:
-            f["job.elapsed"] = elapsed
-        tl = duration(limit)
-        if tl is not None:
-            f["job.time_limit"] = tl
-            if not terminal:
-                tleft = duration(left)
-                if tleft is not None:
-                    f["job.time_left"] = tleft
-        if task != "N/A" and task:
-            f["job.array_id"] = array_id
-            if task.isdigit():
-                f["job.array_task"] = int(task)
-        if stdout:
-            f["job.stdout"] = expand_placeholders(stdout, f) if "%" in stdout else stdout
-        if stderr:
-            f["job.stderr"] = f["job.stdout"] if stderr == stdout else \
-                expand_placeholders(stderr, f) if "%" in stderr else stderr
-        m = _ARRAY_PENDING.match(array_jobid)
-        if m is None:
-            append(f)
-        else:
-            out.extend(_tasks(f, m.group(1), m.group(2), stdout, stderr))
+        if not parts[0].isdigit():
+            raise SlurmParseError(f"squeue line {number}: job id {_show(parts[0])} is not a "
+                                  "number")
+        try:
+            f = _squeue_record(parts)
+            m = _ARRAY_PENDING.match(parts[1])
+            if m is None:
+                append(f)
+            else:
+                out.extend(list(_tasks(f, m.group(1), m.group(2), parts[25], parts[26])))
+        except _RECORD_ERRORS as exc:
+            _skip(skipped, parts[1] or parts[0], f"squeue line {number}", exc)
     return out
+
+
+def _squeue_record(parts: list[str]) -> Facts:
+    (jobid, array_jobid, array_id, task, name, user, partition, account, qos, raw, reason,
+     nodes, node_list, cpus, tres, tres_node, min_mem, submit, start, end, used, limit,
+     left, restarts, workdir, stdout, stderr, _) = parts
+    status, waiting, terminal = _state_facts(raw, reason)
+    f: Facts = {"job.id": array_jobid or jobid, "_job_id_raw": jobid, "job.name": name,
+                "job.user": user, "job.partition": partition, "job.account": account,
+                "job.qos": qos, **status,
+                **_resources(nodes, cpus, tres, tres_node, min_mem),
+                "job.node_list": "" if node_list == "(null)" else node_list,
+                "job.restarts": int(restarts) if restarts.isdigit() else 0,
+                "job.workdir": workdir}
+    t_submit = float(submit) if submit.isdigit() else timestamp(submit)
+    if t_submit:
+        f["job.submit_time"] = t_submit
+    if start.isdigit() and not waiting:
+        t_start = f["job.start_time"] = float(start)
+        if t_submit:
+            f["job.wait"] = max(0.0, t_start - t_submit)
+        if terminal and end.isdigit():
+            f["job.end_time"] = float(end)
+    elif start[:1].isdigit() and not waiting:
+        iso_start = timestamp(start)
+        if iso_start is not None:
+            f["job.start_time"] = iso_start
+    elapsed = duration(used)
+    if elapsed is not None:
+        f["job.elapsed"] = elapsed
+    tl = duration(limit)
+    if tl is not None:
+        f["job.time_limit"] = tl
+        if not terminal:
+            tleft = duration(left)
+            if tleft is not None:
+                f["job.time_left"] = tleft
+    if task != "N/A" and task:
+        f["job.array_id"] = array_id
+        if task.isdigit():
+            f["job.array_task"] = int(task)
+    if stdout:
+        f["job.stdout"] = expand_placeholders(stdout, f) if "%" in stdout else stdout
+    if stderr:
+        f["job.stderr"] = f["job.stdout"] if stderr == stdout else \
+            expand_placeholders(stderr, f) if "%" in stderr else stderr
+    return f
 
 
 @lru_cache(maxsize=4096)
@@ -506,11 +545,12 @@ def _tres_mem(tres: str) -> int | None:
 # --- sacct parseable -------------------------------------------------------------------------
 
 
-def parse_sacct(text: str) -> dict[str, Facts]:
+def parse_sacct(text: str, skipped: Skipped | None = None) -> dict[str, Facts]:
     """Facts by job id (`42`, `41_3`) from `sacct -P --delimiter=\\x1f -o <SACCT_FIELDS>`.
 
     The job's line gives its identity, state and exit code; the step lines give CPU time
-    (summed) and MaxRSS (the largest), as seff reads them.
+    (summed) and MaxRSS (the largest), as seff reads them. A job whose line or steps hold a
+    value that cannot be read is skipped into `skipped` (see the module doc).
     """
     lines = [ln.rstrip("\r") for ln in text.split("\n") if ln.strip()]
     if not lines:
@@ -537,18 +577,28 @@ def parse_sacct(text: str) -> dict[str, Facts]:
             raise SlurmParseError(f"sacct line {number}: job id {_show(jid)} is not SLURM's")
         if dot:
             steps.setdefault(base, []).append(row)
-        elif pending:  # tasks not started yet: one job each, as squeue shows them
-            facts = _sacct_job(row)
-            for index in expand_tasks(pending.group(2)):
-                tid = f"{pending.group(1)}_{index}"
-                jobs[tid] = {**facts, "job.id": tid, "_job_id_raw": None,
-                             "job.array_id": pending.group(1), "job.array_task": index}
-        else:
-            jobs[base] = _sacct_job(row)
+            continue
+        try:
+            if pending:  # tasks not started yet: one job each, as squeue shows them
+                facts = _sacct_job(row)
+                for index in expand_tasks(pending.group(2)):
+                    tid = f"{pending.group(1)}_{index}"
+                    jobs[tid] = {**facts, "job.id": tid, "_job_id_raw": None,
+                                 "job.array_id": pending.group(1), "job.array_task": index}
+            else:
+                jobs[base] = _sacct_job(row)
+        except _RECORD_ERRORS as exc:
+            _skip(skipped, base, f"sacct line {number}", exc)
+    out: dict[str, Facts] = {}
     for jid, facts in jobs.items():
-        _sacct_steps(facts, steps.get(jid, []))
-        efficiency(facts)
-    return jobs
+        try:
+            _sacct_steps(facts, steps.get(jid, []))
+            efficiency(facts)
+        except _RECORD_ERRORS as exc:
+            _skip(skipped, jid, "sacct steps", exc)
+            continue
+        out[jid] = facts
+    return out
 
 
 def _sacct_job(row: Mapping[str, str]) -> Facts:
@@ -730,12 +780,19 @@ def _tres_list(items: Any) -> dict[str, float]:
     return out
 
 
-def parse_squeue_json(text: str) -> list[Facts]:
-    """Facts of every job in `squeue --json` (v0.0.38 to v0.0.42)."""
+def parse_squeue_json(text: str, skipped: Skipped | None = None) -> list[Facts]:
+    """Facts of every job in `squeue --json` (v0.0.38 to v0.0.42); a job holding a value
+    that cannot be read is skipped into `skipped` (see the module doc)."""
     jobs, _ = load_json(text, "squeue")
     out: list[Facts] = []
     for job in jobs:
-        out.extend(_squeue_json_job(job))
+        if _int(job.get("job_id")) is None:
+            raise SlurmParseError(f"squeue --json: a job has no job_id: "
+                                  f"{_show(json.dumps(job))}")
+        try:
+            out.extend(list(_squeue_json_job(job)))
+        except _RECORD_ERRORS as exc:
+            _skip(skipped, str(_int(job.get("job_id"))), "squeue --json", exc)
     return out
 
 
@@ -820,12 +877,20 @@ def _squeue_json_job(job: Mapping[str, Any]) -> Iterator[Facts]:
     yield f
 
 
-def parse_sacct_json(text: str) -> dict[str, Facts]:
-    """Facts by job id from `sacct --json` (v0.0.38 to v0.0.42), steps included."""
+def parse_sacct_json(text: str, skipped: Skipped | None = None) -> dict[str, Facts]:
+    """Facts by job id from `sacct --json` (v0.0.38 to v0.0.42), steps included; a job
+    holding a value that cannot be read is skipped into `skipped` (see the module doc)."""
     jobs, parser = load_json(text, "sacct")
     out: dict[str, Facts] = {}
     for job in jobs:
-        f = _sacct_json_job(job, parser)
+        if _int(job.get("job_id")) is None:
+            raise SlurmParseError(f"sacct --json: a job has no job_id: "
+                                  f"{_show(json.dumps(job))}")
+        try:
+            f = _sacct_json_job(job, parser)
+        except _RECORD_ERRORS as exc:
+            _skip(skipped, str(_int(job.get("job_id"))), "sacct --json", exc)
+            continue
         out[f["job.id"]] = f
     return out
 
@@ -894,7 +959,7 @@ def _sacct_json_job(job: Mapping[str, Any], parser: str) -> Facts:
     if f["job.terminal"]:
         code, sig = _exit_json(job.get("exit_code"))
         if parser == "v0.0.38" and code == 0 and not sig and state != "COMPLETED":
-            code, sig = _batch_exit(steps)  # 22.05 says 0 for every normal exit
+            code = None  # 22.05 says 0 for every normal exit, in every step too: unknown
         _finish_exit(f, code, sig)
     for fact, names in (("job.stdout", ("stdout_expanded", "stdout")),
                         ("job.stderr", ("stderr_expanded", "stderr"))):
@@ -916,15 +981,6 @@ def _step_name(step: Mapping[str, Any]) -> str:
         name = str(sid or block.get("name") or "")
         return name.rsplit(".", 1)[-1]
     return ""
-
-
-def _batch_exit(steps: Iterable[Mapping[str, Any]]) -> tuple[int | None, int]:
-    for step in steps:
-        if _step_name(step) == "batch":
-            code, sig = _exit_json(step.get("exit_code"))
-            if code or sig:
-                return code, sig
-    return None, 0
 
 
 def _sacct_json_steps(f: Facts, steps: list[Any]) -> None:
@@ -958,3 +1014,14 @@ def _show(text: str, limit: int = 120) -> str:
     line = " ".join(text.split())
     line = "".join(ch if ch.isprintable() else "?" for ch in line)
     return repr(line[:limit] + ("..." if len(line) > limit else ""))
+
+
+def default_output(f: Mapping[str, Any]) -> str | None:
+    """sbatch's default output file, `slurm-%j.out` (`slurm-%A_%a.out` for an array task) in
+    the job's working directory, for a record that names none (sacct on 22.05 has no StdOut
+    column). A guess: right unless the job was submitted with -o/--output."""
+    workdir = f.get("job.workdir")
+    jid = f.get("job.id")
+    if not workdir or not jid:
+        return None
+    return f"{str(workdir).rstrip('/')}/slurm-{jid}.out"
