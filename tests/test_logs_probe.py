@@ -511,6 +511,108 @@ def test_copytruncate(tmp_path: Path) -> None:
     assert facts["log.n"] == 1001 and facts["log.extractors.x.count"] == 52
 
 
+def copytruncate(path: Path, copy: Path) -> None:
+    """What logrotate's copytruncate does: copy the log, then truncate it in place."""
+    shutil.copyfile(path, copy)
+    with path.open("r+b") as f:
+        f.truncate(0)
+
+
+def test_copytruncate_keeps_lines_written_before_the_copy(tmp_path: Path) -> None:
+    """Lines written after the last read but before the copy are read from the copy, from the
+    old offset: none is lost, none is counted twice."""
+    path = tmp_path / "a.log"
+    path.write_text("".join(f"line {i}\n" for i in range(300)))
+    probe, rs = make_probe(tmp_path, "- {path: a.log, extract: {x: 'line (?P<n>\\d+)'}}")
+    assert collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] == 300
+    append(path, b"".join(f"line {i}\n".encode() for i in range(300, 599)))
+    copytruncate(path, tmp_path / "a.log.1")
+    append(path, b"line 599\n")
+    facts: dict[str, Any] = {}
+    for _ in range(3):
+        facts = collect(probe, rs, tmp_path)[KEY]
+        assert facts["log.extractors.x.count"] == 600
+        assert facts["log.n"] == 599
+    assert facts["log.lines"][-3:] == ["line 597", "line 598", "line 599"]
+
+
+def test_copytruncate_under_a_glob_is_not_read_twice(tmp_path: Path) -> None:
+    """With a glob that matches the copy too (`app.log*`), the copy is read on from the old
+    offset, not again from its start: 10 lines before and 1 after are 11 lines, not 21."""
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"line {i}\n" for i in range(8)))
+    probe, rs = make_probe(tmp_path, "- {path: 'app.log*', extract: {x: 'line (?P<n>\\d+)'}}")
+    assert collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] == 8
+    append(path, b"line 8\nline 9\n")
+    copytruncate(path, tmp_path / "app.log.1")
+    append(path, b"line 10\n")
+    counts = [collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] for _ in range(4)]
+    assert counts == [11, 11, 11, 11]
+    # seen by the glob before the truncation (logrotate between the copy and the truncate)
+    append(path, b"line 11\n")
+    shutil.copyfile(path, tmp_path / "app.log.2")
+    counts = [collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] for _ in range(2)]
+    with path.open("r+b") as f:
+        f.truncate(0)
+    append(path, b"line 12\n")
+    counts += [collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] for _ in range(3)]
+    assert counts == [12, 12, 13, 13, 13]
+
+
+COPYTRUNCATE_WRITER = r"""
+import fcntl, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "a") as f:          # O_APPEND, as `>>` and logging's FileHandler open it
+    for i in range(n):
+        fcntl.flock(f, fcntl.LOCK_EX)   # the test copies and truncates under the same lock
+        f.write(f"line {i}\n")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_UN)
+        if i % 10 == 0:
+            time.sleep(0.002)
+"""
+
+
+def test_copytruncate_with_a_live_writer(tmp_path: Path) -> None:
+    """A writer keeps appending while the test copies and truncates its log several times (the
+    writer paused only for the copy and truncate themselves): every line is counted exactly
+    once, by the log alone and under a glob that also matches the copies."""
+    import fcntl
+
+    n = 3000
+    path = tmp_path / "run.log"
+    path.touch()
+    single, rs1 = make_probe(tmp_path, "- {path: run.log, extract: {x: 'line (?P<n>\\d+)'}}")
+    globbed, rs2 = make_probe(tmp_path,
+                              "- {path: 'run.log*', extract: {x: 'line (?P<n>\\d+)'}}")
+    writer = subprocess.Popen([sys.executable, "-c", COPYTRUNCATE_WRITER, str(path), str(n)])
+    rotations = 0
+    try:
+        while writer.poll() is None:
+            for probe, rs in ((single, rs1), (globbed, rs2)):
+                collect(probe, rs, tmp_path)
+            if path.stat().st_size > 4000 and rotations < 5:
+                rotations += 1
+                with path.open("r+b") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX)
+                    for k in range(rotations - 1, 0, -1):  # run.log.1 -> run.log.2 ...
+                        (tmp_path / f"run.log.{k}").rename(tmp_path / f"run.log.{k + 1}")
+                    shutil.copyfile(path, tmp_path / "run.log.1")
+                    f.truncate(0)
+                    fcntl.flock(f, fcntl.LOCK_UN)
+            time.sleep(0.003)
+    finally:
+        writer.wait(timeout=60)
+    assert writer.returncode == 0
+    assert rotations >= 2
+    for probe, rs in ((single, rs1), (globbed, rs2)):
+        facts: dict[str, Any] = {}
+        for _ in range(4):
+            facts = collect(probe, rs, tmp_path)[KEY]
+        assert facts["log.extractors.x.count"] == n, (rs.jobs["embed"].logs[0].path, rotations)
+        assert facts["log.n"] == n - 1
+
+
 def test_truncate_then_regrow_between_polls(tmp_path: Path) -> None:
     """Truncated and grown past the old offset before the next poll: the changed first bytes
     reveal it and the file is read again from the start."""

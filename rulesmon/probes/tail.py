@@ -23,8 +23,13 @@ stripped and encoded again (so it is valid UTF-8).
 Rotation by rename (a new inode at the path): the old file descriptor is kept open and read to
 its end (across calls if need be, and one more call after it looks finished, for a writer that
 had not reopened yet), then the new file is read from offset 0. Truncation (copytruncate): a
-size below the offset, or different first bytes (truncated and grown again between two polls),
-restarts from offset 0. A missing path, a directory, a non-regular file or a permission error
+size below the offset, or different first bytes (truncated and grown again between two polls).
+The copy made just before the truncation (`app.log.1` beside `app.log`, found by its first
+bytes) holds what was written after the last read: it is read on from the old offset, like a
+renamed file, and its position goes into `resume`, so a glob that also matches the copy does
+not read it again from the start; then the truncated file is read from offset 0. Lines written
+between the copy and the truncation are lost, as copytruncate itself loses them. A missing
+path, a directory, a non-regular file or a permission error
 makes `read()` return what could still be drained from an open descriptor (usually nothing) and
 set `error` to a one-line reason; `read()` never raises.
 """
@@ -44,6 +49,7 @@ KEEP = 64 << 10  #: ...to its last KEEP bytes
 MAX_READ = 64 << 20  #: bytes read per call at most
 CHUNK = 1 << 20  #: bytes per read(2); small reads keep the allocator from holding freed buffers
 FINGERPRINT = 256  #: first bytes compared to notice truncate-then-regrow
+COPY_SCAN = 4096  #: folder entries looked at, at most, for the copy of a truncated file
 
 _ANSI = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement, erase line
@@ -338,16 +344,95 @@ class Tailer:
             if 0 < start <= fst.st_size and fingerprint and where != str(self.path) \
                     and os.pread(fd, len(fingerprint), 0) == fingerprint:
                 cur.offset, cur.fingerprint = start, fingerprint
+            elif ident not in self.resume:
+                self._resume_copy(cur, fst.st_size)
             self._cur = cur
         fst = os.fstat(cur.fd)
         self.size, self.mtime = fst.st_size, fst.st_mtime
         if fst.st_size < cur.offset or (
                 cur.fingerprint and os.pread(cur.fd, len(cur.fingerprint), 0) != cur.fingerprint):
-            # truncated (copytruncate), perhaps grown again since: start over
+            # truncated (copytruncate), perhaps grown again since: what was written after the
+            # last read is in the copy, read on from there; then this file from its start
+            copy = self._find_copy(cur)
+            if copy is not None:
+                if self._old is not None:
+                    self.resume[self._old.ident] = (self._old.offset, self._old.fingerprint,
+                                                    str(self.path))
+                    with contextlib.suppress(OSError):
+                        os.close(self._old.fd)
+                self._old = copy
             cur.offset, cur.partial, cur.fingerprint, cur.cut = 0, b"", b"", False
             cur.after_cr = ""
         self.error = None
         return cur
+
+    def _resume_copy(self, cur: _Open, size: int) -> None:
+        """A new file that is a copy of one followed beside it (`app.log.1`, made by
+        copytruncate and seen by a glob before the truncation of `app.log`): its bytes up to
+        what was read of the original are not read again."""
+        for start, fingerprint, where in list(self.resume.values()):
+            original = Path(where)
+            if not fingerprint or start <= 0 or original.parent != self.path.parent or \
+                    not self.path.name.startswith(original.name) or \
+                    self.path.name == original.name:
+                continue
+            try:
+                if os.pread(cur.fd, len(fingerprint), 0) != fingerprint:
+                    continue
+            except OSError:
+                return
+            cur.offset, cur.fingerprint = min(start, size), fingerprint
+            return
+
+    def _find_copy(self, cur: _Open) -> _Open | None:
+        """The copy that copytruncate made of the current file before truncating it, opened
+        at the offset read so far (with the pending partial line): a file beside it whose name
+        starts with its name (`app.log.1`, `app.log-20250101`), holding at least the bytes
+        read, with the same first bytes; the most recently modified one if several. A copy
+        already followed under its own name beyond that offset is left to its follower."""
+        if cur.offset <= 0 or not cur.fingerprint:
+            return None
+        name = self.path.name
+        found: list[tuple[int, str, FileId]] = []
+        try:
+            with os.scandir(self.path.parent) as it:
+                for n, entry in enumerate(it):
+                    if n >= COPY_SCAN:
+                        break
+                    if entry.name == name or not entry.name.startswith(name):
+                        continue
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    ident = (st.st_dev, st.st_ino)
+                    if not stat.S_ISREG(st.st_mode) or st.st_size < cur.offset \
+                            or ident == cur.ident:
+                        continue
+                    known = self.resume.get(ident)
+                    if known is not None and known[2] != str(self.path) \
+                            and known[0] >= cur.offset:
+                        continue
+                    found.append((st.st_mtime_ns, entry.path, ident))
+        except OSError:
+            return None
+        for _, path, ident in sorted(found, reverse=True):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue
+            try:
+                fst = os.fstat(fd)
+                same = (fst.st_dev, fst.st_ino) == ident and \
+                    os.pread(fd, len(cur.fingerprint), 0) == cur.fingerprint
+            except OSError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            return _Open(fd, ident, offset=cur.offset, partial=cur.partial,
+                         fingerprint=cur.fingerprint, cut=cur.cut, after_cr=cur.after_cr)
+        return None
 
     def _consume(self, o: _Open, budget: int) -> Iterator[tuple[int, bytes]]:
         """Read `o` from its offset up to `budget` bytes, yielding (bytes used, lines)."""
