@@ -225,6 +225,41 @@ def test_binary_garbage_is_an_error_not_a_crash(tmp_path: Path) -> None:
         parse_dag(path)
 
 
+@pytest.mark.parametrize("text", ["\\", "\\\n", "JOB A a.sub\n\\\n\nJOB B b.sub\n",
+                                  "JOB A a.sub\n \\ \n", "\\\n\\\n# x\n"])
+def test_lone_backslash_lines_continue_nothing(tmp_path: Path, text: str) -> None:
+    """A continuation line made only of `\\` (at the end, or before a blank line) is an
+    empty line, not a crash."""
+    dag = parse_dag(_dag(tmp_path, text))
+    assert set(dag.nodes) <= {"A", "B"}
+
+
+_PIECES = ["JOB A a.sub", "JOB B b.sub DIR d", "VARS A x=\"1\"", "VARS A y=\"a\\\"b\"",
+           "PARENT A CHILD B", "RETRY A 2", "SCRIPT PRE A pre.sh", "ABORT-DAG-ON A 3",
+           "INCLUDE", "SPLICE S", "JOB C {", "}", "{", "\\", "\\\\", " \\", "#", "", "   ",
+           "NODE_STATUS_FILE", "RETRY", "VARS", "PARENT", "CHILD", "DONE A", "\x00", "é\\",
+           "JOB", "SUBDAG EXTERNAL", "FINAL F f.sub", "PRIORITY A x", "CATEGORY A c",
+           "MAXJOBS c 2", "SUBMIT-DESCRIPTION d {", "\"", "VARS A x=\"unclosed"]
+
+
+def test_fuzzed_dag_files_parse_or_fail_with_a_located_error(tmp_path: Path) -> None:
+    """Thousands of random combinations of DAG lines and fragments (lone backslashes, braces,
+    truncated commands) each parse or raise one located DagError, never another exception."""
+    import random
+
+    rng = random.Random(7)
+    for i in range(3000):
+        lines = [rng.choice(_PIECES) + rng.choice(["", " ", "\\", " \\"])
+                 for _ in range(rng.randint(0, 8))]
+        text = "\n".join(lines) + rng.choice(["", "\n", "\\", "\\\n"])
+        path = tmp_path / f"f{i % 10}.dag"
+        path.write_text(text, encoding="utf-8")
+        try:
+            parse_dag(path)
+        except DagError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(str(tmp_path)), text
+
+
 def test_rescue_dag_done_nodes_retries_and_failed_list() -> None:
     """A recorded partial rescue DAG gives its DONE nodes, RETRY counts and failed nodes."""
     done, retries, failed = parse_rescue(FIXTURES / "pipe" / "pipe.dag.rescue001")

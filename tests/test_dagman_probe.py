@@ -13,11 +13,13 @@ import pytest
 
 from rulesmon.config.loader import load_text
 from rulesmon.engine import Engine, group_facts
+from rulesmon.probes import condor_cli as cli
 from rulesmon.probes.base import ProbeError, TickContext
 from rulesmon.probes.dagman import DagmanProbe, control
 from rulesmon.testing import NullLog
 
 from .conftest import run_cli
+from .htcondor_fakes import FakeCondor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dagman"
 PIPE = FIXTURES / "pipe"
@@ -184,6 +186,132 @@ def test_rescue_run_truncated_log_is_rebuilt_not_double_counted(tmp_path: Path) 
     assert dag_facts["job.state"] == "FAILED" and dag_facts["dag.done"] == 2
 
 
+def test_resubmitted_dag_waits_for_its_rescue_run(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `control: resubmit`, the ended DAG and its nodes that will run again are waiting
+    (not terminal) until the rescue run starts; the previous run's failures of those nodes
+    are not taken for this run's, even before DAGMan truncates the node log."""
+    fake = FakeCondor(tmp_path / "tools")
+    monkeypatch.setenv(cli.ENV_BIN, str(fake.bin))
+    fake.answer("condor_submit_dag", "Submitting job(s).\n1 job(s) submitted to cluster 15.\n")
+    dag = stage_run1(tmp_path)
+    probed = Probed(dag)
+    ended = probed.collect()
+    assert ended["pipeline/pipe.dag"]["dag.finished"] is True
+    assert control("resubmit", ended["pipeline/pipe.dag"], None, 10).startswith(
+        "condor_submit_dag pipe.dag from pipe.dag.rescue001: cluster 15")
+    assert fake.calls("condor_submit_dag") == ["condor_submit_dag -dorescuefrom 1 pipe.dag"]
+
+    waiting = probed.collect()
+    whole = waiting["pipeline/pipe.dag"]
+    assert (whole["dag.finished"], whole["job.state"], whole["job.cluster"]) == (
+        False, "PENDING", 15)
+    assert whole["job.raw_state"] == "resubmitted from pipe.dag.rescue001 as cluster 15"
+    assert (whole["dag.rescue_written"], whole["dag.aborted"]) == (False, False)
+    assert [waiting[f"pipeline/{n}"]["job.state"] for n in "ABCD"] == [
+        "COMPLETED", "COMPLETED", "PENDING", "PENDING"]
+    c = waiting["pipeline/C"]
+    assert c["node.state"] == "READY" and "job.cluster" not in c
+    assert c["node.detail"] == "to run again: resubmitted from pipe.dag.rescue001 as cluster 15"
+
+    # the DAGMan job is queued, then starts from the rescue DAG; the old node log is still
+    # there for a moment
+    events = _events((PIPE / "pipe.dag.dagman.log").read_text(encoding="utf-8"))
+    queued = next(i for i, e in enumerate(events) if e.startswith("000 (015."))
+    (tmp_path / "pipe.dag.dagman.log").write_text("".join(events[:queued + 1]),
+                                                  encoding="utf-8")
+    assert probed.collect()["pipeline/pipe.dag"]["job.status"] == "idle"
+    (tmp_path / "pipe.dag.dagman.out").write_text(
+        (PIPE / "run1.dagman.out").read_text(encoding="utf-8") +
+        _lines_until(PIPE / "run2.dagman.out", "USING RESCUE DAG"), encoding="utf-8")
+    started = probed.collect()
+    assert started["pipeline/C"]["job.state"] == "PENDING"
+    assert started["pipeline/pipe.dag"]["dag.rescue_used"] == str(
+        tmp_path / "pipe.dag.rescue001")
+
+    # the rescue run to its end: C fails again, a second rescue DAG
+    with (tmp_path / "pipe.dag.nodes.log").open("r+", encoding="utf-8") as fh:
+        fh.truncate(0)
+        fh.write((PIPE / "run2.nodes.log").read_text(encoding="utf-8"))
+    shutil.copy(PIPE / "run2.dagman.out", tmp_path / "pipe.dag.dagman.out")
+    shutil.copy(PIPE / "pipe.dag.rescue002", tmp_path / "pipe.dag.rescue002")
+    shutil.copy(PIPE / "pipe.dag.dagman.log", tmp_path / "pipe.dag.dagman.log")
+    done = probed.collect()
+    assert [done[f"pipeline/{n}"]["node.state"] for n in "ABCD"] == [
+        "DONE", "DONE", "ERROR", "FUTILE"]
+    assert done["pipeline/C"]["job.cluster"] == 21
+    assert (done["pipeline/pipe.dag"]["dag.finished"],
+            done["pipeline/pipe.dag"]["dag.rescue_number"]) == (True, 2)
+
+
+def test_run_does_not_end_on_the_tick_of_a_resubmit(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tick that starts a control action does not end the run even when every job is
+    terminal: the next tick sees the resubmitted DAG waiting, so rulesmon keeps watching."""
+    fake = FakeCondor(tmp_path / "tools")
+    monkeypatch.setenv(cli.ENV_BIN, str(fake.bin))
+    fake.answer("condor_submit_dag", "1 job(s) submitted to cluster 15.\n")
+    dag = stage_run1(tmp_path)
+    text = RULESET.format(dag=dag.name) + (
+        "  - name: rescue\n    when: dag.finished and dag.rescue_written\n"
+        "    resolve: false\n    do: [{control: resubmit}]\n")
+    (tmp_path / "r.yaml").write_text(text, encoding="utf-8")
+    from rulesmon.config.loader import load
+
+    engine = Engine(load(tmp_path / "r.yaml"), state_path=tmp_path / "s.db", log=NullLog(),
+                    allow_control=True)
+    try:
+        first = engine.tick()
+        assert engine.run_facts["run.all_terminal"] is True and first.finished is False
+        for worker in engine._workers:
+            worker.join(30)
+        second = engine.tick()
+        whole = engine.instances["pipeline/pipe.dag"]
+    finally:
+        engine.close()
+    assert fake.calls("condor_submit_dag") == ["condor_submit_dag -dorescuefrom 1 pipe.dag"]
+    assert second.finished is False and whole["job.state"] == "PENDING"
+    assert whole["job.terminal"] is False
+
+
+def test_large_node_log_is_caught_up_over_several_ticks(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node log larger than the per-tick budget is read over several ticks; meanwhile
+    dag.catching_up and node.catching_up are true and the DAG is not judged finished (nodes
+    not read yet are not taken for cancelled); then every fact is as from one whole read."""
+    from rulesmon.probes import dagman
+
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "budget").mkdir()
+    whole = Probed(stage_run1(tmp_path / "whole")).collect()
+    monkeypatch.setattr(dagman, "NODE_LOG_MAX_READ", 1500)
+    probed = Probed(stage_run1(tmp_path / "budget"))
+    size = (tmp_path / "budget" / "pipe.dag.nodes.log").stat().st_size
+    ticks = [probed.collect()]
+    while ticks[-1]["pipeline/pipe.dag"]["dag.catching_up"] and len(ticks) < 20:
+        ticks.append(probed.collect())
+    assert len(ticks) >= size // 1500
+    for got in ticks[:-1]:
+        dag_facts = got["pipeline/pipe.dag"]
+        assert (dag_facts["dag.finished"], dag_facts["job.state"]) == (False, "COMPLETING")
+        assert dag_facts["job.raw_state"].startswith("DAGMan ended; reading the node log (")
+        assert 0 < dag_facts["dag.log_behind"] <= size
+        assert all(got[f"pipeline/{n}"]["node.catching_up"] is True for n in "ABCD")
+        assert all(got[f"pipeline/{n}"]["job.state"] != "CANCELLED" for n in "ABC")
+    last = ticks[-1]
+    assert (last["pipeline/pipe.dag"]["dag.log_behind"], last["pipeline/A"]["node.catching_up"],
+            last["pipeline/pipe.dag"]["dag.finished"]) == (0, False, True)
+    assert {k: _comparable(f) for k, f in last.items()} == {
+        k: _comparable(f) for k, f in whole.items()}
+
+
+def _comparable(facts: dict[str, Any]) -> dict[str, Any]:
+    """Facts without the ones naming the staging folder or the clock."""
+    return {k: v for k, v in facts.items()
+            if k not in ("node.dag", "dag.file", "job.workdir", "dag.rescue_file",
+                         "dag.status_age") and not k.startswith("job.elapsed")}
+
+
 def stage_abort(folder: Path, runs: int | None = None) -> Path:
     """abort.dag: ABORT-DAG-ON X 7 RETURN 9 made DAGMan exit 9 and HTCondor run it again
     four times, until the DAGMan job was removed; H waits held for a missing input."""
@@ -257,6 +385,46 @@ def test_a_held_node_is_held_with_reason_and_diagnosis(tmp_path: Path) -> None:
         8, 2, "launch_failed")
     assert got["pipeline/abort.dag"]["dag.held"] == 1
     assert got["pipeline/abort.dag"]["job.state"] == "RUNNING"
+
+
+HOLD_RELEASE = """\
+012 (010.000.000) 2026-11-22 08:22:35 Job was held.
+\tvia condor_hold (by user rmcondor)
+\tCode 1 Subcode 0
+...
+013 (010.000.000) 2026-11-22 08:22:37 Job was released.
+\tvia condor_release (by user rmcondor)
+...
+"""
+
+
+def test_released_node_loses_its_hold_reason(tmp_path: Path) -> None:
+    """A node held, then released, then failing with exit 3 reports the failure alone: the
+    hold reason, code and diagnosis of the earlier hold are gone once it is released."""
+    (tmp_path / "one.dag").write_text("JOB C node.sub\n", encoding="utf-8")
+    events = [e for e in _events((PIPE / "run1.nodes.log").read_text(encoding="utf-8"))
+              if e.split("\n", 1)[0].split()[1] == "(010.000.000)"]
+    submit, execute, terminate = events
+    log = tmp_path / "one.dag.nodes.log"
+    hold, release = _events(HOLD_RELEASE)
+    log.write_text(submit + hold, encoding="utf-8")
+    probed = Probed(tmp_path / "one.dag")
+    held = probed.collect()["pipeline/C"]
+    assert (held["job.state"], held["job.hold_code"], held["job.diagnosis"]) == (
+        "HELD", 1, "cancelled")
+    assert held["job.hold_reason"] == "via condor_hold (by user rmcondor)"
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(release)
+    released = probed.collect()["pipeline/C"]
+    assert released["job.state"] == "PENDING" and released["job.status"] == "idle"
+    assert not {"job.hold_reason", "job.hold_code", "job.diagnosis"} & set(released)
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(execute + terminate)
+    failed = probed.collect()["pipeline/C"]
+    assert (failed["job.state"], failed["job.exit_code"], failed["node.state"]) == (
+        "FAILED", 3, "ERROR")
+    assert not {"job.hold_reason", "job.hold_code", "job.hold_subcode"} & set(failed)
+    assert failed["node.detail"] == "job 10 exited 3"
 
 
 def test_bad_dag_file_is_a_problem_fact_until_fixed(tmp_path: Path) -> None:
@@ -346,18 +514,22 @@ def test_groups_by_run_uuid_give_progress_epochs_and_resources(tmp_path: Path) -
 
 
 def test_run_uuid_filter_watches_one_training_run(tmp_path: Path) -> None:
-    """`--run-uuid r1` keeps only r1's nodes: the run is terminal and succeeded, while the
-    whole DAG failed."""
+    """`--run-uuid r1` keeps r1's nodes and the DAG they belong to (DAG-level rules still see
+    it): the run is terminal and succeeded, while the whole DAG failed and wrote a rescue
+    DAG; the DAG instance does not count as one of the run's jobs."""
     dag = stage_run1(tmp_path)
     engine = _engine(tmp_path, dag, group_filter=("run_uuid", "r1"))
     try:
         engine.tick()
         keys = sorted(engine.instances)
         run = engine.run_facts
+        whole = engine.instances["pipeline/pipe.dag"]
     finally:
         engine.close()
-    assert keys == ["pipeline/A", "pipeline/B"]
-    assert (run["run.all_terminal"], run["run.all_succeeded"]) == (True, True)
+    assert keys == ["pipeline/A", "pipeline/B", "pipeline/pipe.dag"]
+    assert (whole["dag.failed"], whole["dag.rescue_written"]) == (1, True)
+    assert (run["run.total"], run["run.all_terminal"], run["run.all_succeeded"]) == (
+        2, True, True)
     rs = tmp_path / "r.yaml"
     one = run_cli("run", str(rs), "--once", "--run-uuid", "r1", "--state", str(tmp_path / "a"))
     assert one.returncode == 0, one.stderr
@@ -369,6 +541,41 @@ def test_run_uuid_filter_watches_one_training_run(tmp_path: Path) -> None:
     bad = run_cli("run", str(rs), "--once", "--group", "run_uuid")
     assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_unknown_run_uuid_is_warned_once_with_the_known_ones(tmp_path: Path) -> None:
+    """A `--run-uuid` no instance has is said once, with the values there are, instead of
+    watching nothing in silence."""
+    stage_run1(tmp_path)
+    rs = tmp_path / "r.yaml"
+    rs.write_text(RULESET.format(dag="pipe.dag").replace("every: 1s", "every: 0.05s"),
+                  encoding="utf-8")
+    from rulesmon.config.loader import load
+
+    engine = Engine(load(rs), state_path=tmp_path / "s.db", log=NullLog(),
+                    group_filter=("run_uuid", "r9"))
+    warned: list[dict[str, Any]] = []
+    engine.log = _Capture(warned)
+    try:
+        for _ in range(3):
+            engine.tick()
+    finally:
+        engine.close()
+    assert engine.instances == {}
+    assert [w["message"] for w in warned if w["event"] == "group_filter_unmatched"] == [
+        "no instance has run_uuid=r9 (known: r1, r2)"]
+    out = run_cli("run", str(rs), "--once", "--run-uuid", "r9", "--state", str(tmp_path / "x"))
+    assert "no instance has run_uuid=r9 (known: r1, r2)" in out.stderr
+
+
+class _Capture(NullLog):
+    """A log that keeps its warnings."""
+
+    def __init__(self, into: list[dict[str, Any]]) -> None:
+        self.into = into
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self.into.append({"event": event, **kw})
 
 
 def test_control_refuses_what_it_cannot_do(tmp_path: Path) -> None:

@@ -149,8 +149,8 @@ class _Parser:
     def read(self, path: Path, where: tuple[str, int] | None) -> str:
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the file name
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             if where is None:
                 raise DagError(path, 0, f"cannot read the DAG file: {reason}") from None
             raise DagError(where[0], where[1], f"cannot read {path}: {reason}") from None
@@ -173,10 +173,13 @@ class _Parser:
                 held.append(line[:-1])
                 continue
             held.append(line)
-            out.append((start, " ".join(held)))
+            joined = " ".join(held).strip()
+            if joined and joined[0] != "#":  # lone `\` lines join into nothing
+                out.append((start, joined))
             held = []
-        if held:
-            out.append((start, " ".join(held)))
+        joined = " ".join(held).strip()
+        if joined and joined[0] != "#":
+            out.append((start, joined))
         return out
 
     # one file into a scope ----------------------------------------------------------------

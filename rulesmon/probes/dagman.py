@@ -50,7 +50,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,13 @@ _ENDED = ("done", "removed")
 _FINAL_WAITS_FOR = ("DONE", "ERROR", "FUTILE")
 _MB = 1 << 20
 _KB = 1 << 10
+#: Bytes of a node log read per tick at most (as the log tailer's MAX_READ).
+NODE_LOG_MAX_READ = 64 << 20
+#: Share of the tick interval the node logs may take, at most READ_SECONDS_MAX seconds: the
+#: probe's timeout is 80% of the interval, and a 100 MB log takes 10-20 s to read whole.
+READ_SHARE = 0.4
+READ_SECONDS_MAX = 10.0
+_NODE_LOG_CHUNK = 1 << 20
 _RESCUE = re.compile(r"\.rescue(\d{3})$")
 
 
@@ -166,16 +173,23 @@ class _NodeLog:
     """The node log, followed, and the per-node view derived from it."""
 
     def __init__(self, path: Path) -> None:
-        self.follower = UserLogFollower(path)
+        self.follower = UserLogFollower(path, chunk=_NODE_LOG_CHUNK)
         self.nodes: dict[str, _NodeJobs] = {}
         self.clusters: dict[int, str] = {}
         self.garbage = 0
         self.garbage_sample = ""
         self.error: str | None = None
+        self.catching_up = False
+        self.behind = 0
 
-    def read(self) -> None:
-        result = self.follower.read()
+    def read(self, deadline: float | None = None) -> None:
+        """New events, at most NODE_LOG_MAX_READ bytes and until `deadline`: a large log
+        found at start is caught up over several ticks (`catching_up`), so no tick outlasts
+        the probe's timeout."""
+        result = self.follower.read(NODE_LOG_MAX_READ, deadline)
         self.error = result.error
+        self.catching_up = result.more
+        self.behind = result.behind
         if result.reset:
             self.nodes.clear()
             self.clusters.clear()
@@ -218,6 +232,7 @@ class _NodeLog:
             proc.started = proc.started or e.time
             sub.started = sub.started or e.time
             jobs.run_count += 1
+            jobs.hold_reason, jobs.hold_code, jobs.hold_subcode = "", None, None
             jobs.host = f.get("slot") or f.get("host") or jobs.host
         elif e.code in (TERMINATED, EVICTED):
             _usage(jobs, f)
@@ -245,6 +260,7 @@ class _NodeLog:
             jobs.hold_subcode = f.get("hold_subcode")
         elif e.code == RELEASED:
             proc.status = "idle"
+            jobs.hold_reason, jobs.hold_code, jobs.hold_subcode = "", None, None
         elif e.code == SUSPENDED:
             proc.status = "suspended"
         elif e.code == UNSUSPENDED:
@@ -452,6 +468,41 @@ class _DagmanJob:
             self.hold_code = f.get("hold_code")
         elif e.code == RELEASED:
             self.status = "idle"
+            self.hold_reason, self.hold_code = "", None
+
+
+# --- a DAG submitted again (a rescue run) ------------------------------------------------------
+
+
+@dataclass
+class _Rerun:
+    """A new DAGMan job for a DAG that had ended: `control: resubmit`, or a condor_submit_dag
+    seen in the DAGMan job's log. Until its run shows in dagman.out, what the files say is the
+    previous run's: the DAG and the nodes that will run again are waiting, not ended."""
+
+    cluster: int | None
+    at: float
+    rescue: str | None = None  #: the rescue DAG it starts from, when known
+    runs_before: int = 0  #: dagman.out runs seen when it was submitted
+
+
+#: DAGs resubmitted by `control: resubmit` in this process (resolved .dag path → the new
+#: DAGMan job): the probe takes them on its next tick, as the control action runs on a thread
+#: of its own and the DAGMan job's log may say nothing yet.
+_RESUBMITTED: dict[str, _Rerun] = {}
+_RESUBMITTED_LOCK = threading.Lock()
+
+
+def _take_resubmitted(dag: Path) -> _Rerun | None:
+    with _RESUBMITTED_LOCK:
+        return _RESUBMITTED.pop(_dag_id(dag), None)
+
+
+def _dag_id(dag: Path) -> str:
+    try:
+        return str(dag.resolve())
+    except OSError:
+        return str(dag.absolute())
 
 
 # --- one watched DAG --------------------------------------------------------------------------
@@ -487,6 +538,7 @@ class _Watch:
     submitted: bool = False
     submit_error: str = ""
     submit_note: str = ""
+    rerun: _Rerun | None = None
 
     @property
     def dag_key(self) -> str:
@@ -532,10 +584,12 @@ class DagmanProbe:
 
     def collect(self, ctx: TickContext) -> dict[str, Facts]:
         out: dict[str, Facts] = {}
+        every = float(getattr(ctx.ruleset, "every", 30.0) or 30.0)
+        deadline = time.monotonic() + max(0.2, min(READ_SHARE * every, READ_SECONDS_MAX))
         with self._lock:
             for w in self._watches:
                 try:
-                    out.update(self._collect(w, ctx.now))
+                    out.update(self._collect(w, ctx.now, deadline))
                 except Exception as exc:  # a bug or an unforeseen file must not stop the rest
                     self._problem(w, f"internal error: {_one_line(exc)}")
                     out[w.dag_key] = {**_dag_base(w), **_problem_facts(w)}
@@ -567,7 +621,7 @@ class DagmanProbe:
 
     # --- one DAG, one tick ---------------------------------------------------------------
 
-    def _collect(self, w: _Watch, now: float) -> dict[str, Facts]:
+    def _collect(self, w: _Watch, now: float, deadline: float | None = None) -> dict[str, Facts]:
         problems: list[str] = []
         if now - w.last_slow >= float(w.spec.min_interval):
             w.last_slow = now
@@ -581,9 +635,25 @@ class DagmanProbe:
         jres = w.job_log.read()
         if jres.reset:
             w.job = _DagmanJob()
+        resubmitted = _take_resubmitted(w.dag_path)
+        if resubmitted is not None:
+            resubmitted.runs_before = w.out.runs if w.out else 0
+            if w.rerun is not None and w.rerun.cluster == resubmitted.cluster:
+                resubmitted.runs_before = w.rerun.runs_before  # its log was read first
+            if w.job.cluster != resubmitted.cluster:
+                w.job = _DagmanJob(cluster=resubmitted.cluster)
+            w.rerun = resubmitted
+            w.submit_note = (f"resubmitted from {resubmitted.rescue or 'its rescue DAG'} as "
+                             f"cluster {resubmitted.cluster if resubmitted.cluster else '?'}")
+            log.info("dag_resubmitted dag=%s %s", w.dag_path, w.submit_note)
         for event in jres.events:
             if event.code == SUBMIT and event.cluster != w.job.cluster and (
                     w.job.cluster is None or w.job.status or event.cluster > w.job.cluster):
+                if w.job.cluster is not None and (w.rerun is None or
+                                                  (w.rerun.cluster or 0) < event.cluster):
+                    # submitted again after an earlier DAGMan job (condor_submit_dag by hand)
+                    w.rerun = _Rerun(event.cluster, event.time or now,
+                                     runs_before=w.out.runs if w.out else 0)
                 w.job = _DagmanJob(cluster=event.cluster)  # a new submission of the DAG
             w.job.apply(event)
         if w.out is None:
@@ -595,7 +665,7 @@ class DagmanProbe:
             self._rescues(w, force=True)
         if w.node_log is None:
             w.node_log = _NodeLog(w.nodes_log)
-        w.node_log.read()
+        w.node_log.read(deadline)
         nl = w.node_log
         # a missing file is normal before the DAG starts (and dagman.log is optional); the
         # node log must exist once DAGMan runs
@@ -705,13 +775,24 @@ class DagmanProbe:
         dag = w.dag
         assert w.node_log is not None and w.out is not None
         run = w.out.run
-        finished, exit_code = _dag_end(w)
+        rerun = w.rerun
+        waiting = rerun is not None and not _rerun_started(run, w.out.runs, rerun)
+        if waiting:
+            run = None  # dagman.out still tells the previous run
+        finished, exit_code = _dag_end(w, run)
+        catching_up = w.node_log.catching_up
+        ended = finished
+        if catching_up:  # node states lag behind: nothing is judged over yet
+            finished = False
         if w.submit_error:  # nothing will run: the nodes end with the DAG instance
             finished = True
-        status_nodes, status_dag = _status_view(w)
+        status_nodes, status_dag = ({}, {}) if waiting else _status_view(w, run)
         pre_done: set[str] = set()
         if run is not None and run.rescue_used:
             pre_done = self._rescue_done(w, run.rescue_used)
+        elif waiting and rerun is not None and (rerun.rescue or w.rescues):
+            pre_done = self._rescue_done(w, rerun.rescue or w.rescues[-1].name)
+        since = rerun.cluster if rerun is not None else None
         states: dict[str, _NodeView] = {}
         if dag is not None:
             order = _topo(dag)
@@ -724,18 +805,29 @@ class DagmanProbe:
                 parents = [states[p] for p in node.parents if p in states] if not final else \
                     [v for v in states.values() if v.state not in _FINAL_WAITS_FOR]
                 states[name] = view = _node_view(
-                    node, w.node_log.nodes.get(name), run, status_nodes.get(name), pre_done,
-                    finished, parents, final=final)
+                    node, _this_run(w.node_log.nodes.get(name), since), run,
+                    status_nodes.get(name), pre_done, finished, parents, final=final)
                 if w.submit_error and view.state in ("NOT_READY", "READY"):
                     view.detail = "never ran: the DAG could not be submitted"
+                elif waiting and view.state != "DONE":
+                    view.detail = f"to run again: {w.submit_note or 'the DAG was resubmitted'}"
             cluster = w.job.cluster or (run.cluster if run else None)
             batch = f"{w.dag_path.name}+{cluster}" if cluster is not None else None
             for name, node in dag.nodes.items():
-                facts = _node_facts(w, node, states[name], w.node_log.nodes.get(name), now)
+                facts = _node_facts(w, node, states[name],
+                                    _this_run(w.node_log.nodes.get(name), since), now)
                 if batch is not None:  # DAGMan's JobBatchName for the DAG's jobs
                     facts["job.batch_name"] = batch
+                facts["node.catching_up"] = catching_up
                 out[instance_key(w.key, name)] = facts
-        out[w.dag_key] = self._dag_facts(w, states, run, finished, exit_code, status_dag, now)
+        dag_facts = self._dag_facts(w, states, run, finished, exit_code, status_dag, now)
+        dag_facts["dag.catching_up"] = catching_up
+        dag_facts["dag.log_behind"] = w.node_log.behind if catching_up else 0
+        if catching_up and ended:  # DAGMan is done; its outcome is told once the log is read
+            dag_facts.update({"job.state": "COMPLETING", "job.outcome": "running",
+                              "job.raw_state": f"DAGMan ended; reading the node log "
+                              f"({w.node_log.behind:,} bytes behind)"})
+        out[w.dag_key] = dag_facts
         return out
 
     def _dag_facts(self, w: _Watch, states: Mapping[str, _NodeView], run: _Run | None,
@@ -957,10 +1049,31 @@ def _topo(dag: Dag) -> list[str]:
     return order
 
 
-def _dag_end(w: _Watch) -> tuple[bool, int | None]:
-    """Whether the DAGMan job has ended for good, and its exit code."""
+def _rerun_started(run: _Run | None, runs: int, rerun: _Rerun) -> bool:
+    """Whether dagman.out's latest run is the one of the DAG submitted again."""
+    if run is None:
+        return False
+    if rerun.cluster is not None and run.cluster is not None:
+        return run.cluster >= rerun.cluster
+    return runs > rerun.runs_before
+
+
+def _this_run(jobs: _NodeJobs | None, since: int | None) -> _NodeJobs | None:
+    """A node's submissions by the current DAGMan job only (cluster ids grow: the node jobs of
+    a DAG submitted again as cluster N are above N), until DAGMan truncates the node log."""
+    if jobs is None or since is None or not jobs.submissions or \
+            jobs.submissions[0].cluster > since:
+        return jobs
+    kept = [s for s in jobs.submissions if s.cluster > since]
+    if not kept:
+        return None
+    return replace(jobs, submissions=kept)
+
+
+def _dag_end(w: _Watch, run: _Run | None) -> tuple[bool, int | None]:
+    """Whether the DAGMan job has ended for good, and its exit code (`run`: its run in
+    dagman.out, None while a DAG submitted again has not started)."""
     job = w.job
-    run = w.out.run if w.out else None
     if job.status == "done":
         return True, job.exit_code
     if job.status == "removed":
@@ -996,7 +1109,8 @@ def _abort(w: _Watch, run: _Run | None, finished: bool,
     return False, ""
 
 
-def _status_view(w: _Watch) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def _status_view(w: _Watch, run: _Run | None) -> tuple[dict[str, dict[str, Any]],
+                                                       dict[str, Any]]:
     """Node ads and the DagStatus ad of the status file, if it belongs to the current run."""
     nodes: dict[str, dict[str, Any]] = {}
     dag: dict[str, Any] = {}
@@ -1006,7 +1120,6 @@ def _status_view(w: _Watch) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
             dag = ad
         elif kind == "NodeStatus" and isinstance(ad.get("Node"), str):
             nodes[ad["Node"]] = ad
-    run = w.out.run if w.out else None
     stamp = dag.get("Timestamp")
     if run is not None and run.started is not None and isinstance(stamp, int | float) \
             and stamp < run.started - 2:
@@ -1267,5 +1380,8 @@ def _resubmit(facts: Mapping[str, Any], timeout: float) -> str:
                   cwd=dag.parent, timeout=timeout)
     m = re.search(r"submitted to cluster (\d+)", out)
     where = f"cluster {m.group(1)}" if m else cli.first_line(out) or "submitted"
+    with _RESUBMITTED_LOCK:  # the probe follows the DAG into this new run
+        _RESUBMITTED[_dag_id(dag)] = _Rerun(int(m.group(1)) if m else None, time.time(),
+                                            newest.name)
     return f"condor_submit_dag {dag.name} from {newest.name}: {where} " \
         f"({time.monotonic() - started:.1f}s)"

@@ -349,6 +349,8 @@ class ReadResult:
     garbage: int = 0  #: blocks that were not events
     garbage_sample: str = ""
     error: str | None = None  #: one line, when the file could not be read
+    more: bool = False  #: stopped at its byte or time budget: complete events remain unread
+    behind: int = 0  #: bytes after the last complete event read (a partial event counts)
 
 
 class UserLogFollower:
@@ -363,7 +365,10 @@ class UserLogFollower:
         self.total_bytes = 0  #: every byte read so far, for benchmarks and facts
         self.events_total = 0
 
-    def read(self, max_bytes: int | None = None) -> ReadResult:
+    def read(self, max_bytes: int | None = None, deadline: float | None = None) -> ReadResult:
+        """The events appended since the last call; at most `max_bytes` read, and no new
+        chunk started after `deadline` (a `time.monotonic()` value): the rest comes next call
+        and `more` says so (a large log found at start is caught up over several calls)."""
         out = ReadResult()
         try:
             fd = os.open(self.path, os.O_RDONLY)
@@ -382,7 +387,8 @@ class UserLogFollower:
             self.ident = ident
             if len(self.head) < FINGERPRINT and size > len(self.head):
                 self.head = os.pread(fd, FINGERPRINT, 0)
-            self._consume(fd, size, out, max_bytes)
+            self._consume(fd, size, out, max_bytes, deadline)
+            out.behind = max(0, size - self.offset)
         except OSError as exc:
             out.error = _reason_text(exc, self.path)
         finally:
@@ -397,11 +403,16 @@ class UserLogFollower:
         return os.pread(fd, len(self.head), 0) == self.head if size >= len(self.head) else \
             False
 
-    def _consume(self, fd: int, size: int, out: ReadResult, max_bytes: int | None) -> None:
+    def _consume(self, fd: int, size: int, out: ReadResult, max_bytes: int | None,
+                 deadline: float | None) -> None:
         pending = b""
         pos = self.offset
         budget = max_bytes if max_bytes is not None else size
-        while pos < size and budget > 0:
+        while pos < size:
+            if budget <= 0 or (deadline is not None and out.bytes_read
+                               and time.monotonic() >= deadline):
+                out.more = True
+                break
             want = min(self.chunk, size - pos, budget)
             data = os.pread(fd, want, pos)
             if not data:
