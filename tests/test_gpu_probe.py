@@ -260,7 +260,8 @@ def test_nvml_devices_job_follows_processes(tmp_path: Path, spawn: Any) -> None:
         "gpu.mem_total": 160 * GiB, "gpu.mem_pct": 75.0, "gpu.temp": 70.0,
         "gpu.power": 650.0, "gpu.power_limit": 800.0, "gpu.throttled": True,
         "gpu.throttle_reasons": ["hw_thermal_slowdown", "sw_power_cap"],
-        "gpu.ecc_errors": 1, "worker.gpu_util": 80.0, "worker.gpu_mem": 10 * GiB}
+        "gpu.ecc_errors": 1, "worker.gpu_util": 80.0, "worker.gpu_mem": 10 * GiB,
+        "gpu.job_mem": 10 * GiB}
     b = out["train/1"]
     assert (b["gpu.count"], b["gpu.util"], b["gpu.temp"], b["worker.gpu_mem"]) == (
         1, 100.0, 80.0, 20 * GiB)
@@ -664,3 +665,122 @@ def test_csv_path_is_a_folder(tmp_path: Path) -> None:
 def test_parse_timestamp(text: str, expected: float | None) -> None:
     """nvidia-smi, ISO and epoch timestamps are understood; anything else is no timestamp."""
     assert parse_timestamp(text) == (pytest.approx(expected) if expected is not None else None)
+
+
+# --- Xid errors ------------------------------------------------------------------------------
+
+BUSES = ["00000000:3B:00.0", "00000000:86:00.0", "00000000:AF:00.0", "00000000:D8:00.0"]
+
+
+class PciPynvml(FakePynvml):
+    """The fake with PCI addresses (as nvidia-smi shows them) and, optionally, NVML's Xid
+    event API holding `xids` as (GPU index, Xid) pairs."""
+
+    def __init__(self, xids: list[tuple[int, int]] | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.xids = xids
+        self.registered: list[int] = []
+
+    def nvmlDeviceGetPciInfo(self, h: int) -> Any:
+        return SimpleNamespace(busId=BUSES[h].encode())
+
+    def nvmlEventSetCreate(self) -> Any:
+        if self.xids is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return "event-set"
+
+    def nvmlDeviceRegisterEvents(self, h: int, kinds: int, events: Any) -> None:
+        assert kinds == 0x8 and events == "event-set"
+        self.registered.append(h)
+
+    def nvmlEventSetWait(self, events: Any, timeout_ms: int) -> Any:
+        assert timeout_ms == 0
+        if not self.xids:
+            raise NVMLError("Timeout")
+        index, xid = self.xids.pop(0)
+        return SimpleNamespace(device=index, eventData=xid, eventType=0x8)
+
+    def nvmlEventSetFree(self, events: Any) -> None:
+        self.calls["nvmlEventSetFree"] += 1
+
+
+def fake_dmesg(tmp_path: Path, source: Path) -> tuple[str, ...]:
+    script = tmp_path / "dmesg"
+    script.write_text(f"#!/bin/sh\ncat {source}\n")
+    script.chmod(0o755)
+    return (str(script),)
+
+
+XID_JOBS = """
+one:
+  gpu: {devices: [0]}
+two:
+  gpu: {devices: [1, 2]}
+idle:
+  gpu: {devices: [3]}
+"""
+
+
+def test_xid_errors_from_recorded_kernel_lines(tmp_path: Path) -> None:
+    """`NVRM: Xid` lines of a recorded kernel log and dmesg are counted per GPU by PCI
+    address (an event in both once), with the last Xid code and line; new lines are picked
+    up, and only events since the job started count."""
+    kern = tmp_path / "kern.log"
+    shutil.copy(FIXTURES / "kern_xid.log", kern)
+    boot = 1_736_935_000.0  # so that uptime 8123 s is 2025-01-15 10:20:03 UTC
+    reader = gpu.XidReader(logs=(kern,), dmesg=fake_dmesg(tmp_path, FIXTURES / "dmesg_xid.txt"),
+                           interval=0, boot_time=boot)
+    rs = ruleset(XID_JOBS, tmp_path)
+    probe = GpuProbe(rs, tmp_path, nvml=PciPynvml(), xid=reader)
+    instances: dict[str, dict[str, Any]] = {
+        "one/x": {"job.key": "one"}, "two/x": {"job.key": "two"},
+        "idle/x": {"job.key": "idle"}}
+    out = collect(probe, rs, tmp_path, instances)
+    assert out["one/x"]["gpu.xid_errors"] == 2  # 79 and 13 on 3b:00, in both sources
+    assert out["one/x"]["gpu.last_xid"] == 13
+    assert out["one/x"]["gpu.last_xid_line"].startswith(
+        "NVRM: Xid (PCI:0000:3b:00): 13, pid=48213, name=python, Graphics SM Warp Exception")
+    assert (out["two/x"]["gpu.xid_errors"], out["two/x"]["gpu.last_xid"]) == (2, 31)
+    assert out["idle/x"]["gpu.xid_errors"] == 0 and "gpu.last_xid" not in out["idle/x"]
+    with kern.open("a") as f:
+        f.write("Jan 15 10:30:00 gpu07 kernel: [ 8700.5] NVRM: Xid (PCI:0000:d8:00): 94, "
+                "pid=1, name=python, Contained: SM (0x1). RST: No, D-RST: No\n")
+    out = collect(probe, rs, tmp_path, instances)
+    assert (out["idle/x"]["gpu.xid_errors"], out["idle/x"]["gpu.last_xid"]) == (1, 94)
+    later = {"one/x": {"job.key": "one", "job.start_time": boot + 8200}}
+    assert collect(probe, rs, tmp_path, later)["one/x"]["gpu.xid_errors"] == 1
+    probe.close()
+
+
+def test_xid_from_nvml_events_when_no_kernel_log_is_readable(tmp_path: Path) -> None:
+    """Without a readable kernel log, NVML's Xid events count instead; with neither, the
+    Xid facts are absent (unknown), not zero."""
+    rs = ruleset(XID_JOBS, tmp_path)
+    fake = PciPynvml(xids=[(0, 79), (1, 48), (0, 13)])
+    probe = GpuProbe(rs, tmp_path, nvml=fake, xid=gpu.XidReader(logs=(), dmesg=None))
+    instances: dict[str, dict[str, Any]] = {"one/x": {"job.key": "one"},
+                                            "two/x": {"job.key": "two"}}
+    out = collect(probe, rs, tmp_path, instances)
+    assert (out["one/x"]["gpu.xid_errors"], out["one/x"]["gpu.last_xid"]) == (2, 13)
+    assert (out["two/x"]["gpu.xid_errors"], out["two/x"]["gpu.last_xid"]) == (1, 48)
+    assert fake.registered == [0, 1, 2, 3]
+    assert collect(probe, rs, tmp_path, instances)["one/x"]["gpu.xid_errors"] == 2
+    probe.close()
+    assert fake.calls["nvmlEventSetFree"] == 1
+    quiet = GpuProbe(rs, tmp_path, nvml=PciPynvml(), xid=gpu.XidReader(logs=(), dmesg=None))
+    facts = collect(quiet, rs, tmp_path, instances)["one/x"]
+    assert facts["gpu.available"] is True and "gpu.xid_errors" not in facts
+
+
+def test_job_gpu_memory_for_a_job_that_is_not_a_worker(tmp_path: Path, spawn: Any) -> None:
+    """A job instance without workers (a SLURM or watched job) gets gpu.job_mem, the GPU
+    memory of its own processes, not the whole GPUs' gpu.mem_used."""
+    leader, (child,) = spawn(1)
+    stranger, _ = spawn(0, session=True)
+    fake = FakePynvml({1: [(child, 12 * GiB), (stranger, 30 * GiB)]})
+    rs = ruleset("slurmish:\n  gpu: {devices: job}\n", tmp_path)
+    out = collect(GpuProbe(rs, tmp_path, nvml=fake), rs, tmp_path,
+                  {"slurmish/1": {"job.key": "slurmish", "job.pid": leader}})
+    facts = out["slurmish/1"]
+    assert facts["gpu.job_mem"] == 12 * GiB and facts["gpu.mem_used"] == 40 * GiB
+    assert "worker.gpu_mem" not in facts

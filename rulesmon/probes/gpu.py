@@ -16,6 +16,11 @@ group it leads. Until one of them shows up on a GPU, `worker.gpu` (the CUDA_VISI
 index, which assumes CUDA_DEVICE_ORDER=PCI_BUS_ID) is used. With no process on a GPU and no
 `worker.gpu`, `gpu.count` is 0 and the other values are absent. NVML reports host pids: a
 job in another pid namespace (a container) is not matched.
+`gpu.job_mem` is the GPU memory of the instance's own processes (any instance with a known
+pid, worker or not); `worker.gpu_mem` the same for a worker. Xid errors (`gpu.xid_errors`,
+`gpu.last_xid`) come from the kernel's `NVRM: Xid` lines for the instance's GPUs, matched by
+PCI address (see xid.py), counted from `job.start_time`; where no kernel log can be read,
+from NVML's Xid events (registered once, drained without waiting each tick).
 
 CSV (`csv:` path template rendered with `job` and `worker`; SLURM's `%j`... too): only the
 header and the last rows are read (seeking from the end, never the whole file). nvidia-smi's
@@ -42,6 +47,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import Facts, TickContext, job_base, render_path
 from .logs import expand_slurm, render_context
+from .xid import BusId, XidEvent, XidReader, bus_id, summarize
 
 if TYPE_CHECKING:
     from ..config.models import GpuSpec, Job, Ruleset
@@ -78,6 +85,7 @@ THROTTLE_REASONS = {
     0x400: "reliability",
 }
 _NVML_TEMPERATURE_GPU = 0
+_NVML_EVENT_XID = 0x0000000000000008  #: nvmlEventTypeXidCriticalError
 _NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1
 _NVML_VOLATILE_ECC = 0
 
@@ -95,6 +103,7 @@ class Device:
     power_limit: float | None = None
     throttle: list[str] | None = None
     ecc: int | None = None
+    bus: BusId | None = None  #: PCI address, to match the kernel's Xid lines
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,7 @@ class Nvml:
         self._m: Any = None  # the module, once nvmlInit succeeded
         self._failed_at: float | None = None
         self._error = ""
+        self._events: Any = None  # the Xid event set, False when NVML cannot give one
 
     def _init(self) -> Any:
         if self._m is not None:
@@ -240,11 +250,55 @@ class Nvml:
                         _NVML_MEMORY_ERROR_TYPE_UNCORRECTED, _NVML_VOLATILE_ECC)
         if ecc is not None:
             d.ecc = int(ecc)
+        pci = self._get(("nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo"), handle)
+        text = getattr(pci, "busIdLegacy", None) or getattr(pci, "busId", None)
+        if isinstance(text, str | bytes):
+            d.bus = bus_id(text)
         return d
+
+    def xid_events(self, devices: Mapping[int, Device]) -> list[XidEvent]:
+        """Xid errors NVML reported since the last call (its event API, where the driver
+        supports it; registered on first use, never waiting); [] where it cannot."""
+        m = self._m
+        if m is None or self._events is False:
+            return []
+        try:
+            if self._events is None:
+                events = m.nvmlEventSetCreate()
+                for index in devices:
+                    m.nvmlDeviceRegisterEvents(m.nvmlDeviceGetHandleByIndex(index),
+                                               _NVML_EVENT_XID, events)
+                self._events = events
+            out: list[XidEvent] = []
+            handles = {index: m.nvmlDeviceGetHandleByIndex(index) for index in devices}
+            for _ in range(1000):
+                try:
+                    data = m.nvmlEventSetWait(self._events, 0)
+                except m.NVMLError:
+                    break  # timeout: no more events
+                which = next((i for i, h in handles.items() if h == data.device), None)
+                device = devices.get(which) if which is not None else None
+                if device is not None and device.bus is not None:
+                    out.append(XidEvent(device.bus, int(data.eventData), time.time(),
+                                        f"NVML: Xid {int(data.eventData)} on GPU {which}"))
+            return out
+        except (AttributeError, TypeError, m.NVMLError) as exc:
+            log.debug("NVML Xid events: %s", exc)
+            self._events = False
+            return []
+
+    @property
+    def xid_supported(self) -> bool:
+        """NVML delivers Xid events (its event set is registered)."""
+        return self._events is not None and self._events is not False
 
     def close(self) -> None:
         m, self._m = self._m, None
         if m is not None:
+            if self._events not in (None, False):
+                with contextlib.suppress(Exception):
+                    m.nvmlEventSetFree(self._events)
+            self._events = None
             try:
                 m.nvmlShutdown()
             except Exception as exc:  # shutting down: nothing more to do about it
@@ -617,6 +671,8 @@ class _Tick:
         self._snapshot: Snapshot | None = None
         self._owners: dict[int, set[int]] = {}
         self.csv: dict[str, CsvSample | Exception] = {}
+        self._xids: list[XidEvent] | None = None
+        self._xids_read = False
 
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:
@@ -625,6 +681,24 @@ class _Tick:
             except NvmlUnavailable as exc:
                 self._snapshot = Snapshot(error=str(exc))
         return self._snapshot
+
+    def xids(self, snap: Snapshot) -> list[XidEvent] | None:
+        """The host's Xid events (kernel log, else NVML's events), read once per tick; None
+        when no source can be read."""
+        if not self._xids_read:
+            self._xids_read = True
+            reader = self.probe.xid
+            if reader is None:
+                reader = self.probe.xid = XidReader()
+            events = reader.events()
+            self.probe.nvml_xids.extend(self.probe.nvml.xid_events(snap.devices))
+            if reader.readable:
+                self._xids = events
+            elif self.probe.nvml.xid_supported:
+                self._xids = list(self.probe.nvml_xids)
+            else:
+                self._xids = None
+        return self._xids
 
     def owners(self, pid: int) -> set[int]:
         """The pid, its ancestors and its process group leader: an instance owns a GPU
@@ -647,11 +721,15 @@ class GpuProbe:
 
     name = "gpu"
 
-    def __init__(self, ruleset: Ruleset, base_dir: Path | str, nvml: Any = None) -> None:
+    def __init__(self, ruleset: Ruleset, base_dir: Path | str, nvml: Any = None,
+                 xid: XidReader | None = None) -> None:
         self.ruleset = ruleset
         self.base_dir = Path(base_dir)
         #: The NVML boundary: an `Nvml`, or a pynvml-like module to wrap (None: pynvml).
         self.nvml = nvml if isinstance(nvml, Nvml) else Nvml(nvml)
+        #: Where Xid errors come from (created on first use: dmesg and the kernel logs).
+        self.xid = xid
+        self.nvml_xids: deque[XidEvent] = deque(maxlen=10_000)
         #: Why an instance got no facts this tick (a bug, logged), by instance key.
         self.errors: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -662,6 +740,8 @@ class GpuProbe:
     def close(self) -> None:
         with self._lock:
             self.nvml.close()
+            if self.xid is not None:
+                self.xid.close()
 
     def collect(self, ctx: TickContext) -> dict[str, Facts]:
         with self._lock:
@@ -710,13 +790,22 @@ class GpuProbe:
                 wanted = ", ".join(map(str, spec.devices))
                 return unavailable(f"GPU {wanted} not found ({len(snap.devices)} visible)")
         out: Facts = {"gpu.available": True, **aggregate([snap.devices[i] for i in indices])}
+        mems = [p.mem for p in own if p.mem is not None]
+        if pids and (mems or (snap.processes is not None and not own)):
+            out["gpu.job_mem"] = sum(mems)  # the job's own processes, not the whole GPUs'
         if "worker.index" in facts or "worker.pid" in facts:
             utils = [u for i in own_gpus if (u := snap.devices[i].util) is not None]
             if utils:
                 out["worker.gpu_util"] = sum(utils) / len(utils)
-            mems = [p.mem for p in own if p.mem is not None]
             if mems or (snap.processes is not None and not own):
                 out["worker.gpu_mem"] = sum(mems)
+        buses = {b for i in indices if (b := snap.devices[i].bus) is not None}
+        if buses:
+            events = tick.xids(snap)
+            if events is not None:
+                start = facts.get("job.start_time")
+                out.update(summarize(events, buses, start if isinstance(start, int | float)
+                                     else None))
         return out
 
     # --- CSV -------------------------------------------------------------------------------
