@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -76,9 +77,20 @@ FILTERS: dict[str, Any] = {
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, plus bounds on `*` and `**` (Jinja's own allow `'x' * 10**8`)."""
+    """The sandbox, plus bounds on `*` and `**` (Jinja's own allow `'x' * 10**8`), and facts
+    before methods: `log.extractors.items.count` is the extractor named `items`, not
+    `dict.items` (Jinja looks attributes up first)."""
 
     intercepted_binops = frozenset({"*", "**"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                if attribute in obj:
+                    return obj[attribute]
+            except TypeError:  # an unhashable key type: no such entry
+                pass
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":

@@ -55,3 +55,22 @@ def test_paths_lists_fact_chains() -> None:
         "{{ node.vars['run_uuid'] }}")
     assert set(templates.paths(tree)) == {("job", "name"), ("files", "results", "new"),
                                           ("node", "vars", "run_uuid")}
+
+
+def test_fact_keys_come_before_dict_methods() -> None:
+    """An extractor or file set named like a dict method (`items`, `keys`, `values`) is the
+    fact, in strict and run-time rendering; a method is still found where no such key is,
+    and a key never opens a way past the sandbox."""
+    from rulesmon.engine import nest
+
+    facts = nest({"log.extractors.items.count": 3, "files.values.count": 2,
+                  "job.labels": {"team": "nlp"}})
+    text = "{{ log.extractors.items.count }} {{ files.values.count }}"
+    assert templates.render(text, facts) == "3 2"
+    assert templates.render(text, facts, strict=False) == "3 2"
+    assert templates.render("{% for k, v in job.labels.items() %}{{ k }}={{ v }}{% endfor %}",
+                            facts) == "team=nlp"
+    assert templates.render("{{ log.extractors.nothing.count }}", facts, strict=False) == \
+        "unknown"
+    with pytest.raises(SecurityError):
+        templates.render("{{ d.__class__.__mro__ }}", {"d": {"x": 1}})
