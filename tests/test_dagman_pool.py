@@ -1,7 +1,7 @@
 """The dagman probe against a real personal HTCondor (scripts/dev-condor): a DAG of two
 training runs submitted and followed by one `rulesmon run`, with a retry that succeeds, a node
 that fails after its retry, a futile child, per-run notifications, and the rescue DAG
-resubmitted by a control action."""
+resubmitted by a control action and followed to its end."""
 
 from __future__ import annotations
 
@@ -23,10 +23,15 @@ from .receiver import Receiver
 
 NODE_SH = """\
 #!/bin/sh
-# node.sh NODE RETRY RC: B fails on its first attempt only; the others exit RC
+# node.sh NODE RETRY RC: B fails on its first attempt only; C exits RC on its first two
+# attempts (the first run and its retry), so the rescue run succeeds; the others exit RC
 echo "node $1 attempt $2"
 sleep 1
 if [ "$1" = B ] && [ "$2" = 0 ]; then exit 1; fi
+if [ "$1" = C ]; then
+  n=$(cat C.count 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > C.count
+  if [ "$n" -gt 2 ]; then exit 0; fi
+fi
 exit "$3"
 """
 
@@ -115,8 +120,8 @@ def _bodies(rx: Receiver) -> list[str]:
 
 def test_dag_with_retry_failure_and_rescue(condor_pool: CondorPool) -> None:
     """rulesmon submits the DAG, follows it to its end (B succeeds on its retry, C fails after
-    its retry, D is futile), notifies per node and per training run, and resubmits the rescue
-    DAG, which DAGMan then runs."""
+    its retry, D is futile), notifies per node and per training run, resubmits the rescue DAG
+    and follows the rescue run to its end (C succeeds, D runs), then exits 0."""
     folder = condor_pool.workdir("dag")
     (folder / "node.sh").write_text(NODE_SH, encoding="utf-8")
     (folder / "node.sh").chmod(0o755)
@@ -134,16 +139,28 @@ def test_dag_with_retry_failure_and_rescue(condor_pool: CondorPool) -> None:
         bodies = _bodies(rx)
     out = folder / "pipe.dag.dagman.out"
     try:
-        assert result.returncode == 1, result.stderr[-3000:]
+        assert result.returncode == 0, result.stderr[-3000:]
         assert "Traceback" not in result.stderr
         events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+        changes: dict[str, list[str]] = {}
+        for e in events:
+            if e.get("event") == "state_change":
+                changes.setdefault(e["instance"], []).append(e["current"])
         final = {e["instance"]: e for e in events if e.get("event") == "state_change"}
         assert final["pipe/A"]["current"] == "COMPLETED"
         assert final["pipe/B"]["current"] == "COMPLETED"
-        assert final["pipe/C"]["current"] == "FAILED" and final["pipe/C"]["exit_code"] == 3
-        assert final["pipe/D"]["current"] == "CANCELLED"
-        assert final["pipe/pipe.dag"]["current"] == "FAILED"
-        assert final["pipe/pipe.dag"]["exit_code"] == 1
+        # the first run: C fails after its retry and D is futile; the DAG fails. Once the
+        # rescue DAG is resubmitted they wait again, and the rescue run completes them.
+        for key, ended in (("pipe/C", "FAILED"), ("pipe/D", "CANCELLED"),
+                           ("pipe/pipe.dag", "FAILED")):
+            seen = changes[key]
+            assert ended in seen and seen[-1] == "COMPLETED", (key, seen)
+            assert "PENDING" in seen[seen.index(ended):], (key, seen)
+        assert [e.get("exit_code") for e in events if e.get("event") == "state_change"
+                and e["instance"] == "pipe/C" and e["current"] == "FAILED"] == [3]
+        assert final["pipe/pipe.dag"]["exit_code"] == 0
+        assert (folder / "C.count").read_text(encoding="utf-8").strip() == "3"
+        assert not (folder / "pipe.dag.rescue002").exists()
 
         def one(prefix: str) -> str:
             found = [b for b in bodies if b.startswith(prefix)]
@@ -155,15 +172,18 @@ def test_dag_with_retry_failure_and_rescue(condor_pool: CondorPool) -> None:
         assert one("RETRY C") == "RETRY C 1"
         assert one("RUNFAIL r2") == "RUNFAIL r2 failed 1 cancelled 1 of 2"
         assert one("RUNDONE r1") == "RUNDONE r1 2/2 epochs 2/2 gpu-a 1 retried 1"
-        assert not [b for b in bodies if b.startswith(("NODEFAIL B", "RUNDONE r2"))]
+        assert one("RUNDONE r2") == "RUNDONE r2 2/2 epochs 2/2 gpu-a 1 retried 0"
+        assert not [b for b in bodies if b.startswith("NODEFAIL B")]
+        assert bodies.index(one("RUNFAIL r2")) < bodies.index(one("RUNDONE r2"))
         rescue = one("RESCUE pipe.dag")
         assert rescue == f"RESCUE pipe.dag exit 1 {folder / 'pipe.dag.rescue001'} failed C"
         control = [e for e in events if e.get("event") == "control_done"]
-        assert control and "from pipe.dag.rescue001" in control[0]["result"], events[-5:]
-        # DAGMan really started again from the rescue DAG
-        condor_pool.wait_for("the rescue run to start", lambda: "USING RESCUE DAG "
-                             "pipe.dag.rescue001" in out.read_text(encoding="utf-8"),
-                             timeout=90)
+        assert len(control) == 1 and "from pipe.dag.rescue001" in control[0]["result"], \
+            events[-5:]
+        # DAGMan really ran again from the rescue DAG, and rulesmon saw that run end
+        text = out.read_text(encoding="utf-8")
+        assert "USING RESCUE DAG pipe.dag.rescue001" in text
+        assert text.count("EXITING WITH STATUS 0") == 1
     finally:
         _remove_dags(condor_pool, folder)
 

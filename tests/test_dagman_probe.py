@@ -4,6 +4,7 @@ truncated or garbage; and the control verbs' refusals."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -541,6 +542,53 @@ def test_run_uuid_filter_watches_one_training_run(tmp_path: Path) -> None:
     bad = run_cli("run", str(rs), "--once", "--group", "run_uuid")
     assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_plain_lines_report_progress_per_training_run(tmp_path: Path) -> None:
+    """Without a terminal, `rulesmon run` prints a RUN_PROGRESS block per training run on the
+    first tick (done/total, states, epochs, retries, resources) and again only when a run's
+    counts change."""
+    import io
+
+    from rulesmon.display.plain import PlainLines
+
+    printer = PlainLines(io.StringIO())
+    engine = _engine(tmp_path, stage_run1(tmp_path), observers=[printer.feed])
+    try:
+        engine.tick()
+        first = printer.lines(printer.feed.take())
+        engine.tick()
+        second = printer.lines(printer.feed.take())
+    finally:
+        engine.close()
+    start = next(i for i, line in enumerate(first) if "RUN_PROGRESS: pipeline/run_uuid=r1" in line)
+    assert [line.split("] ", 1)[-1] for line in first[start:start + 6]] == [
+        "RUN_PROGRESS: pipeline/run_uuid=r1",
+        "  Progress: 2/2 done (100%) - 0 RUNNING, 0 PENDING, 0 FAILED, 0 CANCELLED",
+        "  Epochs: 2/2 complete | Retried: 1",
+        "  Resources: gpu-a 1, gpu-b 1 | Peak memory: 5.2 MB",
+        "RUN_PROGRESS: pipeline/run_uuid=r2",
+        "  Progress: 0/2 done (0%) - 0 RUNNING, 0 PENDING, 1 FAILED, 1 CANCELLED"]
+    assert not [line for line in second if "RUN_PROGRESS" in line]
+    once = run_cli("run", str(tmp_path / "r.yaml"), "--once", "--state", str(tmp_path / "p"))
+    assert "RUN_PROGRESS: pipeline/run_uuid=r2" in once.stdout
+
+
+def test_facts_command_prints_training_runs(tmp_path: Path) -> None:
+    """`rulesmon facts` prints each training run's group.* facts, and does not mark group facts
+    unknown on every node."""
+    stage_run1(tmp_path)
+    (tmp_path / "r.yaml").write_text(RULESET.format(dag="pipe.dag"), encoding="utf-8")
+    out = run_cli("facts", str(tmp_path / "r.yaml"))
+    assert out.returncode == 0, out.stderr
+    blocks = {b.split("\n", 1)[0]: b for b in out.stdout.split("== ")[1:]}
+    r2 = blocks["pipeline/run_uuid=r2"]
+    assert "  group.failed = 1\n" in r2 and "  group.cancelled = 1\n" in r2
+    assert "  group.done = 2\n" in blocks["pipeline/run_uuid=r1"]
+    assert "group.failed = unknown" not in out.stdout
+    as_json = json.loads(run_cli("facts", str(tmp_path / "r.yaml"), "--format", "json").stdout)
+    assert as_json["pipeline/run_uuid=r2"]["facts"]["group.failed"] == 1
+    assert not [u for u in as_json["pipeline/C"]["unknown"] if u.startswith("group.")]
 
 
 def test_unknown_run_uuid_is_warned_once_with_the_known_ones(tmp_path: Path) -> None:

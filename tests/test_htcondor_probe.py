@@ -399,6 +399,20 @@ def test_never_seen_job_id_ends_the_run(fake: FakeCondor, tmp_path: Path) -> Non
     assert len(fake.calls("condor_history")) == 10
 
 
+def test_every_option_overrides_the_rulesets_tick(fake: FakeCondor, tmp_path: Path) -> None:
+    """`rulesmon run --every 0.05s` ticks at that interval whatever the ruleset's `every:` says
+    (here an hour): ten lookups later the lost job has ended the run."""
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: lost\nevery: 1h\njobs:\n  t:\n"
+                    "    htcondor: {ids: ['77.0'], min_interval: 0s}\n", encoding="utf-8")
+    env = {**_env(), cli.ENV_BIN: str(fake.bin)}
+    result = run_cli("run", str(path), "--every", "0.05s", env=env, timeout=60)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "STATUS_CHECK: tick 10" in result.stdout
+    bad = run_cli("run", str(path), "--every", "soon", env=env)
+    assert bad.returncode == 2 and "--every" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_dag_node_jobs_carry_their_node_and_dagman_cluster(fake: FakeCondor,
                                                           tmp_path: Path) -> None:
     """A DAG node's job (recorded on 23.9) has job.dag_node and job.dag_cluster, so its facts
@@ -519,6 +533,31 @@ def test_lint_locates_an_unbalanced_constraint_and_allows_requeue(tmp_path: Path
          "(a missing `\"`) (character 12 of 'RunUUID == \"abc')"),
         (10, 39, "RM204", "constraint does not parse: `)` closes nothing (character 14 of "
          "'(JobPrio > 0))')")]
+
+
+def test_run_uuid_filter_matches_the_custom_attribute(fake: FakeCondor, tmp_path: Path) -> None:
+    """`--run-uuid` also finds a plain HTCondor job by its `+RunUUID` (job.attrs.RunUUID), and
+    `group_by: [run_uuid]` groups such jobs the same way."""
+    from rulesmon.config.loader import load
+    from rulesmon.engine import Engine
+    from rulesmon.testing import NullLog
+
+    fake.answer("condor_q", Q23)
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: uuid\nevery: 30s\njobs:\n  t:\n"
+                    "    htcondor: {owner: rmcondor}\n    group_by: [run_uuid]\nrules:\n"
+                    "  - name: run-seen\n    scope: group\n    when: group.total > 0\n"
+                    "    do: [log]\n", encoding="utf-8")
+    engine = Engine(load(path), state_path=tmp_path / "s.db", log=NullLog(),
+                    group_filter=("run_uuid", "4f1c-aa"))
+    try:
+        engine.tick()
+        keys = sorted(engine.instances)
+        groups = sorted(engine.alerts.get("run-seen", {}))
+    finally:
+        engine.close()
+    assert keys == ["t/37.0"]
+    assert groups == ["t/run_uuid=4f1c-aa"]
 
 
 def _env() -> dict[str, str]:

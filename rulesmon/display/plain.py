@@ -13,6 +13,11 @@ subject`, then indented `Key: value` details, for
 - `RESOURCE_STATUS` every `resource_every`-th tick, GPU (and CPU/memory) figures of running
                   jobs; jobs without such facts are skipped silently; past `max_resource`
                   jobs, one summary line;
+- `RUN_PROGRESS`  per training run (instances sharing a `group_by` value, `run_uuid` by
+                  default: DAG nodes by VARS, HTCondor jobs by `+RunUUID`), on the first tick,
+                  when its counts change and with each heartbeat STATUS_CHECK: done/total,
+                  running, failed, epochs, retries, resources; past `max_resource` runs, one
+                  summary line;
 - `ALERT` / `RESOLVED` / `ACTION` notifications and what actions did;
 - `ALL_COMPLETE`  every job has ended: counts by state and total time (or `STOPPED` when the
                   run ended before that).
@@ -29,9 +34,10 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TextIO
 
+from ..engine import group_facts, group_value
 from ..facts import TERMINAL_STATES
 from .feed import Batch, Feed
-from .fmt import clock, duration, num, one_line, pct, size
+from .fmt import clock, duration, natural_key, num, one_line, pct, size
 
 #: States listed in every STATUS_CHECK result, as the SLURM document does.
 ALWAYS = ("PENDING", "RUNNING", "COMPLETED")
@@ -52,17 +58,49 @@ def _counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in shown)
 
 
+def _run_lines(stamp: str, key: str, g: Mapping[str, Any]) -> list[str]:
+    total, done = int(g["group.total"]), int(g["group.done"])
+    lines = [f"{stamp} RUN_PROGRESS: {key}",
+             f"  Progress: {done}/{total} done ({pct(g['group.pct'])}) - "
+             f"{g['group.running']} RUNNING, {g['group.pending']} PENDING, "
+             f"{g['group.failed']} FAILED, {g['group.cancelled']} CANCELLED"]
+    extra = []
+    if g["group.epochs_total"]:
+        extra.append(f"Epochs: {g['group.epochs_done']}/{g['group.epochs_total']} complete")
+    if g["group.retried"]:
+        extra.append(f"Retried: {g['group.retried']}")
+    if extra:
+        lines.append("  " + " | ".join(extra))
+    usage = []
+    resources = g.get("group.resources")
+    if isinstance(resources, Mapping) and resources:
+        usage.append("Resources: " + ", ".join(f"{name} {n}" for name, n in
+                                               sorted(resources.items())))
+    cpu = num(g.get("group.cpu_time"))
+    if cpu:
+        usage.append(f"CPU time: {duration(cpu)}")
+    mem = num(g.get("group.mem_peak"))
+    if mem is not None:
+        usage.append(f"Peak memory: {size(mem)}")
+    if usage:
+        lines.append("  " + " | ".join(usage))
+    return lines
+
+
 class PlainLines:
     """An engine observer (`feed`) and the thread that turns reports into lines."""
 
     def __init__(self, out: TextIO, *, resource_every: int = 5, heartbeat: float = 60.0,
-                 max_resource: int = 20, metrics_wait: int = 2) -> None:
+                 max_resource: int = 20, metrics_wait: int = 2,
+                 group_by: tuple[str, ...] = ("run_uuid",)) -> None:
         self.out = out
         self.feed = Feed()
         self.resource_every = max(1, resource_every)
         self.heartbeat = heartbeat
         self.max_resource = max_resource
         self.metrics_wait = metrics_wait
+        self.group_by = group_by
+        self._runs: dict[str, tuple[int, ...]] = {}
         self.code: int | None = None
         self._states: dict[str, str] = {}
         self._pending_metrics: dict[str, int] = {}
@@ -108,10 +146,12 @@ class PlainLines:
                     changes.append((key, before, state))
 
         frozen = tuple(sorted(counts.items()))
-        if frozen != self._last_counts or now - self._last_check >= self.heartbeat:
+        beat = now - self._last_check >= self.heartbeat
+        if frozen != self._last_counts or beat:
             self._last_counts = frozen
             self._last_check = now
             out += self._status_check(stamp, report.tick, counts, run)
+        out += self._run_progress(stamp, instances, beat)
 
         for key, before, state in changes:
             f = instances[key]
@@ -270,6 +310,45 @@ class PlainLines:
             if utils:
                 text += f"; mean GPU utilization {pct(sum(utils) / len(utils))}"
             out.append(text)
+        return out
+
+    def _run_progress(self, stamp: str, instances: Mapping[str, Mapping[str, Any]],
+                      beat: bool) -> list[str]:
+        """RUN_PROGRESS for the training runs whose counts changed (all of them on a
+        heartbeat), as the DAG monitor's per-run view, one block per run."""
+        members: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+        for f in instances.values():
+            if "dag.file" in f:  # the DAG itself is no member of its runs
+                continue
+            for by in self.group_by:
+                value = group_value(f, by)
+                if value is not None and not isinstance(value, dict | list):
+                    job = str(f.get("job.key", ""))
+                    members.setdefault((job, by, str(value)), []).append(f)
+                    break
+        if not members:
+            return []
+        shown: list[tuple[str, Mapping[str, Any]]] = []
+        totals = {"done": 0, "failed": 0, "running": 0, "pending": 0}
+        for (job, by, value), group in sorted(members.items(),
+                                              key=lambda kv: natural_key("/".join(kv[0]))):
+            g = group_facts(by, value, group)
+            key = f"{job}/{by}={value}"
+            sig = tuple(int(g[f"group.{k}"]) for k in ("total", "done", "failed", "cancelled",
+                                                       "running", "retried", "epochs_done"))
+            what = "failed" if g["group.failed"] else "done" if g["group.all_done"] else \
+                "running" if g["group.running"] else "pending"
+            totals[what] += 1
+            if self._runs.get(key) != sig or beat:
+                self._runs[key] = sig
+                shown.append((key, g))
+        out: list[str] = []
+        for run_key, facts in shown[: self.max_resource]:
+            out += _run_lines(stamp, run_key, facts)
+        if len(shown) > self.max_resource:
+            out.append(f"{stamp} RUN_PROGRESS: +{len(shown) - self.max_resource} more runs "
+                       f"changed; all {len(members)} runs: " +
+                       ", ".join(f"{n} {w}" for w, n in totals.items() if n))
         return out
 
     def _events(self, batch: Batch) -> list[str]:
