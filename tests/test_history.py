@@ -199,6 +199,176 @@ def test_views_explain_bad_input_in_one_line(recorded: Any, tmp_path: Path) -> N
     assert not (tmp_path / "none.db").exists()
 
 
+def test_unknown_status_or_source_is_refused_with_a_suggestion(recorded: Any) -> None:
+    """`--status faild` or `--source sluurm` is one line naming the value and the closest
+    valid one, exit 1, instead of an empty list; the read API raises ValueError."""
+    tmp, ruleset, _ = recorded
+    for view, option, value, hint in (("history", "--status", "faild", "failed"),
+                                      ("stats", "--source", "sluurm", "slurm"),
+                                      ("history", "--status", "success,bogus", None)):
+        result = run_cli(view, str(ruleset), option, value, cwd=tmp)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"rulesmon: {option}: unknown value")
+        if hint:
+            assert f'(did you mean "{hint}"?)' in lines[0]
+    from rulesmon.history import get_job_history
+
+    with pytest.raises(ValueError, match="unknown value 'runing'"):
+        get_job_history(status="runing", db=tmp / ".rulesmon" / "hist.db")
+
+
+def test_show_accepts_its_arguments_swapped(recorded: Any) -> None:
+    """`rulesmon show RULESET JOB` shows the job as `show JOB RULESET` does, and a ruleset
+    alone is told to name a job."""
+    tmp, ruleset, _ = recorded
+    swapped = run_cli("show", str(ruleset), "train/1", "--format", "json", cwd=tmp)
+    assert swapped.returncode == 0, swapped.stderr
+    assert json.loads(swapped.stdout) == _cli_json("show", "train/1", str(ruleset), cwd=tmp)
+    alone = run_cli("show", str(ruleset), cwd=tmp)
+    assert alone.returncode == 1
+    assert alone.stderr.strip() == f"rulesmon: {ruleset} is a ruleset, not a job: " \
+        f"rulesmon show JOB {ruleset}"
+
+
+def test_limit_zero_lists_every_job(tmp_path: Path) -> None:
+    """`--limit 0` lists all the jobs, past the default of 20."""
+    import rulesmon
+
+    db = tmp_path / "h.db"
+    for _ in range(23):
+        with rulesmon.track(tool="sim", db=db):
+            pass
+    assert len(_cli_json("history", "--db", str(db), cwd=tmp_path)) == 20
+    assert len(_cli_json("history", "--db", str(db), "--limit", "0", cwd=tmp_path)) == 23
+
+
+def test_history_table_shows_errors_and_cuts_names_before_figures(tmp_path: Path) -> None:
+    """The history table has an ERROR column; at 60 columns a long job name is cut with an
+    ellipsis while status, duration, CPU and memory stay whole, and every line fits."""
+    import rulesmon
+
+    db = tmp_path / "h.db"
+    with pytest.raises(RuntimeError), rulesmon.track(
+            tool="openfoam", script="a-very-long-simulation-script-name-for-the-mesh.py",
+            db=db):
+        raise RuntimeError("solver diverged at step 7")
+    with rulesmon.track(tool="lammps", script="melt.in", db=db):
+        pass
+    jobs = _cli_json("history", "--db", str(db), cwd=tmp_path)
+    figures = [(j["status"], j["resource_usage"]["memory_peak_mb"]) for j in jobs]
+    wide = run_cli("history", "--db", str(db), cwd=tmp_path, env=dict(os.environ,
+                                                                      COLUMNS="120"))
+    assert "ERROR" in wide.stdout and "RuntimeError: solver diverged at step 7" in wide.stdout
+    for columns in (60, 80):
+        table = run_cli("history", "--db", str(db), cwd=tmp_path,
+                        env=dict(os.environ, COLUMNS=str(columns))).stdout
+        lines = table.splitlines()
+        assert max(len(line.rstrip()) for line in lines) <= columns
+        assert "openfoam a-very-long-simulation-script-name-for-the-mesh.py" not in table
+        assert "openfoam a-very" in table and "…" in table
+        for status, mb in figures:
+            assert f" {status} " in table and f"{mb:.1f} MB" in table
+        assert "lammps melt.in" in table
+        assert "…" not in " ".join(line.split("openfoam")[0] for line in lines)
+
+
+def test_stats_csv_has_maxima_gpu_hours_and_notifications(recorded: Any) -> None:
+    """`stats --format csv` carries the longest duration, highest peak memory and GPU hours
+    of every group, the notification total, and one row per notification target."""
+    tmp, ruleset, _ = recorded
+    stats = _cli_json("stats", str(ruleset), cwd=tmp)
+    rows = list(csv.DictReader(io.StringIO(run_cli(
+        "stats", str(ruleset), "--format", "csv", cwd=tmp).stdout)))
+    first = rows[0]
+    assert float(first["max_duration_seconds"]) == stats["max_duration_seconds"]
+    assert float(first["memory_peak_max_mb"]) == stats["memory_peak_max_mb"]
+    assert float(first["gpu_hours"]) == stats["gpu_hours"]
+    assert first["notifications"] == "1"
+    tool = next(r for r in rows if r["group"] == "tool")
+    assert float(tool["max_duration_seconds"]) == \
+        stats["by_tool"]["train"]["max_duration_seconds"]
+    target = next(r for r in rows if r["group"] == "target")
+    assert (target["key"], target["notifications"], target["notifications_delivered"]) == \
+        ("hook", "1", "1")
+
+
+def test_stats_notifications_follow_the_job_filters(recorded: Any) -> None:
+    """Notification counts in `stats` cover only notifications about the jobs the filters
+    select: the failed worker's alert counts for --status failed and --tool train, not for
+    --status success or --source slurm."""
+    tmp, ruleset, _ = recorded
+
+    def notes(*args: str) -> int:
+        return int(_cli_json("stats", str(ruleset), *args, cwd=tmp)["notifications"]["total"])
+
+    assert notes() == notes("--status", "failed") == notes("--tool", "train") == 1
+    assert notes("--status", "success") == notes("--source", "slurm") == 0
+    assert notes("--tool", "other") == 0
+
+
+def _doc_json_blocks() -> list[Any]:
+    text = (Path(__file__).parent.parent / "docs" / "history.md").read_text(encoding="utf-8")
+    section = text.split("## JSON shapes", 1)[1].split("\n## ", 1)[0]
+    return [json.loads(block.split("```", 1)[0]) for block in section.split("```json\n")[1:]]
+
+
+def test_json_keys_are_the_documented_ones(recorded: Any) -> None:
+    """The keys of `history`, `show` and `stats` JSON are exactly those docs/history.md
+    documents, nested objects included, so the promise that the shapes are stable is
+    checked rather than hoped for."""
+    tmp, ruleset, _ = recorded
+    doc_job, doc_show, doc_stats = _doc_json_blocks()
+    job = _cli_json("history", str(ruleset), "--status", "failed", cwd=tmp)[0]
+    assert set(job) == set(doc_job)
+    for nested in ("resource_usage", "efficiency"):
+        assert set(job[nested]) == set(doc_job[nested]), nested
+    shown = _cli_json("show", "train/1", str(ruleset), cwd=tmp)
+    assert set(shown) == set(doc_job) | set(doc_show)
+    for key in ("timeline", "samples", "progress", "alerts"):
+        assert set(shown[key][0]) == set(doc_show[key][0]), key
+    delivery = shown["alerts"][-1]["deliveries"][0]
+    assert set(delivery) == set(doc_show["alerts"][0]["deliveries"][0])
+    assert set(delivery["tries"][0]) == set(doc_show["alerts"][0]["deliveries"][0]["tries"][0])
+    stats = _cli_json("stats", str(ruleset), cwd=tmp)
+    assert set(stats) == set(doc_stats)
+    assert set(stats["filters"]) == set(doc_stats["filters"])
+    assert set(stats["by_tool"]["train"]) == set(stats["by_source"]["local"]) == \
+        set(doc_stats["by_source"]["local"])
+    assert set(stats["notifications"]) == set(doc_stats["notifications"])
+
+
+def test_documented_sql_queries_run_and_count_no_success_as_zero(recorded: Any) -> None:
+    """Every query in the README and docs/history.md runs against a real history, and the
+    success rate per tool is 0, not NULL, for a tool none of whose jobs succeeded."""
+    import shutil
+
+    tmp, _ruleset, _ = recorded
+    root = Path(__file__).parent.parent
+    db = tmp / "queries.db"
+    shutil.copy(tmp / ".rulesmon" / "hist.db", db)
+    con = sqlite3.connect(str(db))
+    try:
+        con.execute("UPDATE jobs SET tool = 'broken' WHERE status = 'failed'")
+        con.commit()
+        for doc in (root / "README.md", root / "docs" / "history.md"):
+            text = doc.read_text(encoding="utf-8")
+            blocks = [b.split("```", 1)[0] for b in text.split("```sql\n")[1:]]
+            assert blocks, doc
+            for block in blocks:
+                statements = [s for s in block.split(";") if s.strip(" \n")]
+                for statement in statements:
+                    sql = "\n".join(line for line in statement.splitlines()
+                                    if not line.strip().startswith("--"))
+                    rows = list(con.execute(sql))
+                    if "success" in sql and "job_totals" in sql:
+                        rates = {r[0]: r[2] for r in rows}
+                        assert rates["broken"] == 0, (doc.name, rows)
+                        assert rates["train"] == 100
+    finally:
+        con.close()
+
+
 def test_default_settings_keep_launch_change_and_end_figures(tmp_path: Path) -> None:
     """With the default `sample_every` (60 s, longer than the whole run), the quick-start
     example still records a sample of every job when it is first seen and when it ends, the

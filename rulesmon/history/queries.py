@@ -8,6 +8,7 @@ only adds up the few hundred groups it returns.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sqlite3
 import time
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .rows import FINAL
+from .rows import FINAL, STATUSES
 from .schema import connect
 
 SAMPLES_SHOWN = 1000
@@ -26,8 +27,13 @@ TAIL_LINES = 20
 _GLOB = set("*?[")
 
 
-class HistoryError(Exception):
-    """A one-line problem for the user: no database, no such job, an ambiguous id."""
+class HistoryError(ValueError):
+    """A one-line problem for the user: no database, no such job, an ambiguous id, a filter
+    value that matches nothing by construction."""
+
+
+#: Values of `jobs.source` that rulesmon writes.
+SOURCES = ("slurm", "htcondor", "dagman", "local", "track", "command", "celery")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,22 @@ class Filters:
         return {"status": self.status, "job": self.job, "tool": self.tool,
                 "source": self.source, "since": iso(self.since), "ruleset": self.ruleset}
 
+    def check(self, db: sqlite3.Connection | None = None) -> None:
+        """Refuse a status or source that no job can have (a typo would otherwise list
+        nothing, silently); sources found in `db` count as known too."""
+        known_sources = set(SOURCES)
+        if db is not None and self.source:
+            known_sources |= {r[0] for r in db.execute(
+                "SELECT DISTINCT source FROM job_totals")}
+        for option, value, known in (("--status", self.status, STATUSES),
+                                     ("--source", self.source, sorted(known_sources))):
+            for name in (v.strip() for v in (value or "").split(",")):
+                if name and name not in known:
+                    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+                    hint = f' (did you mean "{close[0]}"?)' if close else ""
+                    raise HistoryError(f"{option}: unknown value {name!r}{hint}; one of "
+                                       f"{', '.join(known)}")
+
 
 def open_db(path: Path | str) -> sqlite3.Connection:
     """The history database at `path`; a missing file is an error, not a new empty one."""
@@ -110,7 +132,8 @@ _LIVE = ("running", "pending")
 
 def jobs(db: sqlite3.Connection, filters: Filters = Filters(), limit: int | None = 20,
          now: float | None = None) -> list[dict[str, Any]]:
-    """Jobs newest first (by when they were first seen)."""
+    """Jobs newest first (by when they were first seen); all of them when `limit` is None."""
+    filters.check(db)
     where, args = filters.where()
     sql = f"{_SELECT}{where} ORDER BY first_seen DESC, id DESC"
     if limit is not None:
@@ -308,6 +331,7 @@ def summary(db: sqlite3.Connection, filters: Filters = Filters(), *,
     """Totals, success rate, CPU time and durations, overall and by source, tool, partition
     and resource (SQL aggregates), plus notification deliveries. `use_totals=False` reads
     the job rows instead of the weekly totals (same answer; for checks and benchmarks)."""
+    filters.check(db)
     cells = _cells(db, filters, use_totals)
     total = _Acc()
     by: dict[str, dict[str, _Acc]] = {g: {} for g in _GROUPS}
@@ -324,7 +348,7 @@ def summary(db: sqlite3.Connection, filters: Filters = Filters(), *,
     out["by_status"] = dict(sorted(by_status.items()))
     for group in _GROUPS:
         out[f"by_{group}"] = {k: acc.as_json() for k, acc in sorted(by[group].items())}
-    out["notifications"] = _notifications(db, filters.since)
+    out["notifications"] = _notifications(db, filters)
     return out
 
 
@@ -391,6 +415,8 @@ class _Acc:
             self.max_mem = mem if self.max_mem is None else max(self.max_mem, mem)
 
     def as_json(self, *, detail: bool = False) -> dict[str, Any]:
+        """The overall figures (`detail`) or one group's; a group also carries `count` and
+        `total_duration`, the names the Keystone job monitor's scripts use."""
         rate = round(100.0 * self.ok / self.finished, 2) if self.finished else None
         out: dict[str, Any] = {
             "total_jobs" if detail else "jobs": self.jobs,
@@ -403,24 +429,46 @@ class _Acc:
             "total_duration_seconds": round(self.duration, 2),
             "average_duration_seconds": round(self.duration / self.timed, 2)
             if self.timed else None,
+            "max_duration_seconds": _round(self.max_duration),
+            "memory_peak_max_mb": _round(self.max_mem / 1048576
+                                         if self.max_mem is not None else None),
+            "gpu_hours": round(self.gpu_hours, 3),
         }
-        if detail:
-            out["max_duration_seconds"] = _round(self.max_duration)
-            out["memory_peak_max_mb"] = _round(self.max_mem / 1048576
-                                               if self.max_mem is not None else None)
-            out["gpu_hours"] = round(self.gpu_hours, 3)
+        if not detail:
+            out["count"] = self.jobs
+            out["total_duration"] = out["total_duration_seconds"]
         return out
 
 
-def _notifications(db: sqlite3.Connection, since: float | None) -> dict[str, Any]:
-    where, args = (" WHERE created >= ?", [since]) if since is not None else ("", [])
+def _notifications(db: sqlite3.Connection, filters: Filters) -> dict[str, Any]:
+    """Notifications by target and delivery status, with the failed attempts. With job
+    filters, only notifications about a matching job count: the job that held the
+    notification's instance when it was created (as `show` attributes alerts)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if filters.since is not None:
+        clauses.append("o.created >= ?")
+        args.append(filters.since)
+    about_jobs = Filters(status=filters.status, job=filters.job, tool=filters.tool,
+                         source=filters.source, ruleset=filters.ruleset)
+    if about_jobs != Filters():
+        where, job_args = about_jobs.where()
+        rulesets = [r[0] for r in db.execute("SELECT DISTINCT ruleset FROM runs")] or [""]
+        marks = ",".join("?" * len(rulesets))
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM jobs{where} AND id = (SELECT id FROM jobs WHERE ruleset "
+            f"IN ({marks}) AND instance = o.instance AND first_seen <= o.created + 1 "
+            "ORDER BY first_seen DESC LIMIT 1))")
+        args += [*job_args, *rulesets]
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     by_target: dict[str, dict[str, int]] = {}
     total = 0
     for target, status, count in db.execute(
-            f"SELECT target, status, count(*) FROM outbox{where} GROUP BY target, status", args):
+            f"SELECT o.target, o.status, count(*) FROM outbox o{where} "
+            "GROUP BY o.target, o.status", args):
         by_target.setdefault(target, {})[status] = count
         total += count
-    joined = " AND o.created >= ?" if since is not None else ""
+    joined = where.replace(" WHERE ", " AND ", 1)
     for target, failed in db.execute(
             "SELECT o.target, count(*) FROM attempts a JOIN outbox o ON o.seq = a.outbox_seq "
             f"WHERE a.ok = 0{joined} GROUP BY o.target", args):

@@ -55,30 +55,73 @@ def history(jobs: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
     from rich.text import Text
 
     console = _console(out)
-    wide = console.width >= 90  # below that, the source column gives way to the job's name
+    if not jobs:
+        console.print("No jobs recorded match.")
+        return
+    cells = [{
+        "ID": job["id"][:8], "JOB": _label(job), "SOURCE": job["source"],
+        "STATUS": job["status"], "STARTED": _local(job["start_time"] or job["first_seen"],
+                                                   short=True),
+        "DURATION": _dur(job["duration_seconds"]),
+        "CPU": _dur(job["resource_usage"]["cpu_total_seconds"]),
+        "MEM": _mb(job["resource_usage"]["memory_peak_mb"]),
+        "ERROR": _first_line(job["error"]),
+    } for job in jobs]
+    widths = _history_widths(cells, console.width)
     table = Table(title=f"Job history ({len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
                   "newest first)", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
-    table.add_column("ID", no_wrap=True)
-    table.add_column("JOB", no_wrap=True, overflow="ellipsis",
-                     max_width=max(20, console.width - 70) if wide else 18)
-    for name in ("SOURCE", "STATUS", "STARTED") if wide else ("STATUS", "STARTED"):
-        table.add_column(name, no_wrap=True)
-    for name in ("DURATION", "CPU", "MEM"):
-        table.add_column(name, no_wrap=True, justify="right")
-    for job in jobs:
-        usage = job["resource_usage"]
-        status = job["status"]
-        table.add_row(
-            job["id"][:8], Text(_label(job)), *([job["source"]] if wide else []),
-            Text(status, style=_STYLE.get(status, "")),
-            _local(job["start_time"] or job["first_seen"], short=True),
-            _dur(job["duration_seconds"]), _dur(usage["cpu_total_seconds"]),
-            _mb(usage["memory_peak_mb"]))
-    if jobs:
-        console.print(table)
-    else:
-        console.print("No jobs recorded match.")
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)
+    for name, width in widths.items():
+        table.add_column(name, no_wrap=True, overflow="ellipsis", width=width,
+                         justify="right" if name in _RIGHT else "left")
+    for row in cells:
+        table.add_row(*(Text(row[name], style=_STYLE.get(row[name], "") if name == "STATUS"
+                             else "red" if name == "ERROR" else "") for name in widths))
+    console.print(table)
+
+
+#: The history table's columns in order. The job's figures are never cut: the free text
+#: (the job's name, then its error) takes what is left, and when even that does not fit the
+#: source, then the error, then the start time give way.
+_COLUMNS = ("ID", "JOB", "SOURCE", "STATUS", "STARTED", "DURATION", "CPU", "MEM", "ERROR")
+_RIGHT = ("DURATION", "CPU", "MEM")
+_LAYOUTS = ((), ("SOURCE",), ("SOURCE", "ERROR"), ("SOURCE", "ERROR", "STARTED"))
+_JOB_MIN, _ERROR_MIN, _JOB_FIRST, _ERROR_WANT = 12, 10, 24, 40
+
+
+def _history_widths(cells: Sequence[Mapping[str, str]], width: int) -> dict[str, int]:
+    """Column widths that fit `width`: the fixed columns at their content's width, then the
+    job's name up to 24 characters, the error with what remains, then the name up to its
+    full length. The source is shown when the name and 40 characters of error fit beside
+    it; otherwise the first layout of `_LAYOUTS` that leaves the name 12 characters and the
+    error 10 is used. The name shrinks below that only when nothing else is left to drop."""
+    natural = {name: max(len(name), *(len(row[name]) for row in cells)) for name in _COLUMNS}
+    if not any(row["ERROR"] for row in cells):
+        natural["ERROR"] = 0
+    job_min = min(natural["JOB"], _JOB_MIN)
+    error_min = min(natural["ERROR"], _ERROR_MIN)
+    names: list[str] = []
+    free = 0
+    for dropped in _LAYOUTS:
+        names = [n for n in _COLUMNS if n not in dropped and (n != "ERROR" or natural[n])]
+        fixed = sum(natural[n] for n in names if n not in ("JOB", "ERROR"))
+        free = width - fixed - (len(names) - 1)  # one space between columns
+        if not dropped:  # the source is shown only when the name and error need no room
+            need = min(natural["JOB"], _JOB_FIRST) + min(natural["ERROR"], _ERROR_WANT)
+        else:
+            need = job_min + (error_min if "ERROR" in names else 0)
+        if free >= need:
+            break
+    error = 0
+    if "ERROR" in names:
+        job = min(natural["JOB"], _JOB_FIRST, free - error_min)
+        error = min(natural["ERROR"], free - job)
+    job = max(4, min(natural["JOB"], free - error))
+    return {n: job if n == "JOB" else error if n == "ERROR" else natural[n] for n in names}
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n", 1)[0]
 
 
 def _label(job: Mapping[str, Any]) -> str:
@@ -102,11 +145,15 @@ def stats(summary: dict[str, Any], fmt: str, out: TextIO) -> None:
     groups = [(group, key, value) for group in ("source", "tool", "partition", "resource")
               for key, value in summary[f"by_{group}"].items()]
     if fmt == "csv":
-        rows = [{"group": "all", "key": "", **_group_fields(summary, "total_jobs")}]
+        notes = summary["notifications"]
+        rows = [{"group": "all", "key": "", **_group_fields(summary, "total_jobs"),
+                 "notifications": notes["total"]}]
         rows += [{"group": g, "key": k, **_group_fields(v, "jobs")} for g, k, v in groups]
-        write_csv(rows, ["group", "key", "jobs", "finished", "active", "successful", "failed",
-                         "success_rate", "total_cpu_time_seconds", "total_duration_seconds",
-                         "average_duration_seconds"], out)
+        rows += [{"group": "target", "key": target, "notifications": sum(
+                      n for k, n in counts.items() if k != "failed_attempts"),
+                  **{f"notifications_{k}": n for k, n in counts.items()}}
+                 for target, counts in notes["by_target"].items()]
+        write_csv(rows, _STATS_CSV, out)
         return
     from rich import box
     from rich.table import Table
@@ -165,10 +212,19 @@ def stats(summary: dict[str, Any], fmt: str, out: TextIO) -> None:
         console.print(table)
 
 
+_GROUP_CSV = ("finished", "active", "successful", "failed", "success_rate",
+              "total_cpu_time_seconds", "total_duration_seconds", "average_duration_seconds",
+              "max_duration_seconds", "memory_peak_max_mb", "gpu_hours")
+#: One row for everything, one per group, one per notification target (`group` = target,
+#: with its counts per delivery status and its failed attempts).
+_STATS_CSV = ("group", "key", "jobs", *_GROUP_CSV, "notifications",
+              "notifications_delivered", "notifications_owed", "notifications_dropped",
+              "notifications_suppressed", "notifications_summarised",
+              "notifications_failed_attempts")
+
+
 def _group_fields(v: Mapping[str, Any], jobs_key: str) -> dict[str, Any]:
-    return {"jobs": v[jobs_key], **{k: v[k] for k in (
-        "finished", "active", "successful", "failed", "success_rate", "total_cpu_time_seconds",
-        "total_duration_seconds", "average_duration_seconds")}}
+    return {"jobs": v[jobs_key], **{k: v[k] for k in _GROUP_CSV}}
 
 
 def _by_status(counts: Mapping[str, int]) -> str:
