@@ -64,6 +64,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,6 +186,9 @@ class _Watch:
         s = self.spec
         self.plain_ids = bool(self.ids) and s.submit is None and s.array is None and not (
             s.user or s.name or s.partition or s.account)
+        #: The ids named in the ruleset (and the array id): fixed, so built once.
+        self.named: frozenset[str] = frozenset(
+            self.ids | ({str(s.array)} if s.array is not None else set()))
 
     @property
     def by_id(self) -> bool:
@@ -221,15 +225,12 @@ class _Watch:
                 out.add(jid)
         return out
 
-    def id_list(self) -> set[str]:
+    def id_list(self) -> AbstractSet[str]:
         if self.submitted is not None:
             return set(self.submitted)
         if self.spec.submit is not None:
-            return set()
-        out = set(self.ids)
-        if self.spec.array is not None:
-            out.add(str(self.spec.array))
-        return out
+            return frozenset()
+        return self.named
 
     def matches(self, f: Mapping[str, Any]) -> bool:
         jid, raw, array = f.get("job.id"), f.get("_job_id_raw"), f.get("job.array_id")
@@ -301,19 +302,20 @@ class SlurmProbe:
             now = ctx.now
             due = self._last_call is None or now - self._last_call >= self.min_interval \
                 or now < self._last_call
-            if due:
-                open_ids = {id(w): w.open_ids() for w in self._watches if w.by_id}
-                if self._anything_to_ask(open_ids):
-                    self._last_call = now
-                    try:
-                        self._refresh(now, open_ids)
-                    except ProbeError as exc:
-                        self._failed = exc
-                        raise
-                self._failed = None
-            elif self._failed is not None:
+            if not due and self._failed is not None:
                 raise _again(self._failed)  # still down as far as we know: not a success
-            facts = self._facts(now)
+            with sp.no_gc():  # tens of thousands of acyclic dicts: nothing for the GC to find
+                if due:
+                    open_ids = {id(w): w.open_ids() for w in self._watches if w.by_id}
+                    if self._anything_to_ask(open_ids):
+                        self._last_call = now
+                        try:
+                            self._refresh(now, open_ids)
+                        except ProbeError as exc:
+                            self._failed = exc
+                            raise
+                    self._failed = None
+                facts = self._build_facts(now)
             self.cache, self.good_tick = facts, now
             return {**facts, "": self._run_level()}
 
@@ -426,23 +428,25 @@ class SlurmProbe:
         records = self._squeue(args) if args is not None else []
         unreadable = {jid for jid, _ in self.skipped}  # still queued, but not readable now
         seen: dict[int, set[str]] = {id(w): set() for w in self._watches}
-        for record in records:
-            for watch in self._watches:
-                if not watch.matches(record):
+        for watch in self._watches:
+            matches, jobs, seen_here = watch.matches, watch.jobs, seen[id(watch)]
+            for record in records:
+                if not matches(record):
                     continue
-                jid = str(record["job.id"])
-                seen[id(watch)].add(jid)
-                tracked = watch.jobs.get(jid)
+                jid = record["job.id"]
+                seen_here.add(jid)
+                tracked = jobs.get(jid)
                 if tracked is None:
-                    tracked = watch.jobs[jid] = _Tracked(jid)
+                    tracked = jobs[jid] = _Tracked(jid)
                 if tracked.final:
                     continue
                 tracked.in_queue = True
                 tracked.facts = record  # fresh from this call, never changed in place
                 tracked.seen_at = now
         for watch in self._watches:
+            seen_here = seen[id(watch)]
             for jid, tracked in watch.jobs.items():
-                if jid not in seen[id(watch)] and not (
+                if jid not in seen_here and not (
                         unreadable and (jid in unreadable or
                                         tracked.facts.get("_job_id_raw") in unreadable)):
                     tracked.in_queue = False
@@ -459,7 +463,8 @@ class SlurmProbe:
                 continue
             if not t.in_queue or t.facts.get("job.terminal"):
                 out.append((jid, t))
-        missing = watch.id_list() - set(watch.jobs)
+        jobs = watch.jobs
+        missing = {jid for jid in watch.id_list() if jid not in jobs}
         if missing:
             missing -= watch.array_ids()
         for jid in sorted(missing):
@@ -596,13 +601,19 @@ class SlurmProbe:
                             "job.outcome": "unknown",
                             "job.raw_state": "submitted, not seen in squeue yet"}
                     continue
-            head: Facts = {"job.name": watch.key, **common}
             prefix = f"{watch.key}/"
             for jid, tracked in watch.jobs.items():
                 if not tracked.facts:
                     continue
-                facts: Facts = {**head, **tracked.facts, "job.stale": False}
+                # a copy of the record (a compact dict copies fast), then the watch's keys
+                facts: Facts = tracked.facts.copy()
                 facts.pop("_job_id_raw", None)
+                for name, value in common.items():  # the record's own values win
+                    if name not in facts:
+                        facts[name] = value
+                facts["job.stale"] = False
+                if "job.name" not in facts:
+                    facts["job.name"] = watch.key
                 if tracked.final:
                     pass  # terminal, with job.accounted done or missing where it was asked
                 elif facts.get("job.terminal"):  # ended in the queue: wait for accounting
