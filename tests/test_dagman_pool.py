@@ -74,7 +74,7 @@ defaults:
   notify: [hook]
 jobs:
   pipe:
-    dagman: {dag: pipe.dag, submit: true}
+    dagman: {dag: pipe.dag, submit: true, live_usage: true}
     group_by: [run_uuid]
 rules:
   - name: node-failed
@@ -141,6 +141,7 @@ def test_dag_with_retry_failure_and_rescue(condor_pool: CondorPool) -> None:
     try:
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Traceback" not in result.stderr
+        assert "dag_live_usage_failed" not in result.stderr  # the real condor_q answered
         events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
         changes: dict[str, list[str]] = {}
         for e in events:

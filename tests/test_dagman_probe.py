@@ -313,6 +313,61 @@ def _comparable(facts: dict[str, Any]) -> dict[str, Any]:
                          "dag.status_age") and not k.startswith("job.elapsed")}
 
 
+def _renumbered(events: list[str], old: str, new: str, node: str | None = None) -> str:
+    out = []
+    for e in events:
+        head, _, body = e.partition("\n")
+        text = head.replace(f"({old}.", f"({new}.") + "\n" + body
+        out.append(text.replace("DAG Node: A", f"DAG Node: {node}") if node else text)
+    return "".join(out)
+
+
+def test_live_usage_adds_condor_q_figures_to_running_nodes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `live_usage: true`, a running node's memory, CPU and host come from ONE condor_q
+    call for the DAG's node jobs (the recorded 23.9 ad of a running node), asked at most
+    every 30s; a failing call is logged and leaves the node log's facts as they were."""
+    from rulesmon.probes import dagman
+
+    fake = FakeCondor(tmp_path / "tools")
+    monkeypatch.setenv(cli.ENV_BIN, str(fake.bin))
+    fake.answer("condor_q", (Path(__file__).parent / "fixtures" / "htcondor" /
+                             "condor_q-23.9-dag-node.json").read_text(encoding="utf-8"))
+    (tmp_path / "rec.dag").write_text("JOB train node.sub\n", encoding="utf-8")
+    dagman_log = _events((PIPE / "pipe.dag.dagman.log").read_text(encoding="utf-8"))[:2]
+    (tmp_path / "rec.dag.dagman.log").write_text(_renumbered(dagman_log, "008", "021"),
+                                                 encoding="utf-8")
+    node_log = [e for e in _events((PIPE / "run1.nodes.log").read_text(encoding="utf-8"))
+                if e.split("\n", 1)[0].split()[1] == "(009.000.000)"][:2]
+    (tmp_path / "rec.dag.nodes.log").write_text(_renumbered(node_log, "009", "022", "train"),
+                                                encoding="utf-8")
+    loaded = load_text("version: 1\nname: live\njobs:\n  pipeline:\n"
+                       "    dagman: {dag: rec.dag, live_usage: true}\n", base=tmp_path)
+    probe = DagmanProbe(loaded.ruleset, tmp_path)
+    now = 1_800_000_000.0
+
+    def collect(at: float) -> dict[str, dict[str, Any]]:
+        return probe.collect(TickContext(now=at, ruleset=loaded.ruleset, base_dir=tmp_path))
+
+    node = collect(now)["pipeline/train"]
+    assert (node["job.state"], node["job.cluster"]) == ("RUNNING", 22)
+    assert (node["job.mem_used"], node["job.remote_host"], node["job.cpu_time"]) == (
+        4500 * 1024, "slot1_1@vm", 0.0)
+    calls = fake.calls("condor_q")
+    assert len(calls) == 1 and "-constraint DAGManJobId == 21 -attributes ClusterId," in calls[0]
+    assert collect(now + 10)["pipeline/train"]["job.mem_used"] == 4500 * 1024
+    assert len(fake.calls("condor_q")) == 1
+    fake.answer("condor_q", err="Error: communication error\n", rc=1)
+    warned: list[str] = []
+    monkeypatch.setattr(dagman.log, "warning", lambda msg, *a: warned.append(msg % a))
+    for step in (40, 80):
+        quiet = collect(now + step)["pipeline/train"]
+        assert quiet["job.state"] == "RUNNING" and "job.mem_used" not in quiet
+    assert len(fake.calls("condor_q")) == 3
+    assert warned == ["dag_live_usage_failed error=condor_q failed (exit 1): Error: "
+                      "communication error"]
+
+
 def stage_abort(folder: Path, runs: int | None = None) -> Path:
     """abort.dag: ABORT-DAG-ON X 7 RETURN 9 made DAGMan exit 9 and HTCondor run it again
     four times, until the DAGMan job was removed; H waits held for a missing input."""

@@ -232,6 +232,38 @@ def test_selections_and_control_on_real_jobs(condor_pool: CondorPool) -> None:
             condor_pool.tool("condor_rm", str(c0), check=False)
 
 
+def test_refused_constraint_and_lost_cluster_on_the_real_schedd(
+        condor_pool: CondorPool) -> None:
+    """The real schedd refuses a malformed constraint: that job alone gets an instance saying
+    why, the others are still found; a cluster id found nowhere ends UNKNOWN and terminal
+    after ten condor_history lookups."""
+    folder = condor_pool.workdir("refused")
+    sub = submit_file(folder, "s.sub", ["executable = /bin/sleep", "arguments = 600",
+                                        "log = s.log", "request_memory = 16M", "queue"])
+    [(cluster, proc)] = condor_pool.submit(sub)
+    rs = load_text(
+        "version: 1\nname: refused\njobs:\n"
+        f"  good:\n    htcondor: {{ids: [{cluster}], min_interval: 0s}}\n"
+        "  bad:\n    htcondor: {constraint: '(RunUUID == \"x)', min_interval: 0s}\n"
+        "  lost:\n    htcondor: {ids: [99999999], min_interval: 0s}\n", base=folder).ruleset
+    probe = HTCondorProbe(rs, folder)
+    with condor_pool.activated():
+        try:
+            for _ in range(10):
+                facts = probe.collect(TickContext(now=time.time(), ruleset=rs,
+                                                  base_dir=folder))
+            good = facts[f"good/{cluster}.{proc}"]
+            assert good["job.state"] in ("PENDING", "RUNNING")
+            assert good["job.mem_req"] == 16 * 2**20
+            bad = facts["bad/query"]
+            assert bad["job.terminal"] is True
+            assert "Parse error in constraint expression" in bad["job.raw_state"]
+            lost = facts["lost/99999999"]
+            assert (lost["job.state"], lost["job.terminal"]) == ("UNKNOWN", True)
+        finally:
+            condor_pool.tool("condor_rm", str(cluster), check=False)
+
+
 def test_dev_condor_start_is_idempotent(condor_pool: CondorPool) -> None:
     """`scripts/dev-condor start` on a running pool leaves it alone and prints the same env
     file; `status` says it runs."""

@@ -103,6 +103,10 @@ NODE_LOG_MAX_READ = 64 << 20
 READ_SHARE = 0.4
 READ_SECONDS_MAX = 10.0
 _NODE_LOG_CHUNK = 1 << 20
+#: `live_usage:` asks condor_q at most this often (its figures change every few minutes).
+LIVE_EVERY = 30.0
+_LIVE_ATTRS = ("ClusterId", "ProcId", "DAGManJobId", "DAGNodeName", "JobStatus",
+               "RemoteUserCpu", "RemoteSysCpu", "ResidentSetSize", "DiskUsage", "RemoteHost")
 _RESCUE = re.compile(r"\.rescue(\d{3})$")
 
 
@@ -553,6 +557,9 @@ class DagmanProbe:
     def __init__(self, ruleset: Ruleset, base_dir: Path) -> None:
         self._watches: list[_Watch] = []
         self._lock = threading.Lock()
+        self._live_at: float | None = None
+        self._live: dict[int, dict[str, Any]] = {}  #: node job cluster → its live ad
+        self._live_error = ""
         for key, job in ruleset.jobs.items():
             spec = job.dagman
             if spec is None:
@@ -593,7 +600,51 @@ class DagmanProbe:
                 except Exception as exc:  # a bug or an unforeseen file must not stop the rest
                     self._problem(w, f"internal error: {_one_line(exc)}")
                     out[w.dag_key] = {**_dag_base(w), **_problem_facts(w)}
+            if any(w.spec.live_usage for w in self._watches):
+                self._live_usage(out, ctx.now, every)
         return out
+
+    def _live_usage(self, out: dict[str, Facts], now: float, every: float) -> None:
+        """`live_usage:` CPU time, memory and host of the running node jobs from ONE condor_q
+        call for every such DAG (at most every LIVE_EVERY s). Best effort: a failing call
+        is logged once and leaves the node log's figures alone."""
+        clusters = sorted({c for w in self._watches if w.spec.live_usage
+                           and out.get(w.dag_key, {}).get("dag.queued")
+                           and isinstance(c := out[w.dag_key].get("dag.cluster"), int)})
+        due = self._live_at is None or now - self._live_at >= LIVE_EVERY or now < self._live_at
+        if due and clusters:
+            self._live_at = now
+            constraint = " || ".join(f"DAGManJobId == {c}" for c in clusters)
+            try:
+                ads = cli.query(constraint, attributes=_LIVE_ATTRS,
+                                timeout=max(1.0, min(20.0, 0.3 * every)))
+            except ProbeError as exc:
+                if str(exc) != self._live_error:
+                    log.warning("dag_live_usage_failed error=%s", exc)
+                self._live_error, self._live = str(exc), {}
+            else:
+                self._live_error = ""
+                self._live = {}
+                for raw in ads:
+                    ad = cli.lower_keys(raw)
+                    cluster = cli.integer(ad, "ClusterId")
+                    if cluster is not None:
+                        self._live[cluster] = ad
+        elif not clusters:
+            self._live = {}
+        if not self._live:
+            return
+        for w in self._watches:
+            if not w.spec.live_usage or w.dag is None:
+                continue
+            for name in w.dag.nodes:
+                facts = out.get(instance_key(w.key, name))
+                if facts is None or facts.get("node.state") != "SUBMITTED":
+                    continue
+                cluster = facts.get("job.cluster")
+                live = self._live.get(cluster) if isinstance(cluster, int) else None
+                if live is not None:
+                    _merge_live(facts, live)
 
     def close(self) -> None:
         """Nothing to release: files are opened per read."""
@@ -1297,6 +1348,29 @@ def _node_facts(w: _Watch, node: DagNode, view: _NodeView, jobs: _NodeJobs | Non
         for k, v in jobs.attrs.items():
             f[f"job.attrs.{k}"] = v
     return f
+
+
+def _merge_live(f: Facts, ad: Mapping[str, Any]) -> None:
+    """A running node job's figures from condor_q added to what its ended attempts used."""
+    user, sys_ = cli.number(ad, "RemoteUserCpu"), cli.number(ad, "RemoteSysCpu")
+    if user is not None:
+        f["job.cpu_user"] = float(f.get("job.cpu_user", 0.0)) + user
+    if sys_ is not None:
+        f["job.cpu_sys"] = float(f.get("job.cpu_sys", 0.0)) + sys_
+    if user is not None or sys_ is not None:
+        f["job.cpu_time"] = float(f.get("job.cpu_user", 0.0)) + float(f.get("job.cpu_sys", 0.0))
+    rss = cli.number(ad, "ResidentSetSize")  # KiB
+    if rss is not None and rss > 0:
+        f["job.mem_used"] = max(int(f.get("job.mem_used", 0)), int(rss * _KB))
+        req = f.get("job.mem_req")
+        if isinstance(req, int) and req > 0:
+            f["job.mem_eff"] = 100.0 * f["job.mem_used"] / req
+    disk = cli.number(ad, "DiskUsage")  # KiB
+    if disk is not None:
+        f["job.disk_used"] = max(int(f.get("job.disk_used", 0)), int(disk * _KB))
+    host = cli.value(ad, "RemoteHost")
+    if isinstance(host, str) and host:
+        f["job.remote_host"] = host
 
 
 def node_raw(view: _NodeView) -> str:
