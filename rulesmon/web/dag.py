@@ -18,7 +18,7 @@ from typing import Any
 _DIGITS = re.compile(r"(\d+)")
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     key: tuple[str, str]
     name: str
@@ -76,18 +76,19 @@ def build(jobs: Iterable[Mapping[str, Any]]) -> Dag | None:
         tool = key[0]
         edges.update(((tool, p), key) for p in parents if (tool, p) in nodes)
         edges.update((key, (tool, c)) for c in children if (tool, c) in nodes)
-    ordered = sorted(edges, key=lambda e: (natural(e[0][1]), natural(e[1][1]), e))
+    rank = {key: i for i, key in enumerate(sorted(nodes, key=lambda k: (k[0], natural(k[1]))))}
+    ordered = sorted(edges, key=lambda e: (rank[e[0]], rank[e[1]]))
     for parent, child in ordered:
         nodes[parent].children.append(child)
         nodes[child].parents.append(parent)
-    return _layout(nodes, ordered)
+    return _layout(nodes, ordered, rank)
 
 
 def _layout(nodes: dict[tuple[str, str], Node],
-            edges: list[tuple[tuple[str, str], tuple[str, str]]]) -> Dag:
+            edges: list[tuple[tuple[str, str], tuple[str, str]]],
+            rank: Mapping[tuple[str, str], int]) -> Dag:
     indegree = {key: len(node.parents) for key, node in nodes.items()}
-    ready = sorted((k for k, d in indegree.items() if d == 0),
-                   key=lambda k: (k[0], natural(k[1])))
+    ready = [k for k, d in indegree.items() if d == 0]
     done: list[tuple[str, str]] = []
     while ready:
         key = ready.pop()
@@ -106,7 +107,7 @@ def _layout(nodes: dict[tuple[str, str], Node],
                 node.layer = last
     depth = max(n.layer for n in nodes.values()) + 1
     layers: list[list[Node]] = [[] for _ in range(depth)]
-    for node in sorted(nodes.values(), key=lambda n: (n.key[0], natural(n.name))):
+    for node in sorted(nodes.values(), key=lambda n: rank[n.key]):
         layers[node.layer].append(node)
     for layer in layers:
         for i, node in enumerate(layer):

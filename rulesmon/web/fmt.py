@@ -125,7 +125,12 @@ def kv(pairs: Iterable[tuple[str, str]]) -> str:
     """A two-column table of label and HTML value, leaving out empty values."""
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in pairs
                    if v not in ("", "-", '<span class="muted">-</span>'))
-    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    return f'<table class="kv"><tbody>{rows}</tbody></table>' if rows else ""
+
+
+def section(title: str, content: str) -> str:
+    """A heading and its content, or nothing when there is no content."""
+    return f"<h2>{esc(title)}</h2>{content}" if content else ""
 
 
 def figs(pairs: Iterable[tuple[str, str]]) -> str:

@@ -15,7 +15,21 @@ from typing import Any
 from ..history.queries import HistoryError
 from . import dag as dagmod
 from . import db, svg
-from .fmt import badge, dur, figs, job_url, kv, link, num, pct, size, table, timestamp, when
+from .fmt import (
+    badge,
+    dur,
+    figs,
+    job_url,
+    kv,
+    link,
+    num,
+    pct,
+    section,
+    size,
+    table,
+    timestamp,
+    when,
+)
 
 #: Job rows listed on a run page unless `?jobs=all`.
 JOBS_SHOWN = 1000
@@ -44,9 +58,15 @@ def run_data(con: sqlite3.Connection, run_id: int) -> tuple[dict[str, Any], dagm
     graph = dagmod.build(jobs)
     data = {"run": run, "stats": db.figures(jobs), "alerts": alerts,
             "alerts_omitted": omitted,
-            "notifications": db.run_notifications(con, started, ended),
-            "dag": dagmod.as_json(graph) if graph is not None else None, "jobs": jobs}
+            "notifications": db.run_notifications(con, started, ended), "jobs": jobs}
     return data, graph
+
+
+def run_json(data: Mapping[str, Any], graph: dagmod.Dag | None) -> dict[str, Any]:
+    """/api/run/<id>: the page's data with the DAG's nodes and edges (null without one)."""
+    out = dict(data)
+    out["dag"] = dagmod.as_json(graph) if graph is not None else None
+    return out
 
 
 def tracked_data(con: sqlite3.Connection) -> dict[str, Any]:
@@ -361,12 +381,12 @@ def job_html(job: Mapping[str, Any]) -> tuple[str, str]:
                  if job["error"] else ""),
                 ("Node", svg.esc(job["node"])), ("Partition", svg.esc(job["partition"])),
                 ("Resource", svg.esc(job["resource"])), ("User", svg.esc(job["user"]))]),
-            "<h2>Timing</h2>",
-            kv([("Submitted", when(job["submit_time"])), ("Started", when(job["start_time"])),
+            section("Timing", kv([
+                ("Submitted", when(job["submit_time"])), ("Started", when(job["start_time"])),
                 ("Ended", when(job["end_time"])), ("Duration", dur(job["duration_seconds"])),
-                ("First seen", when(job["first_seen"])), ("Last change", when(job["last_seen"]))]),
-            "<h2>Resources</h2>",
-            kv([("CPU time", dur(usage["cpu_total_seconds"])),
+                ("First seen", when(job["first_seen"])),
+                ("Last change", when(job["last_seen"]))])),
+            section("Resources", kv([("CPU time", dur(usage["cpu_total_seconds"])),
                 ("CPU user / system", f"{dur(usage['cpu_user_seconds'])} / "
                  f"{dur(usage['cpu_system_seconds'])}"
                  if usage["cpu_user_seconds"] is not None else ""),
@@ -377,7 +397,7 @@ def job_html(job: Mapping[str, Any]) -> tuple[str, str]:
                 ("Time limit", dur(eff["time_limit_seconds"])),
                 ("Time efficiency", pct(eff["time_pct"])), ("Cores", num(usage["cpus"])),
                 ("GPUs", num(usage["gpus"])),
-                ("GPU hours", f"{usage['gpu_hours']:.2f}" if usage["gpu_hours"] else "")]),
+                ("GPU hours", f"{usage['gpu_hours']:.2f}" if usage["gpu_hours"] else "")])),
             _dag_links(job.get("dag"))]
     if job["params"]:
         body.append("<h2>Parameters</h2>")
