@@ -700,6 +700,20 @@ def test_bad_template_is_reported_not_raised(tmp_path: Path) -> None:
     assert "array_task" in probe.errors["logs/{{ job.array_task }}.log"]
 
 
+def test_a_path_rendering_empty_follows_nothing(tmp_path: Path) -> None:
+    """A path template that renders empty (`{{ job.stderr if ... else '' }}` when stderr is
+    stdout) follows nothing and is no error."""
+    (tmp_path / "out.log").write_text("Processed 1/4\n")
+    probe, rs = make_probe(tmp_path, """
+        - {path: "{{ job.stdout }}", preset: python-logging}
+        - "{{ job.stderr if job.stderr != job.stdout else '' }}"
+        """)
+    out = collect(probe, rs, tmp_path, {KEY: {"job.key": "embed", "job.stdout": "out.log",
+                                              "job.stderr": "out.log"}})
+    assert out[KEY]["log.done"] == 1 and out[KEY]["log.available"] is True
+    assert "log.error" not in out[KEY] and probe.errors == {}
+
+
 def test_slurm_placeholders(tmp_path: Path) -> None:
     """sbatch's %x-%j placeholders are expanded from the job's facts for SLURM jobs."""
     (tmp_path / "logs").mkdir()
@@ -841,3 +855,17 @@ def test_line_splitting_semantics_and_unterminated_escape(tmp_path: Path) -> Non
     path.write_bytes(b"a\r\nb\n\n\rc\rd\n\x1b]0;title-without-end\nline after\n"
                      b"\x1b[31mred\x1b[0m\n")
     assert Tailer(path).read() == ["a", "b", "", "c", "d", "", "line after", "red"]
+
+
+def test_many_unreadable_logs_are_one_warning_each_at_most_five(tmp_path: Path,
+                                                                caplog: Any) -> None:
+    """Hundreds of instances whose logs do not exist yet give five warnings and one line
+    counting the rest, once: not a line per instance per tick."""
+    probe, rs = make_probe(tmp_path, "- 'logs/{{ job.id }}.out'")
+    instances = {f"embed/{i}": {"job.key": "embed", "job.id": str(i)} for i in range(300)}
+    with caplog.at_level("WARNING", logger="rulesmon.probes.logs"):
+        for _ in range(3):
+            out = collect(probe, rs, tmp_path, instances)
+    assert out["embed/7"]["log.error"] == f"no such file: {tmp_path / 'logs' / '7.out'}"
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 6 and "more=295" in messages[-1]

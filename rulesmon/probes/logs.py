@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 ERROR_LINES = 5  #: matching lines kept per error pattern (log.errors.<name>.lines)
 FORGET_AFTER = 600.0  #: seconds an instance may be absent before its files are closed
+WARN_LINES = 5  #: unreadable logs warned about one by one in a tick; the rest in one line
 _GLOB = re.compile(r"[*?[]")
 _SLURM = re.compile(r"(?<!\{)%([jAaxu%])")
 _INT = re.compile(r"[-+]?\d+")
@@ -918,11 +919,17 @@ class LogsProbe:
             return out
 
     def _warn(self) -> None:
-        """One warning per log error when it appears or changes, not one every tick."""
-        for path, error in self.errors.items():
-            if self._warned.get(path) != error:
-                log.warning("log_unreadable path=%s error=%s", path, error)
-        for path in [p for p in self._warned if p not in self.errors]:
+        """One warning per log error when it appears or changes, not one every tick; past
+        WARN_LINES new ones in a tick (thousands of jobs not started yet), one line says how
+        many more."""
+        fresh = [(p, e) for p, e in self.errors.items() if self._warned.get(p) != e]
+        for path, error in fresh[:WARN_LINES]:
+            log.warning("log_unreadable path=%s error=%s", path, error)
+        if len(fresh) > WARN_LINES:
+            log.warning("log_unreadable more=%d (logs that cannot be read; see log.error)",
+                        len(fresh) - WARN_LINES)
+        back = [p for p in self._warned if p not in self.errors]
+        for path in back[:WARN_LINES]:
             log.info("log_readable path=%s", path)
         self._warned = dict(self.errors)
 
@@ -951,6 +958,8 @@ class LogsProbe:
                           f"{type(exc).__name__}: {exc}").splitlines()[0]
                 self.errors[spec.path] = reason
                 ls.problems.append(reason)
+                continue
+            if path == base:  # the template rendered empty: nothing to follow, no error
                 continue
             self._follow(ctx, state, ls, path)
         facts = merge(ctx.now, [s for s in state.logs.values() if s.readable])
