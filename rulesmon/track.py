@@ -51,8 +51,10 @@ log.addHandler(logging.NullHandler())  # a library stays quiet unless the app co
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_POINTS = 720
-#: Tracked records are kept this long (the default of a ruleset's `history.retention`).
+#: Tracked records are kept this long by default (as a ruleset's `history.retention`);
+#: `retention=` or $RULESMON_HISTORY_RETENTION (a duration: 90d, 2w) says otherwise.
 RETENTION = 365 * 86400.0
+RETENTION_ENV = "RULESMON_HISTORY_RETENTION"
 SAMPLE_RETENTION = 30 * 86400.0
 _SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 #: A command ended by one of these was stopped by someone (Ctrl-C, scancel, kill), not broken.
@@ -149,7 +151,9 @@ class Tracking:
     def __init__(self, tool: str | None = None, script: str | None = None,
                  params: Mapping[str, Any] | None = None, *, name: str | None = None,
                  task_id: str | None = None, db: Path | str | None = None,
-                 source: str = "track", sample_interval: float = 0.2) -> None:
+                 source: str = "track", sample_interval: float = 0.2,
+                 retention: float | str | None = None) -> None:
+        self.retention = retention_seconds(retention)
         self.tool = tool
         self.script = script
         self.params = dict(params) if params else {}
@@ -196,7 +200,7 @@ class Tracking:
         """A new record per call, with this one's settings."""
         return Tracking(self.tool or getattr(fn, "__qualname__", None), self.script,
                         self.params, name=self.name, db=self.db_path, source=self.source,
-                        sample_interval=self.sample_interval)
+                        sample_interval=self.sample_interval, retention=self.retention)
 
     def set_status(self, status: str, returncode: int | None = None,
                    error: str | None = None) -> None:
@@ -271,10 +275,11 @@ class Tracking:
             db.execute("INSERT INTO job_states VALUES (?, ?, ?, ?)",
                        (self._rid, end, status.upper(), "RUNNING"))
             if retention.due(db, end):
-                retention.prune(db, end, RETENTION, SAMPLE_RETENTION)
+                retention.prune(db, end, self.retention, SAMPLE_RETENTION)
 
         self._write(close)
-        level = {"success": logging.INFO, "timeout": logging.WARNING}.get(status, logging.ERROR)
+        level = {"success": logging.INFO, "timeout": logging.WARNING,
+                 "cancelled": logging.WARNING}.get(status, logging.ERROR)
         log.log(level, "job %s ended %s after %.2fs (cpu %.2fs)%s", self.uid, status, duration,
                 cpu[0] + cpu[1], f": {error}" if error else "")
         self.result = {
@@ -339,15 +344,51 @@ class Tracking:
 def track(tool: str | Callable[..., Any] | None = None, script: str | None = None,
           params: Mapping[str, Any] | None = None, *, name: str | None = None,
           task_id: str | None = None, db: Path | str | None = None,
-          source: str = "track") -> Any:
-    """A `Tracking`: `with track(...):`, `@track(...)`, or bare `@track`."""
+          source: str = "track", retention: float | str | None = None) -> Any:
+    """A `Tracking`: `with track(...):`, `@track(...)`, or bare `@track`. `retention`
+    (seconds or a duration such as "90d") is how long the database keeps tracked records."""
     if callable(tool):
-        return Tracking(None, script, params, name=name, db=db, source=source)(tool)
-    return Tracking(tool, script, params, name=name, task_id=task_id, db=db, source=source)
+        return Tracking(None, script, params, name=name, db=db, source=source,
+                        retention=retention)(tool)
+    return Tracking(tool, script, params, name=name, task_id=task_id, db=db, source=source,
+                    retention=retention)
+
+
+def retention_seconds(value: float | str | None) -> float:
+    """The retention asked for, else $RULESMON_HISTORY_RETENTION, else a year. A bad
+    argument is the caller's mistake (ValueError); a bad environment value is logged and
+    the default used, so a typo in a worker's environment never stops its tasks."""
+    from .config.units import parse_duration
+
+    if value is not None:
+        seconds = parse_duration(value) if isinstance(value, str) else float(value)
+        if seconds <= 0:
+            raise ValueError(f"retention must be more than 0, not {value!r}")
+        return seconds
+    text = os.environ.get(RETENTION_ENV, "").strip()
+    if text:
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            seconds = 0.0
+            log.warning("history_retention_invalid: %s=%r: %s", RETENTION_ENV, text, exc)
+        if seconds > 0:
+            return seconds
+    return RETENTION
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, once: exceptions whose str() is their repr (Celery's time limits:
+    `SoftTimeLimitExceeded('limit',)`) give their arguments instead."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if text.startswith(name + "("):
+        text = ", ".join(str(a) for a in exc.args)
+    return f"{name}: {text}" if text else name
 
 
 def _from_exception(exc: BaseException) -> tuple[str, int | None, str | None]:
-    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    text = describe(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "cancelled", None, "interrupted"
     if isinstance(exc, SystemExit):
@@ -417,7 +458,7 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
                 name: str | None = None, params: Mapping[str, Any] | None = None,
                 task_id: str | None = None, db: Path | str | None = None,
                 timeout: float | None = None, grace: float = 10.0,
-                quiet: bool = False) -> int:
+                quiet: bool = False, retention: float | str | None = None) -> int:
     """Run a command as a tracked job and return its exit status (128+N after signal N).
 
     Signals sent to rulesmon are passed on to the command. With a terminal on stdin the
@@ -433,7 +474,7 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
                        and not any(ch.isspace() or ch in ";()" for ch in a)), None)
     tracking = Tracking(tool or base, script, {"argv": argv, **(params or {})},
                         name=name or " ".join(argv)[:200], task_id=task_id, db=db,
-                        source="command", sample_interval=0.5)
+                        source="command", sample_interval=0.5, retention=retention)
     interactive = sys.stdin is not None and sys.stdin.isatty()
     forwarded: list[int] = []
     child: list[int] = []

@@ -10,6 +10,8 @@ import pytest
 
 celery = pytest.importorskip("celery")
 
+from billiard.exceptions import SoftTimeLimitExceeded  # noqa: E402
+
 from rulesmon.history import get_job, get_job_history  # noqa: E402
 from rulesmon.integrations.celery import install  # noqa: E402
 
@@ -30,6 +32,17 @@ def _app(eager: bool) -> Any:
     @app.task(name="sim.run", shared=False)
     def run(code: int) -> dict[str, int]:
         return {"returncode": code}
+
+    @app.task(name="sim.flaky", bind=True, shared=False, max_retries=2)
+    def flaky(self: Any, n: int) -> int:
+        if self.request.retries < 1:
+            raise self.retry(countdown=0, exc=RuntimeError("mesh not ready"))
+        return n
+
+    @app.task(name="sim.limited", shared=False)
+    def limited() -> None:
+        # what the worker raises inside a task that reaches its soft_time_limit
+        raise SoftTimeLimitExceeded("limit")
 
     return app
 
@@ -114,3 +127,55 @@ def test_a_real_worker_on_an_in_memory_broker_is_tracked(tmp_path: Path) -> None
     jobs = get_job_history(db=db)
     assert sorted(j["status"] for j in jobs) == ["error", "success", "success", "success"]
     assert {j["job_id"] for j in jobs} == {r.id for r in results} | {bad.id}
+
+
+def test_a_retried_task_records_each_attempt_and_ends_them_all(
+        hooked: tuple[Any, Path]) -> None:
+    """A task that retries once is two records under its task id: the first attempt failed
+    with the retry's reason, the second (id suffixed .2) succeeded; none stays running,
+    even though an eager retry runs inside the first attempt."""
+    app, db = hooked
+    result = app.tasks["sim.flaky"].delay(7)
+    assert result.get() == 7
+    jobs = sorted(get_job_history(db=db), key=lambda j: j["id"])
+    assert [j["id"] for j in jobs] == [result.id, f"{result.id}.2"]
+    assert {j["job_id"] for j in jobs} == {result.id}
+    first, second = jobs
+    assert first["status"] == "failed"
+    assert first["error"].startswith("retry: ") and "mesh not ready" in first["error"]
+    assert (second["status"], second["error"]) == ("success", None)
+
+
+def test_a_time_limit_is_a_timeout_with_its_message_once(hooked: tuple[Any, Path]) -> None:
+    """A task stopped by its soft time limit is recorded as timeout, and the error names
+    the exception once with its message, not its repr."""
+    app, db = hooked
+    result = app.tasks["sim.limited"].delay()
+    assert result.state == "FAILURE"
+    job = get_job_history(db=db)[0]
+    assert (job["status"], job["error"]) == ("timeout", "SoftTimeLimitExceeded: limit")
+
+
+def test_a_task_revoked_before_it_runs_is_recorded_cancelled(tmp_path: Path) -> None:
+    """A task revoked while it waits for its countdown never runs; the real worker's
+    task_revoked signal still records it, as cancelled."""
+    from celery.contrib.testing.worker import start_worker
+    from celery.exceptions import TaskRevokedError
+
+    db = tmp_path / "h.db"
+    app = _app(eager=False)
+    app.conf.broker_connection_retry_on_startup = False
+    uninstall = install(app, db=db)
+    try:
+        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False,
+                          shutdown_timeout=10):
+            waiting = app.tasks["sim.add"].apply_async((1, 2), countdown=3)
+            app.control.revoke(waiting.id)  # before or while the worker holds it
+            with pytest.raises(TaskRevokedError):
+                waiting.get(timeout=30)
+    finally:
+        uninstall()
+    job = get_job_history(db=db)[0]
+    assert (job["job_id"], job["tool"], job["status"]) == (waiting.id, "sim.add", "cancelled")
+    assert job["error"] == "revoked before it started"
+    assert job["params"] == {"args": [1, 2], "kwargs": {}}

@@ -128,6 +128,73 @@ def test_read_api_filters_and_summarises_by_source(tmp_path: Path) -> None:
     assert stats["by_tool"]["a"]["failed"] == 1
 
 
+def test_keystone_style_scripts_work_unchanged(tmp_path: Path) -> None:
+    """Code written against the Keystone job monitor runs as is: `get_job_stats(task_id)`,
+    `stats["by_tool"][tool]["total_duration"] / ["count"]`, `success_rate` and
+    `total_cpu_time_seconds`, and the CLI's `job-history`, `job-stats`, `job-details`."""
+    db = tmp_path / "h.db"
+    for task_id, tool in (("task-1", "fenicsx"), ("task-2", "fenicsx"), ("task-3", "lammps")):
+        with rulesmon.track(tool=tool, script="poisson.py", task_id=task_id, db=db):
+            _spin(0.05)
+    job = rulesmon.get_job_stats("task-2", db=db)
+    assert job is not None and (job["tool"], job["status"]) == ("fenicsx", "success")
+    stats = get_summary_statistics(db=db)
+    averages = {tool: s["total_duration"] / s["count"] for tool, s in stats["by_tool"].items()}
+    assert set(averages) == {"fenicsx", "lammps"} and all(a > 0 for a in averages.values())
+    assert stats["by_tool"]["fenicsx"]["count"] == 2
+    assert stats["by_tool"]["fenicsx"]["total_duration"] == \
+        stats["by_tool"]["fenicsx"]["total_duration_seconds"]
+    assert stats["success_rate"] == 100.0 and stats["total_cpu_time_seconds"] > 0
+    for alias, plain in ((("job-history", "--db", str(db)), ("history", "--db", str(db))),
+                         (("job-stats", "--db", str(db)), ("stats", "--db", str(db))),
+                         (("job-details", "task-3", "--db", str(db)),
+                          ("show", "task-3", "--db", str(db)))):
+        aliased = run_cli(*alias, "--format", "json")
+        assert aliased.returncode == 0, aliased.stderr
+        assert json.loads(aliased.stdout)
+        assert aliased.stdout == run_cli(*plain, "--format", "json").stdout
+    assert "job-history" not in run_cli("--help").stdout  # aliases stay out of the way
+
+
+def _age(db: Path, days: float) -> None:
+    """Move every record `days` into the past and forget when retention last ran."""
+    con = sqlite3.connect(str(db))
+    with con:
+        con.execute("UPDATE jobs SET first_seen = first_seen - ?, last_seen = last_seen - ?",
+                    (days * 86400, days * 86400))
+        con.execute("DELETE FROM meta WHERE key = 'history_pruned_at'")
+    con.close()
+
+
+def test_tracked_retention_is_configurable(tmp_path: Path, monkeypatch: Any,
+                                           caplog: Any) -> None:
+    """Tracked records older than `retention=` (or $RULESMON_HISTORY_RETENTION) are pruned
+    by the next tracked write; a bad environment value is logged and the year kept; a bad
+    argument is refused at once."""
+    db = tmp_path / "h.db"
+    with rulesmon.track(tool="old", db=db):
+        pass
+    _age(db, 100)
+    monkeypatch.setenv("RULESMON_HISTORY_RETENTION", "soon")
+    with rulesmon.track(tool="mid", db=db):
+        pass
+    assert "history_retention_invalid" in caplog.text
+    assert sorted(j["tool"] for j in get_job_history(db=db)) == ["mid", "old"]  # a year
+    _age(db, 1)
+    monkeypatch.setenv("RULESMON_HISTORY_RETENTION", "100d")
+    with rulesmon.track(tool="new", db=db):
+        pass
+    assert sorted(j["tool"] for j in get_job_history(db=db)) == ["mid", "new"]
+    _age(db, 30)
+    monkeypatch.delenv("RULESMON_HISTORY_RETENTION")
+    assert _track(db, "-q", "--retention", "10d", "--", "true").returncode == 0
+    assert [j["tool"] for j in get_job_history(db=db)] == ["true"]
+    with pytest.raises(ValueError, match="retention must be more than 0"):
+        rulesmon.track(tool="x", db=db, retention=0)
+    refused = _track(db, "--retention", "0s", "--", "true")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
 def test_reading_a_missing_history_is_empty_and_creates_nothing(tmp_path: Path) -> None:
     """The read API answers an empty history when no database exists yet, without making one."""
     db = tmp_path / "never.db"

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["get_job", "get_job_history", "get_summary_statistics"]
+__all__ = ["get_job", "get_job_history", "get_job_stats", "get_summary_statistics"]
 
 
 def get_job_history(limit: int | None = None, *, status: str | None = None,
@@ -36,6 +36,10 @@ def get_job(job: str, *, db: Path | str | None = None) -> dict[str, Any] | None:
             return queries.job(con, job)
         except queries.HistoryError:
             return None
+
+
+#: The Keystone job monitor's name for `get_job`, for scripts written against it.
+get_job_stats = get_job
 
 
 def get_summary_statistics(*, since: float | str | datetime | None = None,
