@@ -22,14 +22,17 @@ from .receiver import Receiver
 from .slurm_cluster import SlurmCluster
 
 SCRIPTS = {
-    "ok": "echo all good; sleep 4",
-    "exit3": "sleep 3; echo failing >&2; exit 3",
+    # busy on its one CPU for 4 s: a CPU efficiency well above zero
+    "ok": ("echo all good; {python} -c 'import time\nt = time.time()\n"
+           "while time.time() - t < 4: pass'"),
+    "exit3": "sleep 4; echo failing >&2; exit 3",
     "timeout": "echo start; sleep 300",
     "cancel": "sleep 300",
-    "array": "sleep 2; echo task $SLURM_ARRAY_TASK_ID",
+    "array": "sleep 4; echo task $SLURM_ARRAY_TASK_ID",
     "progress": "for i in 1 2 3 4 5 6; do echo \"INFO Processed $i/6 items\"; sleep 1; done",
+    # 2 MiB every 0.2 s: over its 40 MiB after about 4 s, long enough to be seen RUNNING
     "oom": ("{python} -c 'import time\nchunks = []\nwhile True:\n"
-            "    chunks.append(b\"x\" * (2 << 20)); time.sleep(0.1)'"),
+            "    chunks.append(b\"x\" * (2 << 20)); time.sleep(0.2)'"),
 }
 OPTIONS = {
     "ok": ["--time=5", "--mem=32M"],
@@ -44,7 +47,8 @@ OPTIONS = {
 RULESET_HEAD = """\
 version: 1
 name: slurm-it
-every: 2s
+every: 1s
+state_file: run-state.json
 notify:
   hook: "${HOOK}"
 defaults:
@@ -61,6 +65,11 @@ rules:
       sig={{ job.signal }} diag={{ job.diagnosis }} cpu={{ job.cpu_eff }}
       mem={{ job.mem_eff }} used={{ job.mem_used }} time={{ job.time_eff }}
       exceeded={{ job.exceeded }} limit={{ job.time_limit }} out={{ job.stdout }}
+      acct={{ job.accounted }} cputime={{ job.cpu_time }}
+  - name: crash-log
+    when: job.key == "exit3" and job.terminal
+    resolve: false
+    message: "LOG {{ job.id }} {{ log.errors.traceback.count }} {{ log.tail }}"
   - name: stop-the-sleeper
     when: job.key == "cancel" and job.state == "RUNNING"
     resolve: false
@@ -134,13 +143,14 @@ def test_seven_scenarios_in_one_run(slurm_cluster: SlurmCluster) -> None:
             changes.setdefault(str(e["instance"]), []).append(str(e["current"]))
     by_key = {k.split("/")[0]: v for k, v in changes.items() if not k.startswith("array/")}
     assert by_key["ok"][-1] == "COMPLETED" and "RUNNING" in by_key["ok"]
-    assert by_key["exit3"][-1] == "FAILED"
+    assert by_key["exit3"][-1] == "FAILED" and "RUNNING" in by_key["exit3"]
     assert by_key["timeout"][-1] == "TIMEOUT" and "RUNNING" in by_key["timeout"]
     assert by_key["cancel"][-1] == "CANCELLED" and "RUNNING" in by_key["cancel"]
     assert by_key["progress"][-1] == "COMPLETED"
-    assert by_key["oom"][-1] == "OUT_OF_MEMORY"
+    assert by_key["oom"][-1] == "OUT_OF_MEMORY" and "RUNNING" in by_key["oom"]
     array = {k: v for k, v in changes.items() if k.startswith("array/")}
     assert len(array) == 3 and all(v[-1] == "COMPLETED" for v in array.values())
+    assert all("RUNNING" in v for v in array.values())
     assert sorted(k.rsplit("_", 1)[1] for k in array) == ["0", "1", "2"]
 
     # full messages per instance from the run's log; the receiver gets them (grouped when
@@ -152,9 +162,13 @@ def test_seven_scenarios_in_one_run(slurm_cluster: SlurmCluster) -> None:
     for key in ends:
         assert f"END {key} " in delivered, (key, bodies)
     got = {key: _fields(body) for key, body in ends.items()}
+    assert all(fields["acct"] == "done" for fields in got.values()), got
     assert got["ok"]["exit"] == "0" and got["ok"]["diag"] == "ok"
     assert float(got["ok"]["time"]) > 0 and got["ok"]["exceeded"] == "False"
-    assert float(got["ok"]["cpu"]) >= 0 and float(got["ok"]["mem"]) > 0
+    # busy for 4 s of a run of about 5 s on one CPU (it shares 2 cores with the other jobs)
+    assert 20 < float(got["ok"]["cpu"]) <= 100 and float(got["ok"]["cputime"]) >= 1
+    assert 0 < float(got["ok"]["mem"]) < 100 and int(got["ok"]["used"]) > 1 << 20
+    assert float(got["cancel"]["cpu"]) < 10  # it only slept
     assert got["ok"]["out"].endswith(f"it-ok-{ends['ok'].split()[2]}.out")
     assert got["exit3"]["exit"] == "3" and got["exit3"]["diag"] == "nonzero_exit"
     assert got["timeout"]["diag"] == "time_limit" and got["timeout"]["exceeded"] == "True"
@@ -178,6 +192,15 @@ def test_seven_scenarios_in_one_run(slurm_cluster: SlurmCluster) -> None:
     assert recorded["timeout"]["efficiency"]["time_pct"] >= 100
     assert recorded["oom"]["efficiency"]["memory_pct"] > 50
     assert recorded["exit3"]["returncode"] == 3
+    (crash_log,) = [str(e["message"]) for e in events if e.get("event") == "alert_firing"
+                    and e.get("rule") == "crash-log"]
+    assert crash_log.endswith("failing")  # its own output, followed without `logs:`
+    state = json.loads((folder / "run-state.json").read_text(encoding="utf-8"))
+    assert state["run"]["all_terminal"] is True and state["run"]["total"] == 9
+    final = {k: v["job.state"] for k, v in state["jobs"].items()}
+    assert sorted(final.values()) == sorted(["COMPLETED"] * 5 + [
+        "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY"])
+    assert all(v["job.accounted"] == "done" for v in state["jobs"].values())
     controls = [e for e in events if e.get("event") == "control_done"]
     assert controls and "scancel" in str(controls[0].get("result"))
     assert "all good" in next(folder.glob("it-ok-*.out")).read_text(encoding="utf-8")
@@ -188,6 +211,7 @@ def _collect_until(probe: SlurmProbe, rs: Any, base: Path, check: Any,
     deadline = time.monotonic() + timeout
     while True:
         facts = probe.collect(TickContext(now=time.time(), ruleset=rs, base_dir=base))
+        facts.pop("", None)  # the run-level facts (probe.slurm.*)
         if check(facts):
             return facts
         if time.monotonic() > deadline:
@@ -196,9 +220,10 @@ def _collect_until(probe: SlurmProbe, rs: Any, base: Path, check: Any,
 
 
 def test_selections_and_control_on_real_jobs(slurm_cluster: SlurmCluster) -> None:
-    """Jobs submitted outside rulesmon are found by id, name glob + user and array id in one
-    probe; control releases a held job, requeues an array task (its restart count goes up) and
-    cancels a running job."""
+    """Jobs submitted outside rulesmon are found by id, name glob + user, array id, partition
+    and account in one probe (a partition or account no job has selects nothing); control
+    releases a held job, requeues an array task (its restart count goes up) and cancels a
+    running job."""
     folder = slurm_cluster.workdir("select")
     tag = f"sel{uuid.uuid4().hex[:8]}"  # other runs' jobs stay visible for a while
     held = slurm_cluster.sbatch(folder, "-H", "--mem=16M", "-J", f"{tag}-held", "--wrap",
@@ -207,17 +232,32 @@ def test_selections_and_control_on_real_jobs(slurm_cluster: SlurmCluster) -> Non
                                    "sleep 300")
     array = slurm_cluster.sbatch(folder, "--mem=16M", "-J", f"{tag}-array", "--array=0-1",
                                  "--wrap", "sleep 300")
+    part = slurm_cluster.sbatch(folder, "--mem=16M", "-J", f"{tag}-part", "--partition=debug",
+                                "--wrap", "sleep 300")
+    acct = slurm_cluster.sbatch(folder, "--mem=16M", "-J", f"{tag}-acct", "--account=root",
+                                "--wrap", "sleep 300")
     text = ("version: 1\nname: sel\njobs:\n"
             f"  byid:\n    slurm: {{ids: [{held}], min_interval: 0s}}\n"
             f"  byname:\n    slurm: {{user: root, name: '{tag}-sl*', min_interval: 0s}}\n"
-            f"  byarray:\n    slurm: {{array: {array}, min_interval: 0s}}\n")
+            f"  byarray:\n    slurm: {{array: {array}, min_interval: 0s}}\n"
+            f"  bypart:\n    slurm: {{partition: debug, name: '{tag}-pa*', min_interval: 0s}}\n"
+            f"  byacct:\n    slurm: {{account: root, name: '{tag}-ac*', min_interval: 0s}}\n"
+            f"  nopart:\n    slurm: {{partition: gpu, name: '{tag}-*', min_interval: 0s}}\n"
+            f"  noacct:\n    slurm: {{account: other, name: '{tag}-*', min_interval: 0s}}\n")
     rs = load_text(text, base=folder).ruleset
     probe = SlurmProbe(rs, folder)
     with slurm_cluster.activated():
-        facts = _collect_until(probe, rs, folder, lambda f: len(f) == 4 and all(
+        facts = _collect_until(probe, rs, folder, lambda f: len(f) == 6 and all(
             x.get("job.state") in ("RUNNING", "HELD") for x in f.values()))
         assert sorted(facts) == sorted([f"byid/{held}", f"byname/{sleeper}",
-                                        f"byarray/{array}_0", f"byarray/{array}_1"])
+                                        f"byarray/{array}_0", f"byarray/{array}_1",
+                                        f"bypart/{part}", f"byacct/{acct}"])
+        assert facts[f"bypart/{part}"]["job.partition"] == "debug"
+        assert facts[f"byacct/{acct}"]["job.account"] == "root"
+        before = dict(probe.calls)
+        probe.collect(TickContext(now=time.time() + 1, ruleset=rs, base_dir=folder))
+        # one squeue call serves all seven selections; nothing ended, so no sacct call
+        assert probe.calls == {"squeue": before["squeue"] + 1, "sacct": before["sacct"]}
         assert facts[f"byid/{held}"]["job.state"] == "HELD"
         assert facts[f"byid/{held}"]["job.reason"] == "JobHeldUser"
         assert facts[f"byname/{sleeper}"]["job.node_list"]
@@ -230,5 +270,7 @@ def test_selections_and_control_on_real_jobs(slurm_cluster: SlurmCluster) -> Non
         assert facts[f"byid/{held}"]["job.succeeded"] is True
         assert facts[f"byname/{sleeper}"]["job.diagnosis"] == "cancelled"
         control("cancel", {"job.id": array}, None, 30)
+        control("cancel", {"job.id": part}, None, 30)
+        control("cancel", {"job.id": acct}, None, 30)
         with pytest.raises(Exception, match="verbs"):
             control("resubmit", {"job.id": array}, None, 30)

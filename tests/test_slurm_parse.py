@@ -292,3 +292,31 @@ def test_bad_sacct_and_json_records_are_skipped() -> None:
     skipped = []
     found = sp.parse_sacct_json(json.dumps(acct), skipped)
     assert sorted(found) == ["7", "8"] and [j for j, _ in skipped] == ["9"]
+
+
+def test_array_tasks_default_output_as_sbatch_writes_it() -> None:
+    """squeue 22.05 prints an array task's default output as slurm-<raw id>.out (seen on a
+    real cluster) while sbatch writes slurm-%A_%a.out: the task gets the file that exists; a
+    pattern given with -o (printed with its placeholders) is expanded as given; squeue
+    --json's empty standard_output becomes the default too."""
+    text = (_squeue("35", JobArrayID="33_0", ArrayJobID="33", ArrayTaskID="0", WorkDir="/w",
+                    STDOUT="/w/slurm-35.out", STDERR="/w/slurm-35.out")
+            + _squeue("36", JobArrayID="34_0", ArrayJobID="34", ArrayTaskID="0", WorkDir="/w",
+                      STDOUT="/w/slurm-%j.out", STDERR="/w/slurm-%j.out")
+            + _squeue("37", JobArrayID="37_[0-1]", ArrayJobID="37", ArrayTaskID="N/A",
+                      State="PENDING", WorkDir="/w", STDOUT="/w/slurm-37.out",
+                      STDERR="/w/slurm-37.out")
+            + _squeue("38", WorkDir="/w", STDOUT="/w/slurm-38.out", STDERR="/w/slurm-38.out"))
+    jobs = {str(j["job.id"]): j for j in sp.parse_squeue(text)}
+    assert jobs["33_0"]["job.stdout"] == jobs["33_0"]["job.stderr"] == "/w/slurm-33_0.out"
+    assert jobs["34_0"]["job.stdout"] == "/w/slurm-36.out"
+    assert jobs["37_1"]["job.stdout"] == "/w/slurm-37_1.out"
+    assert jobs["38"]["job.stdout"] == "/w/slurm-38.out"
+    doc = {"jobs": [{"job_id": 35, "array_job_id": 33, "array_task_id": 0,
+                     "job_state": "RUNNING", "current_working_directory": "/w",
+                     "standard_output": "", "standard_error": ""},
+                    {"job_id": 40, "job_state": "RUNNING", "current_working_directory": "/w",
+                     "standard_output": "/w/%x.log", "standard_error": "", "name": "t"}]}
+    queued = {str(j["job.id"]): j for j in sp.parse_squeue_json(json.dumps(doc))}
+    assert queued["33_0"]["job.stdout"] == "/w/slurm-33_0.out"
+    assert queued["40"]["job.stdout"] == queued["40"]["job.stderr"] == "/w/t.log"

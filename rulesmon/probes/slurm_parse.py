@@ -504,11 +504,23 @@ def _squeue_record(parts: list[str]) -> Facts:
         if task.isdigit():
             f["job.array_task"] = int(task)
     if stdout:
-        f["job.stdout"] = expand_placeholders(stdout, f) if "%" in stdout else stdout
+        f["job.stdout"] = expand_placeholders(stdout, f) if "%" in stdout else \
+            _array_default(stdout, jobid, f) if task != "N/A" else stdout
     if stderr:
         f["job.stderr"] = f["job.stdout"] if stderr == stdout else \
-            expand_placeholders(stderr, f) if "%" in stderr else stderr
+            expand_placeholders(stderr, f) if "%" in stderr else \
+            _array_default(stderr, jobid, f) if task != "N/A" else stderr
     return f
+
+
+def _array_default(path: str, raw: str, f: Mapping[str, Any]) -> str:
+    """An array task's default output file. squeue (22.05) prints it as `slurm-<raw id>.out`,
+    but sbatch writes `slurm-%A_%a.out` for a task (a pattern given with -o is printed with
+    its placeholders, so this form is always sbatch's default)."""
+    tail = f"/slurm-{raw}.out"
+    if path.endswith(tail) and f.get("job.array_task") is not None:
+        return f"{path[:-len(tail)]}/slurm-{f['job.array_id']}_{f['job.array_task']}.out"
+    return path
 
 
 @lru_cache(maxsize=4096)
@@ -545,10 +557,13 @@ def _tasks(f: Facts, array_id: str, spec: str, stdout: str, stderr: str) -> Iter
         task = dict(f)
         task.update({"job.id": f"{array_id}_{index}", "job.array_id": array_id,
                      "job.array_task": index, "_job_id_raw": None})
+        raw = str(f.get("_job_id_raw") or array_id)
         if stdout:
-            task["job.stdout"] = expand_placeholders(stdout, task)
+            task["job.stdout"] = expand_placeholders(stdout, task) if "%" in stdout else \
+                _array_default(stdout, raw, task)
         if stderr:
-            task["job.stderr"] = expand_placeholders(stderr, task)
+            task["job.stderr"] = expand_placeholders(stderr, task) if "%" in stderr else \
+                _array_default(stderr, raw, task)
         yield task
 
 
@@ -890,9 +905,21 @@ def _squeue_json_job(job: Mapping[str, Any]) -> Iterator[Facts]:
                 path = job.get("standard_output" if fact == "job.stdout" else "standard_error")
                 if path:
                     t[fact] = expand_placeholders(str(path), t)
-            yield t
+            yield _json_default_output(t)
         return
-    yield f
+    yield _json_default_output(f)
+
+
+def _json_default_output(f: Facts) -> Facts:
+    """squeue --json leaves standard_output empty when sbatch's default is used: that default,
+    and stderr goes with it unless given."""
+    if "job.stdout" not in f:
+        guess = default_output(f)
+        if guess is not None:
+            f["job.stdout"] = guess
+    if "job.stderr" not in f and "job.stdout" in f:
+        f["job.stderr"] = f["job.stdout"]
+    return f
 
 
 def parse_sacct_json(text: str, skipped: Skipped | None = None) -> dict[str, Facts]:
