@@ -86,6 +86,51 @@ def test_frame_fits_any_terminal(name: str, size: tuple[int, int]) -> None:
     assert lines[0].startswith("╭") and lines[-1].startswith("╰")
 
 
+def test_eta_shows_how_far_the_estimates_agree() -> None:
+    """A job's ETA reads `ETA 1m 55s` when its estimates agree, `ETA ~…` when they differ
+    and `ETA ~… (low)` when they differ widely; the overall ETA carries the confidence of
+    the job that finishes last."""
+    text = render_text(view_of(S.demo()), 160, 40)
+    rows = {line.split()[2]: line for line in text.splitlines() if "embed/" in line
+            and "RUNNING" in line and "items" in line}
+    assert "· ETA 1m 55s ·" in rows["embed/0"]
+    assert "· ETA ~1m 54s ·" in rows["embed/1"]
+    assert "· ETA ~1m 52s (low) ·" in rows["embed/2"]
+    header = next(line for line in text.splitlines() if "Progress" in line)
+    assert "ETA 1m 55s" in header  # embed/0 (high) finishes last
+
+
+def test_final_frame_and_exit_line_fit_a_24_row_terminal() -> None:
+    """When the run ends, the final frame, a one-line exit line (however long the summary)
+    and the shell's prompt fit 24 rows: the frame's top border is not scrolled away."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from rich.console import Console
+
+    from rulesmon.display.live import LiveDashboard
+
+    out = io.StringIO()
+    console = Console(file=out, width=80, height=24, color_system=None, force_terminal=False,
+                      legacy_windows=False, emoji=False, highlight=False)
+    dash = LiveDashboard(ruleset="embed-batch-5", every=10.0, console=console, screen=False,
+                         route_logs=False)
+    reports = S.demo()
+    summary = "4 job instance(s): 3 RUNNING, 1 FAILED; 0 succeeded, 1 failed; total time " \
+        "2h 34m; slowest embed/2 at 72% of 25,000 items"
+    reports[-1] = replace(reports[-1], run=MappingProxyType({**reports[-1].run,
+                                                             "run.summary": summary}))
+    for r in reports:
+        dash.feed(r)
+    dash.finished(1)
+    dash.__exit__(None, None, None)
+    lines = out.getvalue().splitlines()
+    assert len(lines) <= 23, lines  # one row left for the prompt
+    assert lines[0].startswith("╭─ rulesmon · embed-batch-5") and lines[-2].startswith("╰")
+    assert lines[-1].startswith("exit code 1 · 4 job instance(s)") and lines[-1].endswith("…")
+    assert cell_len(lines[-1]) <= 80
+
+
 def test_small_terminal_collapses_and_counts_the_rest() -> None:
     """At 80x24 a 5,000-job cluster shows the failures first and says how many it hides."""
     text = render_text(SCENARIOS["cluster"](), 80, 24)

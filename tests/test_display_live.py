@@ -241,9 +241,15 @@ def test_live_dashboard_in_tmux_fits_the_screen(tmp_path: Path) -> None:
             time.sleep(0.3)
         assert big, screen()
         assert big[-1].startswith("╰") and big[-1].endswith("╯")
-        # Ctrl+C: the run stops its workers and leaves the final frame and exit code
+        # Ctrl+C: the run stops its workers and leaves the final frame and exit code, the
+        # frame whole (its top border too) above a one-line exit line
         stopped = _interrupt(sock, screen)
         assert stopped, screen()
+        final = screen()
+        exit_line = next(i for i, line in enumerate(final) if "exit code 130" in line)
+        tops = [i for i, line in enumerate(final) if line.startswith("╭─ rulesmon · disp")]
+        assert tops and final[exit_line - 1].startswith("╰"), final
+        assert exit_line + 1 == len(final) or not final[exit_line + 1].strip(), final
     finally:
         if not stopped:
             _interrupt(sock, lambda: _tmux(sock, "capture-pane", "-p", "-t", "t").stdout

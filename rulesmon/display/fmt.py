@@ -47,6 +47,17 @@ def duration(seconds: Any) -> str:
     return f"{d}d {rem // 3600}h"
 
 
+def eta(seconds: float, confidence: str = "") -> str:
+    """`ETA 9s` when the estimates agree (confidence high), `ETA ~9s` when they differ
+    somewhat, `ETA ~9s (low)` when they differ widely (`progress.confidence`)."""
+    text = duration(seconds)
+    if confidence == "medium":
+        return f"ETA ~{text}"
+    if confidence == "low":
+        return f"ETA ~{text} (low)"
+    return f"ETA {text}"
+
+
 def size(value: Any) -> str:
     """`245 MB`, `14.2 GB`."""
     v = num(value)

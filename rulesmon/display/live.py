@@ -33,6 +33,7 @@ from rich.text import Text
 
 from .feed import Feed
 from .fmt import clock, count, duration, one_line, pct, rate, size
+from .fmt import eta as eta_text
 from .model import (
     BAD_STATES,
     NO_STATE,
@@ -156,7 +157,7 @@ def job_line(row: JobRow, lay: _Layout) -> Text:
     if row.rate is not None and row.state not in BAD_STATES and row.state != "COMPLETED":
         parts.append(rate(row.rate))
     if row.eta is not None:
-        parts.append(f"ETA {duration(row.eta)}")
+        parts.append(eta_text(row.eta, row.confidence))
     if row.detail:
         parts.append(row.detail)
     return _line(mark, _cell(name, lay.name), " ",
@@ -416,7 +417,7 @@ def _header(view: View, lay: _Layout, now: float) -> list[Text]:
             parts.append(rate(o.rate, o.unit if lay.wide else "") +
                          (f" (avg {rate(o.avg_rate)})" if o.avg_rate and lay.wide else ""))
         if o.eta is not None and not view.all_terminal:
-            parts.append(f"ETA {duration(o.eta)}" +
+            parts.append(eta_text(o.eta, o.confidence) +
                          (f" ({clock(view.now + o.eta)})" if lay.wide else ""))
         lines.append(_line(Text("Progress ", style="bold"), bar(o.pct, lay.bar + 6), " ",
                            Text(f"{o.pct:5.1f}% ", style="bold"), " · ".join(parts),
@@ -566,12 +567,17 @@ class LiveDashboard:
             self._routing = None
         view = self.view()
         width, height = self.console.size
+        # The final frame, the exit line and the shell's prompt fill the screen exactly: the
+        # exit line is cut to one line, as a wrapped one would push the frame's top away.
         if view.tick:
             self.console.print(frame(view, width, max(10, height - 2), fill=False, hint=""))
         if self.code is not None:
-            self.console.print(f"exit code {self.code}" + (
-                f" · {one_line(self.feed.latest().run.get('run.summary', ''))}"
-                if self.feed.latest() is not None else ""), style="dim", highlight=False)
+            latest = self.feed.latest()
+            line = Text(f"exit code {self.code}" + (
+                f" · {one_line(latest.run.get('run.summary', ''))}" if latest is not None
+                else ""), style="dim", no_wrap=True, overflow="ellipsis")
+            line.truncate(width, overflow="ellipsis")
+            self.console.print(line, highlight=False, soft_wrap=False)
 
 
 def render_text(view: View, width: int, height: int) -> str:

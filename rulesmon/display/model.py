@@ -53,6 +53,7 @@ class JobRow:
     detail: str = ""
     alert: str = ""
     stalled: bool = False
+    confidence: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class Overall:
     avg_rate: float | None
     eta: float | None
     jobs: int
+    confidence: str = ""
 
     @property
     def pct(self) -> float:
@@ -330,6 +332,7 @@ class ViewBuilder:
         changes: list[tuple[str, str, str, Mapping[str, Any]]] = []
         o_done = o_total = o_rate = o_avg = 0.0
         o_eta: float | None = None
+        o_confidence = ""
         o_jobs = 0
         o_units: set[str] = set()
         states = self._states
@@ -369,7 +372,8 @@ class ViewBuilder:
                         o_avg += num(get("progress.avg_rate")) or 0.0
                         eta = num(get("progress.eta"))
                         if eta is not None and (o_eta is None or eta > o_eta):
-                            o_eta = eta
+                            o_eta = eta  # the last job to finish: its ETA and confidence
+                            o_confidence = _confidence(get("progress.confidence"))
 
             # the job row's interest: recent failures, then trouble, then the running ones
             # furthest from done, then waiting, pending, old failures and successes
@@ -488,7 +492,8 @@ class ViewBuilder:
             failed=int(num(run.get("run.failed")) or 0),
             all_terminal=run.get("run.all_terminal") is True,
             overall=Overall(o_done, o_total, o_units.pop() if len(o_units) == 1 else "",
-                            o_rate or None, o_avg or None, o_eta, o_jobs) if o_jobs else None,
+                            o_rate or None, o_avg or None, o_eta, o_jobs, o_confidence)
+            if o_jobs else None,
             problems=_problems(run),
             jobs=_section(job_rows, len(jobs), counts, _jobs_summary(counts, len(jobs))),
             groups=_groups(groups, limit),
@@ -522,7 +527,8 @@ class ViewBuilder:
         return JobRow(key, name, state, rank, p_pct, done, total,
                       unit if isinstance(unit, str) else "", num(f.get("progress.rate")),
                       num(f.get("progress.eta")) if not terminal else None,
-                      _detail(f, state, terminal, stalled), severity, stalled)
+                      _detail(f, state, terminal, stalled), severity, stalled,
+                      _confidence(f.get("progress.confidence")))
 
     def _worker_row(self, key: str, f: Mapping[str, Any], rank: int) -> WorkerRow:
         state = f.get("job.state")
@@ -579,6 +585,10 @@ def _best(items: list[Any], limit: int) -> list[Any]:
 
 def _state_order(kv: tuple[str, int]) -> tuple[int, str]:
     return STATE_ORDER.get(kv[0], 99), kv[0]
+
+
+def _confidence(value: Any) -> str:
+    return value if value in ("high", "medium", "low") else ""
 
 
 def _detail(f: Mapping[str, Any], state: str, terminal: bool, stalled: bool) -> str:
