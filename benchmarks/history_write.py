@@ -2,7 +2,8 @@
 
 A scripted scheduler reports 1,000 jobs every tick (every 10 s): CPU time, memory and
 progress move on every job every tick. History samples every 60 s per job, so about a sixth
-of the jobs get a sample row (resources and progress) each tick. Two workloads: steady (one
+of the jobs get a sample row (resources and progress) each tick, plus one sample with every
+job row written (a job first seen, changed or ended). Two workloads: steady (one
 job ends and a new one starts per tick: 8,640 jobs a day, a busy user) and a storm (2% of
 the jobs end per tick and as many start: 20 job rows rewritten and 20 inserted per tick).
 Measured in the same run, median of 60 ticks after 6 warm-up ticks: the recorder's own work

@@ -305,6 +305,21 @@ def test_stats_notifications_follow_the_job_filters(recorded: Any) -> None:
     assert notes() == notes("--status", "failed") == notes("--tool", "train") == 1
     assert notes("--status", "success") == notes("--source", "slurm") == 0
     assert notes("--tool", "other") == 0
+    import shutil
+
+    copy = tmp / "attempts.db"
+    shutil.copy(tmp / ".rulesmon" / "hist.db", copy)
+    con = queries.open_db(copy)
+    try:  # a failed attempt before the delivery counts the same, filtered or not
+        con.execute("INSERT INTO attempts SELECT seq, created, 0, 'HTTP 503' FROM outbox")
+        everything = queries.summary(con)["notifications"]
+        assert everything["by_target"]["hook"] == {"delivered": 1, "failed_attempts": 1}
+        assert queries.summary(con, queries.Filters(status="failed,success"))[
+            "notifications"] == everything
+        assert queries.summary(con, queries.Filters(status="success"))["notifications"] == \
+            {"total": 0, "by_target": {}}
+    finally:
+        con.close()
 
 
 def _doc_json_blocks() -> list[Any]:
