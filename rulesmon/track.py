@@ -40,7 +40,7 @@ import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from .history import liveness, retention, rows
 from .history.location import default_path
@@ -339,6 +339,17 @@ class Tracking:
             log.warning("history_write_failed: %s", exc)
         finally:
             db.close()
+
+
+@overload
+def track(tool: F, /) -> F: ...
+
+
+@overload
+def track(tool: str | None = None, script: str | None = None,
+          params: Mapping[str, Any] | None = None, *, name: str | None = None,
+          task_id: str | None = None, db: Path | str | None = None,
+          source: str = "track", retention: float | str | None = None) -> Tracking: ...
 
 
 def track(tool: str | Callable[..., Any] | None = None, script: str | None = None,

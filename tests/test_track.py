@@ -299,6 +299,28 @@ def test_a_reused_pid_does_not_keep_a_dead_record_running(tmp_path: Path) -> Non
     assert live.result is not None and live.result["status"] == "success"
 
 
+def test_simulation_history_example_records_and_reads_back(tmp_path: Path) -> None:
+    """examples/simulation-history/simulate.py records six runs (a block, a failed solver,
+    an exception, three decorated calls) that its own summary and the README's commands
+    (history --status, stats, show by id prefix) read back."""
+    db = tmp_path / "runs.db"
+    script = Path(__file__).parent.parent / "examples" / "simulation-history" / "simulate.py"
+    ran = subprocess.run([sys.executable, str(script), "--db", str(db)], capture_output=True,
+                         text=True, check=False, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "6 runs, success rate 66.67%" in ran.stdout
+    assert "fenicsx: 4 runs" in ran.stdout and "lammps: 1 run," in ran.stdout
+    bad = json.loads(run_cli("history", "--db", str(db), "--status", "failed,error",
+                             "--format", "json").stdout)
+    assert sorted((j["tool"], j["status"]) for j in bad) == [("lammps", "failed"),
+                                                             ("openfoam", "error")]
+    stats = json.loads(run_cli("stats", "--db", str(db), "--format", "json").stdout)
+    assert stats["by_tool"]["fenicsx"]["count"] == 4
+    shown = run_cli("show", bad[0]["id"][:8], "--db", str(db))
+    assert shown.returncode == 0, shown.stderr
+    assert "Parameters:" in shown.stdout and "CPU Utilized:" in shown.stdout
+
+
 # --- rulesmon track -- CMD -----------------------------------------------------------------
 
 
