@@ -222,11 +222,12 @@ def parsing() -> None:
         sp.duration.cache_clear()  # every run starts as cold as the first tick
         sp.memory.cache_clear()
         watch.jobs.clear()
-        for f in sp.parse_squeue(text):
-            if watch.matches(f):
-                # seen now: the tick that makes the squeue call
-                watch.jobs[str(f["job.id"])] = _Tracked(str(f["job.id"]), f, 10.0, True)
-        probe._facts(10.0)
+        with sp.no_gc():  # as SlurmProbe.collect does for the whole tick
+            for f in sp.parse_squeue(text):
+                if watch.matches(f):
+                    # seen now: the tick that makes the squeue call
+                    watch.jobs[str(f["job.id"])] = _Tracked(str(f["job.id"]), f, 10.0, True)
+            probe._build_facts(10.0)
 
     split_ms, _ = best(split)
     json_ms, _ = best(lambda: json.loads(as_json))

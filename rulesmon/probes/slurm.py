@@ -148,9 +148,9 @@ def _first_line(text: str) -> str:
     return ""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tracked:
-    """One SLURM job (or array task) attributed to a ruleset job."""
+    """One SLURM job (or array task) attributed to a ruleset job (slots: tens of thousands)."""
 
     jid: str
     facts: Facts = field(default_factory=dict)
@@ -607,7 +607,8 @@ class SlurmProbe:
                     continue
                 # a copy of the record (a compact dict copies fast), then the watch's keys
                 facts: Facts = tracked.facts.copy()
-                facts.pop("_job_id_raw", None)
+                if "_job_id_raw" in facts:
+                    del facts["_job_id_raw"]
                 for name, value in common.items():  # the record's own values win
                     if name not in facts:
                         facts[name] = value

@@ -467,7 +467,8 @@ def _squeue_record(parts: list[str]) -> Facts:
     f: Facts = status.copy()
     f.update(_resources(nodes, cpus, tres, tres_node, min_mem))
     f["job.id"] = array_jobid or jobid
-    f["_job_id_raw"] = jobid
+    if array_jobid and array_jobid != jobid:  # an array task: its own id matters too
+        f["_job_id_raw"] = jobid
     f["job.name"] = name
     f["job.user"] = user
     f["job.partition"] = partition
@@ -496,7 +497,8 @@ def _squeue_record(parts: list[str]) -> Facts:
     if tl is not None:
         f["job.time_limit"] = tl
         if not terminal:
-            tleft = duration(left)
+            # squeue prints TimeLeft as TimeLimit - TimeUsed: the same, without a third parse
+            tleft = duration(left) if elapsed is None else max(0.0, tl - elapsed)
             if tleft is not None:
                 f["job.time_left"] = tleft
     if task != "N/A" and task:
