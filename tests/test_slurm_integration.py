@@ -165,10 +165,12 @@ def test_seven_scenarios_in_one_run(slurm_cluster: SlurmCluster) -> None:
     assert all(fields["acct"] == "done" for fields in got.values()), got
     assert got["ok"]["exit"] == "0" and got["ok"]["diag"] == "ok"
     assert float(got["ok"]["time"]) > 0 and got["ok"]["exceeded"] == "False"
-    # busy for 4 s of a run of about 5 s on one CPU (it shares 2 cores with the other jobs)
-    assert 20 < float(got["ok"]["cpu"]) <= 100 and float(got["ok"]["cputime"]) >= 1
+    # busy for 4 s of a run of about 4-5 s on one CPU (it shares 2 cores with the other
+    # jobs); accounting counts elapsed in whole seconds, so a busy job may show a little over
+    # 100%, as seff does
+    assert 20 < float(got["ok"]["cpu"]) <= 110 and float(got["ok"]["cputime"]) >= 1
     assert 0 < float(got["ok"]["mem"]) < 100 and int(got["ok"]["used"]) > 1 << 20
-    assert float(got["cancel"]["cpu"]) < 10  # it only slept
+    assert float(got["timeout"]["cpu"]) < 10  # it slept for its whole minute
     assert got["ok"]["out"].endswith(f"it-ok-{ends['ok'].split()[2]}.out")
     assert got["exit3"]["exit"] == "3" and got["exit3"]["diag"] == "nonzero_exit"
     assert got["timeout"]["diag"] == "time_limit" and got["timeout"]["exceeded"] == "True"
