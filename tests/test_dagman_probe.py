@@ -229,6 +229,17 @@ def test_resubmitted_dag_waits_for_its_rescue_run(tmp_path: Path,
     assert started["pipeline/C"]["job.state"] == "PENDING"
     assert started["pipeline/pipe.dag"]["dag.rescue_used"] == str(
         tmp_path / "pipe.dag.rescue001")
+    # the first run's status file, stamped within a second of the rescue run's start (the
+    # rescue run's DAGMan has not rewritten it yet), still says nothing about this run
+    run2 = probed.probe._watches[0].out.run  # type: ignore[union-attr]
+    assert run2 is not None and run2.started is not None
+    status = (tmp_path / "pipe.dag.status").read_text(encoding="utf-8")
+    (tmp_path / "pipe.dag.status").write_text(
+        status.replace("Timestamp = 1795335770;", f"Timestamp = {int(run2.started) - 1};"),
+        encoding="utf-8")
+    again = probed.collect()
+    assert again["pipeline/C"]["job.state"] == "PENDING"
+    assert again["pipeline/C"]["node.state"] == "READY"
 
     # the rescue run to its end: C fails again, a second rescue DAG
     with (tmp_path / "pipe.dag.nodes.log").open("r+", encoding="utf-8") as fh:

@@ -1172,9 +1172,13 @@ def _status_view(w: _Watch, run: _Run | None) -> tuple[dict[str, dict[str, Any]]
         elif kind == "NodeStatus" and isinstance(ad.get("Node"), str):
             nodes[ad["Node"]] = ad
     stamp = dag.get("Timestamp")
-    if run is not None and run.started is not None and isinstance(stamp, int | float) \
-            and stamp < run.started - 2:
-        return {}, {}  # left over from an earlier run
+    if isinstance(stamp, int | float):
+        if run is not None and run.started is not None and stamp < run.started - 2:
+            return {}, {}  # left over from an earlier run
+        if w.rerun is not None and stamp < w.rerun.at:
+            # written by the run before a resubmission: the rescue run can start within the
+            # slack above, and its DAGMan rewrites the file only a moment after it starts
+            return {}, {}
     return nodes, dag
 
 
