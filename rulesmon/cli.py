@@ -28,6 +28,7 @@ def main() -> None:
       rulesmon schema                write the JSON Schema for editors
       rulesmon history / stats       jobs recorded, and their totals
       rulesmon show JOB              everything known about one job
+      rulesmon serve [RULESET]       web dashboard of the history (read-only)
       rulesmon track -- CMD ARGS     run a command and record it in the history
     """
 
@@ -99,20 +100,36 @@ def _state_path(loaded: Any, state: Path | None) -> Path:
               "is VALUE, e.g. --group run_uuid=abc123.")
 @click.option("--run-uuid", default=None, metavar="UUID",
               help="Watch one training run: the same as --group run_uuid=UUID.")
+@click.option("--every", "every", metavar="DURATION", default=None,
+              help="Tick interval for this run (5s, 1m), instead of the ruleset's `every:`.")
 def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec: bool,
         allow_control: bool, log_json: Path | None, verbose: bool, live: bool,
-        group: str | None, run_uuid: str | None) -> None:
+        group: str | None, run_uuid: str | None, every: str | None) -> None:
     """Watch the jobs of RULESET until every one is terminal.
 
     When stdout is not a terminal, prints plain timestamped lines (STATUS_CHECK,
-    STATE_CHANGE, COMPUTE_METRICS, RESOURCE_STATUS, ALERT, ALL_COMPLETE) on it.
+    STATE_CHANGE, COMPUTE_METRICS, RESOURCE_STATUS, RUN_PROGRESS, ALERT, ALL_COMPLETE) on it.
 
     Exit status: 0 when every job succeeded, 1 when one failed, the code of a `stop`
-    action, 2 for an unusable ruleset, 128+N after signal N.
+    action (a bare `stop` keeps 0 or 1), 2 for an unusable ruleset, 128+N after signal N.
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
                   allow_control=allow_control, log_json=log_json, verbose=verbose, live=live,
-                  group_filter=_group_filter(group, run_uuid)))
+                  group_filter=_group_filter(group, run_uuid), every=_every(every)))
+
+
+def _every(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from .config.units import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    if seconds <= 0:
+        raise click.BadParameter("must be more than 0s", param_hint="--every")
+    return seconds
 
 
 def _group_filter(group: str | None, run_uuid: str | None) -> tuple[str, str] | None:
@@ -132,7 +149,9 @@ def _group_filter(group: str | None, run_uuid: str | None) -> tuple[str, str] | 
 def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path | None = None,
          allow_exec: bool = False, allow_control: bool = False, log_json: Path | None = None,
          verbose: bool = False, live: bool = False,
-         group_filter: tuple[str, str] | None = None) -> int:
+         group_filter: tuple[str, str] | None = None, every: float | None = None) -> int:
+    import dataclasses
+
     import structlog
 
     from . import display, logsetup
@@ -140,6 +159,9 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     from .engine import Engine
 
     loaded = _load_or_exit(ruleset)
+    if every is not None:  # --every: this run's tick, as if the ruleset said so
+        loaded = dataclasses.replace(loaded, ruleset=loaded.ruleset.model_copy(
+            update={"every": every}))
     log = logsetup.setup("debug" if verbose else "info", log_json)
     structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
     state_path = _state_path(loaded, state)
@@ -229,36 +251,45 @@ def facts(ruleset: str, fmt: str) -> None:
     import json
     import logging
 
-    import structlog
-
+    from . import logsetup
     from .engine import Engine
     from .rules.program import build
 
     loaded = _load_or_exit(ruleset)
+    log = logsetup.setup("warning")  # on stderr: stdout holds the facts (JSON must parse)
     logging.getLogger("rulesmon").setLevel(logging.ERROR)
-    engine = Engine(loaded, state_path=Path(":memory:"), log=structlog.get_logger("rulesmon"),
-                    dry_run=True)
+    engine = Engine(loaded, state_path=Path(":memory:"), log=log, dry_run=True)
     try:
         engine.start()
         engine.tick()
     finally:
         engine.close()
     used = sorted({k for r in build(loaded.ruleset).rules for k in r.condition.keys})
-    rows = {"run": engine.run_facts, **engine.instances}
+    groups = engine.group_instances()  # training runs (`group_by`): what scope: group sees
+    rows = {"run": engine.run_facts, **engine.instances, **groups}
+    run_level = ("run", "host", "probe")
+
+    def unknown(key: str, values: dict[str, Any]) -> list[str]:
+        """Used facts this row's scope should have and does not."""
+        out = []
+        for name in used:
+            prefix = name.split(".", 1)[0]
+            scope_ok = prefix in run_level if key == "run" else prefix == "group" \
+                if key in groups else prefix not in (*run_level, "group")
+            if scope_ok and name not in values and name not in engine.run_facts:
+                out.append(name)
+        return out
+
     if fmt == "json":
-        click.echo(json.dumps({k: {"facts": v, "unknown": [u for u in used if u not in v
-                                                             and u not in engine.run_facts]}
+        click.echo(json.dumps({k: {"facts": v, "unknown": unknown(k, v)}
                                for k, v in rows.items()}, indent=2, default=str))
         return
     for key, values in rows.items():
         click.echo(f"== {key}")
         for name in sorted(values):
             click.echo(f"  {name} = {values[name]!r}")
-        for name in used:
-            prefix = name.split(".", 1)[0]
-            scope_ok = (key == "run") == (prefix in ("run", "host", "probe"))
-            if name not in values and name not in engine.run_facts and scope_ok:
-                click.echo(f"  {name} = unknown")
+        for name in unknown(key, values):
+            click.echo(f"  {name} = unknown")
 
 
 @main.group()
@@ -408,7 +439,8 @@ def _view_options(fn: Any) -> Any:
 
 @main.command()
 @_view_options
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=20, show_default=True,
+              help="At most this many jobs (0: all).")
 @click.option("--status", default=None,
               help="success, failed, timeout, cancelled, error, running, pending (comma list).")
 @click.option("--job", default=None, help="Id prefix, job id, instance or name (glob).")
@@ -419,8 +451,12 @@ def history(ruleset: str | None, db: Path | None, source: str | None, tool: str 
     from .history import queries, views
 
     con = _history_db(ruleset, db)
-    views.history(queries.jobs(con, _filters(status, job, tool, source, since), limit),
-                  fmt, sys.stdout)
+    try:
+        found = queries.jobs(con, _filters(status, job, tool, source, since), limit or None)
+    except queries.HistoryError as exc:
+        click.echo(f"rulesmon: {exc}", err=True)
+        sys.exit(1)
+    views.history(found, fmt, sys.stdout)
 
 
 @main.command()
@@ -432,8 +468,12 @@ def stats(ruleset: str | None, db: Path | None, source: str | None, tool: str | 
     from .history import queries, views
 
     con = _history_db(ruleset, db)
-    views.stats(queries.summary(con, _filters(status, None, tool, source, since)), fmt,
-                sys.stdout)
+    try:
+        summary = queries.summary(con, _filters(status, None, tool, source, since))
+    except queries.HistoryError as exc:
+        click.echo(f"rulesmon: {exc}", err=True)
+        sys.exit(1)
+    views.stats(summary, fmt, sys.stdout)
 
 
 @main.command()
@@ -450,6 +490,13 @@ def show(job: str, ruleset: str | None, db: Path | None, fmt: str) -> None:
     deliveries, the last log lines."""
     from .history import queries, views
 
+    if Path(job).suffix in (".yaml", ".yml") and Path(job).is_file() and \
+            not (ruleset and Path(ruleset).is_file()):
+        if ruleset is None:
+            click.echo(f"rulesmon: {job} is a ruleset, not a job: rulesmon show JOB {job}",
+                       err=True)
+            sys.exit(1)
+        job, ruleset = ruleset, job  # `show RULESET JOB`: the same request, swapped
     con = _history_db(ruleset, db)
     try:
         record = queries.job(con, job)
@@ -457,6 +504,44 @@ def show(job: str, ruleset: str | None, db: Path | None, fmt: str) -> None:
         click.echo(f"rulesmon: {exc}", err=True)
         sys.exit(1)
     views.show(record, fmt, sys.stdout)
+
+
+def _alias(name: str, command: click.Command) -> None:
+    """The Keystone job monitor's command names, for scripts written against it."""
+    import copy
+
+    alias = copy.copy(command)
+    alias.hidden = True
+    main.add_command(alias, name)
+
+
+_alias("job-history", history)
+_alias("job-stats", stats)
+_alias("job-details", show)
+
+
+@main.command()
+@click.argument("target", metavar="[RULESET_OR_DB]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="History database (default: the RULESET's state file, else the one "
+              "`rulesmon track` writes).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (there is no authentication: keep the loopback and "
+              "use an ssh tunnel from elsewhere).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8642, show_default=True,
+              help="Port (0: any free one; the URL is printed on stdout).")
+def serve(target: Path | None, db: Path | None, host: str, port: int) -> None:
+    """Web dashboard of the history: runs, a run's jobs, alerts and DAG, one job's state
+    changes and resource plots, and their JSON under /api/. Read-only, safe beside a running
+    engine; stops on Ctrl-C or SIGTERM."""
+    from .history.location import default_path
+    from .web import is_database
+    from .web import serve as run_server
+
+    if db is None and target is not None:
+        db = target if is_database(target) else _view_state_path(str(target))
+    sys.exit(run_server(db or default_path(), host=host, port=port))
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
@@ -472,10 +557,12 @@ def show(job: str, ruleset: str | None, db: Path | None, fmt: str) -> None:
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="History database (default $RULESMON_HISTORY, else "
               "~/.local/share/rulesmon/history.db).")
+@click.option("--retention", default=None, help="Keep tracked records this long (90d; "
+              "default $RULESMON_HISTORY_RETENTION, else 365d).")
 @click.option("--quiet", "-q", is_flag=True, help="No summary line on stderr.")
 def track(command: tuple[str, ...], tool: str | None, script: str | None, name: str | None,
           params: tuple[str, ...], task_id: str | None, timeout: str | None, db: Path | None,
-          quiet: bool) -> None:
+          retention: str | None, quiet: bool) -> None:
     """Run COMMAND, record it (CPU, peak memory, duration, status) and exit with its status.
 
     \b
@@ -495,8 +582,15 @@ def track(command: tuple[str, ...], tool: str | None, script: str | None, name: 
         seconds = parse_duration(timeout) if timeout else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
+    try:
+        keep = parse_duration(retention) if retention else None
+        if keep is not None and keep <= 0:
+            raise ValueError("retention must be more than 0")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retention") from None
     sys.exit(run_command(command, tool=tool, script=script, name=name, params=values,
-                         task_id=task_id, db=db, timeout=seconds, quiet=quiet))
+                         task_id=task_id, db=db, timeout=seconds, quiet=quiet,
+                         retention=keep))
 
 
 @main.command()

@@ -23,8 +23,8 @@ from .config.units import format_duration
 from .facts import TERMINAL_STATES
 from .history.recorder import Recorder
 from .probes.base import Facts, Probe, TickContext
-from .probes.diagnosis import diagnose
-from .probes.progress import Tracker
+from .probes.diagnosis import Diagnoser
+from .probes.progress import JobProgress, Tracker, job_progress
 from .rules.compile import Compiled, EvalError
 from .rules.history import History
 from .rules.program import CompiledRule, Program, build, fingerprint
@@ -158,6 +158,10 @@ class Engine:
         self.allow_exec = allow_exec
         self.allow_control = allow_control
         self.observers: list[Observer] = list(observers)
+        if self.rs.state_file is not None and not dry_run:  # a dry run writes nothing
+            from .statefile import writer_for
+
+            self.observers.append(writer_for(self.rs.state_file, self.base_dir, self.rs.name))
         self.clock = clock
         self.interval = float(self.rs.every)
         self.probe_timeout = probe_timeout or max(1.0, min(self.interval * 0.8, 120.0))
@@ -174,7 +178,14 @@ class Engine:
         self._persisted: dict[tuple[str, str], Any] = {
             (inst, k): v for inst, h in self.histories.items() for k, v in h.prev.items()}
         self.trackers: dict[str, Tracker] = {}
+        self.job_trackers: dict[str, JobProgress] = {}
+        self.diagnoser = Diagnoser()
         self.probes = probes if probes is not None else default_probes(loaded, self.base_dir)
+        if not dry_run:  # probes that keep state of their own across restarts (files)
+            for probe in self.probes:
+                use_state = getattr(probe, "use_state", None)
+                if callable(use_state):
+                    use_state(Path(state_path))
         self.health = {p.name: ProbeHealth() for p in self.probes}
         self.inflight: dict[str, Future[dict[str, Facts]]] = {}
         self.executor = ThreadPoolExecutor(max_workers=max(2, len(self.probes)),
@@ -187,6 +198,9 @@ class Engine:
         self.overruns = 0
         self.started = clock()
         self.stop_code: int | None = None
+        #: A `stop` action ran; without its own code (stop_code None) the run exits as it would
+        #: at its natural end: 1 when a job failed, else 0.
+        self.stop_requested = False
         self.interrupted: int | None = None
         self._wake = threading.Event()
         self._fp: dict[tuple[str, str], str] = {}
@@ -197,6 +211,11 @@ class Engine:
         self._owed: list[tuple[CompiledRule, str, Mapping[str, Any], Owed]] = []
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
+        self._controlled = False  #: a control action was started this tick
+        #: instances kept by the group filter for their rules only (the DAG of a watched run):
+        #: they do not hold the run open
+        self._context: set[str] = set()
+        self._filter_warned = False
         self._eval_errors: set[tuple[str, str]] = set()
         self.run_id = self.store.start_run(self.rs.name, self.started)
         self.recorder: Recorder | None = None
@@ -238,11 +257,14 @@ class Engine:
         t0 = time.monotonic()
         now = self.clock() if now is None else now
         self.ticks += 1
+        # a control action still running (resubmitting a rescue DAG, requeueing) may bring
+        # jobs back: its effect shows only in a tick that starts after it ended
+        controls_busy = any(t.is_alive() for t in self._workers
+                            if t.name.startswith("control-"))
+        self._controlled = False
         instances, run_level = self._collect(now)
         if self.group_filter is not None:
-            by, wanted = self.group_filter
-            instances = {k: f for k, f in instances.items()
-                         if str(group_value(f, by)) == wanted}
+            instances = self._filter_group(instances)
         self._derive(instances, now)
         run_facts = self._run_facts(instances, run_level, now)
         self.instances, self.run_facts = instances, run_facts
@@ -283,7 +305,8 @@ class Engine:
         if self._outbox and self.delivery is not None:
             self.delivery.poke()
         self._outbox = []
-        outcome.finished = bool(run_facts.get("run.all_terminal"))
+        outcome.finished = bool(run_facts.get("run.all_terminal")) and not (
+            controls_busy or self._controlled)
         outcome.duration = time.monotonic() - t0
         if self.observers:
             self._notify_observers(TickReport(
@@ -352,7 +375,10 @@ class Engine:
                 self._fail(probe.name, f"timed out after {self.probe_timeout:g}s")
                 continue
             except Exception as exc:  # any probe failure becomes facts
-                self._fail(probe.name, _one_line(exc))
+                # `repeated`: the probe did not ask again (min_interval) and says it is still
+                # failing; the failed state holds, but it is not one more failed poll
+                self._fail(probe.name, _one_line(exc),
+                           count=not getattr(exc, "repeated", False))
                 continue
             h = self.health[probe.name]
             if not h.ok:
@@ -363,12 +389,41 @@ class Engine:
             results.append(result if isinstance(result, dict) else {})
         return results
 
-    def _fail(self, name: str, error: str) -> None:
+    def _fail(self, name: str, error: str, count: bool = True) -> None:
         h = self.health.setdefault(name, ProbeHealth())
         h.ok = False
-        h.failures += 1
+        if count or not h.failures:
+            h.failures += 1
         h.error = error
         self.log.warning("probe_failed", probe=name, failures=h.failures, error=error)
+
+    def _filter_group(self, instances: dict[str, Facts]) -> dict[str, Facts]:
+        """`--run-uuid` / `--group`: one group's instances, plus the DAG instance(s) they
+        belong to, so DAG-level rules (aborted, rescue written) still fire; warns once when
+        no instance matches (a mistyped value would watch nothing, silently)."""
+        assert self.group_filter is not None
+        by, wanted = self.group_filter
+        kept: dict[str, Facts] = {}
+        for k, f in instances.items():
+            value = group_value(f, by)
+            if value is not None and str(value) == wanted:
+                kept[k] = f
+        dags = {f.get("node.dag") for f in kept.values()} - {None}
+        self._context = set()
+        for k, f in instances.items():
+            if k not in kept and f.get("dag.file") in dags:
+                kept[k] = f
+                self._context.add(k)
+        if not kept and instances and not self._filter_warned:
+            self._filter_warned = True
+            known = sorted({str(v) for f in instances.values()
+                            if (v := group_value(f, by)) is not None})
+            shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)"
+                                             if len(known) > 10 else "")
+            self.log.warning("group_filter_unmatched",
+                             message=f"no instance has {by}={wanted} (known: "
+                             f"{shown or 'none'})")
+        return kept
 
     def _derive(self, instances: dict[str, Facts], now: float) -> None:
         """Facts computed from other facts: progress, outcomes."""
@@ -393,19 +448,21 @@ class Engine:
             if isinstance(state, str):
                 facts.setdefault("job.terminal", state in TERMINAL_STATES)
             if facts.get("job.terminal"):
-                facts.update(diagnose(
-                    facts, list(job.files),
+                facts.update(self.diagnoser.diagnose(
+                    key, facts, list(job.files),
                     {n: s.expect_count for n, s in job.files.items()
                      if s.expect_count is not None},
                     [n for n, s in job.files.items() if s.validate_ != "none"]))
+        job_progress(self.job_trackers, instances,
+                     {k: j.progress for k, j in self.rs.jobs.items() if j.progress}, now)
 
     def _run_facts(self, instances: Mapping[str, Facts], run_level: Facts,
                    now: float) -> Facts:
         counts: dict[str, int] = {}
         with_source = 0
         terminal = succeeded = failed = pending = running = 0
-        for facts in instances.values():
-            if facts.get("job.source", "none") == "none":
+        for key, facts in instances.items():
+            if facts.get("job.source", "none") == "none" or key in self._context:
                 continue
             with_source += 1
             state = facts.get("job.state")
@@ -478,6 +535,22 @@ class Engine:
             facts.update(group_facts(by, value, members))
             out.append((f"{job_key}/{by}={value}", MappingProxyType(facts)))
         return out
+
+    def group_instances(self) -> dict[str, Facts]:
+        """`group.*` of every group of the last tick, keyed as group-scope alerts are
+        (`rulesmon facts` prints them)."""
+        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+        for snap in self.instances.values():
+            job_key = snap.get("job.key", "")
+            job = self.rs.jobs.get(job_key) if isinstance(job_key, str) else None
+            if job is None or not job.group_by:
+                continue
+            for by in job.group_by:
+                value = group_value(snap, by)
+                if value is not None:
+                    groups.setdefault((str(job_key), by, str(value)), []).append(snap)
+        return {f"{job_key}/{by}={value}": group_facts(by, value, members)
+                for (job_key, by, value), members in sorted(groups.items())}
 
     def _evaluate_rule(self, rule: CompiledRule,
                        targets: list[tuple[str, Mapping[str, Any], History]], now: float,
@@ -666,9 +739,12 @@ class Engine:
         thread = threading.Thread(target=work, name=name, daemon=True)
         self._workers = [t for t in self._workers if t.is_alive()]
         self._workers.append(thread)
+        if name.startswith("control-"):
+            self._controlled = True  # the run does not end on this tick
         thread.start()
 
-    def _request_stop(self, code: int) -> None:
+    def _request_stop(self, code: int | None) -> None:
+        self.stop_requested = True
         self.stop_code = code
 
     def _log_state_changes(self, instances: Mapping[str, Facts]) -> None:
@@ -695,7 +771,7 @@ class Engine:
             deadline = time.monotonic()
             while True:
                 outcome = self.tick()
-                if outcome.finished or self.stop_code is not None or once or \
+                if outcome.finished or self.stop_requested or once or \
                         self.interrupted is not None or (max_ticks and self.ticks >= max_ticks):
                     break
                 deadline += self.interval
@@ -728,14 +804,15 @@ class Engine:
                     self.log.warning("terminate_failed", probe=probe.name, error=_one_line(exc))
 
     def _finish(self, outcome: TickOutcome) -> int:
-        if (self.interrupted is not None or self.stop_code is not None) and not self.dry_run:
+        if (self.interrupted is not None or self.stop_requested) and not self.dry_run:
             self._terminate_launched()
         failed = int(self.run_facts.get("run.failed", 0) or 0)
         if self.interrupted is not None:
             code = 128 + self.interrupted
             reason = f"interrupted by signal {self.interrupted}"
-        elif self.stop_code is not None:
-            code, reason = self.stop_code, "stop action"
+        elif self.stop_requested:
+            code = self.stop_code if self.stop_code is not None else 1 if failed else 0
+            reason = "stop action"
         elif outcome.finished:
             code = 1 if failed else 0
             reason = "all jobs terminal"
@@ -793,8 +870,17 @@ _RESOURCE_KEYS = ("ResourceName", "resource_name", "resource")
 
 
 def group_value(facts: Mapping[str, Any], by: str) -> Any:
-    """The value an instance has for a `group_by` key: a DAG node's VARS, or a fact."""
-    return facts.get(f"node.vars.{by}", facts.get(by, facts.get(f"job.{by}")))
+    """The value an instance has for a `group_by` key: a DAG node's VARS, a fact, or an
+    HTCondor job's custom attribute (`run_uuid` finds `+RunUUID`: case and `_` ignored)."""
+    value = facts.get(f"node.vars.{by}", facts.get(by, facts.get(f"job.{by}")))
+    if value is None and facts.get("job.source") == "htcondor":
+        value = facts.get(f"job.attrs.{by}")
+        if value is None:
+            want = by.replace("_", "").lower()
+            for k, v in facts.items():
+                if k.startswith("job.attrs.") and k[10:].replace("_", "").lower() == want:
+                    return v
+    return value
 
 
 def group_facts(by: str, value: str, members: list[Mapping[str, Any]]) -> Facts:

@@ -64,7 +64,8 @@ JOB: Namespace = {
     "source": _f("str", "Which source watches it.", values=SOURCES),
     "state": _f("str", "Normalised state, SLURM style.", values=STATES),
     "raw_state": _f("str", "The state exactly as the scheduler reported it."),
-    "terminal": _f("bool", "The job has ended (any terminal state)."),
+    "terminal": _f("bool", "The job has ended (any terminal state); a SLURM job once "
+                   "accounting has its final record or gave up (see `job.accounted`)."),
     "succeeded": _f("bool", "The job ended with COMPLETED and exit code 0."),
     "outcome": _f("str", "Final outcome for history and summaries.", values=OUTCOMES),
     "diagnosis": _f("str", "Why a job ended badly (crash classification).", values=DIAGNOSES),
@@ -128,6 +129,10 @@ JOB: Namespace = {
     "disk_req": _f("bytes", "Requested disk.", _CONDOR),
     "gpus_assigned": _f("str", "Assigned GPU ids.", _CONDOR),
     "attrs": _f("map", "Custom ClassAd attributes (`+RunUUID` → `job.attrs.RunUUID`).", _CONDOR),
+    "dag_node": _f("str", "DAGNodeName: the DAG node this HTCondor job runs (joins it to the "
+                   "dagman job's `node.name`).", _HTCONDOR),
+    "dag_cluster": _f("int", "DAGManJobId: the cluster of the DAGMan job that submitted it "
+                      "(the dagman job's `dag.cluster`).", _HTCONDOR),
     # local
     "pid": _f("int", "Main process id.", _LOCAL),
     "cpu_pct": _f("pct", "CPU percent of all its processes (100 = one core).", _LOCAL),
@@ -144,6 +149,13 @@ JOB: Namespace = {
     "stale": _f("bool", "The scheduler did not answer this tick: the facts are those of the "
                 "last good call (alert on probe.slurm.failures for the outage itself).",
                 _SLURM),
+    "accounted": _f("str", "Once the job has ended: `pending` while sacct has no final record "
+                    "of it yet (`job.terminal` is still false, the state already final), "
+                    "`done` once it has (exit code and efficiency figures in), `missing` when "
+                    "the retries ran out without one (terminal with what squeue said, or "
+                    "UNKNOWN).", _SLURM, ("pending", "done", "missing")),
+    "accounting_error": _f("str", "The last accounting lookup for this ended job failed: "
+                           "sacct's error (it is asked again with backoff).", _SLURM),
 }
 
 WORKER: Namespace = {
@@ -185,8 +197,13 @@ LOG_BUILTIN: Namespace = {
     "path": _f("str", "The file being followed."),
     "mtime": _f("timestamp", "Last modification time."),
     "error_count": _f("int", "Matches of all error patterns together."),
+    "available": _f("bool", "At least one of the job's logs could be read this tick."),
+    "error": _f("str", "Why a log could not be read (missing, a folder, no file matches the "
+                "glob, permission denied); absent when every log was read."),
+    "files": _f("int", "Files read this tick (several when a path is a glob)."),
     "errors": {},
     "extractors": {},
+    "sum": {},
 }
 
 FILE_FACTS: Namespace = {
@@ -237,6 +254,14 @@ GPU: Namespace = {
     "throttle_reasons": _f("list", "Active throttle reasons."),
     "ecc_errors": _f("int", "Uncorrected ECC errors."),
     "age": _f("seconds", "Age of the last metrics row (CSV source)."),
+    "job_mem": _f("bytes", "GPU memory of the job's own processes (its pid, their descendants "
+                  "and process group), not the whole GPUs' (NVML source)."),
+    "xid_errors": _f("int", "NVIDIA Xid errors on the job's GPUs since the job started, from "
+                     "the kernel's `NVRM: Xid` lines (dmesg or a readable kernel log), else "
+                     "NVML's events; absent when neither can be read."),
+    "last_xid": _f("int", "Code of the latest Xid error (79: fallen off the bus, 48: "
+                   "double-bit ECC, 13/31/43: an application fault)."),
+    "last_xid_line": _f("str", "The latest Xid line, for messages."),
 }
 
 PROGRESS: Namespace = {
@@ -258,6 +283,23 @@ PROGRESS: Namespace = {
     "stalled": _f("bool", "No progress for `stall_after`."),
     "elapsed": _f("seconds", "Seconds since progress was first seen."),
     "unit": _f("str", "Unit of done/total (items, steps, ...)."),
+    # the whole job: its instances summed
+    "job_done": _f("float", "Items done by the whole job: `progress.done` summed over its "
+                   "instances (workers, array tasks; one that left keeps its last value)."),
+    "job_total": _f("float", "Items expected for the whole job: `job_total:`, else the sum of "
+                    "its instances' totals."),
+    "job_pct": _f("pct", "Percent done of the whole job."),
+    "job_rate": _f("float", "Current throughput of the whole job (recent window)."),
+    "job_avg_rate": _f("float", "Average throughput of the whole job."),
+    "job_eta": _f("seconds", "Seconds until the whole job completes."),
+    "job_eta_at": _f("timestamp", "Estimated completion time of the whole job."),
+    "job_elapsed": _f("seconds", "Seconds since the job's progress was first seen."),
+    "job_age": _f("seconds", "Seconds since the whole job's progress last advanced."),
+    "job_stalled": _f("bool", "No progress of the whole job for `stall_after`."),
+    "job_slowdown": _f("float", "Drop of the job's throughput from its peak, a fraction."),
+    "job_confidence": _f("str", "How far the job's ETA estimates agree.",
+                         values=("high", "medium", "low")),
+    "job_members": _f("int", "Instances whose progress is summed."),
 }
 
 HOST: Namespace = {
@@ -294,6 +336,16 @@ PROBE_FACTS: Namespace = {
     "duration": _f("seconds", "How long the last collection took."),
 }
 PROBES = ("slurm", "htcondor", "dagman", "local", "gpu", "files", "logs", "host")
+#: Facts only the slurm probe gives, beside PROBE_FACTS (sacct fails apart from squeue).
+SLURM_PROBE_FACTS: Namespace = {
+    "sacct_ok": _f("bool", "The last accounting lookup (sacct) succeeded."),
+    "sacct_failures": _f("int", "Consecutive accounting lookups that failed; squeue's facts "
+                         "are reported all the same."),
+    "sacct_error": _f("str", "The last sacct error, one line; empty when it answered."),
+    "bad_records": _f("int", "Records of the last call left out because a value could not be "
+                      "read (a watched job among them keeps its last facts)."),
+    "bad_record": _f("str", "Why the first of them was left out; empty when none was."),
+}
 
 NODE: Namespace = {
     "name": _f("str", "DAG node name."),
@@ -314,6 +366,8 @@ NODE: Namespace = {
     "detail": _f("str", "Why the node is in its state, one line (`job 12 exited 3 (after 1 of "
                  "1 retries)`, `an ancestor node failed`, DAGMan's StatusDetails)."),
     "dag": _f("str", "Path of the .dag file the node belongs to."),
+    "catching_up": _f("bool", "The node log is still being read from far behind (a large log "
+                      "found at start): node states may lag until it is false."),
 }
 
 DAG_STATUSES = ("OK", "ERROR", "NODE_FAILED", "ABORT", "RM", "CYCLE", "HALTED")
@@ -355,6 +409,9 @@ DAG: Namespace = {
     "problem": _f("str", "What could not be read (the .dag file, a log, the status file), "
                   "or empty."),
     "read_failures": _f("int", "Consecutive ticks with such a problem."),
+    "catching_up": _f("bool", "The node log is still being read from far behind (each tick "
+                      "reads a bounded part); the DAG is not judged finished until it is false."),
+    "log_behind": _f("bytes", "Bytes of the node log not read yet."),
 }
 
 GROUP: Namespace = {
@@ -446,8 +503,18 @@ def job_facts(job: Job) -> Namespace:
         names = {k for p in presets for k in p.errors} | set(spec.errors)
         for name in names:
             errors[name] = dict(ERROR_FACTS)
+    sums: Namespace = {}
+    for spec in job.logs:
+        presets = [PRESETS[p] for p in spec.preset_list if p in PRESETS]
+        extract = {k: v for p in presets for k, v in p.extract.items()} | dict(spec.extract)
+        for pattern in extract.values():
+            for group in re.compile(pattern).groupindex:
+                if numeric_group(pattern, group):
+                    sums.setdefault(group, _f("float", f"`{group}` summed over the files "
+                                              "followed: each file's last value."))
     log["errors"] = errors
     log["extractors"] = extractors
+    log["sum"] = sums
     out: Namespace = {"log": log}
     out["files"] = {
         name: {k: v for k, v in FILE_FACTS.items()
@@ -470,7 +537,8 @@ def catalog_for(ruleset: Ruleset, scope: str, jobs: list[str] | None) -> Catalog
     tree: Namespace = {
         "run": RUN,
         "host": HOST,
-        "probe": dict.fromkeys(PROBES, PROBE_FACTS),
+        "probe": {**dict.fromkeys(PROBES, PROBE_FACTS),
+                  "slurm": {**PROBE_FACTS, **SLURM_PROBE_FACTS}},
     }
     if scope == "group":
         tree["group"] = GROUP
@@ -635,8 +703,10 @@ def render_docs() -> str:
          "(`<job>/<dag file name>`, whose `job.*` is the DAGMan job)."),
         ("log", {k: v for k, v in LOG_BUILTIN.items() if isinstance(v, Fact)},
          "From the job's `logs:`. Each named group of an extractor or preset is also a fact "
-         "`log.<group>` (its last value, numbers typed); each error pattern gives "
-         "`log.errors.<name>.*` and each extractor `log.extractors.<name>.*`."),
+         "`log.<group>` (its last value, numbers typed), and each numeric group "
+         "`log.sum.<group>` (each followed file's last value, added up: the items of every "
+         "worker's log under a glob); each error pattern gives `log.errors.<name>.*` and each "
+         "extractor `log.extractors.<name>.*`."),
         ("log.errors.<name>", ERROR_FACTS, "Per error pattern."),
         ("log.extractors.<name>", EXTRACTOR_FACTS, "Per extractor."),
         ("files.<name>", FILE_FACTS, "Per entry of the job's `files:`."),
@@ -647,6 +717,8 @@ def render_docs() -> str:
         ("run", RUN, "The whole run (every scope)."),
         ("host", HOST, "The machine rulesmon runs on (every scope)."),
         ("probe.<name>", PROBE_FACTS, "Health of each probe (" + ", ".join(PROBES) + ")."),
+        ("probe.slurm", SLURM_PROBE_FACTS, "The slurm probe's accounting lookups and unreadable "
+         "records, beside the health facts every probe has."),
         ("rule", RULE, "In templates only: the rule being notified."),
         ("alert", ALERT, "In templates only: the alert instance."),
     ]

@@ -8,6 +8,7 @@ from textwrap import dedent
 import pytest
 
 from rulesmon.config.loader import builtin_names, load, load_text
+from rulesmon.config.models import SCHEDULER_LOGS
 from rulesmon.diagnostics import Diagnostic, RulesetError
 from rulesmon.lint import lint_file
 
@@ -372,7 +373,10 @@ def test_notify_and_jobs_merge_by_key(here: Path) -> None:
     assert rs.notify["ops"].urls == ["json://localhost/ops"]
     assert rs.notify["extra"].urls == ["json://localhost/extra"]
     assert rs.jobs["train"].slurm.user == "carol"
-    assert rs.jobs["train"].logs == []  # replaced, not deep-merged
+    # replaced, not deep-merged: the parent's train.log is gone, leaving a slurm job's
+    # default logs (its own output)
+    assert [spec.path for spec in rs.jobs["train"].logs] == [
+        entry["path"] for entry in SCHEDULER_LOGS]
     assert rs.jobs["evals"].slurm.user == "bob"
 
 

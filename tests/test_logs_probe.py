@@ -714,6 +714,21 @@ def test_a_path_rendering_empty_follows_nothing(tmp_path: Path) -> None:
     assert "log.error" not in out[KEY] and probe.errors == {}
 
 
+def test_discarded_scheduler_output_is_no_error(tmp_path: Path) -> None:
+    """An htcondor job without `logs:` whose output goes to /dev/null (HTCondor's default)
+    follows nothing and reports no log error; with a real output file it follows that."""
+    (tmp_path / "job.out").write_text("Traceback (most recent call last):\n")
+    rs = load_text("version: 1\nname: t\njobs:\n  c:\n    htcondor: {ids: [3]}\n", "t.yaml",
+                   env={}, base=tmp_path).ruleset
+    probe = LogsProbe(rs, tmp_path)
+    out = collect(probe, rs, tmp_path, {
+        "c/3.0": {"job.key": "c", "job.stdout": "/dev/null", "job.stderr": "/dev/null"},
+        "c/3.1": {"job.key": "c", "job.stdout": str(tmp_path / "job.out"),
+                  "job.stderr": "/dev/null"}})
+    assert "log.error" not in out.get("c/3.0", {}) and probe.errors == {}
+    assert out["c/3.1"]["log.errors.traceback.count"] == 1
+
+
 def test_slurm_placeholders(tmp_path: Path) -> None:
     """sbatch's %x-%j placeholders are expanded from the job's facts for SLURM jobs."""
     (tmp_path / "logs").mkdir()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from rulesmon.config.loader import load_text
+from rulesmon.config.models import SCHEDULER_LOGS
 from rulesmon.probes import slurm
 from rulesmon.probes import slurm_parse as sp
 from rulesmon.probes.base import ProbeError, TickContext
@@ -674,9 +675,9 @@ def test_scheduler_jobs_follow_their_output_unless_told_not_to(tmp_path: Path) -
                    "  e:\n    local: {command: [sleep, '1']}\n", base=tmp_path).ruleset
     paths = {k: [(spec.path, spec.preset) for spec in j.logs] for k, j in rs.jobs.items()}
     presets = ["traceback", "cuda-oom"]
-    assert paths["a"] == paths["c"] == [
-        ("{{ job.stdout }}", presets),
-        ("{{ job.stderr if job.stderr != job.stdout else '' }}", presets)]
+    assert paths["a"] == paths["c"] == [(entry["path"], presets) for entry in SCHEDULER_LOGS]
+    assert len(paths["a"]) == 2 and "job.stdout" in paths["a"][0][0] \
+        and "job.stderr" in paths["a"][1][0]
     assert paths["b"] == [] and paths["e"] == []
     assert paths["d"] == [("out.log", [])]
 

@@ -38,7 +38,8 @@ class ActionContext:
     render: Callable[[str], str]
     log: Any
     record: Callable[[str, Notification, str], None]
-    request_stop: Callable[[int], None]
+    #: end the run after this tick with this exit code (None: the run's own, 0 or 1)
+    request_stop: Callable[[int | None], None]
     background: Callable[[Callable[[], None], str], None]
     allow_exec: bool = False
     allow_control: bool = False

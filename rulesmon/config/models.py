@@ -159,6 +159,7 @@ _HINTS = {
     "target name": "use letters, digits and _",
     "file name": "use letters, digits and _ (it becomes files.<name>.*)",
     "pattern name": "use letters, digits and _ (it becomes a fact name)",
+    "fact name": "write a fact's full dotted name, such as job.state (see docs/facts.md)",
 }
 
 RuleName = Annotated[str, _named(_RULE_NAME, "rule name"), Field(pattern=_RULE_NAME)]
@@ -276,6 +277,10 @@ class HTCondorSource(Model):
     constraint: str | None = Field(None, description="A ClassAd constraint expression.")
     submit: CondorSubmit | None = Field(None, description="Submit when the run starts.")
     min_interval: Duration = Field(30.0, description="Least time between two scheduler calls.")
+    attrs: list[str] | None = Field(
+        None, description="The job ad attributes to report as `job.attrs.<Name>` (only these, "
+        "spelt as given, matched ignoring case). Without it, every attribute that is not a "
+        "standard HTCondor one is reported (`+RunUUID` → `job.attrs.RunUUID`).")
 
     @model_validator(mode="after")
     def _selector(self) -> HTCondorSource:
@@ -302,6 +307,10 @@ class DagmanSource(Model):
         0.0, description="Least time between two checks of the .dag files, the node status "
         "file and the rescue DAGs (0: every tick). The logs are read every tick, and only "
         "their new bytes.")
+    live_usage: bool = Field(
+        False, description="Also ask the schedd for the CPU time, memory and host of the node "
+        "jobs while they run (the node log has them only when a job ends): one condor_q call "
+        "per tick for every such DAG, at most every 30s.")
 
 
 class Preflight(Model):
@@ -404,7 +413,9 @@ FileFormat = Literal["json", "jsonl", "csv", "torch", "safetensors", "none"]
 class FileSpec(Model):
     """A named set of files: counts, sizes, growth, stalls, cadence, integrity, new files."""
 
-    glob: str | None = Field(None, description="Glob relative to root, e.g. ckpt/*.pt.")
+    glob: PathTemplate | None = Field(None, description="Glob relative to root, e.g. ckpt/*.pt; "
+                                      "a template rendered per instance, e.g. "
+                                      "out/{{ job.id }}/*.json.")
     pattern: Regex | None = Field(
         None, description="Regex matched against paths relative to root (Parsl FileMonitor style); "
         "named groups become files.<name>.matches.")
@@ -448,10 +459,25 @@ class ProgressSpec(Model):
                                     "files.outputs.count.")
     total: Expression | float | None = Field(None, description="Items expected, a number or an "
                                              "expression such as log.total.")
+    job_total: float | None = Field(
+        None, ge=0, description="Items expected for the whole job, over all its instances "
+        "(workers, array tasks), for progress.job_*; default: the sum of their totals.")
     unit: str = Field("items", description="Unit for messages and the display.")
     window: Duration = Field(300.0, description="Window for the recent throughput.")
     stall_after: Duration | None = Field(None, description="progress.stalled after this long "
                                          "without progress.")
+
+
+#: The logs of a slurm or htcondor job that declares no `logs:`: its standard output and, when
+#: it is another file, its standard error, with the presets that catch a crash. A path renders
+#: empty, following nothing, when both are one file or the output is discarded (HTCondor's
+#: default Output and Error are /dev/null).
+SCHEDULER_LOGS: tuple[dict[str, Any], ...] = (
+    {"path": "{{ job.stdout if job.stdout != '/dev/null' else '' }}",
+     "preset": ["traceback", "cuda-oom"]},
+    {"path": "{{ job.stderr if job.stderr not in (job.stdout, '/dev/null') else '' }}",
+     "preset": ["traceback", "cuda-oom"]},
+)
 
 
 class Job(Model):
@@ -464,7 +490,10 @@ class Job(Model):
     local: LocalSource | None = Field(None, description="Local processes, launched or watched.")
     workdir: PathTemplate | None = Field(None, description="Folder relative paths start from "
                                          "(default: the ruleset's folder).")
-    logs: list[LogSpec] = Field(default_factory=list, description="Logs to follow.")
+    logs: list[LogSpec] = Field(
+        default_factory=list, description="Logs to follow. A slurm or htcondor job without "
+        "this key follows job.stdout (and job.stderr when it is another file) with the "
+        "traceback and cuda-oom presets; `[]` follows none.")
     files: dict[FileName, FileSpec] = Field(default_factory=dict,
                                             description="Named file sets to watch.")
     gpu: GpuSpec | None = Field(None, description="GPU facts for this job.")
@@ -476,6 +505,16 @@ class Job(Model):
                                 description="Group instances by these VARS keys or facts "
                                 "(run_uuid); rules with scope: group see group.*.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels for messages.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheduler_logs(cls, value: Any) -> Any:
+        """A slurm or htcondor job without `logs:` follows the output its scheduler names
+        (`logs: []` follows nothing): see SCHEDULER_LOGS."""
+        if isinstance(value, dict) and "logs" not in value and (
+                value.get("slurm") is not None or value.get("htcondor") is not None):
+            return {**value, "logs": [dict(entry) for entry in SCHEDULER_LOGS]}
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> Job:
@@ -558,8 +597,8 @@ class ControlAction(Model):
     """Act on the job through its scheduler. Needs `rulesmon run --allow-control`.
 
     SLURM: cancel (scancel), requeue, hold, release (scontrol). HTCondor: hold, release, remove
-    (cancel is the same as remove). DAGMan: remove or hold the DAGMan job, resubmit the newest
-    rescue DAG.
+    (cancel is the same as remove), requeue (condor_vacate_job). DAGMan: remove or hold the
+    DAGMan job, resubmit the newest rescue DAG.
     """
 
     control: ControlVerb = Field(description="What to do with the job.")
@@ -571,7 +610,9 @@ class ControlAction(Model):
 class StopAction(Model):
     """End the run with an exit code."""
 
-    stop: int = Field(0, ge=0, le=255, description="Exit code of `rulesmon run`.")
+    stop: int | None = Field(
+        None, ge=0, le=255, description="Exit code of `rulesmon run`; without one (a bare "
+        "`stop`) the run's own: 0 when every job succeeded, 1 when one failed.")
 
 
 ACTION_KINDS = ("notify", "log", "exec", "control", "stop")
@@ -592,7 +633,7 @@ def _action_shorthand(value: Any) -> Any:
         if value == "control":
             raise PydanticCustomError(
                 "RM213", "control needs a verb, for example `- control: cancel`")
-        return {value: None} if value == "log" else {value: 0}
+        return {value: None}  # log, or a stop that keeps the run's own exit code
     if isinstance(value, dict):
         kinds = [k for k in value if k in ACTION_KINDS]
         if len(kinds) != 1:
@@ -744,6 +785,32 @@ class History(Model):
         "longer ago than this are deleted; the jobs keep their totals.")
 
 
+#: Facts kept per job instance in a `state_file:` unless `fields:` says otherwise.
+STATE_FILE_FIELDS = ("job.key", "job.id", "job.name", "job.state", "job.raw_state",
+                     "job.terminal", "job.outcome", "job.exit_code", "job.signal",
+                     "job.diagnosis", "job.submit_time", "job.start_time", "job.end_time",
+                     "job.elapsed", "job.workdir", "job.stdout", "job.accounted",
+                     "progress.pct")
+_FACT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)+$"
+FactName = Annotated[str, _named(_FACT_NAME, "fact name"), Field(pattern=_FACT_NAME)]
+
+
+class StateFile(Model):
+    """A JSON file with every job's state, rewritten atomically each tick, for the next stage
+    of a pipeline (the SLURM procedure's run-experiment-state.json)."""
+
+    path: str = Field(min_length=1, description="The file; relative paths start from the "
+                      "ruleset's folder. Written as a temporary file beside it, then renamed.")
+    fields: list[FactName] = Field(
+        default_factory=lambda: list(STATE_FILE_FIELDS),
+        description="Facts kept per job instance (those it has), by their full names.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
 class Ruleset(Model):
     """A rulesmon ruleset: jobs to watch and rules over their facts."""
 
@@ -764,6 +831,9 @@ class Ruleset(Model):
                                     "targets when every job has ended.")
     history: History = Field(default_factory=History,
                              description="Job history kept in the state database.")
+    state_file: StateFile | None = Field(
+        None, description="Write every job's state to this JSON file each tick (a path, or "
+        "{path, fields}).")
 
     @model_validator(mode="before")
     @classmethod

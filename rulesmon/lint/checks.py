@@ -51,6 +51,7 @@ def check(loaded: Loaded) -> list[Diagnostic]:
     findings: list[Finding] = []
     findings += _check_targets(rs)
     findings += _check_jobs(rs)
+    findings += _check_state_file(rs)
     for i, rule in enumerate(rs.rules):
         findings += _check_rule(rs, i, rule)
     out = []
@@ -110,6 +111,19 @@ def _unknown_target(rs: Ruleset, name: str) -> str:
         f"(targets: {known})"
 
 
+def _check_state_file(rs: Ruleset) -> Iterator[Finding]:
+    """`state_file: {fields}` written by hand name facts the jobs have (the default list is
+    a superset meant for any source, so it is not checked)."""
+    if rs.state_file is None or "fields" not in rs.state_file.model_fields_set:
+        return
+    cat = facts.catalog_for(rs, "job", None)
+    for j, name in enumerate(rs.state_file.fields):
+        for finding in _fact(("state_file", "fields", j), tuple(name.split(".")), cat, "job",
+                             rs):
+            if finding.code == "RM401":  # unknown; one job lacking it is fine in a snapshot
+                yield finding
+
+
 # --- jobs -----------------------------------------------------------------------------------------
 
 _RESERVED_LOG = set(facts.LOG_BUILTIN)
@@ -149,6 +163,12 @@ def _check_jobs(rs: Ruleset) -> Iterator[Finding]:
                 yield from _regex_risk(("jobs", key, "files", name, "pattern"), fspec.pattern)
             yield from _template_facts(rs, ("jobs", key, "files", name, "root"), fspec.root,
                                        _path_tree(job))
+            if fspec.glob:
+                yield from _template_facts(rs, ("jobs", key, "files", name, "glob"), fspec.glob,
+                                           _path_tree(job))
+        if job.htcondor is not None and job.htcondor.constraint:
+            yield from _constraint(("jobs", key, "htcondor", "constraint"),
+                                   job.htcondor.constraint)
         if job.local and job.local.pattern:
             yield from _regex_risk(("jobs", key, "local", "pattern"), job.local.pattern)
         if job.local:
@@ -179,6 +199,17 @@ def _path_tree(job: Job) -> facts.Namespace:
     if job.local is not None:
         tree["worker"] = facts.Fact("int", "The worker index (0-based).")
     return tree
+
+
+def _constraint(loc: Loc, text: str) -> Iterator[Finding]:
+    """Unbalanced quotes or brackets: the schedd would refuse the shared condor_q call."""
+    from ..probes.classads import constraint_problem
+
+    problem = constraint_problem(text)
+    if problem is not None:
+        at, why = problem
+        yield Finding(loc, "RM204", f"constraint does not parse: {why} (character {at + 1} of "
+                      f"{text!r})")
 
 
 def _regex_risk(loc: Loc, pattern: str) -> Iterator[Finding]:
@@ -264,7 +295,7 @@ def _check_rule(rs: Ruleset, i: int, rule: Rule) -> Iterator[Finding]:
 #: What each scheduler can do to a job (`control:` verbs).
 CONTROL_VERBS = {
     "slurm": frozenset({"cancel", "requeue", "hold", "release"}),
-    "htcondor": frozenset({"cancel", "remove", "hold", "release"}),
+    "htcondor": frozenset({"cancel", "remove", "hold", "release", "requeue"}),
     "dagman": frozenset({"cancel", "remove", "hold", "release", "resubmit"}),
 }
 
