@@ -242,10 +242,12 @@ rules: []
     assert "job.verified" not in facts
 
 
-def test_a_sigkilled_job_loses_its_buffered_output(tmp_path: Path) -> None:
+def test_a_sigkilled_job_loses_its_buffered_output(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A Python job killed with SIGKILL never flushes its block-buffered stdout: its log stays
     silent while log.age grows, and the diagnosis comes from the exit (signal 9, most often
     the OOM killer), not from the log."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # the job's stdout stays buffered
     script = tmp_path / "job.py"
     script.write_text("import time\nprint('Processed 10/100 items')\nprint('loss: nan')\n"
                       "time.sleep(60)\n")

@@ -300,6 +300,21 @@ def test_plain_metrics_do_not_wait_for_ever() -> None:
     assert lines[at[0] + 2] == "  Wall time: 5s"
 
 
+def test_plain_metrics_wait_while_accounting_is_pending() -> None:
+    """While the SLURM probe says accounting is still pending, the metrics wait past
+    `metrics_wait`, and come once with sacct's figures."""
+    pending = {"job.accounted": "pending", "job.terminal": False}
+    reports = [S.report(1, S.T0, {"e/1": _slurm("RUNNING")})]
+    reports += [S.report(t, S.T0 + t, {"e/1": _slurm("COMPLETED", **pending)})
+                for t in range(2, 8)]
+    reports.append(S.report(8, S.T0 + 8, {"e/1": _slurm("COMPLETED", **{
+        "job.accounted": "done", "job.elapsed": 7.0, "job.cpu_eff": 50.0})}))
+    lines = plain(reports, metrics_wait=2)
+    at = [i for i, line in enumerate(lines) if "COMPUTE_METRICS" in line]
+    assert len(at) == 1 and lines[at[0]].startswith("[2026-01-01 00:00:08]")
+    assert "  CPU Efficiency: 50%" in lines[at[0]:at[0] + 6]
+
+
 def test_plain_status_check_only_on_change_or_heartbeat() -> None:
     """Quiet ticks print nothing; a change of counts or the heartbeat prints a check."""
     same = {"e/1": _slurm("RUNNING")}

@@ -76,5 +76,6 @@ def for_run(loaded: Loaded, *, live: bool, stdout: TextIO | None = None,
     if not tty:
         from .plain import PlainLines
 
-        return PlainLines(stdout)
+        keys = tuple(dict.fromkeys(by for j in loaded.ruleset.jobs.values() for by in j.group_by))
+        return PlainLines(stdout, group_by=keys or ("run_uuid",))
     return NoDisplay()

@@ -8,8 +8,9 @@ subject`, then indented `Key: value` details, for
 - `STATE_CHANGE`  a job instance changed state (previous, current, id; how a job ended);
 - `COMPUTE_METRICS` a job ended: wall time against its limit (flagged `**EXCEEDED**` on a
                   timeout), memory used against requested, CPU efficiency; when SLURM's
-                  accounting has not caught up yet (no figures), it waits `metrics_wait`
-                  ticks for them before printing what it has;
+                  accounting has not caught up yet (`job.accounted` is "pending"), it
+                  waits for it, and otherwise `metrics_wait` ticks for figures before
+                  printing what it has;
 - `RESOURCE_STATUS` every `resource_every`-th tick, GPU (and CPU/memory) figures of running
                   jobs; jobs without such facts are skipped silently; past `max_resource`
                   jobs, one summary line;
@@ -164,6 +165,8 @@ class PlainLines:
             if ended is None:
                 del self._pending_metrics[key]
                 continue
+            if ended.get("job.accounted") == "pending":
+                continue  # sacct has not answered yet: the figures are on their way
             if any(ended.get(k) is not None for k in METRIC_FACTS) or report.tick >= deadline:
                 del self._pending_metrics[key]
                 out += self._metrics(stamp, key, ended)
