@@ -43,6 +43,15 @@ def parse_classads(text: str) -> list[dict[str, Any]]:
     return _old(stripped)
 
 
+def _string_end(text: str, start: int) -> int:
+    """The index of the `"` closing the string that opens at `start` (a backslash escapes the
+    next character), or len(text) when it is never closed."""
+    j, n = start + 1, len(text)
+    while j < n and text[j] != '"':
+        j += 2 if text[j] == "\\" else 1
+    return min(j, n)
+
+
 def _strip_comments(text: str) -> str:
     """Comments out, strings kept (a `/*` inside quotes is text); line breaks preserved so
     errors keep their line numbers."""
@@ -53,9 +62,7 @@ def _strip_comments(text: str) -> str:
     while i < n:
         ch = text[i]
         if ch == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
+            j = _string_end(text, i)
             out.append(text[i:j + 1])
             i = j + 1
         elif text.startswith("/*", i):
@@ -560,9 +567,7 @@ def constraint_problem(text: str) -> tuple[int, str] | None:
     while i < n:
         ch = text[i]
         if ch == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
+            j = _string_end(text, i)
             if j >= n:
                 return i, "the string opened here is never closed (a missing `\"`)"
             i = j + 1
