@@ -179,3 +179,28 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
 def test_migrations_are_numbered_from_3() -> None:
     """Each version after 2 has exactly one migration, so every old file has a path."""
     assert sorted(MIGRATIONS) == list(range(3, SCHEMA_VERSION + 1))
+
+
+def test_a_version_3_database_gains_the_run_index(tmp_path: Path) -> None:
+    """A file of version 3 (history, no index of jobs by run) becomes version 4 with its jobs
+    kept, and one run's jobs are then found through the index."""
+    db = tmp_path / "v3.db"
+    StateStore(db).close()
+    con = sqlite3.connect(str(db))
+    con.execute("DROP INDEX jobs_run")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute("INSERT INTO jobs (uid, run_id, instance, source, status, first_seen, "
+                "last_seen) VALUES ('u1', 7, 'train/1', 'local', 'success', 1.0, 2.0)")
+    con.commit()
+    con.close()
+    store = StateStore(db)
+    try:
+        assert store.db.execute("SELECT value FROM meta WHERE key='schema_version'"
+                                ).fetchone() == (str(SCHEMA_VERSION),)
+        plan = " ".join(str(r[-1]) for r in store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT status, count(*) FROM jobs WHERE run_id = 7 "
+            "GROUP BY status"))
+        assert "jobs_run" in plan
+        assert store.db.execute("SELECT uid FROM jobs WHERE run_id = 7").fetchall() == [("u1",)]
+    finally:
+        store.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Version 2: the engine's state. Statements are idempotent, so files written before the
 #: version was recorded (they only ever gained tables) are brought to version 2 by running it.
@@ -246,7 +246,13 @@ CREATE INDEX IF NOT EXISTS events_instance ON events(instance, t);
 CREATE INDEX IF NOT EXISTS outbox_instance ON outbox(instance, created);
 """
 
-MIGRATIONS: dict[int, str] = {3: _V3}
+#: Version 4: the jobs of one run found by index (the web dashboard's run pages, which would
+#: otherwise read every job ever recorded).
+_V4 = """
+CREATE INDEX IF NOT EXISTS jobs_run ON jobs(run_id, status);
+"""
+
+MIGRATIONS: dict[int, str] = {3: _V3, 4: _V4}
 
 
 class SchemaError(Exception):
