@@ -414,6 +414,10 @@ def test_default_settings_keep_launch_change_and_end_figures(tmp_path: Path) -> 
     crashed = _cli_json("show", "train/2", str(ruleset), cwd=work)
     assert crashed["status"] == "failed"
     assert crashed["progress"][-1]["pct"] == pytest.approx(50.0)
+    # the text view's sample summary counts the peak taken as the job ended
+    text = run_cli("show", "train/2", str(ruleset), cwd=work).stdout
+    peak = crashed["resource_usage"]["memory_peak_bytes"]
+    assert f"memory up to {peak / 1048576:.2f} MB" in text
 
 
 # --- the recorder, driven tick by tick -----------------------------------------------------

@@ -335,7 +335,10 @@ def _show_lines(job: Mapping[str, Any]) -> list[str]:
 
 
 def _samples_line(samples: Sequence[Mapping[str, Any]]) -> str:
-    rss = [s["memory_bytes"] for s in samples if s["memory_bytes"] is not None]
+    # the resident size, or the peak where only that is known (a job sampled as it ended)
+    rss = [m for s in samples
+           if (m := max((v for v in (s["memory_bytes"], s.get("memory_peak_bytes"))
+                         if v is not None), default=None)) is not None]
     cpu = [s["cpu_pct"] for s in samples if s["cpu_pct"] is not None]
     gpu = [s["gpu_util_pct"] for s in samples if s["gpu_util_pct"] is not None]
     parts = [f"{len(samples)} from {_local(samples[0]['time'])} to "
