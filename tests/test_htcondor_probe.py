@@ -569,3 +569,23 @@ def _env() -> dict[str, str]:
 def test_clock_is_not_wall_clock() -> None:
     """The test clock starts far from now, so no fact silently depends on time.time()."""
     assert Clock(None, Path()).now > time.time()
+
+
+def test_job_that_left_the_queue_and_never_reached_history_ends(fake: FakeCondor,
+                                                                tmp_path: Path) -> None:
+    """A job seen running that leaves the queue and is still missing from condor_history after
+    ten lookups is UNKNOWN and terminal (it is asked no more), so the run can end."""
+    fake.answer("condor_q", Q23)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: ['37.0'], min_interval: 0s}\n",
+                            tmp_path)
+    assert probe.collect(tick())["t/37.0"]["job.state"] == "RUNNING"
+    fake.answer("condor_q", "[]")
+    for _ in range(10):
+        facts = probe.collect(tick())["t/37.0"]
+    assert (facts["job.state"], facts["job.terminal"], facts["job.outcome"]) == (
+        "UNKNOWN", True, "unknown")
+    assert facts["job.diagnosis_detail"] == \
+        "37.0 left the queue and is not in condor_history (looked 10 times)"
+    asked = len(fake.calls("condor_history"))
+    probe.collect(tick())
+    assert len(fake.calls("condor_history")) == asked == 10

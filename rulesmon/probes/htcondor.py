@@ -34,7 +34,7 @@ hold reason or exit):
 | 4 Completed, exit N | completed    | FAILED     | failed      | nonzero_exit                   |
 | 4 Completed, signal | completed    | FAILED     | failed      | signal (exit_code 128+N)       |
 | 3 Removed           | removed      | CANCELLED  | cancelled   | cancelled                      |
-| left the queue, not found in condor_history after a while | | UNKNOWN | unknown | unknown |
+| left the queue, not in condor_history in 10 lookups (terminal) | | UNKNOWN | unknown | unknown |
 | named by id, in neither the queue nor condor_history (terminal) | | UNKNOWN | unknown | unknown |
 | submitted by the ruleset and never seen (launch check)    | | FAILED  | error   | launch_failed |
 
@@ -440,8 +440,8 @@ class HTCondorProbe:
                 if tracked.history_misses >= _HISTORY_TRIES:
                     known = bool(tracked.facts)
                     tracked.facts = {**tracked.facts, **_lost(lost, known)}
-                    # never seen anywhere: it will not appear, and the run must be able to end
-                    tracked.terminal = not known
+                    # it is asked no more, so it would never end: the run must be able to
+                    tracked.terminal = True
 
     def _verify_launch(self, now: float) -> None:
         for watch in self._watches:
@@ -781,11 +781,13 @@ def _running_clock(f: Facts, start: Any, now: float) -> None:
 
 
 def _lost(jid: str, known: bool) -> Facts:
-    """A job that condor_history does not have: one that left the queue may still be
-    written there (not terminal); one never seen anywhere is terminal, so the run can end."""
+    """A job that condor_history still does not have after `_HISTORY_TRIES` lookups (it is
+    asked no more): terminal with an unknown outcome, so the run can end and say why."""
     if known:
-        return {"job.state": "UNKNOWN", "job.terminal": False, "job.outcome": "unknown",
-                "job.diagnosis": "unknown",
+        return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "unknown",
+                "job.succeeded": False, "job.diagnosis": "unknown",
+                "job.diagnosis_detail": f"{jid} left the queue and is not in condor_history "
+                f"(looked {_HISTORY_TRIES} times)",
                 "job.raw_state": f"{jid} left the queue and is not in condor_history"}
     return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "unknown",
             "job.succeeded": False, "job.diagnosis": "unknown",
