@@ -407,24 +407,22 @@ class _ExprParser:
             self.expect(")")
             return inner
         if kind == "op" and value == "{":
-            items: list[Any] = []
-            if not self.take("}"):
-                items.append(self.ternary())
-                while self.take(","):
-                    items.append(self.ternary())
-                self.expect("}")
-            return items
+            return self.listed("}")
         if kind == "name":
             if self.take("("):
-                args: list[Any] = []
-                if not self.take(")"):
-                    args.append(self.ternary())
-                    while self.take(","):
-                        args.append(self.ternary())
-                    self.expect(")")
-                return _call(str(value), args)
+                return _call(str(value), self.listed(")"))
             return self.attribute(str(value))
         raise _Unsupported(str(value))
+
+    def listed(self, closer: str) -> list[Any]:
+        """Comma-separated expressions up to `closer` (a list's `}`, a call's `)`)."""
+        items: list[Any] = []
+        if not self.take(closer):
+            items.append(self.ternary())
+            while self.take(","):
+                items.append(self.ternary())
+            self.expect(closer)
+        return items
 
     def attribute(self, name: str) -> Any:
         scope, dot, attr = name.partition(".")
