@@ -514,6 +514,24 @@ def test_schedd_down_is_not_blamed_on_a_selection(fake: FakeCondor, tmp_path: Pa
                                                                 for k in facts)
 
 
+def test_schedd_down_is_not_blamed_on_a_constraint(fake: FakeCondor, tmp_path: Path) -> None:
+    """A `constraint:` selection that fails alone while the schedd is down is not left out:
+    the other selections fail too, so the probe fails as a whole. A timeout is no refusal
+    (what was asked is not at fault), a non-zero exit is."""
+    fake.answer("condor_q", err="Error: communication error\n", rc=1)
+    probe, tick = probe_for("  a:\n    htcondor: {ids: [37]}\n"
+                            "  b:\n    htcondor: {constraint: 'JobPrio >= 0'}\n", tmp_path)
+    with pytest.raises(cli.CondorRefused, match="communication error"):
+        probe.collect(tick())
+    (fake.bin / "condor_rm").write_text("#!/bin/sh\nexec sleep 5\n", encoding="utf-8")
+    with pytest.raises(cli.CondorError, match="timed out") as timed_out:
+        cli.run(["condor_rm"], timeout=0.3)
+    assert not isinstance(timed_out.value, cli.CondorRefused)
+    fake.answer("condor_q", Q23)
+    facts = probe.collect(tick())
+    assert "a/37.0" in facts and not any(k.endswith("/query") for k in facts)
+
+
 def test_lint_locates_an_unbalanced_constraint_and_allows_requeue(tmp_path: Path) -> None:
     """`rulesmon lint` reports a constraint with an unclosed string at its line:col, and accepts
     `control: requeue` (condor_vacate_job) for an htcondor job."""

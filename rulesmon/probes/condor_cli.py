@@ -49,6 +49,11 @@ class CondorError(ProbeError):
     """A condor tool could not be run or its output could not be read (one line)."""
 
 
+class CondorRefused(CondorError):
+    """A condor tool ran and said no (a non-zero exit): what was asked is at fault, not the
+    time it took or the tool's absence."""
+
+
 def tool(name: str) -> str:
     """The executable to run for `name` (condor_q, condor_submit_dag, ...)."""
     folder = os.environ.get(ENV_BIN, "").strip()
@@ -81,7 +86,7 @@ def run(args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT,
     out = proc.stdout.decode("utf-8", "replace")
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
-        raise CondorError(f"{args[0]} failed (exit {proc.returncode}): "
+        raise CondorRefused(f"{args[0]} failed (exit {proc.returncode}): "
                           f"{first_line(err) or first_line(out) or 'no message'}")
     return out
 

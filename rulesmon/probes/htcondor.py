@@ -163,7 +163,7 @@ class _Watch:
     lost_clusters: set[int] = field(default_factory=set)
     #: why the schedd refused this job's own selection (it is left out of condor_q then)
     query_error: str | None = None
-    allow: tuple[str, ...] | None = None  #: the `attrs:` allowlist
+    refused_selection: str = ""  #: that selection, as the schedd was asked it
 
     def selection(self) -> str:
         """This job's part of the condor_q constraint."""
@@ -183,14 +183,6 @@ class _Watch:
         if self.spec.constraint:
             parts.append(f"({self.spec.constraint})")
         return " && ".join(parts) or "false"
-
-    def selection_text(self) -> str:
-        """The selection as the schedd was asked it, for messages."""
-        saved, self.query_error = self.query_error, None
-        try:
-            return self.selection()
-        finally:
-            self.query_error = saved
 
     def matches(self, ad: Mapping[str, Any]) -> bool:
         """Whether an ad (lower-cased keys) is this job's, on everything but `constraint`."""
@@ -226,8 +218,6 @@ class HTCondorProbe:
             except Exception:
                 base = base_dir
             watch = _Watch(key, job.htcondor, base)
-            if job.htcondor.attrs is not None:
-                watch.allow = tuple(job.htcondor.attrs)
             for raw in job.htcondor.ids:
                 m = _ID.match(str(raw))
                 if m:
@@ -320,8 +310,8 @@ class HTCondorProbe:
             union = " || ".join(f"({s})" for s in live) if len(live) > 1 else live[0]
             try:
                 ads = cli.query(union)
-            except ProbeError as exc:
-                if len(live) < 2 or not self._isolate(exc):
+            except ProbeError:
+                if len(live) < 2 or not self._isolate():
                     raise
                 self._refresh(now)  # again, without the selections the schedd refused
                 return
@@ -343,7 +333,7 @@ class HTCondorProbe:
                         tracked = watch.jobs[jid] = _Tracked(*_split(jid))
                     tracked.in_queue = True
                     tracked.history_misses = 0
-                    tracked.facts = _for_watch(_ad_facts(raw, now, ad), raw, watch)
+                    tracked.facts = _for_watch(_ad_facts(raw, now, ad), ad, watch)
                     tracked.terminal = bool(tracked.facts.get("job.terminal"))
             for watch in self._watches:
                 for jid, tracked in watch.jobs.items():
@@ -352,29 +342,36 @@ class HTCondorProbe:
         self._from_history(now)
         self._verify_launch(now)
 
-    def _isolate(self, error: ProbeError) -> bool:
-        """After the joined condor_q call failed: ask once for each job's selection alone,
-        so that one malformed `constraint:` is named and left out instead of failing every
-        job's call every tick. False when every call fails (the schedd itself is down)."""
-        refused: list[tuple[_Watch, str]] = []
-        answered = 0
+    def _isolate(self) -> bool:
+        """After the joined condor_q call failed: ask once for each `constraint:` selection
+        alone (the ones built from ids, owner or batch name are valid by construction), so
+        that one malformed constraint is named and left out instead of failing every job's
+        call every tick. Only a refusal counts (a timeout or a tool that cannot run says
+        nothing about the selection), and only while the other selections, asked together,
+        are answered (else the schedd itself is failing). False when nothing is blamed."""
+        refused: list[tuple[_Watch, str, str]] = []
         for watch in self._watches:
             selection = watch.selection()
-            if selection == "false":
+            if not watch.spec.constraint or selection == "false":
                 continue
             try:
                 cli.query(selection)
-            except ProbeError as exc:
-                refused.append((watch, str(exc)))
-            else:
-                answered += 1
-        if not refused or not answered:
+            except cli.CondorRefused as exc:
+                refused.append((watch, selection, str(exc)))
+        blamed = {id(w) for w, _, _ in refused}
+        others = [s for w in self._watches
+                  if id(w) not in blamed and (s := w.selection()) != "false"]
+        if not refused or not others:
             return False
-        for watch, why in refused:
-            watch.query_error = why
+        try:
+            cli.query(" || ".join(f"({s})" for s in others))
+        except ProbeError:
+            return False
+        for watch, selection, why in refused:
+            watch.query_error, watch.refused_selection = why, selection
             log.error("htcondor_selection_refused job=%s selection=%s error=%s", watch.key,
-                      watch.selection_text(), why)
-        return True
+                      selection, why)
+        return bool(refused)
 
     def _needs_attribution(self) -> bool:
         return len(self._watches) > 1 and any(w.spec.constraint and w.query_error is None
@@ -418,7 +415,7 @@ class HTCondorProbe:
                 if not watch.matches(ad) and watch.submitted is None:
                     continue
                 tracked = watch.jobs.setdefault(jid, _Tracked(cluster, proc))
-                tracked.facts = _for_watch(facts, raw, watch)
+                tracked.facts = _for_watch(facts, ad, watch)
                 tracked.terminal = bool(facts.get("job.terminal"))
                 tracked.in_queue = False
         for (c, p), watches in wanted.items():
@@ -732,27 +729,16 @@ def _requested(ad: Mapping[str, Any], request: str, provisioned: str) -> float |
     return float(value)
 
 
-def _allowed(ad: Mapping[str, Any], names: tuple[str, ...]) -> Facts:
-    """`attrs:` given: exactly those attributes, spelt as the ruleset spells them."""
-    out: Facts = {}
-    lowered = {str(k).lower(): k for k in ad}
-    for name in names:
-        key = lowered.get(name.lower())
-        if key is None:
-            continue
-        v = cli.normalise(ad[key])
-        if v is None or isinstance(v, dict | list):
-            continue
-        out[f"job.attrs.{name}"] = v
-    return out
-
-
-def _for_watch(facts: Facts, raw: Mapping[str, Any], watch: _Watch) -> Facts:
-    """An ad's facts as one job sees them: its `attrs:` allowlist replaces the guess."""
-    if watch.allow is None:
+def _for_watch(facts: Facts, ad: Mapping[str, Any], watch: _Watch) -> Facts:
+    """An ad's facts (`ad`: lower-cased keys) as one job sees them: its `attrs:` allowlist
+    replaces the guess, with the names spelt as the ruleset spells them."""
+    if watch.spec.attrs is None:
         return facts
     out = {k: v for k, v in facts.items() if not k.startswith("job.attrs.")}
-    out.update(_allowed(raw, watch.allow))
+    for name in watch.spec.attrs:
+        v = cli.value(ad, name)
+        if v is not None and not isinstance(v, dict | list):
+            out[f"job.attrs.{name}"] = v
     return out
 
 
@@ -783,17 +769,13 @@ def _running_clock(f: Facts, start: Any, now: float) -> None:
 def _lost(jid: str, known: bool) -> Facts:
     """A job that condor_history still does not have after `_HISTORY_TRIES` lookups (it is
     asked no more): terminal with an unknown outcome, so the run can end and say why."""
-    if known:
-        return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "unknown",
-                "job.succeeded": False, "job.diagnosis": "unknown",
-                "job.diagnosis_detail": f"{jid} left the queue and is not in condor_history "
-                f"(looked {_HISTORY_TRIES} times)",
-                "job.raw_state": f"{jid} left the queue and is not in condor_history"}
+    where = (f"{jid} left the queue and is not in condor_history" if known else
+             f"{jid} is neither in the queue nor in condor_history")
+    detail = (where if known else f"{jid} was named by id but is neither in the queue nor in "
+              "condor_history")
     return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "unknown",
-            "job.succeeded": False, "job.diagnosis": "unknown",
-            "job.diagnosis_detail": f"{jid} was named by id but is neither in the queue nor in "
-            f"condor_history (looked {_HISTORY_TRIES} times)",
-            "job.raw_state": f"{jid} is neither in the queue nor in condor_history"}
+            "job.succeeded": False, "job.diagnosis": "unknown", "job.raw_state": where,
+            "job.diagnosis_detail": f"{detail} (looked {_HISTORY_TRIES} times)"}
 
 
 def _refused_facts(watch: _Watch) -> Facts:
@@ -802,7 +784,7 @@ def _refused_facts(watch: _Watch) -> Facts:
             "job.succeeded": False, "job.diagnosis": "unknown",
             "job.raw_state": f"condor_q refused this job's selection: {why}",
             "job.diagnosis_detail": f"condor_q refused the selection "
-            f"{watch.selection_text()!r}: {why}"}
+            f"{watch.refused_selection!r}: {why}"}
 
 
 def _launch_failed_facts(reason: str, now: float) -> Facts:
