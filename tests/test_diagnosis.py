@@ -138,6 +138,57 @@ def test_the_kernel_check_is_made_once_per_instance(tmp_path: Path) -> None:
     assert calls.read_text().count("x") == 2
 
 
+def test_many_sigkilled_instances_are_one_kernel_read_per_tick(tmp_path: Path) -> None:
+    """64 workers SIGKILLed in one tick are checked against one dmesg run, each wording of
+    the OOM killer's line confirming its pid; a later tick reads again only for a new one."""
+    calls = tmp_path / "calls"
+    ring = tmp_path / "ring.txt"
+    ring.write_text("".join(
+        f"[{10 + i}.5] Out of memory: Killed process {1000 + i} (python) anon-rss\n"
+        if i % 2 else f"[{10 + i}.5] oom-kill:constraint=CONSTRAINT_NONE,task=python,"
+        f"pid={1000 + i},uid=1000\n" for i in range(63)))
+    script = tmp_path / "dmesg"
+    script.write_text(f"#!/bin/sh\necho x >> {calls}\ncat {ring}\n")
+    script.chmod(0o755)
+    diagnoser = Diagnoser(kernel_logs=(tmp_path / "missing.log",), dmesg=(str(script),))
+    killed = {"job.terminal": True, "job.state": "FAILED", "job.signal": 9,
+              "job.exit_code": 137}
+    details = [diagnoser.diagnose(f"w/{i}", {**killed, "job.pid": 1000 + i}, [], {}, [],
+                                  now=100.0)["job.diagnosis_detail"] for i in range(64)]
+    assert calls.read_text().count("x") == 1
+    assert all("the kernel's OOM killer ended it" in d for d in details[:63])
+    assert "most often the OOM killer" in details[63]  # pid 1063: not in the ring buffer
+    for i in range(64):  # the next tick: every answer is kept
+        diagnoser.diagnose(f"w/{i}", {**killed, "job.pid": 1000 + i}, [], {}, [], now=101.0)
+    assert calls.read_text().count("x") == 1
+    diagnoser.diagnose("w/new", {**killed, "job.pid": 1063}, [], {}, [], now=102.0)
+    assert calls.read_text().count("x") == 2
+    diagnoser.close()
+
+
+def test_the_kernel_log_is_followed_not_read_again(tmp_path: Path) -> None:
+    """A readable kernel log is followed: a later OOM kill is found in what was appended,
+    and dmesg is not run while the file can be read."""
+    log = tmp_path / "kern.log"
+    log.write_text("Nov 22 kernel: Out of memory: Killed process 4242 (python) total-vm\n")
+    calls = tmp_path / "calls"
+    script = tmp_path / "dmesg"
+    script.write_text(f"#!/bin/sh\necho x >> {calls}\n")
+    script.chmod(0o755)
+    diagnoser = Diagnoser(kernel_logs=(log,), dmesg=(str(script),))
+    killed = {"job.terminal": True, "job.state": "FAILED", "job.signal": 9}
+    first = diagnoser.diagnose("a/1", {**killed, "job.pid": 4242}, [], {}, [], now=1.0)
+    late = diagnoser.diagnose("a/2", {**killed, "job.pid": 77}, [], {}, [], now=2.0)
+    with log.open("a") as f:
+        f.write("Nov 22 kernel: oom-kill:constraint=CONSTRAINT_MEMCG,task=x,pid=77,uid=0\n")
+    again = diagnoser.diagnose("a/3", {**killed, "job.pid": 77}, [], {}, [], now=3.0)
+    assert "OOM killer ended it" in first["job.diagnosis_detail"]
+    assert "most often" in late["job.diagnosis_detail"]
+    assert "OOM killer ended it" in again["job.diagnosis_detail"]
+    assert not calls.exists()
+    diagnoser.close()
+
+
 @pytest.mark.parametrize(("facts", "kind"), [
     ({"job__state": "TIMEOUT", "job__signal": 9, "job__exit_code": 137}, "time_limit"),
     ({"job__state": "CANCELLED", "job__signal": 9, "job__exit_code": 137}, "cancelled"),

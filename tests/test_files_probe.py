@@ -404,6 +404,37 @@ def test_disk_facts(tmp_path: Path) -> None:
     assert facts["disk.path"] in {str(tmp_path), str(tmp_path / "data")}
 
 
+def test_a_log_path_rendering_empty_adds_no_disk_folder(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log path that renders empty (a scheduler's discarded stderr) is no folder for disk.*:
+    not the workdir's parent, which is another filesystem when the workdir is a mount."""
+    from rulesmon.probes import files
+
+    work = tmp_path / "work"
+    (work / "logs").mkdir(parents=True)
+    asked: list[str] = []
+
+    def usage(folder: Any) -> tuple[int, int, int]:
+        asked.append(str(folder))  # the workdir's parent would be the fullest filesystem
+        return (100, 95, 5) if Path(folder) == tmp_path else (100, 10, 90)
+
+    monkeypatch.setattr(files.shutil, "disk_usage", usage)
+    probe = make(tmp_path, f"""  sim:
+    workdir: {work}
+    logs:
+      - "logs/out.log"
+      - "{{{{ job.stderr if job.stderr != job.stdout else '' }}}}"
+""")
+    facts = tick(probe, tmp_path, T0, {"sim/1": {"job.key": "sim", "job.stdout": "a",
+                                                 "job.stderr": "a"}})["sim/1"]
+    assert str(tmp_path) not in asked and facts["disk.path"] in {str(work), str(work / "logs")}
+    from rulesmon.probes.base import render_optional_path, render_path
+    assert render_optional_path("{{ '' }}", {}, work) is None
+    assert render_optional_path("", {}, work) is None
+    assert render_path("{{ '' }}", {}, work) == work  # the plain render stays the folder
+    assert render_optional_path("{{ 'a.log' }}", {}, work) == work / "a.log"
+
+
 def test_missing_unreadable_or_file_root(tmp_path: Path) -> None:
     """A missing root, a root that is a file, or a bad template gives count 0 and no crash."""
     put(tmp_path / "afile", "x")

@@ -85,6 +85,14 @@ GPUS = [
 ]
 
 
+class Handle:
+    """A device handle: like pynvml's ctypes pointer, a new object for every lookup, equal
+    only to itself (two handles of one GPU compare unequal)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
 class FakePynvml:
     """The handful of pynvml functions the probe calls, counting calls. GPU 2 has no
     GetTemperatureV (old driver), v3 of the process list is missing (v2 answers), GPU 2 has no
@@ -104,9 +112,9 @@ class FakePynvml:
         self.init_error = init_error
         self.calls: Counter[str] = Counter()
 
-    def _gpu(self, name: str, handle: int) -> dict[str, Any]:
+    def _gpu(self, name: str, handle: Handle) -> dict[str, Any]:
         self.calls[name] += 1
-        return self.gpus[handle]
+        return self.gpus[handle.index]
 
     def nvmlInit(self) -> None:
         self.calls["nvmlInit"] += 1
@@ -120,50 +128,53 @@ class FakePynvml:
         self.calls["nvmlDeviceGetCount"] += 1
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Handle:
+        return Handle(index)
 
-    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+    def nvmlDeviceGetIndex(self, h: Handle) -> int:
+        return h.index
+
+    def nvmlDeviceGetUtilizationRates(self, h: Handle) -> Any:
         return SimpleNamespace(gpu=self._gpu("nvmlDeviceGetUtilizationRates", h)["util"],
                                memory=0)
 
-    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+    def nvmlDeviceGetMemoryInfo(self, h: Handle) -> Any:
         g = self._gpu("nvmlDeviceGetMemoryInfo", h)
         return SimpleNamespace(used=g["used"] * GiB, total=g["total"] * GiB,
                                free=(g["total"] - g["used"]) * GiB)
 
-    def nvmlDeviceGetTemperatureV(self, h: int, sensor: int) -> int:
+    def nvmlDeviceGetTemperatureV(self, h: Handle, sensor: int) -> int:
         g = self._gpu("nvmlDeviceGetTemperatureV", h)
-        if h == 2:
+        if h.index == 2:
             raise NVMLError_FunctionNotFound("Function Not Found")
         return int(g["temp"])
 
-    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+    def nvmlDeviceGetTemperature(self, h: Handle, sensor: int) -> int:
         return int(self._gpu("nvmlDeviceGetTemperature", h)["temp"])
 
-    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+    def nvmlDeviceGetPowerUsage(self, h: Handle) -> int:
         return int(self._gpu("nvmlDeviceGetPowerUsage", h)["power"])
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: Handle) -> int:
         return int(self._gpu("nvmlDeviceGetEnforcedPowerLimit", h)["limit"])
 
-    def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: Handle) -> int:
         return int(self._gpu("nvmlDeviceGetCurrentClocksEventReasons", h)["reasons"])
 
-    def nvmlDeviceGetTotalEccErrors(self, h: int, error_type: int, counter: int) -> int:
+    def nvmlDeviceGetTotalEccErrors(self, h: Handle, error_type: int, counter: int) -> int:
         ecc = self._gpu("nvmlDeviceGetTotalEccErrors", h)["ecc"]
         if ecc is None:
             raise NVMLError_NotSupported("Not Supported")
         return int(ecc)
 
-    def nvmlDeviceGetComputeRunningProcesses_v3(self, h: int) -> list[Any]:
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, h: Handle) -> list[Any]:
         self.calls["nvmlDeviceGetComputeRunningProcesses_v3"] += 1
         raise NVMLError_FunctionNotFound("Function Not Found")
 
-    def nvmlDeviceGetComputeRunningProcesses_v2(self, h: int) -> list[Any]:
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, h: Handle) -> list[Any]:
         self.calls["nvmlDeviceGetComputeRunningProcesses_v2"] += 1
         return [SimpleNamespace(pid=pid, usedGpuMemory=mem)
-                for pid, mem in self.processes.get(h, [])]
+                for pid, mem in self.processes.get(h.index, [])]
 
 
 # --- processes launched by the tests -----------------------------------------------------------
@@ -681,24 +692,24 @@ class PciPynvml(FakePynvml):
         self.xids = xids
         self.registered: list[int] = []
 
-    def nvmlDeviceGetPciInfo(self, h: int) -> Any:
-        return SimpleNamespace(busId=BUSES[h].encode())
+    def nvmlDeviceGetPciInfo(self, h: Handle) -> Any:
+        return SimpleNamespace(busId=BUSES[h.index].encode())
 
     def nvmlEventSetCreate(self) -> Any:
         if self.xids is None:
             raise NVMLError_NotSupported("Not Supported")
         return "event-set"
 
-    def nvmlDeviceRegisterEvents(self, h: int, kinds: int, events: Any) -> None:
+    def nvmlDeviceRegisterEvents(self, h: Handle, kinds: int, events: Any) -> None:
         assert kinds == 0x8 and events == "event-set"
-        self.registered.append(h)
+        self.registered.append(h.index)
 
     def nvmlEventSetWait(self, events: Any, timeout_ms: int) -> Any:
         assert timeout_ms == 0
         if not self.xids:
             raise NVMLError("Timeout")
         index, xid = self.xids.pop(0)
-        return SimpleNamespace(device=index, eventData=xid, eventType=0x8)
+        return SimpleNamespace(device=Handle(index), eventData=xid, eventType=0x8)
 
     def nvmlEventSetFree(self, events: Any) -> None:
         self.calls["nvmlEventSetFree"] += 1
@@ -722,9 +733,9 @@ idle:
 
 
 def test_xid_errors_from_recorded_kernel_lines(tmp_path: Path) -> None:
-    """`NVRM: Xid` lines of a recorded kernel log and dmesg are counted per GPU by PCI
-    address (an event in both once), with the last Xid code and line; new lines are picked
-    up, and only events since the job started count."""
+    """`NVRM: Xid` lines of a recorded kernel log are counted per GPU by PCI address (an
+    event dmesg holds too once: dmesg is read only where no file is), with the last Xid code
+    and line; new lines are picked up, and only events since the job started count."""
     kern = tmp_path / "kern.log"
     shutil.copy(FIXTURES / "kern_xid.log", kern)
     boot = 1_736_935_000.0  # so that uptime 8123 s is 2025-01-15 10:20:03 UTC
@@ -770,6 +781,97 @@ def test_xid_from_nvml_events_when_no_kernel_log_is_readable(tmp_path: Path) -> 
     quiet = GpuProbe(rs, tmp_path, nvml=PciPynvml(), xid=gpu.XidReader(logs=(), dmesg=None))
     facts = collect(quiet, rs, tmp_path, instances)["one/x"]
     assert facts["gpu.available"] is True and "gpu.xid_errors" not in facts
+
+
+def counting_dmesg(tmp_path: Path, ring: Path) -> tuple[tuple[str, ...], Path]:
+    """A `dmesg` stand-in printing `ring`, and the file it adds a line to per run."""
+    calls = tmp_path / "dmesg-calls"
+    script = tmp_path / "dmesg"
+    script.write_text(f"#!/bin/sh\necho x >> {calls}\ncat {ring}\n")
+    script.chmod(0o755)
+    return (str(script),), calls
+
+
+def test_xid_dmesg_rereads_count_each_event_once(tmp_path: Path) -> None:
+    """Where no kernel log file is readable, dmesg's whole ring buffer comes at every look:
+    only lines stamped after the last stamp seen are new, so a re-read counts nothing twice."""
+    ring = tmp_path / "ring.txt"
+    shutil.copy(FIXTURES / "dmesg_xid.txt", ring)
+    dmesg, calls = counting_dmesg(tmp_path, ring)
+    reader = gpu.XidReader(logs=(tmp_path / "missing.log",), dmesg=dmesg, interval=0,
+                           boot_time=1_736_935_000.0)
+    rs = ruleset(XID_JOBS, tmp_path)
+    probe = GpuProbe(rs, tmp_path, nvml=PciPynvml(), xid=reader)
+    instances: dict[str, dict[str, Any]] = {"one/x": {"job.key": "one"},
+                                            "idle/x": {"job.key": "idle"}}
+    counts = [collect(probe, rs, tmp_path, instances)["one/x"]["gpu.xid_errors"]
+              for _ in range(3)]
+    assert counts == [2, 2, 2] and calls.read_text().count("x") == 3
+    with ring.open("a") as f:
+        f.write("[ 8700.500000] NVRM: Xid (PCI:0000:3b:00): 94, pid=1, name=python, "
+                "Contained: SM (0x1).\n")
+    out = collect(probe, rs, tmp_path, instances)
+    assert (out["one/x"]["gpu.xid_errors"], out["one/x"]["gpu.last_xid"]) == (3, 94)
+    assert collect(probe, rs, tmp_path, instances)["one/x"]["gpu.xid_errors"] == 3
+    probe.close()
+
+
+def test_xid_flood_keeps_the_latest_and_a_reread_adds_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_EVENTS the oldest events are forgotten, and the next full dmesg read does not
+    bring them back as new ones."""
+    from rulesmon.probes import xid
+
+    monkeypatch.setattr(xid, "MAX_EVENTS", 3)
+    ring = tmp_path / "ring.txt"
+    ring.write_text("".join(f"[ {i}.000000] NVRM: Xid (PCI:0000:3b:00): {i}, pid=1, name=x\n"
+                            for i in range(1, 6)))
+    dmesg, _ = counting_dmesg(tmp_path, ring)
+    reader = xid.XidReader(logs=(), dmesg=dmesg, interval=0, boot_time=0.0)
+    for _ in range(3):
+        assert [e.code for e in reader.events()] == [3, 4, 5]
+    reader.close()
+
+
+def test_xid_kernel_log_is_followed_and_dmesg_only_replaces_it(tmp_path: Path) -> None:
+    """A readable kernel log is followed incrementally (no re-read counts twice) and dmesg is
+    not run; when the file can no longer be read, dmesg gives only what is stamped after the
+    file's last line, so the events both hold are not counted again."""
+    kern = tmp_path / "kern.log"
+    shutil.copy(FIXTURES / "kern_xid.log", kern)
+    ring = tmp_path / "ring.txt"
+    shutil.copy(FIXTURES / "dmesg_xid.txt", ring)
+    dmesg, calls = counting_dmesg(tmp_path, ring)
+    reader = gpu.XidReader(logs=(kern,), dmesg=dmesg, interval=0, boot_time=1_736_935_000.0)
+    rs = ruleset(XID_JOBS, tmp_path)
+    probe = GpuProbe(rs, tmp_path, nvml=PciPynvml(), xid=reader)
+    instances: dict[str, dict[str, Any]] = {"one/x": {"job.key": "one"}}
+    counts = [collect(probe, rs, tmp_path, instances)["one/x"]["gpu.xid_errors"]
+              for _ in range(3)]
+    assert counts == [2, 2, 2] and not calls.exists()
+    kern.unlink()
+    with ring.open("a") as f:
+        f.write("[ 8700.500000] NVRM: Xid (PCI:0000:3b:00): 94, pid=1, name=python, "
+                "Contained: SM (0x1).\n")
+    counts = [collect(probe, rs, tmp_path, instances)["one/x"]["gpu.xid_errors"]
+              for _ in range(2)]
+    assert counts == [3, 3] and calls.read_text().count("x") == 2
+    probe.close()
+
+
+def test_nvml_xid_events_are_not_asked_while_the_kernel_log_is_readable(tmp_path: Path
+                                                                        ) -> None:
+    """NVML's event set is neither created nor drained while a kernel log gives the Xids."""
+    kern = tmp_path / "kern.log"
+    shutil.copy(FIXTURES / "kern_xid.log", kern)
+    fake = PciPynvml(xids=[(0, 79), (0, 13)])
+    reader = gpu.XidReader(logs=(kern,), dmesg=None, interval=0, boot_time=1_736_935_000.0)
+    rs = ruleset(XID_JOBS, tmp_path)
+    probe = GpuProbe(rs, tmp_path, nvml=fake, xid=reader)
+    out = collect(probe, rs, tmp_path, {"one/x": {"job.key": "one"}})
+    assert out["one/x"]["gpu.xid_errors"] == 2
+    assert fake.registered == [] and fake.xids == [(0, 79), (0, 13)]
+    probe.close()
 
 
 def test_job_gpu_memory_for_a_job_that_is_not_a_worker(tmp_path: Path, spawn: Any) -> None:

@@ -15,10 +15,12 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rulesmon.config.loader import load_text
 from rulesmon.probes.base import TickContext
 from rulesmon.probes.logs import LogsProbe, anchors, required_literal, typed
-from rulesmon.probes.tail import KEEP, MAX_READ, Tailer
+from rulesmon.probes.tail import KEEP, MAX_READ, Positions, Tailer
 
 KEY = "embed/0"
 
@@ -557,6 +559,42 @@ def test_copytruncate_under_a_glob_is_not_read_twice(tmp_path: Path) -> None:
     append(path, b"line 12\n")
     counts += [collect(probe, rs, tmp_path)[KEY]["log.extractors.x.count"] for _ in range(3)]
     assert counts == [12, 12, 13, 13, 13]
+
+
+@pytest.mark.parametrize("kind", [Positions, dict])
+def test_a_copy_seen_before_the_truncation_resumes_from_either_map(tmp_path: Path,
+                                                                   kind: type) -> None:
+    """A new file beside a followed one, with its first bytes (`app.log.1`, copied but not
+    yet truncated), is read on from what was read of the original: through the index of a
+    `Positions` map or by a pass over a plain dict."""
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"line {i}\n" for i in range(8)))
+    resume = kind()
+    original = Tailer(path, resume=resume)
+    assert len(original.read()) == 8
+    resume.update(original.positions())
+    append(path, b"line 8\n")
+    shutil.copyfile(path, tmp_path / "app.log.1")
+    copy = Tailer(tmp_path / "app.log.1", resume=resume)
+    assert copy.read() == ["line 8"]
+    other = Tailer(tmp_path / "other.log.1", resume=resume)  # another name: from the start
+    shutil.copyfile(path, tmp_path / "other.log.1")
+    assert len(other.read()) == 9
+    for t in (original, copy, other):
+        t.close()
+
+
+def test_positions_index_follows_every_change() -> None:
+    """The index by path of a `Positions` map follows assignment, update, a move to another
+    path and deletion."""
+    p = Positions({(1, 1): (10, b"a", "/x/app.log")})
+    p.update({(1, 2): (5, b"b", "/x/app.log")})
+    assert sorted(p.under("/x/app.log")) == [(5, b"b", "/x/app.log"), (10, b"a", "/x/app.log")]
+    p[(1, 1)] = (20, b"a", "/x/app.log.1")  # now read under its new name
+    assert p.under("/x/app.log") == [(5, b"b", "/x/app.log")]
+    assert p.under("/x/app.log.1") == [(20, b"a", "/x/app.log.1")]
+    del p[(1, 2)]
+    assert p.under("/x/app.log") == [] and "/x/app.log" not in p.by_path and len(p) == 1
 
 
 COPYTRUNCATE_WRITER = r"""

@@ -18,25 +18,23 @@ The order matters, because one ending often leaves several kinds of evidence:
 3. Log evidence (CUDA OOM, a CPU allocation failure, a DataLoader worker killed by the OOM
    killer, NaN loss, NCCL errors) counts only for a bad ending: a finished run may have
    recovered from an OOM or skipped a NaN step during fp16 loss scaling.
-4. SIGKILL / exit 137 is taken for the OOM killer (confirmed from `dmesg` or a readable kernel
-   log where possible; that check is made once per instance), then other signals, then a
-   non-zero exit code.
+4. SIGKILL / exit 137 is taken for the OOM killer (confirmed from a readable kernel log, or
+   `dmesg` where none is, through xid.py's `KernelLog`, which follows them incrementally and is
+   read at most once per tick for every instance killed then; each instance is checked
+   once), then other signals, then a non-zero exit code.
 5. Only a COMPLETED job with exit code 0 is verified (`ok` or `missing_output`); any other
    terminal state without an explanation is `unknown`, never `ok`.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .base import Facts
+from .xid import DMESG, KERNEL_LOGS, KernelLog, oom_killer_saw
 
-KERNEL_LOGS = (Path("/var/log/kern.log"), Path("/var/log/syslog"), Path("/var/log/messages"))
-DMESG: tuple[str, ...] = ("dmesg",)
-KERNEL_LOG_TAIL = 4 << 20  #: bytes read from the end of each kernel log file
 COMPLETE_PCT = 99.0
 #: Diagnoses that only restate the exit status: refined from the evidence here.
 GENERIC = frozenset({"ok", "nonzero_exit", "signal", "unknown"})
@@ -61,47 +59,6 @@ def _count(facts: Mapping[str, Any], name: str) -> int:
 def _line(facts: Mapping[str, Any], name: str) -> str:
     line = facts.get(f"log.errors.{name}.last_line")
     return str(line).strip()[:300] if line else ""
-
-
-def _kernel_says(text: bytes, pid: int) -> bool:
-    """The OOM killer's lines: `Killed process 4242 (python)` and, on newer kernels,
-    `oom-kill:...,task=python,pid=4242,uid=...`."""
-    if f"Killed process {pid} ".encode() in text:
-        return True
-    needle = f",pid={pid},".encode()
-    start = text.find(needle)
-    while start >= 0:
-        line_start = text.rfind(b"\n", 0, start) + 1
-        if b"oom-kill:" in text[line_start:start]:
-            return True
-        start = text.find(needle, start + 1)
-    return False
-
-
-def oom_killer_saw(pid: Any, logs: Sequence[Path] = KERNEL_LOGS,
-                   dmesg: Sequence[str] | None = DMESG) -> bool:
-    """Whether the kernel ring buffer (`dmesg`, where this user may read it) or a readable
-    kernel log records the OOM killer ending this pid. Never raises."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    if dmesg:
-        try:
-            done = subprocess.run(list(dmesg), capture_output=True, timeout=5, check=False,
-                                  stdin=subprocess.DEVNULL)
-            if done.returncode == 0 and _kernel_says(done.stdout, pid):
-                return True
-        except (OSError, subprocess.SubprocessError):
-            pass  # no dmesg, or not permitted (kernel.dmesg_restrict): the files may do
-    for path in logs:
-        try:
-            with path.open("rb") as fh:
-                fh.seek(0, 2)
-                fh.seek(max(0, fh.tell() - KERNEL_LOG_TAIL))
-                if _kernel_says(fh.read(), pid):
-                    return True
-        except OSError:
-            continue
-    return False
 
 
 OomCheck = Callable[[Any], bool]
@@ -226,24 +183,36 @@ def diagnose(facts: Mapping[str, Any], file_sets: list[str], expect_counts: dict
 
 
 class Diagnoser:
-    """`diagnose` with the kernel-log OOM check made once per instance (it reads `dmesg` and
-    megabytes of log files, and a terminal job is diagnosed again every tick)."""
+    """`diagnose` with the kernel-log OOM check made once per instance (a terminal job is
+    diagnosed again every tick), from one `KernelLog` read at most once per tick (`now`):
+    64 workers killed at once are one read, not 64 dmesg runs and 64 x 12 MB of files. It
+    runs on the engine thread."""
 
     def __init__(self, kernel_logs: Sequence[Path] = KERNEL_LOGS,
                  dmesg: Sequence[str] | None = DMESG) -> None:
-        self.kernel_logs = tuple(kernel_logs)
-        self.dmesg = tuple(dmesg) if dmesg else None
+        self.kernel = KernelLog(kernel_logs, dmesg)
         self._oom: dict[tuple[str, Any], bool] = {}
+        self._read_at: float | None = None  # the tick of the last read
 
     def diagnose(self, key: str, facts: Mapping[str, Any], file_sets: list[str],
-                 expect_counts: dict[str, int], validated: list[str]) -> Facts:
+                 expect_counts: dict[str, int], validated: list[str],
+                 now: float | None = None) -> Facts:
+        """`diagnose`; `now` is the tick (None: a read for every new question)."""
         def check(pid: Any) -> bool:
             found = self._oom.get((key, pid))
             if found is None:
                 if len(self._oom) > 65_536:
                     self._oom.clear()
-                found = self._oom[(key, pid)] = oom_killer_saw(pid, self.kernel_logs,
-                                                               self.dmesg)
+                found = False
+                if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
+                    if now is None or now != self._read_at:
+                        self._read_at = now
+                        self.kernel.refresh()
+                    found = self.kernel.oom_killed(pid)
+                self._oom[(key, pid)] = found
             return found
 
         return diagnose(facts, file_sets, expect_counts, validated, check)
+
+    def close(self) -> None:
+        self.kernel.close()

@@ -35,13 +35,21 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import integrity
-from .base import Facts, ProbeError, TickContext, instance_key, job_base, render_path
+from .base import (
+    Facts,
+    ProbeError,
+    TickContext,
+    instance_key,
+    job_base,
+    render_optional_path,
+    render_path,
+)
 
 if TYPE_CHECKING:
     from ..config.models import FileSpec, Job, Ruleset
@@ -270,7 +278,8 @@ class FilesProbe:
                 if folder is not None:
                     folders.append(folder)
             for log in job.logs:
-                path = _render(log.path, context, base)
+                # a log path that renders empty follows nothing: no folder (not `base`)
+                path = _render(log.path, context, base, render_optional_path)
                 if path is not None:
                     parent = path.parent
                     while _MAGIC.search(str(parent)) and parent != parent.parent:
@@ -481,11 +490,13 @@ def _nest(facts: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def _render(template: str, context: Mapping[str, Any], base: Path | None) -> Path | None:
+def _render(template: str, context: Mapping[str, Any], base: Path | None,
+            how: Callable[[str, Mapping[str, Any], Path], Path | None] = render_path,
+            ) -> Path | None:
     if base is None:
         return None
     try:
-        return render_path(template, context, base)
+        return how(template, context, base)
     except Exception:  # an undefined fact or a bad template: this folder cannot be known
         return None
 

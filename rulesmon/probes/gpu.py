@@ -20,7 +20,8 @@ job in another pid namespace (a container) is not matched.
 pid, worker or not); `worker.gpu_mem` the same for a worker. Xid errors (`gpu.xid_errors`,
 `gpu.last_xid`) come from the kernel's `NVRM: Xid` lines for the instance's GPUs, matched by
 PCI address (see xid.py), counted from `job.start_time`; where no kernel log can be read,
-from NVML's Xid events (registered once, drained without waiting each tick).
+from NVML's Xid events (registered when first needed, then drained without waiting each tick
+and kept with the reader's events).
 
 CSV (`csv:` path template rendered with `job` and `worker`; SLURM's `%j`... too): only the
 header and the last rows are read (seeking from the end, never the whole file). nvidia-smi's
@@ -47,7 +48,6 @@ import os
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -270,14 +270,16 @@ class Nvml:
                                                _NVML_EVENT_XID, events)
                 self._events = events
             out: list[XidEvent] = []
-            handles = {index: m.nvmlDeviceGetHandleByIndex(index) for index in devices}
             for _ in range(1000):
                 try:
                     data = m.nvmlEventSetWait(self._events, 0)
                 except m.NVMLError:
                     break  # timeout: no more events
-                which = next((i for i, h in handles.items() if h == data.device), None)
-                device = devices.get(which) if which is not None else None
+                try:  # a handle is a ctypes pointer: two for one GPU are not equal
+                    which = int(m.nvmlDeviceGetIndex(data.device))
+                except m.NVMLError:
+                    continue
+                device = devices.get(which)
                 if device is not None and device.bus is not None:
                     out.append(XidEvent(device.bus, int(data.eventData), time.time(),
                                         f"NVML: Xid {int(data.eventData)} on GPU {which}"))
@@ -683,21 +685,23 @@ class _Tick:
         return self._snapshot
 
     def xids(self, snap: Snapshot) -> list[XidEvent] | None:
-        """The host's Xid events (kernel log, else NVML's events), read once per tick; None
-        when no source can be read."""
+        """The host's Xid events (kernel log, else NVML's events, which are asked only then
+        and kept by the reader), read once per tick; None when no source can be read."""
         if not self._xids_read:
             self._xids_read = True
             reader = self.probe.xid
             if reader is None:
                 reader = self.probe.xid = XidReader()
-            events = reader.events()
-            self.probe.nvml_xids.extend(self.probe.nvml.xid_events(snap.devices))
-            if reader.readable:
-                self._xids = events
-            elif self.probe.nvml.xid_supported:
-                self._xids = list(self.probe.nvml_xids)
-            else:
-                self._xids = None
+            events: list[XidEvent] | None = reader.events()
+            if not reader.readable:
+                nvml = self.probe.nvml
+                found = nvml.xid_events(snap.devices)
+                if found:
+                    reader.add(found)
+                    events = reader.known()
+                elif not nvml.xid_supported:
+                    events = None
+            self._xids = events
         return self._xids
 
     def owners(self, pid: int) -> set[int]:
@@ -729,7 +733,6 @@ class GpuProbe:
         self.nvml = nvml if isinstance(nvml, Nvml) else Nvml(nvml)
         #: Where Xid errors come from (created on first use: dmesg and the kernel logs).
         self.xid = xid
-        self.nvml_xids: deque[XidEvent] = deque(maxlen=10_000)
         #: Why an instance got no facts this tick (a bug, logged), by instance key.
         self.errors: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -791,14 +794,17 @@ class GpuProbe:
                 return unavailable(f"GPU {wanted} not found ({len(snap.devices)} visible)")
         out: Facts = {"gpu.available": True, **aggregate([snap.devices[i] for i in indices])}
         mems = [p.mem for p in own if p.mem is not None]
-        if pids and (mems or (snap.processes is not None and not own)):
-            out["gpu.job_mem"] = sum(mems)  # the job's own processes, not the whole GPUs'
+        # the own processes' memory, not the whole GPUs'; 0 when none is on a GPU, unknown
+        # when NVML gives no memory for them or no process list
+        own_mem = sum(mems) if mems or (snap.processes is not None and not own) else None
+        if pids and own_mem is not None:
+            out["gpu.job_mem"] = own_mem
         if "worker.index" in facts or "worker.pid" in facts:
             utils = [u for i in own_gpus if (u := snap.devices[i].util) is not None]
             if utils:
                 out["worker.gpu_util"] = sum(utils) / len(utils)
-            if mems or (snap.processes is not None and not own):
-                out["worker.gpu_mem"] = sum(mems)
+            if own_mem is not None:
+                out["worker.gpu_mem"] = own_mem
         buses = {b for i in indices if (b := snap.devices[i].bus) is not None}
         if buses:
             events = tick.xids(snap)

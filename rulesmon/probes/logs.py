@@ -43,9 +43,9 @@ from pathlib import Path
 from re import _compiler, _parser  # type: ignore[attr-defined]  # parse trees, compiled
 from typing import TYPE_CHECKING, Any
 
-from .base import Facts, TickContext, job_base, render_path
+from .base import Facts, TickContext, job_base, render_optional_path
 from .log_presets import PRESETS
-from .tail import FileId, Resume, Tailer
+from .tail import Positions, Tailer
 
 if TYPE_CHECKING:
     from ..config.models import Job, LogSpec, Ruleset
@@ -63,6 +63,7 @@ _FLOAT = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|i
 _SPECIAL = re.compile(r"([-+]?)(nan|inf)(?:\.0+)?", re.IGNORECASE)
 
 Key = tuple[float, float, int]  # (tick time, file mtime, line sequence): later is more recent
+Value = int | float | str  #: a captured value, typed once when it is read
 
 
 # --- patterns ------------------------------------------------------------------------------------
@@ -828,12 +829,13 @@ class LogState:
     patterns: Patterns
     tail_n: int
     tailers: dict[str, Tailer] = field(default_factory=dict)
-    resume: dict[FileId, Resume] = field(default_factory=dict)
+    resume: Positions = field(default_factory=Positions)
     extract: dict[str, Hits] = field(default_factory=dict)
     errors: dict[str, ErrorHits] = field(default_factory=dict)
-    values: dict[str, tuple[Key, str]] = field(default_factory=dict)
-    #: the last value of each group in each file followed (by path), for log.sum.<group>
-    file_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    values: dict[str, tuple[Key, Value]] = field(default_factory=dict)
+    #: the last value of each group in each file followed (by its key in `tailers`), for
+    #: log.sum.<group>; an entry goes with its tailer
+    file_values: dict[str, dict[str, Value]] = field(default_factory=dict)
     tail: deque[tuple[Key, str]] = field(default_factory=deque)
     readable: list[Tailer] = field(default_factory=list)  # files read fine this tick
     problems: list[str] = field(default_factory=list)  # why files gave nothing this tick
@@ -952,14 +954,14 @@ class LogsProbe:
             ls.problems = []
             template = expand_slurm(spec.path, facts) if job.slurm is not None else spec.path
             try:
-                path = render_path(template, context, base)
+                path = render_optional_path(template, context, base)
             except Exception as exc:
                 reason = (f"cannot render {spec.path!r}: "
                           f"{type(exc).__name__}: {exc}").splitlines()[0]
                 self.errors[spec.path] = reason
                 ls.problems.append(reason)
                 continue
-            if path == base:  # the template rendered empty: nothing to follow, no error
+            if path is None:  # the template rendered empty: nothing to follow, no error
                 continue
             self._follow(ctx, state, ls, path)
         facts = merge(ctx.now, [s for s in state.logs.values() if s.readable])
@@ -994,30 +996,32 @@ class LogsProbe:
         for name in wanted:
             if name not in ls.tailers:
                 ls.tailers[name] = Tailer(name, resume=ls.resume)
+        keep = set(wanted)  # a glob may match thousands: no list search per tailer
         for name in list(ls.tailers):
             tailer = ls.tailers[name]
-            self._read(ctx, state, ls, tailer)
+            self._read(ctx, state, ls, name, tailer)
             ls.resume.update(tailer.positions())
-            if name not in wanted:
+            if name not in keep:
                 if tailer.error is None or not tailer.held():
                     # no longer wanted (the path changed) or gone and drained to its end
                     tailer.close()
                     del ls.tailers[name]
+                    ls.file_values.pop(name, None)  # it adds nothing to the sums any more
                 continue
             if tailer.error is None:
                 ls.readable.append(tailer)
             else:
                 self.errors[name] = tailer.error
                 ls.problems.append(tailer.error)
-        followed = {str(t.path) for t in ls.tailers.values()}
-        for name in [n for n in ls.file_values if n not in followed]:
-            del ls.file_values[name]  # a file no longer followed adds nothing to the sums
 
-    def _read(self, ctx: TickContext, state: InstanceState, ls: LogState, tailer: Tailer) -> None:
+    def _read(self, ctx: TickContext, state: InstanceState, ls: LogState, name: str,
+              tailer: Tailer) -> None:
         now = ctx.now
         patterns = ls.patterns
         matchers = (*patterns.extract, *patterns.errors)
-        own = ls.file_values.setdefault(str(tailer.path), {})
+        own = ls.file_values.get(name)
+        if own is None:
+            own = ls.file_values[name] = {}
         for data in tailer.chunks():
             mtime = tailer.mtime or 0.0
             seq0 = state.seq
@@ -1029,8 +1033,9 @@ class LogsProbe:
                 if not found.count:
                     continue
                 ls.extract[m.name].add(found.count, now)
-                for group, (start, value) in chunk.last_values(m, found).items():
+                for group, (start, text) in chunk.last_values(m, found).items():
                     key = (now, mtime, seq0 + start)
+                    value = typed(text)  # once here, not in every tick's merge
                     if group not in ls.values or key >= ls.values[group][0]:
                         ls.values[group] = (key, value)
                     # within one file, later extractors' values of a group win, as above
@@ -1337,7 +1342,7 @@ def merge(now: float, logs: list[LogState]) -> Facts:
     facts["log.tail"] = "\n".join(tail)
     facts["log.lines"] = tail
 
-    values: dict[str, tuple[Key, str]] = {}
+    values: dict[str, tuple[Key, Value]] = {}
     extract: dict[str, Hits] = {}
     errors: dict[str, ErrorHits] = {}
     for s in logs:
@@ -1358,14 +1363,13 @@ def merge(now: float, logs: list[LogState]) -> Facts:
             errors[name] = ErrorHits(c.count, c.first_seen, c.last_seen, severity,
                                      deque(lines, maxlen=ERROR_LINES))
     for group, (_, value) in values.items():
-        facts[f"log.{group}"] = typed(value)
+        facts[f"log.{group}"] = value
     sums: dict[str, int | float] = {}
     for s in logs:
         for per_file in s.file_values.values():
             for group, value in per_file.items():
-                number = typed(value)
-                if isinstance(number, int | float):
-                    sums[group] = sums.get(group, 0) + number
+                if not isinstance(value, str):
+                    sums[group] = sums.get(group, 0) + value
     for group, total in sums.items():
         facts[f"log.sum.{group}"] = total
     facts["log.files"] = sum(len(s.readable) for s in logs)

@@ -27,7 +27,8 @@ size below the offset, or different first bytes (truncated and grown again betwe
 The copy made just before the truncation (`app.log.1` beside `app.log`, found by its first
 bytes) holds what was written after the last read: it is read on from the old offset, like a
 renamed file, and its position goes into `resume`, so a glob that also matches the copy does
-not read it again from the start; then the truncated file is read from offset 0. Lines written
+not read it again from the start (a `Positions` map finds the original of a new file in a
+lookup per prefix of its name); then the truncated file is read from offset 0. Lines written
 between the copy and the truncation are lost, as copytruncate itself loses them. A missing
 path, a directory, a non-regular file or a permission error
 makes `read()` return what could still be drained from an open descriptor (usually nothing) and
@@ -40,7 +41,7 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,48 @@ _NL_CR = re.compile(rb"\n\r")
 
 FileId = tuple[int, int]  #: (st_dev, st_ino)
 Resume = tuple[int, bytes, str]  #: offset, first bytes, the path it was read under
+
+
+class Positions(dict[FileId, Resume]):
+    """A `resume` map that also indexes its entries by the path they were read under, so a
+    new file finds the original it may be a copy of (`app.log` for `app.log.1`) in one lookup
+    per prefix of its name rather than a pass over every entry: the first tick of a glob over
+    thousands of logs opens thousands of files. Only item assignment, `update` and deletion
+    are used on it, and they keep the index."""
+
+    def __init__(self, items: Mapping[FileId, Resume] | None = None) -> None:
+        super().__init__()
+        self.by_path: dict[str, dict[FileId, None]] = {}
+        if items:
+            self.update(items)
+
+    def __setitem__(self, ident: FileId, value: Resume) -> None:
+        old = self.get(ident)
+        if old is not None and old[2] != value[2]:
+            self._unindex(ident, old[2])
+        super().__setitem__(ident, value)
+        self.by_path.setdefault(value[2], {})[ident] = None
+
+    def __delitem__(self, ident: FileId) -> None:
+        where = self[ident][2]
+        super().__delitem__(ident)
+        self._unindex(ident, where)
+
+    def update(self, items: Mapping[FileId, Resume], /) -> None:  # type: ignore[override]
+        for ident, value in items.items():
+            self[ident] = value
+
+    def under(self, where: str) -> list[Resume]:
+        """The entries read under this path."""
+        return [r for ident in self.by_path.get(where, ())
+                if (r := self.get(ident)) is not None and r[2] == where]
+
+    def _unindex(self, ident: FileId, where: str) -> None:
+        idents = self.by_path.get(where)
+        if idents is not None:
+            idents.pop(ident, None)
+            if not idents:
+                del self.by_path[where]
 
 
 @dataclass
@@ -181,11 +224,13 @@ class Tailer:
         rotated file that a glob matches under its new name): such a file is read on from
         there, not again from 0, if its first bytes are unchanged. It is shared with the
         caller, who keeps it across tailers; entries recorded under this same path are not
-        used (a deleted file's inode number can come back for a new file)."""
+        used (a deleted file's inode number can come back for a new file). A `Positions` map
+        makes finding the original of a copy cheap; a plain dict is searched entry by entry."""
         self.path = Path(path)
+        self.where = str(self.path)  #: the path as positions record it
         self.max_read = max(1, max_read)
         self.chunk = max(1, min(chunk, self.max_read))
-        self.resume = resume if resume is not None else {}
+        self.resume = resume if resume is not None else Positions()
         self.error: str | None = None
         self.size: int | None = None
         self.mtime: float | None = None
@@ -209,7 +254,7 @@ class Tailer:
 
     def positions(self) -> dict[FileId, Resume]:
         """What has been consumed of each open file, for `resume`."""
-        return {o.ident: (o.offset, o.fingerprint, str(self.path))
+        return {o.ident: (o.offset, o.fingerprint, self.where)
                 for o in (self._cur, self._old) if o is not None}
 
     def read(self) -> list[str]:
@@ -275,10 +320,7 @@ class Tailer:
         if old.idle_polls >= 2:  # at its end twice in a row: finished, flush its last line
             tail = old.partial.rstrip(b"\r")
             tail = tail[-KEEP:] if old.cut else _cut(tail)
-            self.resume[old.ident] = (old.offset, old.fingerprint, str(self.path))
-            with contextlib.suppress(OSError):
-                os.close(old.fd)
-            self._old = None
+            self._park_old()
             if tail:  # one line, even if it holds a \r
                 yield 0, _strip_ansi_bytes(tail).replace(b"\n", b"") + b"\n"
 
@@ -288,13 +330,18 @@ class Tailer:
         if cur is None:
             return
         self._cur = None
-        if self._old is not None:  # a second rotation before the first was drained
-            self.resume[self._old.ident] = (self._old.offset, self._old.fingerprint,
-                                            str(self.path))
-            with contextlib.suppress(OSError):
-                os.close(self._old.fd)
+        self._park_old()  # a second rotation before the first was drained
         cur.idle_polls = 0
         self._old = cur
+
+    def _park_old(self) -> None:
+        """Close the rotated-away file, keeping what was read of it in `resume` (a glob that
+        matches it under its new name reads on from there)."""
+        old, self._old = self._old, None
+        if old is not None:
+            self.resume[old.ident] = (old.offset, old.fingerprint, self.where)
+            with contextlib.suppress(OSError):
+                os.close(old.fd)
 
     def _reopen(self) -> _Open | None:
         """The current file, (re)opened if the path now names another one."""
@@ -341,7 +388,7 @@ class Tailer:
             ident = (fst.st_dev, fst.st_ino)
             cur = _Open(fd, ident)
             start, fingerprint, where = self.resume.get(ident, (0, b"", ""))
-            if 0 < start <= fst.st_size and fingerprint and where != str(self.path) \
+            if 0 < start <= fst.st_size and fingerprint and where != self.where \
                     and os.pread(fd, len(fingerprint), 0) == fingerprint:
                 cur.offset, cur.fingerprint = start, fingerprint
             elif ident not in self.resume:
@@ -355,11 +402,7 @@ class Tailer:
             # last read is in the copy, read on from there; then this file from its start
             copy = self._find_copy(cur)
             if copy is not None:
-                if self._old is not None:
-                    self.resume[self._old.ident] = (self._old.offset, self._old.fingerprint,
-                                                    str(self.path))
-                    with contextlib.suppress(OSError):
-                        os.close(self._old.fd)
+                self._park_old()
                 self._old = copy
             cur.offset, cur.partial, cur.fingerprint, cur.cut = 0, b"", b"", False
             cur.after_cr = ""
@@ -369,12 +412,20 @@ class Tailer:
     def _resume_copy(self, cur: _Open, size: int) -> None:
         """A new file that is a copy of one followed beside it (`app.log.1`, made by
         copytruncate and seen by a glob before the truncation of `app.log`): its bytes up to
-        what was read of the original are not read again."""
-        for start, fingerprint, where in list(self.resume.values()):
-            original = Path(where)
-            if not fingerprint or start <= 0 or original.parent != self.path.parent or \
-                    not self.path.name.startswith(original.name) or \
-                    self.path.name == original.name:
+        what was read of the original are not read again. The original's path is this
+        path without the end of its name (the longest such name first): one lookup per
+        prefix in a `Positions` map."""
+        if not self.path.name:
+            return
+        folder = len(self.where) - len(self.path.name)  # "dir/" before the name
+        originals = [self.where[:end] for end in range(len(self.where) - 1, folder, -1)]
+        if isinstance(self.resume, Positions):
+            found = [r for where in originals for r in self.resume.under(where)]
+        else:
+            wanted = set(originals)
+            found = [r for r in self.resume.values() if r[2] in wanted]
+        for start, fingerprint, _ in found:
+            if not fingerprint or start <= 0:
                 continue
             try:
                 if os.pread(cur.fd, len(fingerprint), 0) != fingerprint:
@@ -410,7 +461,7 @@ class Tailer:
                             or ident == cur.ident:
                         continue
                     known = self.resume.get(ident)
-                    if known is not None and known[2] != str(self.path) \
+                    if known is not None and known[2] != self.where \
                             and known[0] >= cur.offset:
                         continue
                     found.append((st.st_mtime_ns, entry.path, ident))
