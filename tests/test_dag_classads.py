@@ -85,7 +85,26 @@ _AD = {"imagesize": 7500, "residentsetsize": 4000, "diskusage": 11, "requestmemo
     ("-7 / 2", -3),
     ("7 % 3 + 0.5", 1.5),
     ("MAX({RequestMemory, MY.MemoryUsage * 100})", 400),
-    ("min(RequestMemory, 100)", 64),
+    ("min({RequestMemory, 100})", 64),
+    ("min({Missing, 100, 2.5})", 2.5),  # undefined items are skipped
+    ("min(RequestMemory, 100)", None),  # ClassAds' min takes one list: two arguments are error
+    ("max(RequestMemory)", None),  # not a list: error
+    ("1 == 1.0", True),
+    ("1 =?= 1.0", False),  # `is` compares types too: no integer-to-real promotion
+    ("1 is 1.0", False),
+    ("1 isnt 1.0", True),
+    ("\"a\" =?= \"A\"", False),  # case-sensitive, unlike ==
+    ("error || true", None),  # a left error is error, whatever the right side says
+    ("error && false", None),
+    ("true || error", True),  # a left operand that decides wins
+    ("false && error", False),
+    ("undefined || true", True),
+    ("undefined && false", False),
+    ("isUndefined(undefined || false)", True),
+    ("isUndefined(undefined && error)", False),  # the right side's error, not undefined
+    ("RequestMemory || false", True),  # numbers count as booleans (non-strict evaluation)
+    ("Owner || true", None),  # a string is no boolean: error, whatever the right side says
+    ("true || Owner", True),  # ... unless the left side has decided already
     ("Owner == \"alice\" && Owner =!= \"alice\"", True),
     ("isUndefined(Missing) ? 1 : 2", 1),
     ("ceiling(real(DiskUsage) / 2)", 6),

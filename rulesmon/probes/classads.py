@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from .condor_cli import expression
@@ -268,15 +269,17 @@ def evaluate(text: str, lookup: Callable[[str], Any], depth: int = 0) -> Any:
     Covered: numbers, strings, booleans, `undefined`, attribute references (`MY.` too; a
     `TARGET.` reference, the matched machine's, is unknown here), `+ - * / %`, comparisons,
     `=?= =!= is isnt`, `&& || !`, `?:`, and the functions `ifThenElse`, `isUndefined`,
-    `min`/`max` (of arguments or a `{list}`), `int`, `real`, `floor`, `ceiling`, `round`.
+    `min`/`max` (of one `{list}`, as in ClassAds), `int`, `real`, `floor`, `ceiling`, `round`.
     `lookup(name)` gives an attribute's raw value (another expression's text is evaluated
     in turn, `MAX_DEPTH` deep). Anything else (other functions, lists as values, division
     by zero) makes the result None: a fact is better missing than wrong.
     """
     if len(text) > MAX_EXPRESSION or depth > MAX_DEPTH:
         return None
+    tokens = _tokens(text)
+    if tokens is None:
+        return None
     try:
-        tokens = _tokens(text)
         parser = _ExprParser(tokens, lookup, depth)
         value = parser.ternary()
         if parser.i != len(tokens):
@@ -292,7 +295,10 @@ class _Unsupported(Exception):
     """The expression uses syntax or a function this evaluator does not cover."""
 
 
-def _tokens(text: str) -> list[tuple[str, Any]]:
+@lru_cache(maxsize=4096)
+def _tokens(text: str) -> tuple[tuple[str, Any], ...] | None:
+    """The tokens of `text`, or None when it holds a character no token starts with. Cached:
+    the same few request expressions are evaluated for every idle job on every tick."""
     out: list[tuple[str, Any]] = []
     pos, n = 0, len(text)
     while pos < n:
@@ -300,7 +306,7 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             break
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise _Unsupported(text[pos:pos + 10])
+            return None
         pos = m.end()
         if m.group("num") is not None:
             raw = m.group("num")
@@ -322,7 +328,7 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
                 out.append(("name", word))
         else:
             out.append(("op", m.group("op")))
-    return out
+    return tuple(out)
 
 
 def _num(v: Any) -> bool:
@@ -335,7 +341,7 @@ class _ExprParser:
     _LEVELS = (("||",), ("&&",), ("==", "!=", "=?=", "=!="), ("<", "<=", ">", ">="),
                ("+", "-"), ("*", "/", "%"))
 
-    def __init__(self, tokens: list[tuple[str, Any]], lookup: Callable[[str], Any],
+    def __init__(self, tokens: tuple[tuple[str, Any], ...], lookup: Callable[[str], Any],
                  depth: int) -> None:
         self.tokens = tokens
         self.i = 0
@@ -450,19 +456,10 @@ def _apply(op: str, a: Any, b: Any) -> Any:
     if op == "=?=":
         return _same(a, b)
     if op == "=!=":
-        return not _same(a, b)
-    if op == "||":
-        if a is True or b is True:
-            return True
-        if a is False and b is False:
-            return False
-        return _UNDEFINED if _UNDEFINED in (a, b) else _ERROR
-    if op == "&&":
-        if a is False or b is False:
-            return False
-        if a is True and b is True:
-            return True
-        return _UNDEFINED if _UNDEFINED in (a, b) else _ERROR
+        same = _same(a, b)
+        return (not same) if isinstance(same, bool) else same
+    if op in ("||", "&&"):
+        return _logical(op == "||", a, b)
     if a is _ERROR or b is _ERROR:
         return _ERROR
     if a is _UNDEFINED or b is _UNDEFINED:
@@ -499,15 +496,45 @@ def _apply(op: str, a: Any, b: Any) -> Any:
     return _ERROR
 
 
-def _same(a: Any, b: Any) -> bool:
-    """`=?=`: identical type and value, case-sensitive for strings; undefined is undefined."""
+def _logical(is_or: bool, a: Any, b: Any) -> Any:
+    """`||` / `&&` as ClassAds evaluates them, left to right and not symmetric: a left operand
+    that decides (`true || x`, `false && x`) is the answer; otherwise a left `error` is error
+    (`error || true` too), a left `false ||` / `true &&` gives the right operand, and a left
+    `undefined` gives the right operand only where it decides (`undefined || true` is true),
+    else undefined. A non-boolean operand is error; numbers count as booleans (non-zero is
+    true), as in HTCondor's default, non-strict evaluation."""
+    a, b = _as_bool(a), _as_bool(b)
+    decides = a is is_or  # true || x, false && x
+    if decides:
+        return a
+    if not (a is _UNDEFINED or a is _ERROR or isinstance(a, bool)):
+        return _ERROR
+    if not (b is _UNDEFINED or b is _ERROR or isinstance(b, bool)):
+        return _ERROR
+    if a is _ERROR:
+        return _ERROR
+    if isinstance(a, bool):  # false || b, true && b
+        return b
+    if not isinstance(b, bool):  # undefined with undefined or error: the right one
+        return b
+    return b if b is is_or else _UNDEFINED  # undefined || true, undefined && false
+
+
+def _as_bool(v: Any) -> Any:
+    return v != 0 if _num(v) else v
+
+
+def _same(a: Any, b: Any) -> Any:
+    """`=?=`: identical type and value, case-sensitive for strings; undefined is undefined.
+    No numeric promotion (`1 =?= 1.0` is false, while `1 == 1.0` is true); two lists are
+    error, as in ClassAds."""
     if a is _UNDEFINED or b is _UNDEFINED or a is _ERROR or b is _ERROR:
         return a is b
-    if isinstance(a, bool) != isinstance(b, bool):
+    if type(a) is not type(b):
         return False
-    if _num(a) and _num(b):
-        return bool(a == b)
-    return type(a) is type(b) and a == b
+    if isinstance(a, list):
+        return _ERROR
+    return a == b
 
 
 def _call(name: str, args: list[Any]) -> Any:
@@ -526,8 +553,15 @@ def _call(name: str, args: list[Any]) -> Any:
     if low == "isundefined" and len(args) == 1:
         return args[0] is _UNDEFINED
     if low in ("min", "max"):
-        items = args[0] if len(args) == 1 and isinstance(args[0], list) else args
-        values = [v for v in items if v is not _UNDEFINED]
+        # ClassAds takes exactly one list (`min(a, b)` is an error); undefined items are
+        # skipped
+        if len(args) != 1:
+            return _ERROR
+        if args[0] is _UNDEFINED:
+            return _UNDEFINED
+        if not isinstance(args[0], list):
+            return _ERROR
+        values = [v for v in args[0] if v is not _UNDEFINED]
         if not values:
             return _UNDEFINED
         if not all(_num(v) for v in values):
