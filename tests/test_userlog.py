@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from rulesmon.probes.userlog import UserLogFollower, parse_event, parse_time
 
@@ -257,3 +258,44 @@ def test_max_bytes_bounds_one_read_and_the_rest_comes_next(tmp_path: Path) -> No
     first = follower.read(max_bytes=2048)
     second = follower.read()
     assert len(first.events) + len(second.events) == 15 and first.events
+
+
+def _key(events: list[Any]) -> list[tuple[int, str, str]]:
+    return [(e.code, e.job_id, e.text) for e in events]
+
+
+def test_a_deadline_already_past_reads_one_chunk_and_the_rest_comes_next(
+        tmp_path: Path) -> None:
+    """A read whose deadline has passed reads exactly one chunk (events fit in it) and says
+    `more`; reading on the same way gives the same events as one whole read."""
+    path = tmp_path / "nodes.log"
+    path.write_text(RUN1, encoding="utf-8")
+    whole = UserLogFollower(path).read()
+    follower = UserLogFollower(path, chunk=1024)
+    first = follower.read(deadline=time.monotonic() - 1)
+    assert (first.bytes_read, first.more) == (1024, True) and first.events
+    events = list(first.events)
+    for _ in range(len(RUN1)):
+        got = follower.read(deadline=time.monotonic() - 1)
+        events += got.events
+        if not got.more:
+            break
+    assert _key(events) == _key(whole.events) and len(events) == 15
+    assert follower.read(deadline=time.monotonic() - 1).bytes_read == 0
+
+
+def test_a_past_deadline_still_reads_a_whole_event_when_chunks_are_smaller(
+        tmp_path: Path) -> None:
+    """With chunks smaller than an event, a read past its deadline goes on to the end of one
+    complete event, so repeated reads catch up instead of starting over each time."""
+    path = tmp_path / "nodes.log"
+    path.write_text(RUN1, encoding="utf-8")
+    follower = UserLogFollower(path, chunk=97)
+    events = []
+    for _ in range(len(RUN1)):
+        got = follower.read(deadline=time.monotonic() - 1)
+        assert got.events or not got.more
+        events += got.events
+        if not got.more:
+            break
+    assert _key(events) == _key(UserLogFollower(path).read().events) and len(events) == 15

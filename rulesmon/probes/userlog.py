@@ -368,7 +368,10 @@ class UserLogFollower:
     def read(self, max_bytes: int | None = None, deadline: float | None = None) -> ReadResult:
         """The events appended since the last call; at most `max_bytes` read, and no new
         chunk started after `deadline` (a `time.monotonic()` value): the rest comes next call
-        and `more` says so (a large log found at start is caught up over several calls)."""
+        and `more` says so (a large log found at start is caught up over several calls).
+        The deadline stops a read only once it has a complete event: one already past (a
+        slow tick) would otherwise leave every later call where this one started, whenever
+        an event is longer than a chunk."""
         out = ReadResult()
         try:
             fd = os.open(self.path, os.O_RDONLY)
@@ -406,10 +409,10 @@ class UserLogFollower:
     def _consume(self, fd: int, size: int, out: ReadResult, max_bytes: int | None,
                  deadline: float | None) -> None:
         pending = b""
-        pos = self.offset
+        start = pos = self.offset
         budget = max_bytes if max_bytes is not None else size
         while pos < size:
-            if budget <= 0 or (deadline is not None and out.bytes_read
+            if budget <= 0 or (deadline is not None and self.offset > start
                                and time.monotonic() >= deadline):
                 out.more = True
                 break
