@@ -69,6 +69,21 @@ def stage_run1(folder: Path) -> Path:
     return folder / "pipe.dag"
 
 
+def stage_run2(folder: Path, *, truncate: bool = True) -> None:
+    """The rescue run's files over a staged first run: the node log truncated in place (same
+    inode, as DAGMan does) and written again, or with `truncate=False` appended to (a log
+    kept across runs); run2's dagman.out and status file, rescue002, the DAGMan job's log."""
+    with (folder / "pipe.dag.nodes.log").open("r+" if truncate else "a",
+                                              encoding="utf-8") as fh:
+        if truncate:
+            fh.truncate(0)
+        fh.write((PIPE / "run2.nodes.log").read_text(encoding="utf-8"))
+    shutil.copy(PIPE / "run2.dagman.out", folder / "pipe.dag.dagman.out")
+    shutil.copy(PIPE / "run2.status", folder / "pipe.dag.status")
+    shutil.copy(PIPE / "pipe.dag.rescue002", folder / "pipe.dag.rescue002")
+    shutil.copy(PIPE / "pipe.dag.dagman.log", folder / "pipe.dag.dagman.log")
+
+
 class Probed:
     """A DagmanProbe over one staged DAG, collected on demand."""
 
@@ -77,9 +92,9 @@ class Probed:
         self.probe = DagmanProbe(self.loaded.ruleset, dag.parent)
         self.dag = dag
 
-    def collect(self) -> dict[str, dict[str, Any]]:
+    def collect(self, deadline: float | None = None) -> dict[str, dict[str, Any]]:
         ctx = TickContext(now=time.time(), ruleset=self.loaded.ruleset,
-                          base_dir=self.dag.parent)
+                          base_dir=self.dag.parent, deadline=deadline)
         return self.probe.collect(ctx)
 
 
@@ -166,13 +181,7 @@ def test_rescue_run_truncated_log_is_rebuilt_not_double_counted(tmp_path: Path) 
     dag = stage_run1(tmp_path)
     probed = Probed(dag)
     assert probed.collect()["pipeline/C"]["job.run_count"] == 2
-    with (tmp_path / "pipe.dag.nodes.log").open("r+", encoding="utf-8") as fh:
-        fh.truncate(0)
-        fh.write((PIPE / "run2.nodes.log").read_text(encoding="utf-8"))
-    shutil.copy(PIPE / "run2.dagman.out", tmp_path / "pipe.dag.dagman.out")
-    shutil.copy(PIPE / "run2.status", tmp_path / "pipe.dag.status")
-    shutil.copy(PIPE / "pipe.dag.rescue002", tmp_path / "pipe.dag.rescue002")
-    shutil.copy(PIPE / "pipe.dag.dagman.log", tmp_path / "pipe.dag.dagman.log")
+    stage_run2(tmp_path)
     got = probed.collect()
     assert [got[f"pipeline/{n}"]["node.state"] for n in "ABCD"] == [
         "DONE", "DONE", "ERROR", "FUTILE"]
@@ -242,18 +251,57 @@ def test_resubmitted_dag_waits_for_its_rescue_run(tmp_path: Path,
     assert again["pipeline/C"]["node.state"] == "READY"
 
     # the rescue run to its end: C fails again, a second rescue DAG
-    with (tmp_path / "pipe.dag.nodes.log").open("r+", encoding="utf-8") as fh:
-        fh.truncate(0)
-        fh.write((PIPE / "run2.nodes.log").read_text(encoding="utf-8"))
-    shutil.copy(PIPE / "run2.dagman.out", tmp_path / "pipe.dag.dagman.out")
-    shutil.copy(PIPE / "pipe.dag.rescue002", tmp_path / "pipe.dag.rescue002")
-    shutil.copy(PIPE / "pipe.dag.dagman.log", tmp_path / "pipe.dag.dagman.log")
+    stage_run2(tmp_path)
     done = probed.collect()
     assert [done[f"pipeline/{n}"]["node.state"] for n in "ABCD"] == [
         "DONE", "DONE", "ERROR", "FUTILE"]
     assert done["pipeline/C"]["job.cluster"] == 21
     assert (done["pipeline/pipe.dag"]["dag.finished"],
             done["pipeline/pipe.dag"]["dag.rescue_number"]) == (True, 2)
+
+
+def _with_cpu(text: str, cluster: str, user: int, sys_: int) -> str:
+    """The log with `cluster`'s termination reporting that many seconds (under an hour) of
+    remote user and system CPU."""
+    usage = (f"Usr 0 00:{user // 60:02d}:{user % 60:02d}, "
+             f"Sys 0 00:{sys_ // 60:02d}:{sys_ % 60:02d}  -  Run Remote Usage")
+    return "".join(
+        e.replace("Usr 0 00:00:00, Sys 0 00:00:00  -  Run Remote Usage", usage)
+        if f"({cluster}." in e.split("\n", 1)[0] else e for e in _events(text))
+
+
+def test_a_node_log_kept_across_runs_counts_the_rescue_run_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the node log is appended to rather than truncated, a resubmitted DAG's node shows
+    the new run's submissions only: job.run_count, CPU time, peak memory and host are the
+    rescue run's, in step with node.retries, not summed over both runs."""
+    fake = FakeCondor(tmp_path / "tools")
+    monkeypatch.setenv(cli.ENV_BIN, str(fake.bin))
+    fake.answer("condor_submit_dag", "1 job(s) submitted to cluster 15.\n")
+    dag = stage_run1(tmp_path)
+    log = tmp_path / "pipe.dag.nodes.log"
+    text = log.read_text(encoding="utf-8")
+    log.write_text(_with_cpu(_with_cpu(text, "010", 100, 10), "012", 100, 10), encoding="utf-8")
+    probed = Probed(dag)
+    ended = probed.collect()
+    c = ended["pipeline/C"]
+    assert (c["job.run_count"], c["job.cpu_user"], c["job.cpu_sys"], c["job.mem_used"]) == (
+        2, 200.0, 20.0, 5 << 20)
+    control("resubmit", ended["pipeline/pipe.dag"], None, 10)
+    stage_run2(tmp_path, truncate=False)
+    text = log.read_text(encoding="utf-8")
+    log.write_text(_with_cpu(_with_cpu(text, "017", 7, 1), "021", 7, 1), encoding="utf-8")
+    got = probed.collect()
+    assert probed.probe._watches[0].node_log is not None
+    assert [s.cluster for s in probed.probe._watches[0].node_log.nodes["C"].submissions] == [
+        10, 12, 17, 21]  # both runs in the log: no truncation was seen
+    assert [got[f"pipeline/{n}"]["node.state"] for n in "ABCD"] == [
+        "DONE", "DONE", "ERROR", "FUTILE"]
+    assert "job.id" not in got["pipeline/A"]  # done by the rescue DAG, not run again
+    c = got["pipeline/C"]
+    assert (c["job.cluster"], c["node.retries"], c["job.run_count"]) == (21, 1, 2)
+    assert (c["job.cpu_user"], c["job.cpu_sys"], c["job.cpu_time"]) == (14.0, 2.0, 16.0)
+    assert (c["job.mem_used"], c["job.remote_host"]) == (4 << 20, "slot1_4@vm")
 
 
 def test_run_does_not_end_on_the_tick_of_a_resubmit(tmp_path: Path,
@@ -324,6 +372,58 @@ def _comparable(facts: dict[str, Any]) -> dict[str, Any]:
                          "dag.status_age") and not k.startswith("job.elapsed")}
 
 
+def test_node_log_reads_stop_at_the_tick_deadline(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node log is read until the tick's deadline (TickContext.deadline): with it already
+    past, each tick reads one chunk and the log is caught up over several ticks to the same
+    facts as one read; without a deadline one tick reads it whole."""
+    from rulesmon.probes import dagman
+
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "late").mkdir()
+    whole = Probed(stage_run1(tmp_path / "whole")).collect()
+    assert whole["pipeline/pipe.dag"]["dag.catching_up"] is False
+    monkeypatch.setattr(dagman, "_NODE_LOG_CHUNK", 1024)
+    probed = Probed(stage_run1(tmp_path / "late"))
+    size = (tmp_path / "late" / "pipe.dag.nodes.log").stat().st_size
+    ticks = [probed.collect(deadline=time.monotonic() - 1)]
+    assert size - 1024 <= ticks[0]["pipeline/pipe.dag"]["dag.log_behind"] < size
+    while ticks[-1]["pipeline/pipe.dag"]["dag.catching_up"] and len(ticks) < 20:
+        ticks.append(probed.collect(deadline=time.monotonic() - 1))
+    assert len(ticks) >= size // 1024
+    assert {k: _comparable(f) for k, f in ticks[-1].items()} == {
+        k: _comparable(f) for k, f in whole.items()}
+
+
+def test_engine_gives_probes_the_deadline_of_its_probe_timeout(tmp_path: Path) -> None:
+    """Engine(probe_timeout=...) hands each probe a TickContext whose deadline is that many
+    seconds after the probes are started, the timeout the engine enforces."""
+    seen: list[float | None] = []
+
+    class Spy:
+        name = "spy"
+
+        def start(self, ctx: TickContext) -> None:
+            pass
+
+        def collect(self, ctx: TickContext) -> dict[str, dict[str, Any]]:
+            seen.append(ctx.deadline)
+            return {}
+
+        def close(self) -> None:
+            pass
+
+    engine = _engine(tmp_path, stage_run1(tmp_path), probes=[Spy()], probe_timeout=7.0)
+    try:
+        before = time.monotonic()
+        engine.tick()
+        after = time.monotonic()
+    finally:
+        engine.close()
+    assert len(seen) == 1 and seen[0] is not None
+    assert before + 7.0 <= seen[0] <= after + 7.0
+
+
 def _renumbered(events: list[str], old: str, new: str, node: str | None = None) -> str:
     out = []
     for e in events:
@@ -377,6 +477,90 @@ def test_live_usage_adds_condor_q_figures_to_running_nodes(
     assert len(fake.calls("condor_q")) == 3
     assert warned == ["dag_live_usage_failed error=condor_q failed (exit 1): Error: "
                       "communication error"]
+
+
+def _live_ad(**changes: Any) -> str:
+    """The recorded 23.9 ad of a running node job, with `changes`, as condor_q -json prints
+    it."""
+    ads = json.loads((Path(__file__).parent / "fixtures" / "htcondor" /
+                      "condor_q-23.9-dag-node.json").read_text(encoding="utf-8"))
+    ads[0].update(changes)
+    return json.dumps(ads)
+
+
+def _stage_retried_node(folder: Path) -> tuple[DagmanProbe, Any]:
+    """rec.dag's node `train` (RETRY 1) in DAGMan job 21, watched with `live_usage: true`:
+    its first attempt (cluster 22) on slot1_1@vm exited 1 after 30 s user and 5 s system CPU,
+    its retry (cluster 23) runs on slot1_2@vm. Returns the probe and the ruleset."""
+    (folder / "rec.dag").write_text("JOB train node.sub\nRETRY train 1\n", encoding="utf-8")
+    dagman_log = _events((PIPE / "pipe.dag.dagman.log").read_text(encoding="utf-8"))[:2]
+    (folder / "rec.dag.dagman.log").write_text(_renumbered(dagman_log, "008", "021"),
+                                               encoding="utf-8")
+    mine = [e for e in _events((PIPE / "run1.nodes.log").read_text(encoding="utf-8"))
+            if e.split("\n", 1)[0].split()[1] == "(009.000.000)"]  # submit, execute, end
+    first = _with_cpu(_renumbered(mine, "009", "022", "train"), "022", 30, 5).replace(
+        "(return value 0)", "(return value 1)")
+    retry = _renumbered(mine[:2], "009", "023", "train").replace("slot1_1@vm", "slot1_2@vm")
+    (folder / "rec.dag.nodes.log").write_text(first + retry, encoding="utf-8")
+    loaded = load_text("version: 1\nname: live\njobs:\n  pipeline:\n"
+                       "    dagman: {dag: rec.dag, live_usage: true}\n", base=folder)
+    return DagmanProbe(loaded.ruleset, folder), loaded.ruleset
+
+
+def test_live_usage_adds_to_ended_attempts_and_names_the_live_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a retried node, condor_q's CPU time of the running attempt is added to what its
+    ended attempt used (from the node log), and condor_q's host replaces the one the node log
+    last named."""
+    fake = FakeCondor(tmp_path / "tools")
+    monkeypatch.setenv(cli.ENV_BIN, str(fake.bin))
+    now = 1_800_000_000.0
+    fake.answer("condor_q", err="Error: communication error\n", rc=1)
+    probe, rs = _stage_retried_node(tmp_path)
+    alone = probe.collect(TickContext(now=now, ruleset=rs, base_dir=tmp_path))["pipeline/train"]
+    assert (alone["job.state"], alone["job.cluster"], alone["node.retries"],
+            alone["job.run_count"]) == ("RUNNING", 23, 1, 2)
+    assert (alone["job.cpu_user"], alone["job.cpu_sys"], alone["job.remote_host"]) == (
+        30.0, 5.0, "slot1_2@vm")  # the node log's figures only
+    fake.answer("condor_q", _live_ad(ClusterId=23, RemoteUserCpu=12.0, RemoteSysCpu=3.0,
+                                     RemoteHost="slot1_3@vm"))
+    probe, rs = _stage_retried_node(tmp_path)
+    node = probe.collect(TickContext(now=now, ruleset=rs, base_dir=tmp_path))["pipeline/train"]
+    assert (node["job.cpu_user"], node["job.cpu_sys"], node["job.cpu_time"]) == (
+        42.0, 8.0, 50.0)
+    assert node["job.remote_host"] == "slot1_3@vm"
+    assert node["job.mem_used"] == 5 << 20  # the ended attempt's peak is above the live RSS
+
+
+def test_live_usage_condor_q_timeout_comes_from_the_tick_deadline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """condor_q for `live_usage:` may take most of the time left before the tick's deadline
+    (20 s at most, and without a deadline); with under a second left it is not asked, the
+    last figures are kept, and it is asked on the next tick."""
+    fake = FakeCondor(tmp_path / "tools")
+    monkeypatch.setenv(cli.ENV_BIN, str(fake.bin))
+    fake.answer("condor_q", _live_ad(ClusterId=23, RemoteHost="slot1_3@vm"))
+    timeouts: list[float] = []
+    query = cli.query
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        timeouts.append(kw["timeout"])
+        return query(*args, **kw)
+
+    monkeypatch.setattr(cli, "query", spy)
+    probe, rs = _stage_retried_node(tmp_path)
+    now = 1_800_000_000.0
+
+    def collect(at: float, deadline: float | None) -> dict[str, Any]:
+        ctx = TickContext(now=at, ruleset=rs, base_dir=tmp_path, deadline=deadline)
+        return probe.collect(ctx)["pipeline/train"]
+
+    collect(now, time.monotonic() + 10.0)
+    assert len(timeouts) == 1 and 1.0 <= timeouts[0] <= 8.0
+    near = collect(now + 40, time.monotonic() + 0.5)  # due, but too little time is left
+    assert len(timeouts) == 1 and near["job.remote_host"] == "slot1_3@vm"
+    collect(now + 41, None)
+    assert timeouts[1:] == [20.0]
 
 
 def stage_abort(folder: Path, runs: int | None = None) -> Path:

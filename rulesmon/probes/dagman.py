@@ -50,7 +50,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,7 @@ from . import condor_cli as cli
 from .base import Facts, ProbeError, TickContext, instance_key, job_base, render_path
 from .classads import ClassAdError, parse_classads
 from .dagfile import Dag, DagError, DagNode, parse_dag, parse_rescue
+from .tail import MAX_READ as NODE_LOG_MAX_READ  # bytes of a node log read per tick at most
 from .tail import Tailer
 from .userlog import (
     ABORTED,
@@ -96,15 +97,20 @@ _ENDED = ("done", "removed")
 _FINAL_WAITS_FOR = ("DONE", "ERROR", "FUTILE")
 _MB = 1 << 20
 _KB = 1 << 10
-#: Bytes of a node log read per tick at most (as the log tailer's MAX_READ).
-NODE_LOG_MAX_READ = 64 << 20
-#: Share of the tick interval the node logs may take, at most READ_SECONDS_MAX seconds: the
-#: probe's timeout is 80% of the interval, and a 100 MB log takes 10-20 s to read whole.
-READ_SHARE = 0.4
+#: Share of the time left before the tick's deadline (TickContext.deadline: the engine's
+#: probe timeout) the node logs may take, at most READ_SECONDS_MAX seconds (also the limit
+#: without a deadline): building the facts of every node and condor_q for `live_usage:` need
+#: the rest, and a 100 MB log takes 10-20 s to read whole.
+READ_SHARE = 0.5
 READ_SECONDS_MAX = 10.0
 _NODE_LOG_CHUNK = 1 << 20
 #: `live_usage:` asks condor_q at most this often (its figures change every few minutes).
 LIVE_EVERY = 30.0
+#: condor_q for `live_usage:` may take this share of the time left before the deadline, at
+#: most LIVE_TIMEOUT_MAX seconds; with less than LIVE_TIMEOUT_MIN left it is asked next tick.
+LIVE_SHARE = 0.8
+LIVE_TIMEOUT_MAX = 20.0
+LIVE_TIMEOUT_MIN = 1.0
 _LIVE_ATTRS = ("ClusterId", "ProcId", "DAGManJobId", "DAGNodeName", "JobStatus",
                "RemoteUserCpu", "RemoteSysCpu", "ResidentSetSize", "DiskUsage", "RemoteHost")
 _RESCUE = re.compile(r"\.rescue(\d{3})$")
@@ -124,6 +130,51 @@ class _Proc:
 
 
 @dataclass
+class _Usage:
+    """What a node's attempts used and last reported. Kept twice as events come: for each
+    submission, and as the node's running total over all of them (so a tick adds nothing up);
+    the figures of some submissions only are their own `_Usage`s folded with `add`."""
+
+    run_count: int = 0
+    cpu_user: float = 0.0
+    cpu_sys: float = 0.0
+    mem_peak_mb: float | None = None
+    mem_req_mb: float | None = None
+    disk_kb: float | None = None
+    disk_req_kb: float | None = None
+    cpus: float | None = None
+    gpus: float | None = None
+    host: str | None = None
+    hold_reason: str = ""
+    hold_code: int | None = None
+    hold_subcode: int | None = None
+    remote_error: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def clear_hold(self) -> None:
+        self.hold_reason, self.hold_code, self.hold_subcode = "", None, None
+
+    def add(self, later: _Usage) -> None:
+        """A later submission's figures folded in: runs and CPU summed, peaks the larger, the
+        last host, requests and remote error reported, and the later one's hold (a new
+        submission starts unheld)."""
+        self.run_count += later.run_count
+        self.cpu_user += later.cpu_user
+        self.cpu_sys += later.cpu_sys
+        if later.mem_peak_mb is not None:
+            self.mem_peak_mb = max(self.mem_peak_mb or 0, later.mem_peak_mb)
+        if later.disk_kb is not None:
+            self.disk_kb = max(self.disk_kb or 0, later.disk_kb)
+        for name in ("mem_req_mb", "disk_req_kb", "cpus", "gpus", "host"):
+            if getattr(later, name) is not None:
+                setattr(self, name, getattr(later, name))
+        self.hold_reason, self.hold_code, self.hold_subcode = (
+            later.hold_reason, later.hold_code, later.hold_subcode)
+        self.remote_error = later.remote_error or self.remote_error
+        self.attrs.update(later.attrs)
+
+
+@dataclass
 class _Submission:
     """One cluster DAGMan submitted for a node (a retry is a new submission)."""
 
@@ -132,6 +183,7 @@ class _Submission:
     procs: dict[int, _Proc] = field(default_factory=dict)
     post: int | None = None  #: POST script exit (016 event), -signal when killed
     started: float | None = None
+    use: _Usage = field(default_factory=_Usage)  #: what this submission's attempts used
 
     def ended(self) -> bool:
         return bool(self.procs) and all(p.status in _ENDED for p in self.procs.values())
@@ -148,25 +200,11 @@ class _Submission:
 
 
 @dataclass
-class _NodeJobs:
-    """Everything the node log says about one node, over all its submissions."""
+class _NodeJobs(_Usage):
+    """Everything the node log says about one node: its submissions, and the figures (the
+    `_Usage` fields) totalled over all of them."""
 
     submissions: list[_Submission] = field(default_factory=list)
-    run_count: int = 0
-    cpu_user: float = 0.0
-    cpu_sys: float = 0.0
-    mem_peak_mb: float | None = None
-    mem_req_mb: float | None = None
-    disk_kb: float | None = None
-    disk_req_kb: float | None = None
-    cpus: float | None = None
-    gpus: float | None = None
-    host: str | None = None
-    hold_reason: str = ""
-    hold_code: int | None = None
-    hold_subcode: int | None = None
-    remote_error: str = ""
-    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latest(self) -> _Submission | None:
@@ -213,7 +251,7 @@ class _NodeLog:
             if sub is None or sub.cluster != e.cluster:
                 sub = _Submission(e.cluster, e.time)
                 jobs.submissions.append(sub)
-                jobs.hold_reason, jobs.hold_code, jobs.hold_subcode = "", None, None
+                jobs.clear_hold()
             sub.procs.setdefault(e.proc, _Proc())
             return
         name = name or self.clusters.get(e.cluster)
@@ -231,15 +269,19 @@ class _NodeLog:
             return
         proc = sub.procs.setdefault(e.proc, _Proc())
         f = e.fields
+        both = (jobs, sub.use)  # the node's total and this submission's own figures
         if e.code == EXECUTE:
             proc.status = "running"
             proc.started = proc.started or e.time
             sub.started = sub.started or e.time
-            jobs.run_count += 1
-            jobs.hold_reason, jobs.hold_code, jobs.hold_subcode = "", None, None
-            jobs.host = f.get("slot") or f.get("host") or jobs.host
+            host = f.get("slot") or f.get("host")
+            for u in both:
+                u.run_count += 1
+                u.clear_hold()
+                u.host = host or u.host
         elif e.code in (TERMINATED, EVICTED):
-            _usage(jobs, f)
+            for u in both:
+                _usage(u, f)
             if e.code == TERMINATED:
                 proc.status = "done"
                 proc.ended = e.time
@@ -252,27 +294,32 @@ class _NodeLog:
                 proc.status = "idle"
         elif e.code == IMAGE_SIZE:
             if "memory_mb" in f:
-                jobs.mem_peak_mb = max(jobs.mem_peak_mb or 0, f["memory_mb"])
+                for u in both:
+                    u.mem_peak_mb = max(u.mem_peak_mb or 0, f["memory_mb"])
         elif e.code == ABORTED:
             proc.status = "removed"
             proc.ended = e.time
             proc.removed_reason = str(f.get("reason", ""))
         elif e.code == HELD:
             proc.status = "held"
-            jobs.hold_reason = str(f.get("reason", ""))
-            jobs.hold_code = f.get("hold_code")
-            jobs.hold_subcode = f.get("hold_subcode")
+            for u in both:
+                u.hold_reason = str(f.get("reason", ""))
+                u.hold_code = f.get("hold_code")
+                u.hold_subcode = f.get("hold_subcode")
         elif e.code == RELEASED:
             proc.status = "idle"
-            jobs.hold_reason, jobs.hold_code, jobs.hold_subcode = "", None, None
+            for u in both:
+                u.clear_hold()
         elif e.code == SUSPENDED:
             proc.status = "suspended"
         elif e.code == UNSUSPENDED:
             proc.status = "running"
         elif e.code == REMOTE_ERROR:
-            jobs.remote_error = str(f.get("reason", ""))
+            for u in both:
+                u.remote_error = str(f.get("reason", ""))
         elif e.code == JOB_AD:
-            jobs.attrs.update(f.get("attrs", {}))
+            for u in both:
+                u.attrs.update(f.get("attrs", {}))
         elif e.code == FILE_TRANSFER:
             text = str(f.get("transfer", ""))
             if "Started transferring" in text and proc.status not in _ENDED:
@@ -281,7 +328,7 @@ class _NodeLog:
                 proc.status = "running" if proc.started else "idle"
 
 
-def _usage(jobs: _NodeJobs, f: Mapping[str, Any]) -> None:
+def _usage(jobs: _Usage, f: Mapping[str, Any]) -> None:
     jobs.cpu_user += float(f.get("cpu_user", 0) or 0)
     jobs.cpu_sys += float(f.get("cpu_sys", 0) or 0)
     for attr, key in (("mem_peak_mb", "memory_usage"), ("disk_kb", "disk_usage")):
@@ -591,33 +638,37 @@ class DagmanProbe:
 
     def collect(self, ctx: TickContext) -> dict[str, Facts]:
         out: dict[str, Facts] = {}
-        every = float(getattr(ctx.ruleset, "every", 30.0) or 30.0)
-        deadline = time.monotonic() + max(0.2, min(READ_SHARE * every, READ_SECONDS_MAX))
+        read_for = READ_SECONDS_MAX if ctx.deadline is None else \
+            min(READ_SECONDS_MAX, READ_SHARE * (ctx.deadline - time.monotonic()))
+        # past already (a slow start): each node log still reads a chunk, so it catches up
+        read_by = time.monotonic() + read_for
         with self._lock:
             for w in self._watches:
                 try:
-                    out.update(self._collect(w, ctx.now, deadline))
+                    out.update(self._collect(w, ctx.now, read_by))
                 except Exception as exc:  # a bug or an unforeseen file must not stop the rest
                     self._problem(w, f"internal error: {_one_line(exc)}")
                     out[w.dag_key] = {**_dag_base(w), **_problem_facts(w)}
             if any(w.spec.live_usage for w in self._watches):
-                self._live_usage(out, ctx.now, every)
+                self._live_usage(out, ctx.now, ctx.deadline)
         return out
 
-    def _live_usage(self, out: dict[str, Facts], now: float, every: float) -> None:
+    def _live_usage(self, out: dict[str, Facts], now: float, deadline: float | None) -> None:
         """`live_usage:` CPU time, memory and host of the running node jobs from ONE condor_q
-        call for every such DAG (at most every LIVE_EVERY s). Best effort: a failing call
-        is logged once and leaves the node log's figures alone."""
+        call for every such DAG (at most every LIVE_EVERY s, within the time the tick's
+        `deadline` leaves). Best effort: a failing call is logged once and leaves the node
+        log's figures alone."""
         clusters = sorted({c for w in self._watches if w.spec.live_usage
                            and out.get(w.dag_key, {}).get("dag.queued")
                            and isinstance(c := out[w.dag_key].get("dag.cluster"), int)})
         due = self._live_at is None or now - self._live_at >= LIVE_EVERY or now < self._live_at
-        if due and clusters:
+        timeout = LIVE_TIMEOUT_MAX if deadline is None else \
+            min(LIVE_TIMEOUT_MAX, LIVE_SHARE * (deadline - time.monotonic()))
+        if due and clusters and timeout >= LIVE_TIMEOUT_MIN:
             self._live_at = now
             constraint = " || ".join(f"DAGManJobId == {c}" for c in clusters)
             try:
-                ads = cli.query(constraint, attributes=_LIVE_ATTRS,
-                                timeout=max(1.0, min(20.0, 0.3 * every)))
+                ads = cli.query(constraint, attributes=_LIVE_ATTRS, timeout=timeout)
             except ProbeError as exc:
                 if str(exc) != self._live_error:
                     log.warning("dag_live_usage_failed error=%s", exc)
@@ -1111,14 +1162,19 @@ def _rerun_started(run: _Run | None, runs: int, rerun: _Rerun) -> bool:
 
 def _this_run(jobs: _NodeJobs | None, since: int | None) -> _NodeJobs | None:
     """A node's submissions by the current DAGMan job only (cluster ids grow: the node jobs of
-    a DAG submitted again as cluster N are above N), until DAGMan truncates the node log."""
+    a DAG submitted again as cluster N are above N), until DAGMan truncates the node log. The
+    node's totals span every submission in the log, so those of the kept ones are summed
+    again from their own figures: job.run_count and CPU time agree with node.retries."""
     if jobs is None or since is None or not jobs.submissions or \
             jobs.submissions[0].cluster > since:
         return jobs
     kept = [s for s in jobs.submissions if s.cluster > since]
     if not kept:
         return None
-    return replace(jobs, submissions=kept)
+    out = _NodeJobs(submissions=kept)
+    for sub in kept:
+        out.add(sub.use)
+    return out
 
 
 def _dag_end(w: _Watch, run: _Run | None) -> tuple[bool, int | None]:
