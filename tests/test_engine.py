@@ -189,3 +189,119 @@ def test_observers_see_each_tick_and_a_failing_one_is_contained(tmp_path: Path) 
     assert seen[0].run["run.running"] == 1
     assert [n.rule for n in seen[0].fired] == ["running"]
     assert seen[1].fired == []
+
+
+GROUPS = """\
+version: 1
+name: g
+every: 1s
+jobs:
+  sweep:
+    local: {command: ["true"]}
+    group_by: [experiment]
+  other:
+    local: {command: ["true"]}
+rules:
+  - name: run-seen
+    scope: group
+    when: group.total > 0
+    do: [log]
+"""
+
+
+class GroupProbe:
+    """HTCondor-like instances: `+Experiment` spelt three ways, one without it, a DAG."""
+
+    name = "fake"
+
+    def start(self, ctx: Any) -> None:
+        return None
+
+    def collect(self, ctx: Any) -> dict[str, dict[str, Any]]:
+        def job(key: str, state: str, **facts: Any) -> dict[str, Any]:
+            return {"job.key": key, "job.source": "htcondor", "job.state": state,
+                    "job.terminal": state == "COMPLETED",
+                    "job.succeeded": state == "COMPLETED", **facts}
+
+        return {"sweep/1": job("sweep", "RUNNING", **{"job.attrs.Experiment": "e1"}),
+                "sweep/2": job("sweep", "COMPLETED", **{"job.attrs.EXPERIMENT": "e1"}),
+                "sweep/3": job("sweep", "RUNNING", **{"job.attrs.experiment": "e2"}),
+                "sweep/4": job("sweep", "RUNNING"),
+                "sweep/dag": job("sweep", "RUNNING", **{"dag.file": "/w/a.dag",
+                                                        "job.attrs.Experiment": "e1"}),
+                "other/1": job("other", "RUNNING", **{"node.vars.run_uuid": "r1"})}
+
+    def close(self) -> None:
+        return None
+
+
+def test_group_rules_facts_and_plain_lines_share_the_groups(tmp_path: Path) -> None:
+    """Group-scope rules, `group_instances` (rulesmon facts) and the plain lines' RUN_PROGRESS
+    group by each job's own `group_by` (an attribute found whatever its spelling, on every
+    tick; the DAG itself left out); the plain lines group a job without one by run_uuid."""
+    import io
+
+    from rulesmon.display import for_run
+    from rulesmon.display.plain import PlainLines
+
+    loaded = load_text(GROUPS)
+    printer = for_run(loaded, live=False, stdout=io.StringIO())
+    assert isinstance(printer, PlainLines)
+    engine = Engine(loaded, state_path=tmp_path / "s.db", log=NullLog(), probes=[GroupProbe()],
+                    observers=printer.observers)
+    try:
+        fired = [[n.instance for n in engine.tick(1000.0 + t).fired] for t in range(2)]
+        lines = printer.lines(printer.feed.take())
+        groups = engine.group_instances()
+    finally:
+        engine.close()
+    assert sorted(groups) == ["sweep/experiment=e1", "sweep/experiment=e2"]
+    assert (groups["sweep/experiment=e1"]["group.total"],
+            groups["sweep/experiment=e1"]["group.done"]) == (2, 1)
+    assert sorted(fired[0]) == sorted(groups) and fired[1] == []
+    assert engine.alerts["run-seen"].keys() == groups.keys()
+    shown = [line.split("] ", 1)[1] for line in lines if "RUN_PROGRESS" in line]
+    assert shown == ["RUN_PROGRESS: other/run_uuid=r1", "RUN_PROGRESS: sweep/experiment=e1",
+                     "RUN_PROGRESS: sweep/experiment=e2"]
+
+
+def test_every_option_has_the_rulesets_bounds(tmp_path: Path) -> None:
+    """`--every` is refused where `every:` in a ruleset would be (2d: more than 1d; 0s), as a
+    usage error naming the option."""
+    ruleset = tmp_path / "r.yaml"
+    ruleset.write_text("version: 1\nname: e\njobs: {}\n", encoding="utf-8")
+    for value, message in (("2d", "less than or equal to 86400"), ("0s", "greater than 0")):
+        result = run_cli("run", str(ruleset), "--once", "--every", value, cwd=tmp_path)
+        assert result.returncode == 2 and "--every" in result.stderr, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_repeated_probe_error_holds_the_failure_without_counting_it(tmp_path: Path) -> None:
+    """A ProbeError marked `repeated` (the probe did not ask again) keeps the probe failed
+    with the same count, and only the counted failure is logged."""
+    from rulesmon.probes.base import ProbeError
+
+    class Log(NullLog):
+        def __init__(self) -> None:
+            self.failed: list[int] = []
+
+        def warning(self, event: str, **kw: Any) -> None:
+            if event == "probe_failed":
+                self.failed.append(kw["failures"])
+
+    class Flaky(Probe):
+        def collect(self, ctx: Any) -> dict[str, dict[str, Any]]:
+            self.calls += 1
+            raise ProbeError("squeue: timed out", repeated=self.calls > 1)
+
+    log = Log()
+    engine = Engine(load_text(BASE), state_path=tmp_path / "s.db", log=log,
+                    probes=[Flaky("raise")])
+    try:
+        for t in range(3):
+            engine.tick(1000.0 + t)
+    finally:
+        engine.close()
+    assert engine.run_facts["probe.slurm.ok"] is False
+    assert engine.run_facts["probe.slurm.failures"] == 1
+    assert log.failed == [1]

@@ -491,7 +491,8 @@ def test_failures_persist_between_calls_and_the_builtin_alert_fires(
         fake: Fake, tmp_path: Path) -> None:
     """With every (1 s) below min_interval (5 s), a failed squeue call keeps the probe failed
     on the ticks until the next call (jobs stale, failures not reset), each failed call counts
-    once, and builtin:slurm-basics' slurm-unreachable fires at the third failed poll."""
+    and is logged once, and builtin:slurm-basics' slurm-unreachable fires at the third failed
+    poll."""
     fake.plan("squeue", outputs=[squeue_line("42")], fail_from=1,
               fail_stderr="slurm_load_jobs error: Unable to contact slurm controller")
     fake.plan("sacct", outputs=[sacct_text()])
@@ -516,6 +517,8 @@ def test_failures_persist_between_calls_and_the_builtin_alert_fires(
     assert not any("slurm-unreachable" in fired[t] for t in range(100, 115))
     assert len(fake.real_calls("squeue")) == 4  # 100, 105, 110, 115: still polite
     assert engine.alerts["slurm-unreachable"]["run"].status == "firing"
+    logged = [kw["failures"] for event, kw in engine.log.events if event == "probe_failed"]
+    assert logged == [1, 2, 3]  # one line per failed poll, none for the ticks between
 
 
 def test_failing_sacct_hides_no_squeue_facts(fake: Fake, tmp_path: Path) -> None:
@@ -746,6 +749,32 @@ def test_one_bad_record_does_not_fail_the_poll(fake: Fake, tmp_path: Path) -> No
     assert result[""]["probe.slurm.bad_records"] == 1
     assert "squeue line 1: job '42' skipped: size '1..2G'" in result[""]["probe.slurm.bad_record"]
     assert not fake.real_calls("sacct")  # 42 was not taken for a job that left the queue
+
+
+def test_unreadable_pending_array_record_keeps_its_tasks(fake: Fake, tmp_path: Path) -> None:
+    """When a pending array record (`44_[1-2]`) cannot be read, its tasks, known from the
+    previous call, keep their last facts and are not looked up in sacct as gone; a running
+    task's unreadable record protects that task the same way."""
+    pending = {"JobID": "44", "JobArrayID": "44_[1-2]", "ArrayJobID": "44",
+               "ArrayTaskID": "1-2", "State": "PENDING", "Reason": "Priority"}
+    bad = {"MinMemory": "1..2G", "tres-alloc": ""}
+    fake.plan("squeue", outputs=[
+        squeue_line("44_[1-2]", **pending),
+        squeue_line("44_[1-2]", **pending, **bad),
+        squeue_line("44_1", JobID="93", **bad)
+        + squeue_line("44_[2]", **{**pending, "JobArrayID": "44_[2]", "ArrayTaskID": "2"})])
+    fake.plan("sacct", outputs=[sacct_text()])
+    probe, rs = probe_for(IDS.format(ids="44", mi="1s"), tmp_path)
+    assert sorted(tick(probe, rs, tmp_path, 100.0)) == ["train/44_1", "train/44_2"]
+    result = probe.collect(TickContext(now=101.0, ruleset=rs, base_dir=tmp_path))
+    assert result[""]["probe.slurm.bad_records"] == 1
+    assert "job '44' skipped" in result[""]["probe.slurm.bad_record"]
+    assert result["train/44_1"]["job.state"] == result["train/44_2"]["job.state"] == "PENDING"
+    assert all(t.in_queue for t in probe._watches[0].jobs.values())
+    result = probe.collect(TickContext(now=102.0, ruleset=rs, base_dir=tmp_path))
+    assert "job '44_1' skipped" in result[""]["probe.slurm.bad_record"]
+    assert result["train/44_1"]["job.state"] == "PENDING"  # its last facts, kept
+    assert not fake.real_calls("sacct")  # no task was taken for one that left the queue
 
 
 def test_submitted_job_never_seen_fails_verification(fake: Fake, tmp_path: Path) -> None:

@@ -67,15 +67,18 @@ def for_run(loaded: Loaded, *, live: bool, stdout: TextIO | None = None,
     if live and tty:
         from .live import LiveDashboard
 
-        rs = loaded.ruleset
-        return LiveDashboard(ruleset=rs.name, every=float(rs.every),
-                             group_by={k: list(j.group_by) for k, j in rs.jobs.items()
-                                       if j.group_by})
+        return LiveDashboard(ruleset=loaded.ruleset.name, every=float(loaded.ruleset.every),
+                             group_by=_group_by(loaded))
     if live:
         stderr.write("rulesmon: --live needs a terminal on stdout; printing plain lines\n")
     if not tty:
         from .plain import PlainLines
 
-        keys = tuple(dict.fromkeys(by for j in loaded.ruleset.jobs.values() for by in j.group_by))
-        return PlainLines(stdout, group_by=keys or ("run_uuid",))
+        return PlainLines(stdout, group_by=_group_by(loaded))
     return NoDisplay()
+
+
+def _group_by(loaded: Loaded) -> dict[str, list[str]]:
+    """Each job's `group_by:` keys, as both displays group training runs (jobs without any
+    get the displays' default, `run_uuid`)."""
+    return {k: list(j.group_by) for k, j in loaded.ruleset.jobs.items() if j.group_by}

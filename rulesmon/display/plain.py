@@ -14,8 +14,9 @@ subject`, then indented `Key: value` details, for
 - `RESOURCE_STATUS` every `resource_every`-th tick, GPU (and CPU/memory) figures of running
                   jobs; jobs without such facts are skipped silently; past `max_resource`
                   jobs, one summary line;
-- `RUN_PROGRESS`  per training run (instances sharing a `group_by` value, `run_uuid` by
-                  default: DAG nodes by VARS, HTCondor jobs by `+RunUUID`), on the first tick,
+- `RUN_PROGRESS`  per training run (instances sharing a value of their job's `group_by` key,
+                  `run_uuid` for a job without one: DAG nodes by VARS, HTCondor jobs by
+                  `+RunUUID`; the groups group-scope rules see), on the first tick,
                   when its counts change and with each heartbeat STATUS_CHECK: done/total,
                   running, failed, epochs, retries, resources; past `max_resource` runs, one
                   summary line;
@@ -31,14 +32,15 @@ tick. A reader that falls behind collapses intermediate states (A → C instead 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
-from ..engine import group_facts, group_value
+from ..engine import group_facts, group_members
 from ..facts import TERMINAL_STATES
 from .feed import Batch, Feed
 from .fmt import clock, duration, natural_key, num, one_line, pct, size
+from .model import DEFAULT_GROUP_BY
 
 #: States listed in every STATUS_CHECK result, as the SLURM document does.
 ALWAYS = ("PENDING", "RUNNING", "COMPLETED")
@@ -93,14 +95,15 @@ class PlainLines:
 
     def __init__(self, out: TextIO, *, resource_every: int = 5, heartbeat: float = 60.0,
                  max_resource: int = 20, metrics_wait: int = 2,
-                 group_by: tuple[str, ...] = ("run_uuid",)) -> None:
+                 group_by: Mapping[str, Sequence[str]] | None = None) -> None:
         self.out = out
         self.feed = Feed()
         self.resource_every = max(1, resource_every)
         self.heartbeat = heartbeat
         self.max_resource = max_resource
         self.metrics_wait = metrics_wait
-        self.group_by = group_by
+        #: each job's `group_by:` keys; DEFAULT_GROUP_BY for a job without any
+        self.group_by = dict(group_by or {})
         self._runs: dict[str, tuple[int, ...]] = {}
         self.code: int | None = None
         self._states: dict[str, str] = {}
@@ -319,16 +322,7 @@ class PlainLines:
                       beat: bool) -> list[str]:
         """RUN_PROGRESS for the training runs whose counts changed (all of them on a
         heartbeat), as the DAG monitor's per-run view, one block per run."""
-        members: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-        for f in instances.values():
-            if "dag.file" in f:  # the DAG itself is no member of its runs
-                continue
-            for by in self.group_by:
-                value = group_value(f, by)
-                if value is not None and not isinstance(value, dict | list):
-                    job = str(f.get("job.key", ""))
-                    members.setdefault((job, by, str(value)), []).append(f)
-                    break
+        members = group_members(instances.values(), self.group_by, DEFAULT_GROUP_BY)
         if not members:
             return []
         shown: list[tuple[str, Mapping[str, Any]]] = []

@@ -29,9 +29,10 @@ on. RULESMON_SLURM_FORMAT=parseable or json forces one for both. Commands run wi
 SLURM_TIME_FORMAT=%s (epoch times) and their own timeout (RULESMON_SLURM_TIMEOUT, 30 s).
 
 Failures of squeue (a missing tool, a timeout, an error exit, garbage output) raise
-`ProbeError`: the engine sets `probe.slurm.ok/failures/error` and logs each failed tick. On the
-ticks between two calls the last call's error is raised again (marked `repeated`, so the
-engine keeps `probe.slurm.failures` at the number of failed polls instead of resetting it).
+`ProbeError`: the engine sets `probe.slurm.ok/failures/error` and logs each failed poll. On the
+ticks between two calls the last call's error is raised again with `repeated=True`, so the
+engine keeps the failed state and `probe.slurm.failures` at the number of failed polls,
+without logging it again.
 Alert on `probe.slurm.failures >= 3` (consecutive failed polls; slurm-basics does). While the
 scheduler does not answer, a companion probe (`slurm_cache`) reports each job's last facts
 again with `job.stale` true, so rules keep seeing the jobs; log facts follow again on the next
@@ -49,7 +50,7 @@ reached; `job.gpu_hours` = GPUs (AllocTRES gres/gpu) x elapsed hours.
 
 Output paths: squeue's (placeholders expanded) are kept; a job known only from accounting
 without one (sacct on 22.05 has no StdOut column) gets sbatch's default, `slurm-%j.out` in its
-working directory (see `slurm_parse.default_output`).
+working directory (see `slurm_parse.with_default_output`).
 
 `control(verb, facts, reason, timeout)`: cancel and remove (scancel), requeue, hold and
 release (scontrol).
@@ -97,9 +98,7 @@ class SlurmError(ProbeError):
 
 def _again(exc: ProbeError) -> ProbeError:
     """The last call's error, raised again on a tick between calls (not a new failed poll)."""
-    again = type(exc)(str(exc))
-    again.repeated = True  # type: ignore[attr-defined]  # read by the engine: not counted
-    return again
+    return type(exc)(str(exc), repeated=True)
 
 
 def tool(name: str) -> str:
@@ -446,10 +445,14 @@ class SlurmProbe:
         for watch in self._watches:
             seen_here = seen[id(watch)]
             for jid, tracked in watch.jobs.items():
-                if jid not in seen_here and not (
-                        unreadable and (jid in unreadable or
-                                        tracked.facts.get("_job_id_raw") in unreadable)):
-                    tracked.in_queue = False
+                if jid in seen_here:
+                    continue
+                if unreadable:  # its record (or its pending array's) is there, unreadable
+                    f = tracked.facts
+                    if jid in unreadable or f.get("_job_id_raw") in unreadable or \
+                            f.get("job.array_id") in unreadable:
+                        continue
+                tracked.in_queue = False
         self._from_accounting(now)
         self._verify_launch(now)
 
@@ -520,7 +523,7 @@ class SlurmProbe:
                     tracked.final, tracked.acct_error = True, None
                     resolved.add((id(watch), jid))
                 elif not tracked.facts:
-                    tracked.facts = _with_output(dict(record))  # named, never queued here
+                    tracked.facts = dict(record)  # named, never queued here
                     tracked.seen_at = now
         backoff = max(1.0, self.min_interval)
         arrays: dict[int, set[str]] = {}
@@ -569,10 +572,6 @@ class SlurmProbe:
                     t.facts, t.final = _launch_failed_facts(watch.launch_error, now), True
 
     # --- facts ---------------------------------------------------------------------------------
-
-    def _facts(self, now: float) -> dict[str, Facts]:
-        with sp.no_gc():
-            return self._build_facts(now)
 
     def _build_facts(self, now: float) -> dict[str, Facts]:
         out: dict[str, Facts] = {}
@@ -675,27 +674,20 @@ def _chunks(ids: list[str], limit: int) -> list[list[str]]:
     return out
 
 
-def _with_output(facts: Facts) -> Facts:
-    """An accounting record without output paths gets sbatch's default one."""
-    if "job.stdout" not in facts:
-        guess = sp.default_output(facts)
-        if guess is not None:
-            facts["job.stdout"] = guess
-            facts.setdefault("job.stderr", guess)
-    return facts
-
-
 def _accounted(before: Facts, record: Facts) -> Facts:
     """An ended job's facts once accounting has its final record: accounting's state, exit
-    code and figures over what squeue said; squeue's expanded output paths kept."""
+    code and figures over what squeue said; squeue's expanded output paths kept (the
+    record's are sbatch's default at best, see `slurm_parse.with_default_output`)."""
     merged = {**before, **record, "job.accounted": "done"}
     for name in _RUNNING_ONLY:
         if name not in record:
             merged.pop(name, None)
-    for name in ("job.stdout", "job.stderr"):
-        if name in before:
-            merged[name] = before[name]
-    return _with_output(merged)
+    if "job.stdout" in before:  # stderr goes with stdout unless squeue named its own
+        merged["job.stdout"] = before["job.stdout"]
+        merged["job.stderr"] = before.get("job.stderr", before["job.stdout"])
+    elif "job.stderr" in before:
+        merged["job.stderr"] = before["job.stderr"]
+    return merged
 
 
 def _advance(facts: Facts, dt: float) -> None:

@@ -454,7 +454,10 @@ def _parse_squeue(text: str, skipped: Skipped | None) -> list[Facts]:
             else:
                 out.extend(list(_tasks(f, m.group(1), m.group(2), parts[25], parts[26])))
         except _RECORD_ERRORS as exc:
-            _skip(skipped, parts[1] or parts[0], f"squeue line {number}", exc)
+            # the id its tasks are tracked under: a pending array record's own id is the
+            # array's (its tasks have no raw id yet), any other record's is the printed one
+            jid = parts[0] if "[" in parts[1] or not parts[1] else parts[1]
+            _skip(skipped, jid, f"squeue line {number}", exc)
     return out
 
 
@@ -632,7 +635,7 @@ def parse_sacct(text: str, skipped: Skipped | None = None) -> dict[str, Facts]:
         except _RECORD_ERRORS as exc:
             _skip(skipped, jid, "sacct steps", exc)
             continue
-        out[jid] = facts
+        out[jid] = with_default_output(facts)  # after the tasks got their own ids
     return out
 
 
@@ -907,21 +910,9 @@ def _squeue_json_job(job: Mapping[str, Any]) -> Iterator[Facts]:
                 path = job.get("standard_output" if fact == "job.stdout" else "standard_error")
                 if path:
                     t[fact] = expand_placeholders(str(path), t)
-            yield _json_default_output(t)
+            yield with_default_output(t)
         return
-    yield _json_default_output(f)
-
-
-def _json_default_output(f: Facts) -> Facts:
-    """squeue --json leaves standard_output empty when sbatch's default is used: that default,
-    and stderr goes with it unless given."""
-    if "job.stdout" not in f:
-        guess = default_output(f)
-        if guess is not None:
-            f["job.stdout"] = guess
-    if "job.stderr" not in f and "job.stdout" in f:
-        f["job.stderr"] = f["job.stdout"]
-    return f
+    yield with_default_output(f)
 
 
 def parse_sacct_json(text: str, skipped: Skipped | None = None) -> dict[str, Facts]:
@@ -1016,18 +1007,7 @@ def _sacct_json_job(job: Mapping[str, Any], parser: str) -> Facts:
                 f[fact] = expand_placeholders(str(value), f)
                 break
     efficiency(f)
-    return f
-
-
-def _step_name(step: Mapping[str, Any]) -> str:
-    block = step.get("step") or {}
-    if isinstance(block, dict):
-        sid = block.get("id")
-        if isinstance(sid, dict):  # 22.05: {"job_id": 5, "step_id": "batch"}
-            return str(sid.get("step_id") or "")
-        name = str(sid or block.get("name") or "")
-        return name.rsplit(".", 1)[-1]
-    return ""
+    return with_default_output(f)
 
 
 def _sacct_json_steps(f: Facts, steps: list[Any]) -> None:
@@ -1061,6 +1041,19 @@ def _show(text: str, limit: int = 120) -> str:
     line = " ".join(text.split())
     line = "".join(ch if ch.isprintable() else "?" for ch in line)
     return repr(line[:limit] + ("..." if len(line) > limit else ""))
+
+
+def with_default_output(f: Facts) -> Facts:
+    """A record that names no output file (squeue --json's empty standard_output, sacct -P
+    on 22.05 without a StdOut column) gets sbatch's default; stderr goes where stdout goes
+    unless the record names its own, as sbatch without -e/--error does."""
+    if "job.stdout" not in f:
+        guess = default_output(f)
+        if guess is not None:
+            f["job.stdout"] = guess
+    if "job.stderr" not in f and "job.stdout" in f:
+        f["job.stderr"] = f["job.stdout"]
+    return f
 
 
 def default_output(f: Mapping[str, Any]) -> str | None:
