@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,13 +89,8 @@ SELECT seq, created + 1, status = 'delivered', CASE WHEN status = 'dropped' THEN
 """
 
 
-def _median(fn: Callable[[], Any], runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _median(fn: Callable[[], Any]) -> float:
+    return statistics.median(timeit.repeat(fn, number=1, repeat=5))
 
 
 def main() -> None:
@@ -130,7 +126,7 @@ def main() -> None:
         baseline = _median(lambda: con.execute("SELECT count(*) FROM jobs").fetchone())
         rows = _median(lambda: queries.summary(con, use_totals=False))
         full = _median(lambda: queries.summary(con))
-        notifications = _median(lambda: queries._notifications(con, queries.Filters()))
+        notifications = _median(lambda: queries.notifications(con, queries.Filters()))
         month = _median(lambda: queries.summary(
             con, queries.Filters(since=now - 30 * 86400)))
         by_status = _median(lambda: queries.summary(con, queries.Filters(status="failed")))

@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,8 @@ OTHERS = 100_000
 TARGET = 3.0
 
 
-def _median(fn: Callable[[], Any], runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _median(fn: Callable[[], Any]) -> float:
+    return statistics.median(timeit.repeat(fn, number=1, repeat=5))
 
 
 def _dag_run(con: Any, ruleset: str, count: int, width: int, now: float) -> int:

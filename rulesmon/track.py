@@ -224,13 +224,9 @@ class Tracking:
         self._meter.start()
         values = self._values("running")
         values["start_time"] = self._started
-        who = liveness.identity(os.getpid())
-        if not self._own:
-            assert pid is not None
-            started = liveness.identity(pid)
-            who.update(command_pid=pid, command_pid_started=started["pid_started"])
-        values["details"] = rows.dumps({"host": _host(), **who})
-        self._write(lambda db: self._insert(db, values))
+        values["details"] = rows.dumps(liveness.identity(
+            os.getpid(), command=None if self._own else pid))
+        self._write(lambda db: self._insert(db, values), reap=True)
         log.info("job %s started: tool=%s script=%s", self.uid, self.tool, self.script)
 
     def finish(self, status: str | None = None, returncode: int | None = None,
@@ -316,9 +312,12 @@ class Tracking:
         db.execute("INSERT INTO job_states VALUES (?, ?, 'RUNNING', NULL)",
                    (self._rid, self._started))
 
-    def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
+    def _write(self, work: Callable[[sqlite3.Connection], None], *,
+               reap: bool = False) -> None:
         """History is a side record: a locked or unwritable database is logged, never raised
-        into the user's work."""
+        into the user's work. `reap` first closes this host's records whose processes died:
+        done when work starts, not again when it ends (it costs a process lookup per running
+        record, under the write lock)."""
         try:
             db = connect(self.db_path, timeout=30.0)
         except (OSError, sqlite3.Error, SchemaError) as exc:
@@ -328,7 +327,8 @@ class Tracking:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                liveness.mark(db, liveness.dead(db, _host()), time.time())
+                if reap:
+                    liveness.mark(db, liveness.dead(db, _host()), time.time())
                 work(db)
             except BaseException:
                 db.execute("ROLLBACK")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,36 @@ def hooked(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
         uninstall()
 
 
+@pytest.fixture
+def worker_hooked(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A hooked app whose tasks a real (threaded, solo) worker runs off the in-memory
+    broker while the test runs."""
+    from celery.contrib.testing.worker import start_worker
+
+    db = tmp_path / "h.db"
+    app = _app(eager=False)
+    app.conf.broker_connection_retry_on_startup = False
+    uninstall = install(app, db=db)
+    try:
+        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False,
+                          shutdown_timeout=10):
+            yield app, db
+    finally:
+        uninstall()
+
+
+def _closed(db: Path, count: int) -> list[dict[str, Any]]:
+    """The history once `count` records are closed: the worker stores a task's result before
+    its task_postrun (or task_revoked) signal writes the record."""
+    deadline = time.monotonic() + 30
+    while True:
+        jobs = get_job_history(db=db) if db.exists() else []
+        if len(jobs) >= count and all(j["status"] != "running" for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, f"records not closed: {jobs}"
+        time.sleep(0.02)
+
+
 def test_eager_tasks_are_recorded_with_their_outcome(hooked: tuple[Any, Path]) -> None:
     """Each task run is one job: success, an exception as error (with its message), a
     result with a non-zero returncode as failed; tool is the task name, id the task id."""
@@ -105,26 +136,17 @@ def test_tasks_of_another_app_are_left_alone(tmp_path: Path) -> None:
     assert len(get_job_history(db=db)) == 1
 
 
-def test_a_real_worker_on_an_in_memory_broker_is_tracked(tmp_path: Path) -> None:
+def test_a_real_worker_on_an_in_memory_broker_is_tracked(
+        worker_hooked: tuple[Any, Path]) -> None:
     """Tasks sent through the in-memory broker and run by a real (threaded) Celery worker
     are recorded by the worker's signals."""
-    from celery.contrib.testing.worker import start_worker
-
-    db = tmp_path / "h.db"
-    app = _app(eager=False)
-    app.conf.broker_connection_retry_on_startup = False
-    uninstall = install(app, db=db)
-    try:
-        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False,
-                          shutdown_timeout=10):
-            results = [app.tasks["sim.add"].delay(i, i) for i in range(3)]
-            assert [r.get(timeout=30) for r in results] == [0, 2, 4]
-            bad = app.tasks["sim.diverge"].delay(8)
-            with pytest.raises(ValueError, match="diverged"):
-                bad.get(timeout=30)
-    finally:
-        uninstall()
-    jobs = get_job_history(db=db)
+    app, db = worker_hooked
+    results = [app.tasks["sim.add"].delay(i, i) for i in range(3)]
+    assert [r.get(timeout=30) for r in results] == [0, 2, 4]
+    bad = app.tasks["sim.diverge"].delay(8)
+    with pytest.raises(ValueError, match="diverged"):
+        bad.get(timeout=30)
+    jobs = _closed(db, 4)
     assert sorted(j["status"] for j in jobs) == ["error", "success", "success", "success"]
     assert {j["job_id"] for j in jobs} == {r.id for r in results} | {bad.id}
 
@@ -156,26 +178,18 @@ def test_a_time_limit_is_a_timeout_with_its_message_once(hooked: tuple[Any, Path
     assert (job["status"], job["error"]) == ("timeout", "SoftTimeLimitExceeded: limit")
 
 
-def test_a_task_revoked_before_it_runs_is_recorded_cancelled(tmp_path: Path) -> None:
+def test_a_task_revoked_before_it_runs_is_recorded_cancelled(
+        worker_hooked: tuple[Any, Path]) -> None:
     """A task revoked while it waits for its countdown never runs; the real worker's
     task_revoked signal still records it, as cancelled."""
-    from celery.contrib.testing.worker import start_worker
     from celery.exceptions import TaskRevokedError
 
-    db = tmp_path / "h.db"
-    app = _app(eager=False)
-    app.conf.broker_connection_retry_on_startup = False
-    uninstall = install(app, db=db)
-    try:
-        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False,
-                          shutdown_timeout=10):
-            waiting = app.tasks["sim.add"].apply_async((1, 2), countdown=3)
-            app.control.revoke(waiting.id)  # before or while the worker holds it
-            with pytest.raises(TaskRevokedError):
-                waiting.get(timeout=30)
-    finally:
-        uninstall()
-    job = get_job_history(db=db)[0]
+    app, db = worker_hooked
+    waiting = app.tasks["sim.add"].apply_async((1, 2), countdown=3)
+    app.control.revoke(waiting.id)  # before or while the worker holds it
+    with pytest.raises(TaskRevokedError):
+        waiting.get(timeout=30)
+    job = _closed(db, 1)[0]
     assert (job["job_id"], job["tool"], job["status"]) == (waiting.id, "sim.add", "cancelled")
     assert job["error"] == "revoked before it started"
     assert job["params"] == {"args": [1, 2], "kwargs": {}}

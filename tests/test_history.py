@@ -690,8 +690,8 @@ def test_weekly_totals_agree_with_the_rows(tmp_path: Path) -> None:
 
 
 def test_dag_nodes_keep_parents_children_and_vars(tmp_path: Path) -> None:
-    """Each DAG node's job records its name, parents, children and VARS in `details`, so the
-    DAG (A -> B, C -> D) can be rebuilt from the history alone."""
+    """Each DAG node's job records its name, parents and children in `details`, so the DAG
+    (A -> B, C -> D) can be rebuilt from the history alone, and its VARS once, as `params`."""
     from rulesmon.config.loader import load
 
     from .test_dagman_probe import RULESET as DAG_RULESET
@@ -708,15 +708,59 @@ def test_dag_nodes_keep_parents_children_and_vars(tmp_path: Path) -> None:
     con = queries.open_db(tmp_path / "s.db")
     try:
         nodes = {}
+        params = {}
         for row in queries.jobs(con, queries.Filters(source="dagman"), None):
-            details = queries.job(con, row["id"])["details"]
+            shown = queries.job(con, row["id"])
+            details = shown["details"]
             if "node.name" in details:
                 nodes[details["node.name"]] = details
+                params[details["node.name"]] = shown["params"]
     finally:
         con.close()
     assert sorted(nodes) == ["A", "B", "C", "D"]
     from_parents = {(p, n) for n, d in nodes.items() for p in d["node.parents"]}
     from_children = {(n, c) for n, d in nodes.items() for c in d["node.children"]}
     assert from_parents == from_children == {("A", "B"), ("C", "D")}
-    assert nodes["C"]["node.vars"] == {"run_uuid": "r2", "epoch": "1",
-                                       "ResourceName": "gpu-a", "rc": "3"}
+    assert params["C"] == {"run_uuid": "r2", "epoch": "1", "ResourceName": "gpu-a", "rc": "3"}
+    assert not any("node.vars" in d for d in nodes.values())
+
+
+def test_jobs_of_one_run_or_of_tracked_work_with_details_and_a_notification_window(
+        tmp_path: Path) -> None:
+    """`Filters(run_id=...)` selects one run's jobs and `Filters(tracked=True)` the work
+    recorded outside runs; `details=True` adds each job's details, parsed as `job` parses
+    them; `notifications(until=...)` counts only those created before that time."""
+    from rulesmon.history import rows
+    from rulesmon.history.schema import connect
+
+    path = tmp_path / "h.db"
+    con = connect(path)
+    with con:
+        run_ids = [int(con.execute("INSERT INTO runs (ruleset, started) VALUES ('r', ?)",
+                                   (t,)).lastrowid or 0) for t in (100.0, 200.0)]
+        for i, (run_id, ruleset) in enumerate(((run_ids[0], "r"), (run_ids[1], "r"),
+                                               (None, ""))):
+            rows.insert(con, uid=f"uid{i}", run_id=run_id, ruleset=ruleset,
+                        instance=f"train/{i}", now=100.0 + i,
+                        values={"source": "local", "status": "success", "state": "COMPLETED",
+                                "details": rows.dumps({"job.workdir": f"/w{i}"})})
+        con.execute("UPDATE jobs SET details = 'not json' WHERE uid = 'uid1'")
+        for created, target in ((150.0, "hook"), (250.0, "mail")):
+            con.execute("INSERT INTO outbox (id, target, kind, rule, instance, severity, title, "
+                        "body, created, release_at, group_key, status) VALUES (?, ?, 'fire', "
+                        "'r', 'train/0', 'warning', '', '', ?, ?, '', 'delivered')",
+                        (f"n{created}", target, created, created))
+    try:
+        first = queries.jobs(con, queries.Filters(run_id=run_ids[0]), None, details=True)
+        assert [(j["id"], j["details"]) for j in first] == [("uid0", {"job.workdir": "/w0"})]
+        assert [j["details"] for j in queries.jobs(con, queries.Filters(run_id=run_ids[1]),
+                                                   None, details=True)] == [{}]
+        tracked = queries.jobs(con, queries.Filters(tracked=True), None, details=True)
+        assert [j["id"] for j in tracked] == ["uid2"]
+        assert tracked[0]["details"] == queries.job(con, "uid2")["details"]
+        assert "details" not in queries.jobs(con)[0]
+        assert queries.summary(con, queries.Filters(tracked=True))["total_jobs"] == 1
+        window = queries.notifications(con, queries.Filters(since=100.0), until=200.0)
+        assert window == {"total": 1, "by_target": {"hook": {"delivered": 1}}}
+    finally:
+        con.close()

@@ -240,7 +240,7 @@ def test_work_whose_process_was_killed_is_marked_error(tmp_path: Path) -> None:
         ("error", "ERROR", "process died without reporting")
     shown = get_job(job["id"], db=db)
     assert shown is not None and shown["details"]["pid"] == proc.pid
-    assert shown["details"]["host"] == socket.gethostname()
+    assert shown["node"] == socket.gethostname()
     assert [e["state"] for e in shown["timeline"]] == ["RUNNING", "ERROR"]
     stats = get_summary_statistics(db=db)
     assert (stats["active"], stats["failed"], stats["by_status"]) == (0, 1, {"error": 1})
@@ -297,6 +297,69 @@ def test_a_reused_pid_does_not_keep_a_dead_record_running(tmp_path: Path) -> Non
         by_tool = {j["tool"]: j["status"] for j in get_job_history(db=db)}
         assert by_tool == {"old": "error", "new": "running"}
     assert live.result is not None and live.result["status"] == "success"
+
+
+def test_this_process_is_judged_alive_without_a_process_lookup(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record of this very process (a solo or threaded Celery worker's own) is alive
+    without asking the system, once its start time is known; the same pid with another
+    start time is a dead process whose pid was reused."""
+    import psutil
+
+    from rulesmon.history import liveness
+
+    me = liveness.identity(os.getpid())
+    assert liveness.alive(me["pid"], me["pid_started"])  # reads this process's start once
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("a process was looked up")
+
+    monkeypatch.setattr(psutil, "Process", refuse)
+    assert liveness.alive(me["pid"], me["pid_started"])
+    assert not liveness.alive(me["pid"], me["pid_started"] - 100.0)
+
+
+def test_a_process_found_gone_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a (pid, start time) is found gone it is not looked up again: a dashboard that
+    may not close the record asks about it on every page otherwise."""
+    import psutil
+
+    from rulesmon.history import liveness
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = liveness.identity(proc.pid)["pid_started"]
+    proc.wait()
+    lookups: list[int] = []
+    real = psutil.Process
+
+    def counted(pid: int) -> Any:
+        lookups.append(pid)
+        return real(pid)
+
+    monkeypatch.setattr(psutil, "Process", counted)
+    assert not liveness.alive(proc.pid, started)
+    assert not liveness.alive(proc.pid, started)
+    assert lookups == [proc.pid]
+
+
+def test_only_the_start_of_tracked_work_looks_for_dead_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead records are looked for when tracked work starts, not again when it ends: each
+    look costs a process lookup per running record, under the write lock."""
+    from rulesmon.history import liveness
+
+    looks: list[str | None] = []
+    real = liveness.dead
+
+    def counted(db: sqlite3.Connection, here: str | None = None) -> list[int]:
+        looks.append(here)
+        return real(db, here)
+
+    monkeypatch.setattr(liveness, "dead", counted)
+    with rulesmon.track(tool="sim", db=tmp_path / "h.db") as work:
+        assert len(looks) == 1
+    assert len(looks) == 1
+    assert work.result is not None and work.result["status"] == "success"
 
 
 def test_simulation_history_example_records_and_reads_back(tmp_path: Path) -> None:

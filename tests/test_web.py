@@ -618,3 +618,67 @@ def test_a_recorded_dagman_run_draws_its_dag(tmp_path: Path) -> None:
     assert fills == {"A": ("0", STATUS_COLOURS["success"]), "B": ("1", STATUS_COLOURS["success"]),
                      "C": ("0", STATUS_COLOURS["failed"]),
                      "D": ("1", STATUS_COLOURS["cancelled"])}
+
+
+def test_killed_tracked_work_reads_as_error_without_writing(tmp_path: Path) -> None:
+    """Tracked work whose process was killed shows as error, "process died without
+    reporting", in the runs page's counts, /tracked and its job page, while the database
+    is left byte for byte as it was, still holding the record running."""
+    db = tmp_path / "h.db"
+    code = ("import os, rulesmon\n"
+            f"rulesmon.track(tool='sim', db={str(db)!r}).start()\n"
+            "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    with served(str(db)) as srv:
+        index = srv.page("/")
+        tracked = srv.json("/api/tracked")
+        [job] = tracked["jobs"]
+        shown = srv.json(f"/api/job/{job['id']}")
+    assert "Tracked work" in index and ">error</span>" in index
+    assert ">running</span>" not in index
+    assert tracked["counts"]["by_status"] == {"error": 1}
+    assert (tracked["stats"]["failed"], tracked["stats"]["active"]) == (1, 0)
+    for seen in (job, shown):
+        assert (seen["status"], seen["state"], seen["error"]) == \
+            ("error", "ERROR", "process died without reporting")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status FROM jobs").fetchall() == [("running",)]
+    con.close()
+
+
+def test_a_run_without_an_end_is_interrupted_once_a_later_run_started(tmp_path: Path) -> None:
+    """A run that recorded no end is `interrupted` when a later run of the same ruleset
+    started, else `running`; a run that ended is `ended`, whatever came after."""
+    path = tmp_path / "runs.db"
+    con = connect(path)
+    with con:
+        for ruleset, started, ended in (("a", 100.0, None), ("a", 200.0, 250.0),
+                                        ("a", 300.0, None), ("b", 150.0, None)):
+            con.execute("INSERT INTO runs (ruleset, started, ended) VALUES (?, ?, ?)",
+                        (ruleset, started, ended))
+    con.close()
+    with served(str(path)) as srv:
+        runs = srv.json("/api/runs")
+        one = srv.json("/api/run/1")["run"]
+    assert [(r["id"], r["state"]) for r in runs] == [(4, "running"), (3, "running"),
+                                                      (2, "ended"), (1, "interrupted")]
+    assert one["state"] == "interrupted"
+
+
+def test_a_job_reads_alike_in_show_and_on_its_page(recorded: Path) -> None:
+    """A job's duration, CPU time and peak memory are written the same way by `rulesmon
+    show` and by its page."""
+    from rulesmon.config.units import format_seconds, format_size
+
+    show = json.loads(run_cli("show", "train/0", "--db", str(_db(recorded)), "--format",
+                              "json").stdout)
+    text = run_cli("show", "train/0", "--db", str(_db(recorded))).stdout
+    with served(str(_db(recorded))) as srv:
+        body = srv.page(f"/job/{show['id']}")
+    duration = format_seconds(show["duration_seconds"])
+    peak = format_size(show["resource_usage"]["memory_peak_bytes"])
+    assert f"Duration:     {duration}" in text and f"Memory Utilized: {peak}" in text
+    assert f"<th>Duration</th><td>{duration}</td>" in body
+    assert f"<th>Peak memory</th><td>{peak}</td>" in body

@@ -86,3 +86,26 @@ def format_duration(seconds: float) -> str:
     if not days and secs:
         parts.append(f"{secs}s")
     return " ".join(parts)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A measured time: `4.25s` and `42.1s` under a minute, then as `format_duration`; `-`
+    when unknown. `rulesmon show` and the dashboard's pages print a job's times alike."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    return format_duration(seconds)
+
+
+def format_size(n: float | None) -> str:
+    """A measured size in binary multiples under seff's names (`512 B`, `1.50 GB`, as
+    `rulesmon show` follows seff); `-` when unknown."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    return f"{value:.2f} TB"  # pragma: no cover

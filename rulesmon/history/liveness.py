@@ -1,17 +1,19 @@
 """Tracked work whose process died without closing its record (SIGKILL, the OOM killer).
 
 A tracked record is written `running` when the work starts and closed by the same process
-when it ends; a process killed outright never closes it. So each record keeps the host and
-the pid (with the process's start time, against pid reuse) of the process that writes it,
-and of the command it runs, in `details`. On the next write or read of the history on that
-host, a running record none of whose processes still exist becomes `error`, "process died
-without reporting". Records from other hosts are left alone: their pids mean nothing here.
+when it ends; a process killed outright never closes it. So each record keeps the pid (with
+the process's start time, against pid reuse) of the process that writes it, and of the
+command it runs, in `details`, and its host in the `node` column. When tracked work next
+starts on that host, or the history is next read there, a running record none of whose
+processes still exist becomes `error`, "process died without reporting". Records from
+other hosts are left alone: their pids mean nothing here.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import socket
 import sqlite3
 from collections.abc import Mapping
@@ -21,6 +23,10 @@ DIED = "process died without reporting"
 SOURCES = ("track", "command", "celery")
 #: Start times are counted in clock ticks (10 ms); a match within this is the same process.
 _SAME_START = 0.05
+#: (pid, start) of processes found gone, which stay gone: a reader that may not close their
+#: records (the dashboard) asks the system about each only once.
+_GONE: set[tuple[Any, Any]] = set()
+_GONE_KEPT = 10_000
 
 
 @functools.cache
@@ -28,25 +34,58 @@ def host() -> str:
     return socket.gethostname()
 
 
-def identity(pid: int) -> dict[str, Any]:
-    """What `details` keeps of a process, to tell later whether it still runs."""
-    return {"pid": pid, "pid_started": _started(pid)}
+def identity(pid: int, command: int | None = None) -> dict[str, Any]:
+    """What `details` keeps of the writing process `pid` and of the `command` it runs, to
+    tell later whether either still runs."""
+    out = {"pid": pid, "pid_started": _started(pid)}
+    if command is not None:
+        out.update(command_pid=command, command_pid_started=_started(command))
+    return out
 
 
 def alive(pid: Any, started: Any) -> bool:
-    """The process `pid` that started at `started` still exists (a zombie has ended)."""
+    """The process `pid` that started at `started` still exists (a zombie has ended). This
+    process is known without asking the system (a solo or threaded Celery worker's records
+    are all its own); a process found gone is remembered as gone."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if not isinstance(started, int | float):
+        started = None  # a database may say anything; the pid alone then decides
+    if pid == os.getpid():
+        return _same_start(_own_start(), started)
+    if (pid, started) in _GONE:
         return False
     import psutil
 
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        now_started = proc.create_time()
+            found = False
+        else:
+            found = _same_start(proc.create_time(), started)
     except (psutil.Error, OSError):
-        return False
-    return not isinstance(started, int | float) or abs(now_started - started) < _SAME_START
+        found = False
+    if not found:
+        if len(_GONE) >= _GONE_KEPT:
+            _GONE.clear()
+        _GONE.add((pid, started))
+    return found
+
+
+def _same_start(actual: float | None, recorded: float | None) -> bool:
+    if recorded is None or actual is None:
+        return True  # nothing to compare: the pid alone decides
+    return abs(actual - recorded) < _SAME_START
+
+
+def _own_start() -> float | None:
+    """This process's start time, read once per process (a fork has its own)."""
+    return _start_once(os.getpid())
+
+
+@functools.lru_cache(maxsize=1)
+def _start_once(pid: int) -> float | None:
+    return _started(pid)
 
 
 def _started(pid: int) -> float | None:
@@ -81,6 +120,14 @@ def dead(db: sqlite3.Connection, here: str | None = None) -> list[int]:
         if not any(alive(pid, started) for pid, started in _processes(data)):
             found.append(rid)
     return found
+
+
+def closed(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A running record's row as `mark` closes it, for a reader that may not write."""
+    if row["status"] != "running":
+        return dict(row)
+    return {**row, "status": "error", "state": "ERROR", "error": DIED,
+            "last_seen": max(row["last_seen"] or now, now)}
 
 
 def mark(db: sqlite3.Connection, rids: list[int], now: float) -> None:

@@ -8,16 +8,18 @@ only adds up the few hundred groups it returns.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import liveness
 from .rows import FINAL, STATUSES
 from .schema import connect
 
@@ -38,7 +40,9 @@ SOURCES = ("slurm", "htcondor", "dagman", "local", "track", "command", "celery")
 
 @dataclass(frozen=True)
 class Filters:
-    """Which jobs a view or query covers. `status` and `source` accept comma lists."""
+    """Which jobs a view or query covers. `status` and `source` accept comma lists.
+    `run_id` (one run's jobs) and `tracked` (work recorded outside any run) serve the
+    dashboard; the views have no option for them, so `as_json` leaves them out."""
 
     status: str | None = None
     job: str | None = None
@@ -46,6 +50,8 @@ class Filters:
     source: str | None = None
     since: float | None = None
     ruleset: str | None = None
+    run_id: int | None = None
+    tracked: bool = False
 
     def where(self, *, totals: bool = False) -> tuple[str, list[Any]]:
         """A WHERE clause over `jobs`, or over `job_totals` (status, source, tool only)."""
@@ -67,6 +73,11 @@ class Filters:
         if self.ruleset:
             clauses.append("ruleset = ?")
             args.append(self.ruleset)
+        if self.run_id is not None:
+            clauses.append("run_id = ?")
+            args.append(self.run_id)
+        if self.tracked:
+            clauses.append("run_id IS NULL")
         if self.since is not None:
             clauses.append("first_seen >= ?")
             args.append(self.since)
@@ -131,18 +142,43 @@ _LIVE = ("running", "pending")
 
 
 def jobs(db: sqlite3.Connection, filters: Filters = Filters(), limit: int | None = 20,
-         now: float | None = None) -> list[dict[str, Any]]:
-    """Jobs newest first (by when they were first seen); all of them when `limit` is None."""
+         now: float | None = None, *, details: bool = False,
+         dead: Collection[int] = ()) -> list[dict[str, Any]]:
+    """Jobs newest first (by when they were first seen); all of them when `limit` is None.
+    `details` adds each job's `details`; `dead` (row ids from liveness.dead) shows those
+    records as the next write will close them, for a reader that may not write."""
     filters.check(db)
     where, args = filters.where()
-    sql = f"{_SELECT}{where} ORDER BY first_seen DESC, id DESC"
+    columns = (*_JOB_COLUMNS, "details") if details else _JOB_COLUMNS
+    sql = f"SELECT {', '.join(columns)} FROM jobs{where} ORDER BY first_seen DESC, id DESC"
     if limit is not None:
         sql += " LIMIT ?"
         args.append(limit)
-    rows = [dict(zip(_JOB_COLUMNS, r, strict=True)) for r in db.execute(sql, args)]
     now = now if now is not None else time.time()
-    return [_job_json(row, now, _latest_sample(db, row["id"]) if row["status"] in _LIVE
-                      else None) for row in rows]
+    out = []
+    for raw in db.execute(sql, args):
+        row = _row(dict(zip(columns, raw, strict=True)), now, dead)
+        job = _job_json(row, now, _latest_sample(db, row["id"]) if row["status"] in _LIVE
+                        else None)
+        if details:
+            job["details"] = parse_details(row["details"])
+        out.append(job)
+    return out
+
+
+def _row(row: dict[str, Any], now: float, dead: Collection[int]) -> dict[str, Any]:
+    return liveness.closed(row, now) if row["id"] in dead else row
+
+
+def parse_details(text: str | None) -> dict[str, Any]:
+    """The `details` column as a map (empty when missing or unreadable)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _latest_sample(db: sqlite3.Connection, rid: int) -> dict[str, Any] | None:
@@ -251,18 +287,16 @@ def find(db: sqlite3.Connection, ident: str) -> dict[str, Any]:
     return dict(zip(_JOB_COLUMNS, row, strict=True))
 
 
-def job(db: sqlite3.Connection, ident: str, now: float | None = None) -> dict[str, Any]:
+def job(db: sqlite3.Connection, ident: str, now: float | None = None, *,
+        dead: Collection[int] = ()) -> dict[str, Any]:
     """Everything known about one job: the job, its details, state changes, samples, progress,
-    alerts with their deliveries, and the last log lines."""
-    row = find(db, ident)
+    alerts with their deliveries, and the last log lines. `dead` as for `jobs`."""
+    now = now if now is not None else time.time()
+    row = _row(find(db, ident), now, dead)
     rid = row["id"]
-    out = _job_json(row, now if now is not None else time.time(),
-                    _latest_sample(db, rid) if row["status"] in _LIVE else None)
+    out = _job_json(row, now, _latest_sample(db, rid) if row["status"] in _LIVE else None)
     extra = db.execute("SELECT details, log_tail FROM jobs WHERE id = ?", (rid,)).fetchone()
-    try:
-        out["details"] = json.loads(extra[0]) if extra[0] else {}
-    except ValueError:
-        out["details"] = {}
+    out["details"] = parse_details(extra[0])
     out["timeline"] = [{"time": iso(t), "state": state, "previous": previous}
                        for t, state, previous in db.execute(
                            "SELECT t, state, previous FROM job_states WHERE job = ? ORDER BY t",
@@ -300,25 +334,34 @@ def _alerts(db: sqlite3.Connection, row: Mapping[str, Any]) -> list[dict[str, An
         "AND t < ? ORDER BY t, id LIMIT ?", (row["instance"], start, end, ALERTS_SHOWN)))
     if not events:
         return []
-    outbox: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    outbox = deliveries(db, "o.instance = ? AND o.created >= ? AND o.created < ?",
+                        [row["instance"], start, end])
+    return [{"time": iso(t), "kind": kind, "rule": rule, "severity": severity, "title": title,
+             "body": body, "deliveries": outbox.get((row["instance"], rule, kind, t), [])}
+            for t, kind, rule, severity, title, body in events]
+
+
+def deliveries(db: sqlite3.Connection, where: str, args: list[Any]
+               ) -> dict[tuple[str, str, str, float], list[dict[str, Any]]]:
+    """The notifications of `outbox o` matching `where`, by (instance, rule, kind, created):
+    the event each delivers, so an alert finds its own. Each lists its attempts (`tries`)."""
+    out: dict[tuple[str, str, str, float], list[dict[str, Any]]] = {}
     seqs: dict[int, dict[str, Any]] = {}
-    for seq, target, kind, rule, created, status, attempts, last_error, delivered in db.execute(
-            "SELECT seq, target, kind, rule, created, status, attempts, last_error, "
-            "delivered_at FROM outbox WHERE instance = ? AND created >= ? AND created < ? "
-            "ORDER BY seq", (row["instance"], start, end)):
+    for seq, target, kind, rule, instance, created, status, attempts, last_error, delivered \
+            in db.execute("SELECT o.seq, o.target, o.kind, o.rule, o.instance, o.created, "
+                          "o.status, o.attempts, o.last_error, o.delivered_at FROM outbox o "
+                          f"WHERE {where} ORDER BY o.seq", args):
         entry = {"target": target, "status": status, "attempts": attempts,
                  "last_error": last_error, "delivered_at": iso(delivered), "tries": []}
-        outbox.setdefault((rule, kind, created), []).append(entry)
+        out.setdefault((instance, rule, kind, created), []).append(entry)
         seqs[seq] = entry
     if seqs:
-        marks = ",".join("?" * len(seqs))
         for seq, t, ok, error in db.execute(
-                f"SELECT outbox_seq, t, ok, error FROM attempts WHERE outbox_seq IN ({marks}) "
-                "ORDER BY t", list(seqs)):
-            seqs[seq]["tries"].append({"time": iso(t), "ok": bool(ok), "error": error})
-    return [{"time": iso(t), "kind": kind, "rule": rule, "severity": severity, "title": title,
-             "body": body, "deliveries": outbox.get((rule, kind, t), [])}
-            for t, kind, rule, severity, title, body in events]
+                "SELECT a.outbox_seq, a.t, a.ok, a.error FROM attempts a JOIN outbox o ON "
+                f"o.seq = a.outbox_seq WHERE {where} ORDER BY a.t", args):
+            if seq in seqs:
+                seqs[seq]["tries"].append({"time": iso(t), "ok": bool(ok), "error": error})
+    return out
 
 
 # --- statistics ---------------------------------------------------------------------------
@@ -333,8 +376,8 @@ def summary(db: sqlite3.Connection, filters: Filters = Filters(), *,
     the job rows instead of the weekly totals (same answer; for checks and benchmarks)."""
     filters.check(db)
     cells = _cells(db, filters, use_totals)
-    total = _Acc()
-    by: dict[str, dict[str, _Acc]] = {g: {} for g in _GROUPS}
+    total = Acc()
+    by: dict[str, dict[str, Acc]] = {g: {} for g in _GROUPS}
     by_status: dict[str, int] = {}
     for cell in cells:
         keys, status = cell[:4], cell[4]
@@ -342,13 +385,13 @@ def summary(db: sqlite3.Connection, filters: Filters = Filters(), *,
         total.add(status, cell[5:])
         for group, key in zip(_GROUPS, keys, strict=True):
             if key or group in ("source", "tool"):
-                by[group].setdefault(key or "", _Acc()).add(status, cell[5:])
+                by[group].setdefault(key or "", Acc()).add(status, cell[5:])
     out: dict[str, Any] = {"filters": filters.as_json()}
     out.update(total.as_json(detail=True))
     out["by_status"] = dict(sorted(by_status.items()))
     for group in _GROUPS:
         out[f"by_{group}"] = {k: acc.as_json() for k, acc in sorted(by[group].items())}
-    out["notifications"] = _notifications(db, filters)
+    out["notifications"] = notifications(db, filters)
     return out
 
 
@@ -363,7 +406,8 @@ def _cells(db: sqlite3.Connection, filters: Filters,
     """Aggregates per (source, tool, partition, resource, status). From `job_totals`, which
     triggers keep per week, so a year of jobs costs a few thousand rows, not a million; the
     first week of a `since` window, and filters the totals do not carry, read `jobs`."""
-    if filters.job or filters.ruleset or not use_totals:
+    if filters.job or filters.ruleset or filters.run_id is not None or filters.tracked or \
+            not use_totals:
         where, args = filters.where()
         return list(db.execute(_ROW_CELLS.format(where=where), args))
     where, args = filters.where(totals=True)
@@ -385,8 +429,9 @@ def _cells(db: sqlite3.Connection, filters: Filters,
     return cells
 
 
-class _Acc:
-    """Sums of aggregate cells."""
+class Acc:
+    """Sums of aggregate cells (`add`) or of jobs (`add_job`): the one place the figures of
+    `stats` and of the dashboard are counted, rounded and rated."""
 
     def __init__(self) -> None:
         self.jobs = self.finished = self.ok = self.bad = self.active = 0
@@ -414,17 +459,30 @@ class _Acc:
         if mem is not None:
             self.max_mem = mem if self.max_mem is None else max(self.max_mem, mem)
 
+    def add_job(self, job: Mapping[str, Any]) -> None:
+        """One job in the JSON shape; only a finished job's duration counts (a running one's
+        is its age so far)."""
+        usage = job["resource_usage"]
+        took = job["duration_seconds"] if job["status"] in FINAL else None
+        self.add(job["status"], (1, took, 0 if took is None else 1, took,
+                                 usage["cpu_total_seconds"], usage["memory_peak_bytes"],
+                                 usage["gpu_hours"]))
+
+    @property
+    def success_rate(self) -> float | None:
+        """Successful over finished, in percent."""
+        return round(100.0 * self.ok / self.finished, 2) if self.finished else None
+
     def as_json(self, *, detail: bool = False) -> dict[str, Any]:
         """The overall figures (`detail`) or one group's; a group also carries `count` and
         `total_duration`, the names the Keystone job monitor's scripts use."""
-        rate = round(100.0 * self.ok / self.finished, 2) if self.finished else None
         out: dict[str, Any] = {
             "total_jobs" if detail else "jobs": self.jobs,
             "finished": self.finished,
             "active": self.active,
             "successful": self.ok,
             "failed": self.bad,
-            "success_rate": rate,
+            "success_rate": self.success_rate,
             "total_cpu_time_seconds": round(self.cpu, 2),
             "total_duration_seconds": round(self.duration, 2),
             "average_duration_seconds": round(self.duration / self.timed, 2)
@@ -440,17 +498,21 @@ class _Acc:
         return out
 
 
-def _notifications(db: sqlite3.Connection, filters: Filters) -> dict[str, Any]:
-    """Notifications by target and delivery status, with the failed attempts. With job
-    filters, only notifications about a matching job count: the job that held the
-    notification's instance when it was created (as `show` attributes alerts)."""
+def notifications(db: sqlite3.Connection, filters: Filters = Filters(), *,
+                  until: float | None = None) -> dict[str, Any]:
+    """Notifications (created since `filters.since` and before `until`) by target and
+    delivery status, with the failed attempts. With job filters, only notifications about a
+    matching job count: the job that held the notification's instance when it was created
+    (as `show` attributes alerts)."""
     clauses: list[str] = []
     args: list[Any] = []
     if filters.since is not None:
         clauses.append("o.created >= ?")
         args.append(filters.since)
-    about_jobs = Filters(status=filters.status, job=filters.job, tool=filters.tool,
-                         source=filters.source, ruleset=filters.ruleset)
+    if until is not None:
+        clauses.append("o.created < ?")
+        args.append(until)
+    about_jobs = dataclasses.replace(filters, since=None)
     if about_jobs != Filters():
         where, job_args = about_jobs.where()
         rulesets = [r[0] for r in db.execute("SELECT DISTINCT ruleset FROM runs")] or [""]

@@ -313,18 +313,15 @@ def _columns(facts: Mapping[str, Any], host: Any) -> dict[str, Any]:
         "time_eff": _num(get("job.time_eff")), "time_eff~": time_est,
         "gpu_hours": _num(get("job.gpu_hours")),
         "params": rows.dumps(params or attrs or None),
-        "details": rows.dumps(_details(facts, params)),
+        "details": rows.dumps(_details(facts)),
         "log_tail": tail if isinstance(tail, str) and tail else None,
     }
 
 
-def _details(facts: Mapping[str, Any], node_vars: dict[str, Any]) -> dict[str, Any]:
-    """The other facts worth keeping, plus a DAG node's VARS as one map (`node.vars`), so
-    the DAG can be rebuilt from history: `node.name`, `node.parents`, `node.children`."""
-    out = {k: facts[k] for k in _DETAILS if facts.get(k) is not None}
-    if node_vars:
-        out["node.vars"] = node_vars
-    return out
+def _details(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The other facts worth keeping; a DAG node's `node.name`, `node.parents` and
+    `node.children` let the DAG be rebuilt from history (its VARS are the `params`)."""
+    return {k: facts[k] for k in _DETAILS if facts.get(k) is not None}
 
 
 def _num(value: Any) -> float | None:

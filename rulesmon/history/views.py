@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..config.units import format_duration
+from ..config.units import format_seconds as _dur
+from ..config.units import format_size as _size
 from .queries import column_names, flat
 
 FORMATS = ("table", "json", "csv")
@@ -362,14 +363,6 @@ def _local(iso_text: str | None, *, short: bool = False) -> str:
     return when.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
-    return format_duration(seconds)
-
-
 def _clock(seconds: float) -> str:
     """seff's [D-]HH:MM:SS (with hundredths under a minute, for short tracked work)."""
     if seconds < 60:
@@ -386,12 +379,3 @@ def _mb(mb: float | None) -> str:
     if mb is None:
         return "-"
     return f"{mb / 1024:.2f} GB" if mb >= 1024 else f"{mb:.1f} MB"
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.2f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{value:.2f} TB"

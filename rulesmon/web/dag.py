@@ -10,12 +10,11 @@ such job has no DAG.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_DIGITS = re.compile(r"(\d+)")
+from ..display.fmt import natural_key
 
 
 @dataclass(slots=True)
@@ -39,11 +38,6 @@ class Dag:
     edges: list[tuple[tuple[str, str], tuple[str, str]]]
     layers: list[list[Node]]
     cyclic: bool = False
-
-
-def natural(text: str) -> list[Any]:
-    """`node10` after `node9`."""
-    return [int(p) if p.isdigit() else p for p in _DIGITS.split(text)]
 
 
 def build(jobs: Iterable[Mapping[str, Any]]) -> Dag | None:
@@ -76,7 +70,7 @@ def build(jobs: Iterable[Mapping[str, Any]]) -> Dag | None:
         tool = key[0]
         edges.update(((tool, p), key) for p in parents if (tool, p) in nodes)
         edges.update((key, (tool, c)) for c in children if (tool, c) in nodes)
-    rank = {key: i for i, key in enumerate(sorted(nodes, key=lambda k: (k[0], natural(k[1]))))}
+    rank = {key: i for i, key in enumerate(sorted(nodes, key=lambda k: (k[0], natural_key(k[1]))))}
     ordered = sorted(edges, key=lambda e: (rank[e[0]], rank[e[1]]))
     for parent, child in ordered:
         nodes[parent].children.append(child)

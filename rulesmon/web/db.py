@@ -9,22 +9,18 @@ of `rulesmon stats --format json`.
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..history import queries
-from ..history.rows import FINAL
+from ..history import liveness, queries
 from ..history.schema import SCHEMA_VERSION
 
 #: Alert events listed on a run page, oldest first.
 EVENTS_SHOWN = 500
-_LIVE = ("running", "pending")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -98,78 +94,73 @@ def scrub(text: Any) -> Any:
 
 _RUN_COLUMNS = ("id", "ruleset", "started", "ended", "ticks", "overruns", "exit_code",
                 "summary")
+#: Whether a later run of the same ruleset started, asked only of a run with no end.
+_LATER = ("CASE WHEN ended IS NULL THEN EXISTS (SELECT 1 FROM runs later WHERE later.ruleset "
+          "= runs.ruleset AND later.started > runs.started) ELSE 0 END")
+_SELECT_RUNS = f"SELECT {', '.join(_RUN_COLUMNS)}, {_LATER} FROM runs"
 
 
 def runs(con: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
     """Runs newest first, each with its jobs counted by status."""
-    rows = [dict(zip(_RUN_COLUMNS, r, strict=True)) for r in con.execute(
-        f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY id DESC LIMIT ?", (limit,))]
+    rows = list(con.execute(f"{_SELECT_RUNS} ORDER BY id DESC LIMIT ?", (limit,)))
     counts: dict[int, dict[str, int]] = {}
     if rows:
         marks = ",".join("?" * len(rows))
         for run_id, status, count in con.execute(
                 f"SELECT run_id, status, count(*) FROM jobs WHERE run_id IN ({marks}) "
-                "GROUP BY run_id, status", [r["id"] for r in rows]):
+                "GROUP BY run_id, status", [r[0] for r in rows]):
             counts.setdefault(run_id, {})[status] = count
-    later = _later_starts(con)
-    return [_run_json(r, counts.get(r["id"], {}), later) for r in rows]
+    return [_run_json(r, counts.get(r[0], {})) for r in rows]
 
 
 def run(con: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
-    row = con.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?",
-                      (run_id,)).fetchone()
+    row = con.execute(f"{_SELECT_RUNS} WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         return None
-    values = dict(zip(_RUN_COLUMNS, row, strict=True))
     counts = dict(con.execute("SELECT status, count(*) FROM jobs WHERE run_id = ? "
                               "GROUP BY status", (run_id,)).fetchall())
-    return _run_json(values, counts, _later_starts(con))
+    return _run_json(row, counts)
 
 
-def _later_starts(con: sqlite3.Connection) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for ruleset, started in con.execute("SELECT ruleset, started FROM runs"):
-        out.setdefault(ruleset, []).append(started)
-    return out
-
-
-def _run_json(row: Mapping[str, Any], by_status: Mapping[str, int],
-              starts: Mapping[str, list[float]]) -> dict[str, Any]:
+def _run_json(raw: tuple[Any, ...], by_status: Mapping[str, int]) -> dict[str, Any]:
     """A run: `ended`, else `running`, or `interrupted` when a later run of the same ruleset
     started while this one never recorded its end (a kill -9, a crash)."""
+    row = dict(zip(_RUN_COLUMNS, raw[:-1], strict=True))
     ended, started = row["ended"], row["started"]
-    if ended is not None:
-        state = "ended"
-    elif any(s > started for s in starts.get(row["ruleset"], ())):
-        state = "interrupted"
-    else:
-        state = "running"
-    finished = sum(n for s, n in by_status.items() if s in FINAL)
-    ok = by_status.get("success", 0)
+    state = "ended" if ended is not None else "interrupted" if raw[-1] else "running"
     return {
         "id": row["id"], "ruleset": row["ruleset"], "state": state,
         "started": queries.iso(started), "ended": queries.iso(ended),
         "duration_seconds": round(ended - started, 3) if ended is not None else None,
         "ticks": row["ticks"], "overruns": row["overruns"], "exit_code": row["exit_code"],
-        "summary": row["summary"] or None,
-        "jobs": {"total": sum(by_status.values()), "finished": finished,
-                 "by_status": dict(sorted(by_status.items())),
-                 "success_rate": round(100.0 * ok / finished, 2) if finished else None},
+        "summary": row["summary"] or None, "jobs": _job_counts(by_status),
     }
 
 
+def _job_counts(by_status: Mapping[str, int]) -> dict[str, Any]:
+    """Jobs counted by status, with the finished and the success rate as `stats` rates them."""
+    acc = queries.Acc()
+    for status, count in by_status.items():
+        acc.add(status, (count, None, 0, None, None, None, None))
+    return {"total": acc.jobs, "finished": acc.finished,
+            "by_status": dict(sorted(by_status.items())), "success_rate": acc.success_rate}
+
+
 def tracked_counts(con: sqlite3.Connection) -> dict[str, Any] | None:
-    """Work recorded outside any run (rulesmon.track, `rulesmon track`, Celery)."""
+    """Work recorded outside any run (rulesmon.track, `rulesmon track`, Celery); records of
+    killed processes count as the error they will be closed as."""
     rows = con.execute("SELECT status, count(*), min(first_seen), max(last_seen) FROM jobs "
                        "WHERE run_id IS NULL GROUP BY status").fetchall()
     if not rows:
         return None
     by_status = {status: count for status, count, _a, _b in rows}
-    finished = sum(n for s, n in by_status.items() if s in FINAL)
-    ok = by_status.get("success", 0)
-    return {"total": sum(by_status.values()), "finished": finished,
-            "by_status": dict(sorted(by_status.items())),
-            "success_rate": round(100.0 * ok / finished, 2) if finished else None,
+    gone = len(liveness.dead(con))
+    if gone:
+        by_status["running"] -= gone
+        by_status["error"] = by_status.get("error", 0) + gone
+        if not by_status["running"]:
+            del by_status["running"]
+    return {**_job_counts(by_status),
             "first_seen": queries.iso(min(r[2] for r in rows)),
             "last_seen": queries.iso(max(r[3] for r in rows))}
 
@@ -178,115 +169,53 @@ def tracked_counts(con: sqlite3.Connection) -> dict[str, Any] | None:
 
 def run_jobs(con: sqlite3.Connection, run_id: int | None,
              limit: int | None = None) -> list[dict[str, Any]]:
-    """The jobs of a run (run_id None: tracked work, newest first, at most `limit`), in the
-    history JSON shape, each with `details` added."""
-    # The history read API filters by ruleset, not run; the shape is its own `_job_json`.
-    columns = queries._JOB_COLUMNS
-    select = f"SELECT {', '.join(columns)}, details FROM jobs"
+    """The jobs of a run (run_id None: tracked work, at most `limit`, records of killed
+    processes shown as the error they will be closed as), newest first, in the history JSON
+    shape, each with `details` added."""
     if run_id is None:
-        sql, args = f"{select} WHERE run_id IS NULL ORDER BY first_seen DESC, id DESC", []
-    else:
-        sql, args = f"{select} WHERE run_id = ? ORDER BY id", [run_id]
-    if limit is not None:
-        sql += " LIMIT ?"
-        args.append(limit)
-    now = time.time()
-    out = []
-    for raw in con.execute(sql, args):
-        row = dict(zip(columns, raw[:-1], strict=True))
-        live = row["status"] in _LIVE
-        sample = queries._latest_sample(con, row["id"]) if live else None
-        job = queries._job_json(row, now, sample)
-        job["details"] = _details(raw[-1])
-        out.append(job)
-    return out
-
-
-def _details(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        return queries.jobs(con, queries.Filters(tracked=True), limit, details=True,
+                            dead=set(liveness.dead(con)))
+    return queries.jobs(con, queries.Filters(run_id=run_id), limit, details=True)
 
 
 def figures(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """A run's totals under the key names of `rulesmon stats --format json`, plus `by_state`."""
+    acc = queries.Acc()
     by_status: dict[str, int] = {}
     by_state: dict[str, int] = {}
-    total = finished = active = ok = timed = 0
-    cpu = duration = gpu_hours = 0.0
-    longest: float | None = None
-    peak: int | None = None
     for job in jobs:
-        total += 1
+        acc.add_job(job)
         status = job["status"]
         by_status[status] = by_status.get(status, 0) + 1
         state = job["state"] or status.upper()
         by_state[state] = by_state.get(state, 0) + 1
-        usage = job["resource_usage"]
-        cpu += usage["cpu_total_seconds"] or 0.0
-        gpu_hours += usage["gpu_hours"] or 0.0
-        mem = usage["memory_peak_bytes"]
-        if mem is not None:
-            peak = mem if peak is None else max(peak, mem)
-        if status in FINAL:
-            finished += 1
-            ok += status == "success"
-            if job["duration_seconds"] is not None:
-                timed += 1
-                duration += job["duration_seconds"]
-                longest = job["duration_seconds"] if longest is None else max(
-                    longest, job["duration_seconds"])
-        elif status in _LIVE:
-            active += 1
-    return {
-        "total_jobs": total, "finished": finished, "active": active, "successful": ok,
-        "failed": finished - ok,
-        "success_rate": round(100.0 * ok / finished, 2) if finished else None,
-        "total_cpu_time_seconds": round(cpu, 2), "total_duration_seconds": round(duration, 2),
-        "average_duration_seconds": round(duration / timed, 2) if timed else None,
-        "max_duration_seconds": None if longest is None else round(longest, 3),
-        "memory_peak_max_mb": None if peak is None else round(peak / 1048576, 3),
-        "gpu_hours": round(gpu_hours, 3),
-        "by_status": dict(sorted(by_status.items())),
-        "by_state": dict(sorted(by_state.items())),
-    }
+    return {**acc.as_json(detail=True), "by_status": dict(sorted(by_status.items())),
+            "by_state": dict(sorted(by_state.items()))}
 
 
 # --- alerts of a run ----------------------------------------------------------------------
+
+def _window(started: float, ended: float | None) -> tuple[float, float]:
+    """A run's time span, with a second's slack either side (times are rounded)."""
+    return started - 1.0, ended + 1.0 if ended is not None else float("inf")
+
 
 def run_alerts(con: sqlite3.Connection, started: float, ended: float | None
                ) -> tuple[list[dict[str, Any]], int]:
     """The alert events between the run's start and end (the `show` alert shape plus the
     instance), each with its deliveries; and how many more there were."""
-    end = ended + 1.0 if ended is not None else float("inf")
-    window = (started - 1.0, end)
+    window = _window(started, ended)
     count = con.execute("SELECT count(*) FROM events WHERE t >= ? AND t < ?",
                         window).fetchone()[0]
     events = con.execute(
         "SELECT t, kind, rule, instance, severity, title, body FROM events WHERE t >= ? AND "
         "t < ? ORDER BY t, id LIMIT ?", (*window, EVENTS_SHOWN)).fetchall()
-    deliveries: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    seqs: dict[int, dict[str, Any]] = {}
-    for seq, target, kind, rule, instance, created, status, attempts, error, delivered in \
-            con.execute("SELECT seq, target, kind, rule, instance, created, status, attempts, "
-                        "last_error, delivered_at FROM outbox WHERE created >= ? AND "
-                        "created < ? ORDER BY seq", window):
-        entry = {"target": target, "status": status, "attempts": attempts,
-                 "last_error": scrub(error), "delivered_at": queries.iso(delivered),
-                 "failed_attempts": 0}
-        deliveries.setdefault((instance, rule, kind, created), []).append(entry)
-        seqs[seq] = entry
-    if seqs:
-        for seq, failed in con.execute(
-                "SELECT a.outbox_seq, count(*) FROM attempts a JOIN outbox o ON "
-                "o.seq = a.outbox_seq WHERE a.ok = 0 AND o.created >= ? AND o.created < ? "
-                "GROUP BY a.outbox_seq", window):
-            if seq in seqs:
-                seqs[seq]["failed_attempts"] = failed
+    deliveries = queries.deliveries(con, "o.created >= ? AND o.created < ?", list(window))
+    for entries in deliveries.values():
+        for entry in entries:
+            tries = entry.pop("tries")
+            entry["last_error"] = scrub(entry["last_error"])
+            entry["failed_attempts"] = sum(not t["ok"] for t in tries)
     alerts = [{"time": queries.iso(t), "kind": kind, "rule": rule, "instance": instance,
                "severity": severity, "title": title, "body": body,
                "deliveries": deliveries.get((instance, rule, kind, t), [])}
@@ -298,28 +227,17 @@ def run_notifications(con: sqlite3.Connection, started: float,
                       ended: float | None) -> dict[str, Any]:
     """Notifications created during the run by target and delivery status (the `stats`
     shape), with failed attempts."""
-    end = ended + 1.0 if ended is not None else float("inf")
-    window = (started - 1.0, end)
-    by_target: dict[str, dict[str, int]] = {}
-    total = 0
-    for target, status, count in con.execute(
-            "SELECT target, status, count(*) FROM outbox WHERE created >= ? AND created < ? "
-            "GROUP BY target, status", window):
-        by_target.setdefault(target, {})[status] = count
-        total += count
-    for target, failed in con.execute(
-            "SELECT o.target, count(*) FROM attempts a JOIN outbox o ON o.seq = a.outbox_seq "
-            "WHERE a.ok = 0 AND o.created >= ? AND o.created < ? GROUP BY o.target", window):
-        by_target.setdefault(target, {})["failed_attempts"] = failed
-    return {"total": total, "by_target": dict(sorted(by_target.items()))}
+    since, until = _window(started, ended)
+    return queries.notifications(con, queries.Filters(since=since), until=until)
 
 
 # --- one job ------------------------------------------------------------------------------
 
 def job(con: sqlite3.Connection, ident: str) -> dict[str, Any]:
-    """`rulesmon show --format json` for one job, delivery errors scrubbed of URLs, plus
-    `dag` (its parents and children as jobs) when it is a DAG node. HistoryError if none."""
-    out = queries.job(con, ident)
+    """`rulesmon show --format json` for one job (a killed process's record shown as the
+    error it will be closed as), delivery errors scrubbed of URLs, plus `dag` (its parents
+    and children as jobs) when it is a DAG node. HistoryError if none."""
+    out = queries.job(con, ident, dead=liveness.dead(con))
     for alert in out["alerts"]:
         for delivery in alert["deliveries"]:
             delivery["last_error"] = scrub(delivery["last_error"])

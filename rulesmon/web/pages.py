@@ -12,24 +12,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..config.units import format_seconds as dur
+from ..config.units import format_size as size
+from ..display.fmt import natural_key
 from ..history.queries import HistoryError
 from . import dag as dagmod
 from . import db, svg
-from .fmt import (
-    badge,
-    dur,
-    figs,
-    job_url,
-    kv,
-    link,
-    num,
-    pct,
-    section,
-    size,
-    table,
-    timestamp,
-    when,
-)
+from .fmt import badge, figs, job_url, kv, link, num, pct, section, table, timestamp, when
 
 #: Job rows listed on a run page unless `?jobs=all`.
 JOBS_SHOWN = 1000
@@ -51,7 +40,7 @@ def run_data(con: sqlite3.Connection, run_id: int) -> tuple[dict[str, Any], dagm
     if run is None:
         raise NotFound(f"no run {run_id} in this history")
     jobs = db.run_jobs(con, run_id)
-    jobs.sort(key=lambda j: (j["tool"] or "", dagmod.natural(str(j["instance"])), j["id"]))
+    jobs.sort(key=lambda j: (j["tool"] or "", natural_key(str(j["instance"])), j["id"]))
     started = timestamp(run["started"])
     ended = timestamp(run["ended"]) if run["ended"] else None
     alerts, omitted = db.run_alerts(con, started, ended)
@@ -402,9 +391,8 @@ def job_html(job: Mapping[str, Any]) -> tuple[str, str]:
     if job["params"]:
         body.append("<h2>Parameters</h2>")
         body.append(kv((str(k), _value(v)) for k, v in sorted(job["params"].items())))
-    shown_elsewhere = ("node.parents", "node.children", *(("node.vars",) if job["params"]
-                                                          else ()))
-    details = {k: v for k, v in job["details"].items() if k not in shown_elsewhere}
+    details = {k: v for k, v in job["details"].items()
+               if k not in ("node.parents", "node.children")}
     if details:
         body.append("<h2>Details</h2>")
         body.append(kv((str(k), _value(v)) for k, v in sorted(details.items())))
