@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import click
 
@@ -115,20 +115,49 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
                   allow_control=allow_control, log_json=log_json, verbose=verbose, live=live,
-                  group_filter=_group_filter(group, run_uuid), every=_every(every)))
+                  group_filter=_group_filter(group, run_uuid),
+                  every=_duration_opt(every, "--every", ruleset_field="every")))
 
 
-def _every(text: str | None) -> float | None:
+@overload
+def _duration_opt(text: str, hint: str, *, ruleset_field: str | None = None,
+                  positive: bool = False) -> float: ...
+
+
+@overload
+def _duration_opt(text: str | None, hint: str, *, ruleset_field: str | None = None,
+                  positive: bool = False) -> float | None: ...
+
+
+def _duration_opt(text: str | None, hint: str, *, ruleset_field: str | None = None,
+                  positive: bool = False) -> float | None:
+    """A duration option in seconds (None when not given), or click's usage error naming the
+    option. `ruleset_field`: checked as that Ruleset field is (its bounds too), so the option
+    takes what a ruleset may say and nothing more."""
     if text is None:
         return None
-    from .config.units import parse_duration
-
     try:
-        seconds = parse_duration(text)
+        if ruleset_field is not None:
+            from typing import Annotated
+
+            from pydantic import TypeAdapter, ValidationError
+
+            from .config.models import Ruleset
+
+            info = Ruleset.model_fields[ruleset_field]
+            form: Any = Annotated[info.annotation, *info.metadata]  # the field as declared
+            try:
+                seconds = float(TypeAdapter(form).validate_python(text))
+            except ValidationError as exc:
+                raise ValueError(exc.errors()[0]["msg"]) from None
+        else:
+            from .config.units import parse_duration
+
+            seconds = parse_duration(text)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--every") from None
-    if seconds <= 0:
-        raise click.BadParameter("must be more than 0s", param_hint="--every")
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    if positive and seconds <= 0:
+        raise click.BadParameter("must be more than 0s", param_hint=hint)
     return seconds
 
 
@@ -249,15 +278,13 @@ def facts(ruleset: str, fmt: str) -> None:
     """Collect facts once (launching nothing) and print them per job instance; facts that
     the rules use but no probe provided are marked unknown."""
     import json
-    import logging
 
     from . import logsetup
     from .engine import Engine
     from .rules.program import build
 
     loaded = _load_or_exit(ruleset)
-    log = logsetup.setup("warning")  # on stderr: stdout holds the facts (JSON must parse)
-    logging.getLogger("rulesmon").setLevel(logging.ERROR)
+    log = logsetup.setup("error")  # on stderr: stdout holds the facts (JSON must parse)
     engine = Engine(loaded, state_path=Path(":memory:"), log=log, dry_run=True)
     try:
         engine.start()
@@ -318,12 +345,7 @@ def silence_add(ruleset: str, rule: str, instance: str, duration: str, comment: 
     """Add a silence that expires by itself."""
     import time
 
-    from .config.units import parse_duration
-
-    try:
-        seconds = parse_duration(duration)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--for") from None
+    seconds = _duration_opt(duration, "--for")
     store = _store_for(ruleset, state)
     sid = store.add_silence(rule, instance, time.time() + seconds, comment)
     store.close()
@@ -569,7 +591,6 @@ def track(command: tuple[str, ...], tool: str | None, script: str | None, name: 
       rulesmon track -- python simulate.py --mesh 64
       rulesmon track --tool lammps --param atoms=4000 -- lmp -in in.melt
     """
-    from .config.units import parse_duration
     from .track import run_command
 
     values = {}
@@ -578,16 +599,8 @@ def track(command: tuple[str, ...], tool: str | None, script: str | None, name: 
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
         values[key] = value
-    try:
-        seconds = parse_duration(timeout) if timeout else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--timeout") from None
-    try:
-        keep = parse_duration(retention) if retention else None
-        if keep is not None and keep <= 0:
-            raise ValueError("retention must be more than 0")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--retention") from None
+    seconds = _duration_opt(timeout or None, "--timeout")
+    keep = _duration_opt(retention or None, "--retention", positive=True)
     sys.exit(run_command(command, tool=tool, script=script, name=name, params=values,
                          task_id=task_id, db=db, timeout=seconds, quiet=quiet,
                          retention=keep))

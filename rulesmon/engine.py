@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from .config.loader import Loaded
 from .config.units import format_duration
 from .facts import TERMINAL_STATES
 from .history.recorder import Recorder
-from .probes.base import Facts, Probe, TickContext
+from .probes.base import Facts, Probe, ProbeError, TickContext
 from .probes.diagnosis import Diagnoser
 from .probes.progress import JobProgress, Tracker, job_progress
 from .rules.compile import Compiled, EvalError
@@ -161,7 +161,8 @@ class Engine:
         if self.rs.state_file is not None and not dry_run:  # a dry run writes nothing
             from .statefile import writer_for
 
-            self.observers.append(writer_for(self.rs.state_file, self.base_dir, self.rs.name))
+            self.observers.append(writer_for(self.rs.state_file, self.base_dir, self.rs.name,
+                                             float(self.rs.every)))
         self.clock = clock
         self.interval = float(self.rs.every)
         self.probe_timeout = probe_timeout or max(1.0, min(self.interval * 0.8, 120.0))
@@ -206,6 +207,9 @@ class Engine:
         self._fp: dict[tuple[str, str], str] = {}
         self._target_cache: dict[frozenset[str], list[tuple[str, Mapping[str, Any], History]]] \
             = {}
+        #: (the tick's snapshots, [(job key, group key, group facts)]): see `_groups`
+        self._group_cache: tuple[Mapping[str, Any], list[tuple[str, str, Mapping[str, Any]]]] \
+            | None = None
         self._states: dict[str, str] = {}
         self._events: list[tuple[float, str, str, str, str, str, str]] = []
         self._owed: list[tuple[CompiledRule, str, Mapping[str, Any], Owed]] = []
@@ -248,8 +252,11 @@ class Engine:
         self.store.close()
 
     def _ctx(self, now: float, instances: Mapping[str, Facts] | None = None) -> TickContext:
+        # the deadline is taken just before the probes are submitted: a moment earlier than
+        # the timeout _run_probes enforces, so a probe that keeps to it is never cut off
         return TickContext(now=now, ruleset=self.rs, base_dir=self.base_dir,
-                           instances=instances or {}, dry_run=self.dry_run)
+                           instances=instances or {}, dry_run=self.dry_run,
+                           deadline=time.monotonic() + self.probe_timeout)
 
     # --- one tick -----------------------------------------------------------------------------
 
@@ -324,6 +331,20 @@ class Engine:
                     self._eval_errors.add((name, str(exc)))
                     self.log.error("observer_failed", observer=name, error=_one_line(exc))
 
+    def _flush_state_file(self) -> None:
+        """The run ended: the state file gets the last tick if its cadence held it back."""
+        from .statefile import StateFileWriter
+
+        for observer in self.observers:
+            if isinstance(observer, StateFileWriter):
+                try:
+                    observer.flush()
+                except Exception as exc:  # as in _notify_observers: once per distinct error
+                    name = type(observer).__name__
+                    if (name, str(exc)) not in self._eval_errors:
+                        self._eval_errors.add((name, str(exc)))
+                        self.log.error("observer_failed", observer=name, error=_one_line(exc))
+
     def _history(self, key: str) -> History:
         h = self.histories.get(key)
         if h is None:
@@ -378,7 +399,7 @@ class Engine:
                 # `repeated`: the probe did not ask again (min_interval) and says it is still
                 # failing; the failed state holds, but it is not one more failed poll
                 self._fail(probe.name, _one_line(exc),
-                           count=not getattr(exc, "repeated", False))
+                           count=not (isinstance(exc, ProbeError) and exc.repeated))
                 continue
             h = self.health[probe.name]
             if not h.ok:
@@ -390,12 +411,14 @@ class Engine:
         return results
 
     def _fail(self, name: str, error: str, count: bool = True) -> None:
+        """A failed probe; logged once per failed poll (`count`), not on the ticks that only
+        report the last failure again."""
         h = self.health.setdefault(name, ProbeHealth())
         h.ok = False
+        h.error = error
         if count or not h.failures:
             h.failures += 1
-        h.error = error
-        self.log.warning("probe_failed", probe=name, failures=h.failures, error=error)
+            self.log.warning("probe_failed", probe=name, failures=h.failures, error=error)
 
     def _filter_group(self, instances: dict[str, Facts]) -> dict[str, Facts]:
         """`--run-uuid` / `--group`: one group's instances, plus the DAG instance(s) they
@@ -452,7 +475,7 @@ class Engine:
                     key, facts, list(job.files),
                     {n: s.expect_count for n, s in job.files.items()
                      if s.expect_count is not None},
-                    [n for n, s in job.files.items() if s.validate_ != "none"]))
+                    [n for n, s in job.files.items() if s.validate_ != "none"], now=now))
         job_progress(self.job_trackers, instances,
                      {k: j.progress for k, j in self.rs.jobs.items() if j.progress}, now)
 
@@ -519,38 +542,29 @@ class Engine:
 
     def _groups(self, rule: CompiledRule, snapshots: Mapping[str, Mapping[str, Any]],
                 run_snapshot: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-        for snap in snapshots.values():
-            job_key = snap.get("job.key", "")
-            job = self.rs.jobs.get(job_key)
-            if job is None or not job.group_by or not rule.applies_to(job_key):
-                continue
-            for by in job.group_by:
-                value = group_value(snap, by)
-                if value is not None:
-                    groups.setdefault((job_key, by, str(value)), []).append(snap)
-        out: list[tuple[str, Mapping[str, Any]]] = []
-        for (job_key, by, value), members in sorted(groups.items()):
-            facts: Facts = dict(run_snapshot)
-            facts.update(group_facts(by, value, members))
-            out.append((f"{job_key}/{by}={value}", MappingProxyType(facts)))
-        return out
+        """The groups a group-scope rule sees: made once per tick (this tick's `snapshots`),
+        then picked by the rule's `jobs:`."""
+        cache = self._group_cache
+        if cache is None or cache[0] is not snapshots:
+            made: list[tuple[str, str, Mapping[str, Any]]] = []
+            members = group_members(snapshots.values(), self.group_by())
+            for (job_key, by, value), group in sorted(members.items()):
+                facts: Facts = dict(run_snapshot)
+                facts.update(group_facts(by, value, group))
+                made.append((job_key, f"{job_key}/{by}={value}", MappingProxyType(facts)))
+            cache = self._group_cache = (snapshots, made)
+        return [(key, facts) for job_key, key, facts in cache[1] if rule.applies_to(job_key)]
+
+    def group_by(self) -> dict[str, tuple[str, ...]]:
+        """Each job's `group_by:` keys (jobs without any left out)."""
+        return {k: tuple(j.group_by) for k, j in self.rs.jobs.items() if j.group_by}
 
     def group_instances(self) -> dict[str, Facts]:
         """`group.*` of every group of the last tick, keyed as group-scope alerts are
         (`rulesmon facts` prints them)."""
-        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-        for snap in self.instances.values():
-            job_key = snap.get("job.key", "")
-            job = self.rs.jobs.get(job_key) if isinstance(job_key, str) else None
-            if job is None or not job.group_by:
-                continue
-            for by in job.group_by:
-                value = group_value(snap, by)
-                if value is not None:
-                    groups.setdefault((str(job_key), by, str(value)), []).append(snap)
-        return {f"{job_key}/{by}={value}": group_facts(by, value, members)
-                for (job_key, by, value), members in sorted(groups.items())}
+        members = group_members(self.instances.values(), self.group_by())
+        return {f"{job_key}/{by}={value}": group_facts(by, value, group)
+                for (job_key, by, value), group in sorted(members.items())}
 
     def _evaluate_rule(self, rule: CompiledRule,
                        targets: list[tuple[str, Mapping[str, Any], History]], now: float,
@@ -826,6 +840,7 @@ class Engine:
             self.store.save_tick((), (), events, None, self.ticks, self.overruns)
         summary = str(self.run_facts.get("run.summary", ""))
         self.store.end_run(self.run_id, self.clock(), code, summary)
+        self._flush_state_file()
         if self.recorder is not None:
             self.recorder.finish(self.store.db, self.clock())
         self.log.info("run_finished", reason=reason, exit_code=code, summary=summary,
@@ -869,6 +884,11 @@ _EPOCH_KEYS = ("epoch", "Epoch")
 _RESOURCE_KEYS = ("ResourceName", "resource_name", "resource")
 
 
+#: (job key, group_by key) -> the `job.attrs.<Name>` fact that matched it last: the next
+#: instance of the job is asked for that name before all its facts are searched
+_SPELT: dict[tuple[str, str], str] = {}
+
+
 def group_value(facts: Mapping[str, Any], by: str) -> Any:
     """The value an instance has for a `group_by` key: a DAG node's VARS, a fact, or an
     HTCondor job's custom attribute (`run_uuid` finds `+RunUUID`: case and `_` ignored)."""
@@ -876,11 +896,37 @@ def group_value(facts: Mapping[str, Any], by: str) -> Any:
     if value is None and facts.get("job.source") == "htcondor":
         value = facts.get(f"job.attrs.{by}")
         if value is None:
+            spelt_key = (str(facts.get("job.key", "")), by)
+            spelt = _SPELT.get(spelt_key)
+            if spelt is not None and spelt in facts:
+                return facts[spelt]
             want = by.replace("_", "").lower()
             for k, v in facts.items():
                 if k.startswith("job.attrs.") and k[10:].replace("_", "").lower() == want:
+                    if len(_SPELT) >= 4096:
+                        _SPELT.clear()
+                    _SPELT[spelt_key] = k
                     return v
     return value
+
+
+def group_members(instances: Iterable[Mapping[str, Any]],
+                  by_for_job: Mapping[str, Sequence[str]], default: Sequence[str] = (),
+                  ) -> dict[tuple[str, str, str], list[Mapping[str, Any]]]:
+    """Instances by group, `(job key, group_by key, value) -> members`: each instance under
+    each of its job's `group_by` keys (`default` for a job without any) that it has a value
+    for. What group-scope rules, `rulesmon facts` and the plain lines' RUN_PROGRESS share: the
+    DAG itself is no member of its runs, and a list or map value names no group."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for f in instances:
+        if "dag.file" in f:
+            continue
+        job_key = str(f.get("job.key", ""))
+        for by in by_for_job.get(job_key) or default:
+            value = group_value(f, by)
+            if value is not None and not isinstance(value, dict | list):
+                groups.setdefault((job_key, by, str(value)), []).append(f)
+    return groups
 
 
 def group_facts(by: str, value: str, members: list[Mapping[str, Any]]) -> Facts:

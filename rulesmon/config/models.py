@@ -796,8 +796,9 @@ FactName = Annotated[str, _named(_FACT_NAME, "fact name"), Field(pattern=_FACT_N
 
 
 class StateFile(Model):
-    """A JSON file with every job's state, rewritten atomically each tick, for the next stage
-    of a pipeline (the SLURM procedure's run-experiment-state.json)."""
+    """A JSON file with every job's state, rewritten atomically (at most every `every` or 5 s,
+    and when the run ends), for the next stage of a pipeline (the SLURM procedure's
+    run-experiment-state.json)."""
 
     path: str = Field(min_length=1, description="The file; relative paths start from the "
                       "ruleset's folder. Written as a temporary file beside it, then renamed.")
@@ -832,8 +833,8 @@ class Ruleset(Model):
     history: History = Field(default_factory=History,
                              description="Job history kept in the state database.")
     state_file: StateFile | None = Field(
-        None, description="Write every job's state to this JSON file each tick (a path, or "
-        "{path, fields}).")
+        None, description="Write every job's state to this JSON file, at most every tick or "
+        "5 s and when the run ends (a path, or {path, fields}).")
 
     @model_validator(mode="before")
     @classmethod

@@ -32,10 +32,22 @@ class TickContext:
     #: see what the sources found). Read-only by convention.
     instances: Mapping[str, Facts] = field(default_factory=dict)
     dry_run: bool = False
+    #: The `time.monotonic()` by which `collect` should return: the engine's probe timeout
+    #: (`Engine(probe_timeout=...)` or its default), so a probe that can stop early (a large
+    #: log caught up over several ticks) stops in time. None outside the engine.
+    deadline: float | None = None
 
 
 class ProbeError(Exception):
-    """A probe's failure, with a one-line message for `probe.<name>.error`."""
+    """A probe's failure, with a one-line message for `probe.<name>.error`.
+
+    `repeated`: the probe did not ask again (its `min_interval` holds) and reports its last
+    failure once more; the engine keeps the failed state without counting (or logging) one
+    more failed poll."""
+
+    def __init__(self, message: str = "", *, repeated: bool = False) -> None:
+        super().__init__(message)
+        self.repeated = repeated
 
 
 class Probe(Protocol):
@@ -59,18 +71,29 @@ def instance_key(job: str, unit: str | int) -> str:
     return f"{job}/{unit}"
 
 
-_RENDERED: dict[tuple[Any, ...], Path] = {}
+_RENDERED: dict[tuple[Any, ...], Path | None] = {}
 
 
 def render_path(template: str, context: Mapping[str, Any], base: Path) -> Path:
-    """A path template rendered in the sandbox and resolved from the ruleset's folder.
+    """A path template rendered in the sandbox and resolved from the ruleset's folder (an
+    empty render is that folder itself).
 
     Renders are cached by the values the template reads (`job.id`, `worker`), so a probe
     that resolves hundreds of paths every tick renders each only when its inputs change.
     """
+    path = render_optional_path(template, context, base)
+    return base if path is None else path
+
+
+def render_optional_path(template: str, context: Mapping[str, Any], base: Path) -> Path | None:
+    """`render_path`, but None when the template renders empty (SCHEDULER_LOGS' `''` for a
+    discarded output): a file to follow that is no file, not `base` (whose parent is another
+    filesystem when the workdir is a mount point)."""
     if "{{" not in template and "{%" not in template:
-        path = Path(template).expanduser()
-        return path if path.is_absolute() else base / path
+        if not template.strip():
+            return None
+        plain = Path(template).expanduser()
+        return plain if plain.is_absolute() else base / plain
     from ..templates import parse, paths, render
 
     key: tuple[Any, ...] | None = (template, str(base),
@@ -81,8 +104,11 @@ def render_path(template: str, context: Mapping[str, Any], base: Path) -> Path:
         key = None
     if key is not None and key in _RENDERED:
         return _RENDERED[key]
-    path = Path(render(template, dict(context))).expanduser()
-    path = path if path.is_absolute() else base / path
+    text = render(template, dict(context))
+    path: Path | None = None
+    if text.strip():
+        rendered = Path(text).expanduser()
+        path = rendered if rendered.is_absolute() else base / rendered
     if key is not None:
         if len(_RENDERED) > 8192:
             _RENDERED.clear()
