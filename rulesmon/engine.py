@@ -247,6 +247,7 @@ class Engine:
             except Exception as exc:
                 self.log.warning("probe_close_failed", probe=probe.name, error=_one_line(exc))
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.diagnoser.close()  # the kernel logs it follows
         if self.delivery is not None:
             self.delivery.close()
         self.store.close()
