@@ -62,7 +62,8 @@ TARGET = 3.0
 KEY = "embed/0"
 
 _NUM = r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
-_NUM_OR_NAN = rf"({_NUM}|nan(\.0)?|-?inf(\.0)?)"
+_NAN_INF = r"[-+]?(nan|NaN|NAN|infinity|inf|Infinity|Inf)([^[:alnum:]_]|$)"
+_NUM_OR_NAN = rf"({_NUM}|{_NAN_INF})"
 #: Every pattern of PRESETS in POSIX ERE, by pattern name (see the module docstring).
 GREP = {
     "items": r"Processed [0-9]+/[0-9]+",
@@ -76,11 +77,12 @@ GREP = {
     "oom": r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory",
     "cpu_oom": r"DefaultCPUAllocator: can't allocate memory|(^|[^[:alnum:]_])MemoryError"
                r"|_ArrayMemoryError|Unable to allocate [^[:space:]]+ ([KMGT]i?B|bytes)"
-               r"|oom_kill event|oom-kill",
+               r"|oom_kill event|oom-kill"
+               r"|DataLoader worker [(]pid[^)]*[)] is killed by signal: Killed",
     "nccl": r"NCCL error|ncclInternalError|ncclSystemError|ncclUnhandledCudaError"
             r"|ncclRemoteError|Watchdog caught collective operation timeout",
-    "nan_loss": r"(loss|grad_norm)(_step|_epoch)?['\"]?([:=]|': )[[:space:]]*'?(nan|-?inf)"
-                r"([^[:alnum:]_]|$)",
+    "nan_loss": r"(loss|grad_norm)(_step|_epoch)?['\"]?[[:space:]]*[:=][[:space:]]*['\"]?"
+                + _NAN_INF,
 }
 GREP_ENV = {**os.environ, "LC_ALL": "C"}
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 #: NaN and infinity as Python, Lightning (`nan.0`), C (`-nan`) and JSON (`NaN`, `Infinity`)
 #: print them
-_NAN_INF = r"[-+]?(?:nan|NaN|NAN|infinity|inf|Infinity|Inf|INF)"
+#: NaN and infinity as Python, PyTorch, JSON, C, R and Julia print them. Not `INF` (C's %F):
+#: every "INFO" of a log holds it, and the logs probe finds rare patterns by their literals.
+_NAN_INF = r"[-+]?(?:nan|NaN|NAN|infinity|inf|Infinity|Inf)"
 _NUM_OR_NAN = rf"(?:{_NUM}|{_NAN_INF}(?:\.0\b|\b))"
 
 
