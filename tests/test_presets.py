@@ -316,3 +316,23 @@ def test_nan_loss_spellings(tmp_path: Path) -> None:
     assert facts["log.errors.nan_loss.count"] == len(bad)
     job.write(b"step 14 - loss: NaN\n")
     assert isnan(job.collect()["log.loss"])
+
+
+def test_no_preset_pattern_is_searched_from_every_position() -> None:
+    """On a log of typical INFO lines, every builtin pattern is counted through a literal
+    (a literal-led search, forward or on the reversed text, or its rare literals found and
+    their lines checked), never by a search from every position, which is several times
+    slower: a preset literal as common as "INF" would silently cost that."""
+    from rulesmon.probes.log_presets import PRESETS
+    from rulesmon.probes.logs import Chunk, Matcher, compile_forms
+
+    line = ("2025-01-15 10:00:01,123 - INFO - Processed 120/1000 items - loss: 0.512 - "
+            "250.1 items/s\n")
+    data = (line * 2000).encode()
+    patterns = {name: p for preset in PRESETS.values()
+                for name, p in [*preset.extract.items(),
+                                *((k, e.pattern) for k, e in preset.errors.items())]}
+    matchers = [Matcher(name, *compile_forms(p)) for name, p in patterns.items()]
+    chunk = Chunk(data, matchers)
+    ways = {m.name: chunk.find(m).how for m in matchers}
+    assert not [name for name, how in ways.items() if how == "full"], ways
