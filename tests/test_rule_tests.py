@@ -55,3 +55,29 @@ def test_series_notation() -> None:
     assert expand("0+10x3") == [0, 10, 20, 30]
     assert expand("5x2 RUNNING true") == [5, 5, 5, "RUNNING", True]
     assert expand(["a", None]) == ["a", missing]
+
+
+def test_keep_firing_for_counts_from_the_first_false_evaluation_like_prometheus() -> None:
+    """keep_firing_for: 3m on a condition last true at 4m resolves at 8m, as Prometheus's
+    KeepFiringSince does, minute by minute (tests/rules/keep_firing.test.yaml)."""
+    result = run_cli("test", str(RULES / "keep_firing.yaml"),
+                     str(RULES / "keep_firing.test.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed, 0 failed" in result.stdout
+
+
+def test_the_first_false_evaluation_survives_a_restart() -> None:
+    """The start of a keep_firing_for count is durable state: restored from JSON after a
+    restart, the alert resolves when it would have without the restart."""
+    from rulesmon.rules.state import AlertState, Timing, step
+
+    t = Timing(keep_firing_for=180.0)
+    state = AlertState()
+    kinds: list[tuple[int, str]] = []
+    for minute in range(10):
+        if minute == 6:  # rulesmon restarted: only what was written comes back
+            state = AlertState.from_json(state.to_json())
+        s = step(t, minute <= 4, minute * 60.0, 60.0, state)
+        state = s.state
+        kinds += [(minute, o.kind) for o in s.owed]
+    assert kinds == [(0, "fire"), (8, "resolve")]

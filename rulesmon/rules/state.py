@@ -4,6 +4,12 @@
                                                       │ repeat: re-notify while it holds
     once: after the first firing an instance stays `done`.
 
+`keep_firing_for` counts as Prometheus's does (rules/alerting.go, `KeepFiringSince`): from
+the first evaluation that would resolve the alert (the condition false, and `clear_when` true
+when the rule has one), not from the last true one; the alert stays firing while
+`now - that first false evaluation < keep_firing_for` and resolves at the first evaluation where
+it is not. A true evaluation in between starts the count afresh.
+
 Missing data (UNKNOWN) is its own outcome: it neither fires nor resolves, and it neither
 advances nor resets a `for:` timer. Time only counts while rulesmon is running: the credit of
 one tick is capped, so downtime never completes a `for:`.
@@ -50,6 +56,9 @@ class AlertState(NamedTuple):
     last_eval: float | None = None
     since: float | None = None  # when it started firing
     last_true: float | None = None
+    #: the first evaluation that would have resolved a firing alert (keep_firing_for counts
+    #: from it, as Prometheus's KeepFiringSince); None while the condition holds
+    false_since: float | None = None
     notified_at: float | None = None
     repeats: int = 0
     notifications: int = 0
@@ -78,7 +87,7 @@ class AlertState(NamedTuple):
         return (self.status, self.held_for, self.since, self.notified_at, self.repeats,
                 self.notifications, self.recent, self.unknown_for, self.was_unknown,
                 self.value, self.value_for, self.fired_once, self.muted,
-                self.last_true if keep_firing else None)
+                self.last_true if keep_firing else None, self.false_since)
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,8 @@ def step(t: Timing, result: bool | Unknown, now: float, interval: float, prev: A
             and t.absent_for is None and t.stale_for is None:
         every = repeat_interval(t, prev.repeats)
         if every is None or prev.notified_at is None or now - prev.notified_at < every - 1e-9:
-            return Step(prev._replace(last_eval=now, last_true=now), (), True)  # still firing
+            return Step(prev._replace(last_eval=now, last_true=now, false_since=None), (),
+                        True)  # still firing
     credit = 0.0 if prev.last_eval is None else max(0.0, min(now - prev.last_eval,
                                                              interval * 1.5))
     state = prev._replace(last_eval=now)
@@ -166,17 +176,20 @@ def step(t: Timing, result: bool | Unknown, now: float, interval: float, prev: A
 
     # firing
     if holds:
-        state = state._replace(last_true=now)
+        state = state._replace(last_true=now, false_since=None)
     else:
         clears = True
         if t.has_clear:
             clears = cleared is True
-        if t.keep_firing_for and state.last_true is not None \
-                and now - state.last_true < t.keep_firing_for:
-            clears = False
+        if clears and t.keep_firing_for:
+            # Prometheus: kept while now - (first false evaluation) < keep_firing_for
+            first_false = now if state.false_since is None else state.false_since
+            state = state._replace(false_since=first_false)
+            if now - first_false < t.keep_firing_for - 1e-9:
+                clears = False
         if clears:
             state = state._replace(status="done" if t.once else "inactive", held_for=0.0,
-                            repeats=0)
+                            repeats=0, false_since=None)
             if t.resolve:
                 owed.append(Owed("resolve", now))
             return Step(state, tuple(owed), False)
