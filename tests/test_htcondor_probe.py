@@ -103,6 +103,57 @@ def test_jobs_that_left_the_queue_come_from_history(fake: FakeCondor, tmp_path: 
     assert len(fake.calls("condor_history")) == 1  # ended jobs are not looked up again
 
 
+Q_I13 = (FIXTURES / "condor_q-23.9-i13.json").read_text(encoding="utf-8")
+H_I13 = (FIXTURES / "condor_history-23.9-i13.json").read_text(encoding="utf-8")
+
+
+def test_user_hold_is_a_state_not_an_ending(fake: FakeCondor, tmp_path: Path) -> None:
+    """A job held with condor_hold (HoldReasonCode 1, recorded on 23.9) is HELD, not terminal,
+    with its reason and code and no diagnosis: it is still queued and can be released."""
+    fake.answer("condor_q", Q_I13)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: ['2.0']}\n", tmp_path)
+    held = probe.collect(tick())["t/2.0"]
+    assert (held["job.state"], held["job.status"], held["job.outcome"]) == (
+        "HELD", "held", "unknown")
+    assert held["job.terminal"] is False and held["job.hold_code"] == 1
+    assert held["job.hold_reason"] == "via condor_hold (by user rmcondor)"
+    assert "job.diagnosis" not in held and "job.succeeded" not in held
+    assert held["job.elapsed"] == 14.0  # it ran 14 s before the hold
+
+
+def test_zero_wall_clock_is_a_value(fake: FakeCondor, tmp_path: Path) -> None:
+    """RemoteWallClockTime 0.0 (recorded on 23.9) is an elapsed time of 0, not an unknown one:
+    a job that ran under a second, one removed before it ran, and one idle in the queue."""
+    fake.answer("condor_q", Q_I13)
+    fake.answer("condor_history", H_I13)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: ['5.0', '6.0']}\n", tmp_path)
+    facts = probe.collect(tick())
+    idle = facts["t/6.0"]
+    assert (idle["job.state"], idle["job.elapsed"]) == ("PENDING", 0.0)
+    fake.answer("condor_q", "[]")  # 6.0 removed from the queue: in condor_history now
+    facts = probe.collect(tick())
+    quick, removed = facts["t/5.0"], facts["t/6.0"]
+    assert (quick["job.state"], quick["job.exit_code"], quick["job.elapsed"]) == (
+        "COMPLETED", 0, 0.0)
+    assert (removed["job.state"], removed["job.elapsed"]) == ("CANCELLED", 0.0)
+
+
+def test_removed_job_keeps_its_signal(fake: FakeCondor, tmp_path: Path) -> None:
+    """A job removed with condor_rm while it ran keeps ExitSignal 15 from condor_history
+    (recorded on 23.9): signal 15, exit code 143, still CANCELLED; one removed while idle
+    has no signal at all."""
+    fake.answer("condor_history", H_I13)
+    probe, tick = probe_for("  t:\n    htcondor: {ids: ['3.0', '6.0']}\n", tmp_path)
+    facts = probe.collect(tick())
+    ran, idle = facts["t/3.0"], facts["t/6.0"]
+    assert (ran["job.state"], ran["job.outcome"], ran["job.diagnosis"]) == (
+        "CANCELLED", "cancelled", "cancelled")
+    assert (ran["job.signal"], ran["job.exit_code"], ran["job.elapsed"]) == (15, 143, 14.0)
+    assert ran["job.diagnosis_detail"] == "via condor_rm (by user rmcondor)"
+    assert idle["job.state"] == "CANCELLED"
+    assert "job.signal" not in idle and "job.exit_code" not in idle
+
+
 def test_one_condor_q_call_per_tick_for_all_jobs(fake: FakeCondor, tmp_path: Path) -> None:
     """Three watched jobs with different selections cost one condor_q call per tick, and a tick
     inside min_interval costs none."""
@@ -197,12 +248,13 @@ def test_older_version_shapes(fake: FakeCondor, tmp_path: Path) -> None:
 
 
 def test_lowercase_names(fake: FakeCondor, tmp_path: Path) -> None:
-    """Attribute names are case-insensitive; a hold by a user is diagnosed as cancelled."""
+    """Attribute names are case-insensitive (a hold by a user, read in lower case, is HELD
+    with its code and no diagnosis)."""
     fake.answer("condor_q", (FIXTURES / "condor_q-lowercase.json").read_text(encoding="utf-8"))
     probe, tick = probe_for("  t:\n    htcondor: {owner: bob}\n", tmp_path)
     facts = probe.collect(tick())["t/77.3"]
     assert facts["job.state"] == "HELD" and facts["job.hold_code"] == 1
-    assert facts["job.diagnosis"] == "cancelled" and facts["job.attrs.runuuid"] == "zz-9"
+    assert "job.diagnosis" not in facts and facts["job.attrs.runuuid"] == "zz-9"
 
 
 @pytest.mark.parametrize(("setup", "expected"), [

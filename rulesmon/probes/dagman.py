@@ -88,10 +88,11 @@ NODE_STATES = ("NOT_READY", "READY", "PRERUN", "SUBMITTED", "POSTRUN", "DONE", "
                "FUTILE")
 DAG_STATUS = {0: "OK", 1: "ERROR", 2: "NODE_FAILED", 3: "ABORT", 4: "RM", 5: "CYCLE",
               6: "HALTED"}
-#: HoldReasonCode → diagnosis, as for plain HTCondor jobs (see htcondor.py).
+#: HoldReasonCode → diagnosis, as for plain HTCondor jobs (see htcondor.py): a hold by a user
+#: (code 1) has none, as the job is still queued and can be released.
 _HOLD_DIAGNOSIS = {6: "launch_failed", 8: "launch_failed", 10: "launch_failed",
                    13: "launch_failed", 14: "launch_failed", 7: "missing_output",
-                   9: "missing_output", 12: "missing_output", 34: "oom", 1: "cancelled"}
+                   9: "missing_output", 12: "missing_output", 34: "oom"}
 _ENDED = ("done", "removed")
 #: node states a FINAL node does not wait for
 _FINAL_WAITS_FOR = ("DONE", "ERROR", "FUTILE")

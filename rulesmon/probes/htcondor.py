@@ -29,19 +29,27 @@ hold reason or exit):
 | 2 Running           | running      | RUNNING    | running     |                                |
 | 6 Transferring out  | transferring | RUNNING    | running     |                                |
 | 7 Suspended         | suspended    | SUSPENDED  | running     |                                |
-| 5 Held              | held         | HELD       | unknown     | by hold code (below)           |
+| 5 Held              | held         | HELD       | unknown     | by hold code (below), or none  |
 | 4 Completed, exit 0 | completed    | COMPLETED  | success     | ok                             |
 | 4 Completed, exit N | completed    | FAILED     | failed      | nonzero_exit                   |
 | 4 Completed, signal | completed    | FAILED     | failed      | signal (exit_code 128+N)       |
-| 3 Removed           | removed      | CANCELLED  | cancelled   | cancelled                      |
+| 3 Removed           | removed      | CANCELLED  | cancelled   | cancelled (signal: ExitSignal) |
 | left the queue, not in condor_history in 10 lookups (terminal) | | UNKNOWN | unknown | unknown |
 | named by id, in neither the queue nor condor_history (terminal) | | UNKNOWN | unknown | unknown |
 | submitted by the ruleset and never seen (launch check)    | | FAILED  | error   | launch_failed |
 
 Held jobs are diagnosed by HoldReasonCode where the code says why: 6, 8, 10, 13, 14 (the job
 could not start: input files, executable or folder missing) → launch_failed; 7, 9, 12 (output
-could not be written or transferred) → missing_output; 34 (memory limit) → oom; 1 (held by a
-user) → cancelled. The hold reason is in `job.hold_reason` and `job.diagnosis_detail`.
+could not be written or transferred) → missing_output; 34 (memory limit) → oom. A hold by a
+user (code 1, condor_hold) and the other codes give no diagnosis: a held job is still queued and
+can be released, so a hold is a state with a reason, not an ending. The hold reason is in
+`job.hold_reason` (and `job.diagnosis_detail` when there is a diagnosis).
+
+A removed job that was running when condor_rm killed it keeps the signal that did
+(`ExitBySignal`/`ExitSignal`, 15 on HTCondor 23.9): `job.signal` 15 and `job.exit_code` 143, as
+for a job killed by a signal; one removed before it ran has neither. `job.elapsed` is
+RemoteWallClockTime, 0 included (a job that ran under a second, or one that never ran); a
+running job's is counted from JobCurrentStartDate.
 
 Units: memory and disk facts are bytes (HTCondor counts MiB for memory and KiB for disk).
 The request is RequestMemory / RequestDisk when they are numbers; else what the slot
@@ -82,7 +90,7 @@ _OUTCOME = {"idle": "unknown", "running": "running", "transferring": "running",
             "suspended": "running", "held": "unknown", "removed": "cancelled"}
 _HOLD_DIAGNOSIS = {6: "launch_failed", 8: "launch_failed", 10: "launch_failed",
                    13: "launch_failed", 14: "launch_failed", 7: "missing_output",
-                   9: "missing_output", 12: "missing_output", 34: "oom", 1: "cancelled"}
+                   9: "missing_output", 12: "missing_output", 34: "oom"}
 _ID = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
 #: Ticks a job that left the queue may be missing from condor_history (history is written
 #: a moment after the job leaves) before it is reported UNKNOWN.
@@ -598,7 +606,7 @@ def _ad_facts(raw: Mapping[str, Any], now: float,
     if current is not None:
         f["_current_start"] = current
     wall = cli.number(ad, "RemoteWallClockTime")
-    if wall is not None and wall > 0:
+    if wall is not None and wall >= 0:  # 0.0 is a value: under a second, or never ran
         f["job.elapsed"] = wall
     f.update(_attrs(raw))
     if status == "held":
@@ -618,6 +626,10 @@ def _ad_facts(raw: Mapping[str, Any], now: float,
                 f["job.end_time"] = end
             if isinstance(reason, str) and reason:
                 f["job.raw_state"] = f"removed: {reason}"
+            if cli.boolean(ad, "ExitBySignal"):  # it was running: condor_rm's signal ended it
+                sig = cli.integer(ad, "ExitSignal")
+                if sig:
+                    f["job.signal"], f["job.exit_code"] = sig, 128 + sig
     else:
         f.update({"job.state": "UNKNOWN", "job.raw_state": f"JobStatus {code}",
                   "job.terminal": False, "job.outcome": "unknown"})
