@@ -29,8 +29,38 @@ CONDOR_STATUSES = ("idle", "running", "removed", "completed", "held", "transferr
 NODE_STATES = ("NOT_READY", "READY", "PRERUN", "SUBMITTED", "POSTRUN", "DONE", "ERROR",
                "FUTILE")
 OUTCOMES = ("success", "failed", "timeout", "cancelled", "error", "running", "unknown")
-DIAGNOSES = ("ok", "oom", "time_limit", "nonzero_exit", "signal", "nan", "nccl", "missing_output",
-             "cancelled", "node_failure", "launch_failed", "zombie", "unknown")
+DIAGNOSES = ("ok", "oom", "time_limit", "nonzero_exit", "signal", "killed", "nan", "nccl",
+             "missing_output", "cancelled", "node_failure", "launch_failed", "zombie", "unknown")
+#: What each diagnosis means and the evidence it needs (docs/facts.md, "Diagnoses").
+DIAGNOSIS_DOCS: dict[str, str] = {
+    "ok": "Exit 0 (COMPLETED) and final verification found nothing wrong. `job.verified` is "
+          "true only when something was checked (declared file sets, an expected total); "
+          "with nothing declared it stays unknown and the detail says `nothing verified`.",
+    "oom": "Out of memory, by evidence only: the scheduler's OUT_OF_MEMORY or HTCondor hold "
+           "code 34, the kernel's OOM-killer record of the pid (kern.log/syslog/messages, "
+           "else dmesg), or an allocation failure in the log (CUDA OOM, `MemoryError`, "
+           "`Unable to allocate`, a DataLoader worker killed, SLURM's `oom_kill event` line "
+           "from the job's cgroup).",
+    "killed": "SIGKILL (signal 9, or exit code 137) with no out-of-memory evidence: `kill -9`, "
+              "`scancel -s KILL` and an unrecorded OOM kill look alike. `job.diagnosis_hint` "
+              "says `possibly out of memory` and whether the kernel's messages were read.",
+    "time_limit": "TIMEOUT or DEADLINE, or `job.exceeded`.",
+    "nonzero_exit": "A non-zero exit code without a more specific cause (the detail quotes "
+                    "the last traceback line when the log has one).",
+    "signal": "Ended by a signal other than SIGKILL, SIGTERM and SIGINT.",
+    "nan": "The loss became NaN or infinite (nan-loss preset): any bad ending with that "
+           "evidence, and an exit 0 whose loss is NaN at the end (a NaN gradient norm alone, "
+           "which fp16 loss scaling skips, or a finite last loss, is not).",
+    "nccl": "An NCCL / distributed-training network failure in the log of a bad ending.",
+    "missing_output": "Exit 0 but a declared file set is empty, short of `expect_count`, or "
+                      "invalid, or under 99% of the expected items were processed; or a hold "
+                      "code saying an output could not be written.",
+    "cancelled": "Cancelled, removed or preempted; SIGTERM or SIGINT.",
+    "node_failure": "NODE_FAIL or BOOT_FAIL.",
+    "launch_failed": "The job could not start (preflight, exec, a missing input file).",
+    "zombie": "A watched process became a zombie.",
+    "unknown": "Ended, but the evidence says nothing more (never `ok`).",
+}
 
 
 @dataclass(frozen=True)
@@ -70,8 +100,13 @@ JOB: Namespace = {
     "outcome": _f("str", "Final outcome for history and summaries.", values=OUTCOMES),
     "diagnosis": _f("str", "Why a job ended badly (crash classification).", values=DIAGNOSES),
     "diagnosis_detail": _f("str", "A one-line explanation of the diagnosis."),
-    "verified": _f("bool", "An ended job's work checked out: outputs present and valid, at "
-                   "least 99% of the expected items processed."),
+    "diagnosis_hint": _f("str", "What the evidence cannot rule out, apart from the diagnosis: "
+                         "a `killed` job (SIGKILL, exit 137, no out-of-memory record) gets "
+                         "`possibly out of memory: ...`. Unknown otherwise."),
+    "verified": _f("bool", "An ended job's work checked out: declared outputs present (and "
+                   "valid where validated), at least 99% of the expected items processed, no "
+                   "NaN loss at the end. Unknown when the job declared no file sets and no "
+                   "expected total (nothing was checked)."),
     "verify_detail": _f("str", "What final verification found (items, throughput, time, or "
                         "what is missing)."),
     "exit_code": _f("int", "Exit code of the job's main process."),
@@ -101,18 +136,28 @@ JOB: Namespace = {
     "cpus": _f("int", "Allocated or requested CPUs.", _SCHED | _LOCAL),
     "gpus": _f("int", "Requested GPUs (gres/tres or RequestGPUs).", _SCHED),
     "time_limit": _f("seconds", "Time limit.", _SLURM),
-    "time_left": _f("seconds", "Time until the limit.", _SLURM),
+    "time_left": _f("seconds", "Time until the limit, as squeue's TIME_LEFT (limit - elapsed; "
+                    "squeue --json has no run time: computed from the start time and the time "
+                    "of the call, as squeue does).", _SLURM),
     "exceeded": _f("bool", "Wall time reached the limit (TIMEOUT).", _SLURM),
     "cpu_time": _f("seconds", "Total CPU time used (user + system).", _SCHED | _LOCAL),
     "cpu_user": _f("seconds", "User CPU time.", _SCHED | _LOCAL),
     "cpu_sys": _f("seconds", "System CPU time.", _SCHED | _LOCAL),
-    "cpu_eff": _f("pct", "CPU efficiency after completion, as seff reports it (percent).",
+    "cpu_eff": _f("pct", "CPU efficiency after completion, as seff reports it (percent, two "
+                  "decimals): CPU time rounded to whole seconds / (elapsed x CPUs).", _SLURM),
+    "cpu_eff_exact": _f("pct", "CPU efficiency from the unrounded CPU time (percent, four "
+                        "decimals); `job.cpu_eff` rounds the CPU time to seconds as seff "
+                        "does.", _SLURM),
+    "max_rss": _f("bytes", "The largest MaxRSS of the job's steps: one task's peak memory.",
                   _SLURM),
-    "mem_used": _f("bytes", "Peak memory used (MaxRSS, MemoryUsage, or peak RSS).",
+    "mem_used": _f("bytes", "Peak memory used (MemoryUsage, or peak RSS); on SLURM seff's "
+                   "\"Memory Utilized\": the largest step MaxRSS x that step's task count.",
                    _SCHED | _LOCAL),
     "mem_req": _f("bytes", "Requested memory.", _SCHED),
-    "mem_eff": _f("pct", "Memory efficiency: peak used / requested (percent).", _SCHED),
-    "time_eff": _f("pct", "Wall time / time limit (percent).", _SLURM),
+    "mem_eff": _f("pct", "Memory efficiency: peak used / requested (percent; on SLURM "
+                  "`job.mem_used` / the job's requested memory, as seff reports it).", _SCHED),
+    "time_eff": _f("pct", "Wall time / time limit (percent); from squeue's elapsed time when "
+                   "accounting never has the job.", _SLURM),
     "gpu_hours": _f("float", "GPU hours consumed.", _SLURM),
     # HTCondor / DAGMan
     "cluster": _f("int", "Cluster id.", _CONDOR),
@@ -342,6 +387,9 @@ SLURM_PROBE_FACTS: Namespace = {
     "sacct_failures": _f("int", "Consecutive accounting lookups that failed; squeue's facts "
                          "are reported all the same."),
     "sacct_error": _f("str", "The last sacct error, one line; empty when it answered."),
+    "accounting_disabled": _f("bool", "sacct said the cluster's accounting storage is "
+                              "disabled (AccountingStorageType=none): ended jobs get no exit "
+                              "code, CPU or memory figures (`job.accounted` missing)."),
     "bad_records": _f("int", "Records of the last call left out because a value could not be "
                       "read (a watched job among them keeps its last facts)."),
     "bad_record": _f("str", "Why the first of them was left out; empty when none was."),
@@ -734,4 +782,9 @@ def render_docs() -> str:
                 meaning += " One of: " + ", ".join(f"`{v}`" for v in fact.values) + "."
             out.append(f"| `{prefix}.{name}` | {fact.type} | {meaning} |")
         out.append("")
+    out += ["## Diagnoses", "", "The values of `job.diagnosis`, and the evidence each needs "
+            "(rulesmon/probes/diagnosis.py: a diagnosis states only what the evidence shows).",
+            "", "| diagnosis | meaning |", "| --- | --- |"]
+    out += [f"| `{name}` | {DIAGNOSIS_DOCS[name]} |" for name in DIAGNOSES]
+    out.append("")
     return "\n".join(out)

@@ -136,7 +136,8 @@ def test_launches_workers_and_reports_success(tmp_path: Path, probes: list[Local
 
 def test_classifies_exit_code_sigkill_and_sigterm(tmp_path: Path,
                                                   probes: list[LocalProbe]) -> None:
-    """Exit 3 is nonzero_exit, SIGKILL is FAILED with diagnosis oom, SIGTERM is CANCELLED."""
+    """Exit 3 is nonzero_exit, SIGKILL is FAILED with diagnosis killed (oom needs evidence),
+    SIGTERM is CANCELLED."""
     rs = ruleset(f"""
   bad:
     local:
@@ -160,7 +161,7 @@ def test_classifies_exit_code_sigkill_and_sigterm(tmp_path: Path,
         ("FAILED", 3, "nonzero_exit")
     assert bad["job.succeeded"] is False
     assert (killed["job.state"], killed["job.signal"], killed["job.diagnosis"]) == \
-        ("FAILED", 9, "oom")
+        ("FAILED", 9, "killed")
     assert killed["worker.state"] == "killed"
     assert (stopped["job.state"], stopped["job.signal"], stopped["job.outcome"]) == \
         ("CANCELLED", 15, "cancelled")

@@ -16,18 +16,30 @@ The order matters, because one ending often leaves several kinds of evidence:
    PREEMPTED, NODE_FAIL, BOOT_FAIL) come before anything inferred: `scancel -s KILL` and a
    time limit enforced with SIGKILL are not out of memory.
 3. Log evidence (CUDA OOM, a CPU allocation failure, a DataLoader worker killed by the OOM
-   killer, NaN loss, NCCL errors) counts only for a bad ending: a finished run may have
-   recovered from an OOM or skipped a NaN step during fp16 loss scaling.
-4. SIGKILL / exit 137 is taken for the OOM killer (confirmed from a readable kernel log, or
-   `dmesg` where none is, through xid.py's `KernelLog`, which follows them incrementally and is
-   read at most once per tick for every instance killed then; each instance is checked
-   once), then other signals, then a non-zero exit code.
-5. Only a COMPLETED job with exit code 0 is verified (`ok` or `missing_output`); any other
-   terminal state without an explanation is `unknown`, never `ok`.
+   killer, SLURM's `Detected N oom_kill event` line read from the job's cgroup, NaN loss,
+   NCCL errors) explains a bad ending. Of a clean exit (code 0) only a NaN or infinite *loss*
+   counts: a finished run may have recovered from a CUDA OOM, and fp16 loss scaling skips the
+   steps whose gradient norm is NaN. A loss that is NaN at the end (or, when no loss is
+   extracted, on the last NaN line) makes the run `nan`, not `ok`.
+4. SIGKILL / exit 137 is `oom` only with evidence: the kernel's OOM-killer record of the pid
+   (a readable kernel log, or `dmesg` where none is, through xid.py's `KernelLog`, which
+   follows them incrementally and is read at most once per tick for every instance killed
+   then; each instance is checked once), besides the scheduler's OUT_OF_MEMORY and the log
+   lines above. Without it the job is `killed`: a `kill -9`, `scancel -s KILL` and the OOM
+   killer look alike from the exit status, so `job.diagnosis_hint` says "possibly out of
+   memory" and whether the kernel's messages could be read. Then other signals, then a
+   non-zero exit code.
+5. Only a COMPLETED job with exit code 0 is verified (`ok`, `nan` or `missing_output`); any
+   other terminal state without an explanation is `unknown`, never `ok`. Verification states
+   only what it checked: `job.verified` stays unknown when the job declared no file sets and
+   no expected total, and "outputs present and valid" is said only when every declared file
+   set was found and validated.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +49,7 @@ from .xid import DMESG, KERNEL_LOGS, KernelLog, oom_killer_saw
 
 COMPLETE_PCT = 99.0
 #: Diagnoses that only restate the exit status: refined from the evidence here.
-GENERIC = frozenset({"ok", "nonzero_exit", "signal", "unknown"})
+GENERIC = frozenset({"ok", "nonzero_exit", "signal", "killed", "unknown"})
 #: Terminal scheduler states that explain an ending by themselves.
 SCHEDULER_STATES: dict[str, tuple[str, str]] = {
     "OUT_OF_MEMORY": ("oom", "the scheduler reports OUT_OF_MEMORY (memory limit exceeded)"),
@@ -49,6 +61,22 @@ SCHEDULER_STATES: dict[str, tuple[str, str]] = {
     "NODE_FAIL": ("node_failure", "the node failed under the job"),
     "BOOT_FAIL": ("node_failure", "a node failed to boot for the job"),
 }
+#: The hint of a `killed` job (`job.diagnosis_hint`) starts with this.
+HINT_OOM = "possibly out of memory"
+#: A NaN or infinite loss on a log line (not a gradient norm alone), spelt as the nan-loss
+#: preset spells them.
+_NAN_LOSS = re.compile(r"(?a)loss(?:_step|_epoch)?['\"]?\s*[:=]\s*['\"]?[-+]?"
+                       r"(?:nan|NaN|NAN|infinity|inf|Infinity|Inf)\b")
+
+#: Whether the kernel's OOM killer ended this pid: True (its record names it), False (the
+#: kernel's messages were read and do not), None (they could not be read, or there is no pid).
+OomCheck = Callable[[Any], "bool | None"]
+
+
+def kernel_oom_check(pid: Any) -> bool | None:
+    """One look at the kernel's messages for a single question (outside the engine): True
+    when the OOM killer's record names the pid, else None (not known to be absent)."""
+    return True if oom_killer_saw(pid) else None
 
 
 def _count(facts: Mapping[str, Any], name: str) -> int:
@@ -59,9 +87,6 @@ def _count(facts: Mapping[str, Any], name: str) -> int:
 def _line(facts: Mapping[str, Any], name: str) -> str:
     line = facts.get(f"log.errors.{name}.last_line")
     return str(line).strip()[:300] if line else ""
-
-
-OomCheck = Callable[[Any], bool]
 
 
 def _ended_well(facts: Mapping[str, Any]) -> bool:
@@ -84,9 +109,46 @@ def _log_evidence(facts: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def classify(facts: Mapping[str, Any], oom_check: OomCheck = oom_killer_saw
+def clean_exit_nan(facts: Mapping[str, Any]) -> str | None:
+    """The NaN-loss evidence of a run that exited 0, or None: the extracted loss (`log.loss`)
+    is NaN or infinite at the end, or, when no loss is extracted, the last NaN line holds a NaN
+    loss, not only a NaN gradient norm (fp16 loss scaling skips such steps). A finite last
+    loss is a recovery."""
+    if not _count(facts, "nan_loss"):
+        return None
+    line = _line(facts, "nan_loss")
+    loss = facts.get("log.loss")
+    if isinstance(loss, int | float) and not isinstance(loss, bool):
+        if math.isfinite(float(loss)):
+            return None
+        return line or f"the last loss is {loss}"
+    return line if _NAN_LOSS.search(line) else None
+
+
+def _killed(signal: int, exit_code: Any, seen: bool | None) -> tuple[str, str, str]:
+    """(how, detail, hint) of a SIGKILL without evidence of running out of memory."""
+    how = ("killed by SIGKILL (signal 9)" if signal == 9
+           else f"exited with code {exit_code} (128 + 9: SIGKILL in a shell)")
+    if seen is False:
+        return (how, f"{how}; the kernel log has no OOM-killer record of it",
+                f"{HINT_OOM}: the kernel's OOM killer also ends processes with SIGKILL, but "
+                "its messages were read and do not name this process (kill -9 or scancel -s "
+                "KILL is more likely)")
+    return (how, f"{how}; no out-of-memory record found (scheduler state, job log)",
+            f"{HINT_OOM}: the kernel's OOM killer also ends processes with SIGKILL, and its "
+            "messages (dmesg, kern.log) could not be checked for this job")
+
+
+def classify(facts: Mapping[str, Any], oom_check: OomCheck = kernel_oom_check
              ) -> tuple[str, str, bool]:
     """(diagnosis, detail, backed by evidence) for a job that did not end well."""
+    kind, detail, evidenced, _hint = _classify(facts, oom_check)
+    return kind, detail, evidenced
+
+
+def _classify(facts: Mapping[str, Any], oom_check: OomCheck
+              ) -> tuple[str, str, bool, str | None]:
+    """`classify`, with the hint of a `killed` diagnosis."""
     state = facts.get("job.state")
     exit_code = facts.get("job.exit_code")
     signal = facts.get("job.signal") or 0
@@ -94,77 +156,121 @@ def classify(facts: Mapping[str, Any], oom_check: OomCheck = oom_killer_saw
     if isinstance(state, str) and state in SCHEDULER_STATES:
         kind, detail = SCHEDULER_STATES[state]
         if evidence is not None and evidence[0] == kind:
-            return kind, f"{detail}; {evidence[1]}", True
+            return kind, f"{detail}; {evidence[1]}", True, None
         if evidence is not None:
             detail += f" (the log also shows {evidence[0]}: {evidence[1]})"
-        return kind, detail, False
+        return kind, detail, False, None
     if facts.get("job.exceeded"):
-        return "time_limit", "the job reached its time limit", False
+        return "time_limit", "the job reached its time limit", False, None
     if evidence is not None and evidence[0] == "oom":
-        return evidence[0], evidence[1], True
-    if signal == 9 or exit_code == 137:
+        return evidence[0], evidence[1], True, None
+    if signal == 9 or (exit_code == 137 and not signal):
         seen = oom_check(facts.get("job.pid"))
-        return "oom", "killed by SIGKILL (exit 137)" + (
-            ": the kernel's OOM killer ended it" if seen else ", most often the OOM killer"), seen
+        if seen:
+            return ("oom", "killed by SIGKILL (exit 137): the kernel's OOM killer ended it",
+                    True, None)
+        how, detail, hint = _killed(signal, exit_code, seen)
+        if evidence is not None:  # a NaN or NCCL failure, then a kill (by hand, most likely)
+            return evidence[0], f"{evidence[1]}; then {how}", True, None
+        return "killed", detail, False, hint
     if evidence is not None:
-        return evidence[0], evidence[1], True
+        return evidence[0], evidence[1], True, None
     if signal:
-        return "signal", f"killed by signal {signal}", False
+        return "signal", f"killed by signal {signal}", False, None
     if isinstance(exit_code, int) and exit_code != 0:
         traceback = _line(facts, "traceback")
         return "nonzero_exit", f"exited with code {exit_code}" + (
-            f" after a traceback: {traceback}" if traceback else ""), bool(traceback)
+            f" after a traceback: {traceback}" if traceback else ""), bool(traceback), None
     if state == "FAILED":
-        return "unknown", "the scheduler reports FAILED without an exit code", False
+        return "unknown", "the scheduler reports FAILED without an exit code", False, None
     if state == "COMPLETED":
-        return "unknown", "ended with COMPLETED but no exit code is known", False
-    return "unknown", f"ended in state {state}", False
+        return "unknown", "ended with COMPLETED but no exit code is known", False, None
+    return "unknown", f"ended in state {state}", False, None
 
 
 def verify(facts: Mapping[str, Any], file_sets: list[str], expect_counts: dict[str, int],
            validated: list[str]) -> Facts:
-    """The GPU design's final verification of a job that ended well."""
+    """The GPU design's final verification of a job that ended well: it says only what it
+    checked (no file sets and no expected total: `job.verified` stays unknown)."""
     out: Facts = {}
     problems: list[str] = []
+    found: list[str] = []  # the file sets checked and present
+    unchecked: list[str] = []  # declared sets whose files could not be counted
     for name in file_sets:
         count = facts.get(f"files.{name}.count")
+        if not isinstance(count, int) or isinstance(count, bool):
+            unchecked.append(name)
+            continue
         if count == 0:
             problems.append(f"no {name} files")
+            continue
         want = expect_counts.get(name)
-        if want is not None and isinstance(count, int) and 0 < count < want:
+        if want is not None and 0 < count < want:
             problems.append(f"{count}/{want} {name} files")
-        if name in validated and facts.get(f"files.{name}.valid") is False:
-            bad = facts.get(f"files.{name}.invalid") or []
-            problems.append(f"invalid {name}: {', '.join(map(str, bad[:3]))}")
+        if name in validated:
+            valid = facts.get(f"files.{name}.valid")
+            if valid is False:
+                bad = facts.get(f"files.{name}.invalid") or []
+                problems.append(f"invalid {name}: {', '.join(map(str, bad[:3]))}")
+            found.append(f"{count:,} {name} valid" if valid is True
+                         else f"{count:,} {name} (validity not known)")
+        else:
+            found.append(f"{count:,} {name} (not validated)")
     done, total = facts.get("progress.done"), facts.get("progress.total")
+    counted = False
     if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+        counted = True
         pct = 100.0 * done / total
         if pct < COMPLETE_PCT:
             problems.append(f"processed {done:,.0f}/{total:,.0f} items ({pct:.1f}%)")
+    nan = clean_exit_nan(facts)
+    if nan is not None:
+        detail = f"exited with code 0 but the loss diverged to NaN/inf: {nan}"
+        out.update({"job.verified": False, "job.verify_detail": "; ".join(
+            [f"the loss diverged to NaN/inf: {nan}", *problems]),
+            "job.diagnosis": "nan", "job.diagnosis_detail": detail})
+        return out
     if problems:
         out["job.verified"] = False
         out["job.verify_detail"] = "; ".join(problems)
         out["job.diagnosis"] = "missing_output"
         out["job.diagnosis_detail"] = "ended with exit 0 but " + "; ".join(problems)
         return out
+    if not file_sets:
+        what = "no outputs declared"
+    elif not found:
+        what = "outputs not checked (" + ", ".join(unchecked) + " could not be listed)"
+    elif len(found) == len(file_sets) and all(f.endswith(" valid") for f in found):
+        what = "outputs present and valid"
+    else:
+        what = "outputs present: " + ", ".join(found)
+        if unchecked:
+            what += "; not checked: " + ", ".join(unchecked)
+    checked = bool(found) or counted
     rate = facts.get("progress.avg_rate")
     elapsed = facts.get("job.elapsed")
-    detail = "outputs present and valid"
+    detail = what
     if isinstance(done, int | float):
         detail += f", {done:,.0f} items"
     if isinstance(rate, int | float):
         detail += f" at {rate:,.1f}/s on average"
     if isinstance(elapsed, int | float):
         detail += f" in {elapsed:,.0f}s"
+    if not checked:
+        detail = "exited with code 0; nothing verified: " + detail
+        out.update({"job.verify_detail": detail, "job.diagnosis": "ok",
+                    "job.diagnosis_detail": detail})
+        return out
     out.update({"job.verified": True, "job.verify_detail": detail, "job.diagnosis": "ok",
                 "job.diagnosis_detail": detail})
     return out
 
 
 def diagnose(facts: Mapping[str, Any], file_sets: list[str], expect_counts: dict[str, int],
-             validated: list[str], oom_check: OomCheck = oom_killer_saw) -> Facts:
-    """job.diagnosis, job.diagnosis_detail, job.verified and job.verify_detail for an ended
-    job (nothing while it runs); see the module docstring for the order."""
+             validated: list[str], oom_check: OomCheck = kernel_oom_check) -> Facts:
+    """job.diagnosis, job.diagnosis_detail, job.diagnosis_hint, job.verified and
+    job.verify_detail for an ended job (nothing while it runs); see the module docstring for
+    the order."""
     if not facts.get("job.terminal"):
         return {}
     given = facts.get("job.diagnosis")
@@ -172,14 +278,17 @@ def diagnose(facts: Mapping[str, Any], file_sets: list[str], expect_counts: dict
     specific = isinstance(given, str) and given not in GENERIC
     if _ended_well(facts) and not specific:
         return verify(facts, file_sets, expect_counts, validated)
-    kind, detail, evidenced = classify(facts, oom_check)
+    kind, detail, evidenced, hint = _classify(facts, oom_check)
     if specific:
         if kind == given and evidenced:
             return {"job.diagnosis": given, "job.diagnosis_detail": detail}
         return {}  # the probe's own diagnosis stands
     if kind == "unknown" and isinstance(given_detail, str) and given_detail:
         return {"job.diagnosis": "unknown", "job.diagnosis_detail": given_detail}
-    return {"job.diagnosis": kind, "job.diagnosis_detail": detail}
+    out: Facts = {"job.diagnosis": kind, "job.diagnosis_detail": detail}
+    if hint is not None:
+        out["job.diagnosis_hint"] = hint
+    return out
 
 
 class Diagnoser:
@@ -191,25 +300,28 @@ class Diagnoser:
     def __init__(self, kernel_logs: Sequence[Path] = KERNEL_LOGS,
                  dmesg: Sequence[str] | None = DMESG) -> None:
         self.kernel = KernelLog(kernel_logs, dmesg)
-        self._oom: dict[tuple[str, Any], bool] = {}
+        self._oom: dict[tuple[str, Any], bool | None] = {}
         self._read_at: float | None = None  # the tick of the last read
 
     def diagnose(self, key: str, facts: Mapping[str, Any], file_sets: list[str],
                  expect_counts: dict[str, int], validated: list[str],
                  now: float | None = None) -> Facts:
         """`diagnose`; `now` is the tick (None: a read for every new question)."""
-        def check(pid: Any) -> bool:
-            found = self._oom.get((key, pid))
-            if found is None:
-                if len(self._oom) > 65_536:
-                    self._oom.clear()
-                found = False
-                if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
-                    if now is None or now != self._read_at:
-                        self._read_at = now
-                        self.kernel.refresh()
-                    found = self.kernel.oom_killed(pid)
-                self._oom[(key, pid)] = found
+        def check(pid: Any) -> bool | None:
+            if (key, pid) in self._oom:
+                return self._oom[(key, pid)]
+            if len(self._oom) > 65_536:
+                self._oom.clear()
+            found: bool | None = None
+            if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
+                if now is None or now != self._read_at:
+                    self._read_at = now
+                    self.kernel.refresh()
+                if self.kernel.oom_killed(pid):
+                    found = True
+                elif self.kernel.readable:
+                    found = False
+            self._oom[(key, pid)] = found
             return found
 
         return diagnose(facts, file_sets, expect_counts, validated, check)

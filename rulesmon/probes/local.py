@@ -13,7 +13,7 @@ How an end is classified (terminal states never change back):
 | exit code 0                                 | COMPLETED  | ok            |
 | exit code != 0                              | FAILED     | nonzero_exit  |
 | SIGTERM or SIGINT (or exit 143 / 130)       | CANCELLED  | cancelled     |
-| SIGKILL or exit 137 (often the OOM killer)  | FAILED     | oom           |
+| SIGKILL or exit 137 (oom only with evidence)| FAILED     | killed        |
 | any other signal                            | FAILED     | signal        |
 | a watched process became a zombie           | FAILED     | zombie        |
 | a watched process vanished (exit unknown)   | COMPLETED  | unknown       |
@@ -760,10 +760,9 @@ def _exited(p: _Proc, code: int, now: float) -> _End:
     if sig in _CANCEL_SIGNALS:
         return _End("CANCELLED", how, "cancelled", "cancelled", how, worker_state, now,
                     exit_code, sig, succeeded=False)
-    if sig == signal.SIGKILL:
-        return _End("FAILED", how, "failed", "oom",
-                    f"{how}: usually the kernel OOM killer (check dmesg)", worker_state, now,
-                    exit_code, sig, succeeded=False)
+    if sig == signal.SIGKILL:  # oom only with evidence (the kernel's record): diagnosis.py
+        return _End("FAILED", how, "failed", "killed", how, worker_state, now, exit_code, sig,
+                    succeeded=False)
     return _End("FAILED", how, "failed", "signal", how, worker_state, now, exit_code, sig,
                 succeeded=False)
 

@@ -23,6 +23,7 @@ DEFAULT_MESSAGE = """\
 job {{ job.name | default(alert.instance) }} ({{ job.id | default('?') }}): {{ job.state }}
 {%- if job.exit_code is defined %}, exit code {{ job.exit_code }}{% endif %}
 {%- if job.diagnosis_detail is defined %}, {{ job.diagnosis_detail }}{% endif %}
+{%- if job.diagnosis_hint is defined %} ({{ job.diagnosis_hint }}){% endif %}
 {%- endif %}
 {%- if rule.severity in ('critical', 'error') and log is defined and log.tail is defined %}
 last log lines:
