@@ -156,7 +156,7 @@ def test_extractor_values_are_typed(tmp_path: Path) -> None:
     assert hf["log.extractors.hf_epoch.count"] == 1
     assert hf["log.extractors.hf_loss.count"] == 1
     assert typed("'5.036'") == 5.036 and typed("2") == 2 and typed("12abc") == "12abc"
-    assert math.isnan(typed("nan.0")) and typed("-inf.0") == -math.inf
+    assert math.isnan(float(typed("nan.0"))) and typed("-inf.0") == -math.inf
 
 
 def test_error_patterns_count_and_last_line(tmp_path: Path) -> None:
@@ -318,7 +318,8 @@ def test_chunk_forms_equal_per_line_search() -> None:
     """Every way a chunk is searched (decoded text, undecoded bytes of any content, ASCII-only
     bytes; forward, reversed, through anchors, whole-chunk, backwards in windows) finds the
     lines, last group values and last lines a per-line `search` of the decoded lines finds,
-    for the presets and for patterns with every construct the rewrites touch."""
+    for the presets and for patterns with every construct the rewrites touch; its tail is the
+    last lines that are not blank."""
     import random
 
     from rulesmon.probes import logs
@@ -359,7 +360,8 @@ def test_chunk_forms_equal_per_line_search() -> None:
                         last = chunk.last_lines(m, got, 5)
                         assert [(index[s], text) for s, text in last] == \
                             [(i, lines[i]) for i in hits[-5:]], (m.rx.pattern, mode, data)
-                        assert [text for _, text in chunk.tail(3)] == lines[-3:]
+                        inked = [line for line in lines if line.strip(" \t\x0b\x0c")]
+                        assert [text for _, text in chunk.tail(3)] == inked[-3:]
     finally:
         logs.NEAR_END, logs.MIN_ANCHORS, logs.DENSE = saved
     assert {how for _, how in ways} == {"forward", "backward", "starts", "full"}
@@ -445,7 +447,7 @@ def test_carriage_return_runs_and_crlf(tmp_path: Path) -> None:
 def test_reads_in_pieces_equal_one_read(tmp_path: Path) -> None:
     """However the bytes of a log are cut between reads (through a CRLF, a run of `\\r`, an
     escape sequence between `\\r` and `\\n`, a UTF-8 character), the lines are those of
-    reading it whole."""
+    reading it whole, and so is the last redraw given out once the file is quiet."""
     import random
 
     rng = random.Random(5)
@@ -455,7 +457,8 @@ def test_reads_in_pieces_equal_one_read(tmp_path: Path) -> None:
     for _ in range(1500):
         data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         path.write_bytes(data)
-        whole = Tailer(path).read()
+        reader = Tailer(path)
+        whole = reader.read() + reader.read()  # the second read finds the file quiet
         path.write_bytes(b"")
         t = Tailer(path)
         got: list[str] = []
@@ -463,6 +466,7 @@ def test_reads_in_pieces_equal_one_read(tmp_path: Path) -> None:
         for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
             append(path, data[start:end])
             got += t.read()
+        got += t.read()
         assert got == whole, (data, cuts)
 
 
@@ -922,3 +926,186 @@ def test_many_unreadable_logs_are_one_warning_each_at_most_five(tmp_path: Path,
     assert out["embed/7"]["log.error"] == f"no such file: {tmp_path / 'logs' / '7.out'}"
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 6 and "more=295" in messages[-1]
+
+
+# --- real tqdm output: the last redraw; logs-only jobs; blank lines ------------------------------
+
+LOGS = Path(__file__).parent / "fixtures" / "logs"
+PRESETS_DIR = Path(__file__).parent / "fixtures" / "presets"
+LOSS = "- {path: train.log, preset: tqdm, extract: {loss: 'loss=(?P<loss>[\\d.]+)'}}"
+
+
+def _redraws(data: bytes) -> int:
+    """How many tqdm redraws of the `train` bar a log holds."""
+    return data.count(b"\rtrain:")
+
+
+def test_tqdm_last_redraw_is_read_once_the_file_is_quiet(tmp_path: Path) -> None:
+    """The last `\\r<bar>` of a real tqdm run killed mid-bar (no newline after it) is read on
+    the first tick that finds the file quiet, once: later ticks and a newline that finally ends
+    it add no event."""
+    data = (LOGS / "tqdm_killed.log").read_bytes()
+    (tmp_path / "train.log").write_bytes(data)
+    probe, rs = make_probe(tmp_path, LOSS)
+    first = collect(probe, rs, tmp_path)[KEY]
+    assert (first["log.done"], first["log.loss"]) == (150, 0.5634)  # the last bar pending
+    quiet = collect(probe, rs, tmp_path)[KEY]
+    assert (quiet["log.done"], quiet["log.total"], quiet["log.loss"]) == (155, 500, 0.536)
+    assert quiet["log.extractors.tqdm.count"] == _redraws(data)
+    assert quiet["log.lines"][-1].startswith("train:  31%")
+    append(tmp_path / "train.log", b"\n")
+    for _ in range(2):
+        again = collect(probe, rs, tmp_path)[KEY]
+        assert again["log.extractors.tqdm.count"] == _redraws(data)
+        assert again["log.extractors.loss.count"] == quiet["log.extractors.loss.count"]
+        assert again["log.lines"] == quiet["log.lines"]
+
+
+def test_tqdm_last_redraw_is_read_at_once_when_the_job_has_ended(tmp_path: Path) -> None:
+    """Once the job has ended, the pending last redraw is read on the same tick as the bytes
+    before it, without waiting for a quiet tick."""
+    data = (LOGS / "tqdm_killed.log").read_bytes()
+    (tmp_path / "train.log").write_bytes(data)
+    probe, rs = make_probe(tmp_path, LOSS)
+    ended = {KEY: {"job.key": "embed", "job.id": "123", "job.terminal": True}}
+    facts = collect(probe, rs, tmp_path, ended)[KEY]
+    assert (facts["log.done"], facts["log.loss"]) == (155, 0.536)
+    assert facts["log.extractors.tqdm.count"] == _redraws(data)
+    assert collect(probe, rs, tmp_path, ended)[KEY]["log.extractors.tqdm.count"] == \
+        _redraws(data)
+
+
+def test_tqdm_run_to_its_end_reads_each_redraw_once(tmp_path: Path) -> None:
+    """A real tqdm run that finished (final bar, newline, a last print) is read whole: every
+    redraw counted once, the final 500/500, and no line twice however many ticks follow."""
+    data = (LOGS / "tqdm_done.log").read_bytes()
+    (tmp_path / "train.log").write_bytes(data)
+    probe, rs = make_probe(tmp_path, LOSS)
+    for _ in range(3):
+        facts = collect(probe, rs, tmp_path)[KEY]
+        assert facts["log.extractors.tqdm.count"] == _redraws(data)
+        assert (facts["log.done"], facts["log.total"], facts["log.loss"]) == (500, 500, 0.017)
+        assert facts["log.lines"][-1] == "training done"
+        assert facts["log.lines"][-2].startswith("train: 100%")
+
+
+def test_a_plain_partial_line_waits_for_its_writer(tmp_path: Path) -> None:
+    """A half line without `\\r` (a block-buffered writer's buffer boundary) is not read while
+    the job runs, however quiet the file; once the job has ended it is read, and its late
+    completion is a line of its own, never a second event for the half already read."""
+    path = tmp_path / "train.log"
+    path.write_bytes(b"step 1 loss=0.5\nstep 2 loss=0.4")
+    probe, rs = make_probe(tmp_path, "- {path: train.log, extract: "
+                           "{s: 'step (?P<step>\\d+) loss=(?P<loss>[\\d.]+)'}}")
+    for _ in range(2):
+        facts = collect(probe, rs, tmp_path)[KEY]
+        assert (facts["log.step"], facts["log.extractors.s.count"]) == (1, 1)
+    ended = {KEY: {"job.key": "embed", "job.id": "123", "job.terminal": True}}
+    facts = collect(probe, rs, tmp_path, ended)[KEY]
+    assert (facts["log.step"], facts["log.loss"], facts["log.extractors.s.count"]) == \
+        (2, 0.4, 2)
+    append(path, b"1\n")
+    facts = collect(probe, rs, tmp_path, ended)[KEY]
+    assert facts["log.extractors.s.count"] == 2
+    assert facts["log.lines"] == ["step 1 loss=0.5", "step 2 loss=0.4", "1"]
+
+
+def test_a_real_process_killed_mid_bar_leaves_its_last_redraw(tmp_path: Path) -> None:
+    """A real process writing real tqdm output, watched by pid through an engine run and
+    killed with SIGKILL mid-bar: the tick that sees it ended reads its last redraw (step 155,
+    not the 150 drawn before)."""
+    import signal
+
+    from rulesmon.engine import Engine
+    from rulesmon.testing import NullLog
+
+    data = (LOGS / "tqdm_killed.log").read_bytes()
+    cut = data.rindex(b"\rtrain:", 0, data.rindex(b"\rtrain:"))  # part 1 ends with 145/500
+    writer = textwrap.dedent(f"""
+        import sys, time
+        data = open({str(LOGS / "tqdm_killed.log")!r}, "rb").read()
+        with open({str(tmp_path / "train.log")!r}, "ab", buffering=0) as log:
+            log.write(data[:{cut}])
+            print("ready", flush=True)
+            sys.stdin.readline()
+            log.write(data[{cut}:])
+            print("done", flush=True)
+            time.sleep(600)
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        text = (f"version: 1\nname: t\njobs:\n  train:\n    local: {{pids: [{proc.pid}]}}\n"
+                f"    logs:\n      {LOSS}\nrules: []\n")
+        engine = Engine(load_text(text, str(tmp_path / "r.yaml")),
+                        state_path=tmp_path / "s.db", log=NullLog(), dry_run=True)
+        try:
+            engine.tick()
+            running = next(iter(engine.instances.values()))
+            assert running["job.terminal"] is False
+            assert running["log.done"] == 140  # 145/500 pending: the writer may go on
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "done\n"
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait() == -signal.SIGKILL
+            engine.tick()
+            ended = next(iter(engine.instances.values()))
+            assert ended["job.terminal"] is True
+            assert (ended["log.done"], ended["log.loss"]) == (155, 0.536)
+            assert ended["log.extractors.tqdm.count"] == _redraws(data)
+        finally:
+            engine.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_a_logs_only_job_is_one_followed_instance(tmp_path: Path) -> None:
+    """A job with `logs:` and no source is one instance (`train/-`, source none) whose growing
+    log gives `log.*` facts through an engine run, tick after tick."""
+    from rulesmon.engine import Engine
+    from rulesmon.testing import NullLog
+
+    data = (LOGS / "tqdm_done.log").read_bytes()
+    half = data.index(b"\rtrain:  50%")
+    path = tmp_path / "train.log"
+    path.write_bytes(data[:half])
+    text = f"version: 1\nname: t\njobs:\n  train:\n    logs:\n      {LOSS}\nrules: []\n"
+    engine = Engine(load_text(text, str(tmp_path / "r.yaml")), state_path=tmp_path / "s.db",
+                    log=NullLog(), dry_run=True)
+    try:
+        engine.tick()
+        assert list(engine.instances) == ["train/-"]
+        first = engine.instances["train/-"]
+        assert (first["job.source"], first["log.available"], first["log.total"]) == \
+            ("none", True, 500)
+        assert 0 < first["log.done"] < 250
+        append(path, data[half:])
+        engine.tick()
+        grown = engine.instances["train/-"]
+        assert (grown["log.done"], grown["log.loss"]) == (500, 0.017)
+        assert grown["log.lines"][-1] == "training done"
+        assert grown["disk.path"] == str(tmp_path)  # the files probe's facts, same instance
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize(("name", "blank"), [("lightning.log", 3), ("hf_trainer.log", 9)])
+def test_tail_drops_lines_left_blank_by_cleared_bars(tmp_path: Path, name: str,
+                                                     blank: int) -> None:
+    """`log.tail` and `log.lines` hold the last lines that are not blank: the empty lines and
+    runs of spaces that cleared progress bars leave (3 and 9 of the last 30 lines of these
+    logs) are dropped, the other lines kept in order."""
+    data = (PRESETS_DIR / name).read_bytes()
+    (tmp_path / "train.log").write_bytes(data)
+    lines = Tailer(tmp_path / "train.log").read()
+    assert sum(1 for line in lines[-30:] if not line.strip()) == blank
+    probe, rs = make_probe(tmp_path, "- {path: train.log, tail: 30}")
+    facts = collect(probe, rs, tmp_path)[KEY]
+    kept = [line for line in lines if line.strip()][-30:]
+    assert facts["log.lines"] == kept and len(kept) == 30
+    assert facts["log.tail"] == "\n".join(kept)

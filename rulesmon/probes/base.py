@@ -71,6 +71,20 @@ def instance_key(job: str, unit: str | int) -> str:
     return f"{job}/{unit}"
 
 
+SOURCES = ("slurm", "htcondor", "dagman", "local")  #: the job keys that create instances
+
+
+def sourceless_instances(ruleset: Ruleset, seen: Mapping[str, Facts]) -> dict[str, Facts]:
+    """The one instance of each job that has no source (it watches only logs and files) and
+    no instance in `seen` yet: `<job>/-` with `job.key`, `job.name` (the job's key) and
+    `job.source` = none. Node probes that serve such jobs (files, logs) each create it alike,
+    as they run side by side and do not see each other's instances."""
+    known = {f.get("job.key") for f in seen.values()}
+    return {instance_key(key, "-"): {"job.key": key, "job.name": key, "job.source": "none"}
+            for key, job in ruleset.jobs.items()
+            if key not in known and all(getattr(job, s) is None for s in SOURCES)}
+
+
 _RENDERED: dict[tuple[Any, ...], Path | None] = {}
 
 

@@ -45,10 +45,10 @@ from .base import (
     Facts,
     ProbeError,
     TickContext,
-    instance_key,
     job_base,
     render_optional_path,
     render_path,
+    sourceless_instances,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +71,6 @@ STATE_TTL = 86_400.0
 SEEN_RETENTION = 30 * 86_400.0
 
 log = logging.getLogger(__name__)
-_SOURCES = ("slurm", "htcondor", "dagman", "local")
 _MAGIC = re.compile(r"[*?\[]")
 
 
@@ -240,19 +239,14 @@ class FilesProbe:
         out: dict[str, Facts] = {}
 
         items: list[tuple[str, Job, Mapping[str, Any], Facts]] = []
-        jobs_seen: set[str] = set()
         for key, facts in ctx.instances.items():
             job_key = facts.get("job.key")
             if not isinstance(job_key, str) or job_key not in ruleset.jobs:
                 continue
             job = ruleset.jobs[job_key]
-            jobs_seen.add(job_key)
             items.append((key, job, facts, {}))
-        for job_key, job in ruleset.jobs.items():
-            if job_key in jobs_seen or any(getattr(job, s) is not None for s in _SOURCES):
-                continue
-            own: Facts = {"job.key": job_key, "job.name": job_key, "job.source": "none"}
-            items.append((instance_key(job_key, "-"), job, own, dict(own)))
+        for key, own in sourceless_instances(ruleset, ctx.instances).items():
+            items.append((key, ruleset.jobs[own["job.key"]], own, dict(own)))
 
         for key, job, seen, result in items:
             context = {"job": _nest(seen, "job."), "worker": seen.get("worker.index")}

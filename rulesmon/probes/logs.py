@@ -38,12 +38,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, chain
 from pathlib import Path
 from re import _compiler, _parser  # type: ignore[attr-defined]  # parse trees, compiled
 from typing import TYPE_CHECKING, Any
 
-from .base import Facts, TickContext, job_base, render_optional_path
+from .base import Facts, TickContext, job_base, render_optional_path, sourceless_instances
 from .log_presets import PRESETS
 from .tail import Positions, Tailer
 
@@ -897,7 +897,9 @@ class LogsProbe:
             self.errors = {}
             out: dict[str, Facts] = {}
             ruleset = ctx.ruleset or self.ruleset
-            for key, facts in ctx.instances.items():
+            # a job without a source (only logs and files) is one instance, made here too
+            own = sourceless_instances(ruleset, ctx.instances)
+            for key, facts in chain(ctx.instances.items(), own.items()):
                 job_key = facts.get("job.key")
                 job = ruleset.jobs.get(job_key) if isinstance(job_key, str) else None
                 if job is None or not job.logs:
@@ -912,10 +914,13 @@ class LogsProbe:
                     log.exception("logs probe failed for %s", key)
                     self.errors[key] = f"{type(exc).__name__}: {exc}".splitlines()[0]
                     continue
+                if key in own:
+                    result = {**own[key], **result}
                 if result:
                     out[key] = result
             for key in [k for k, s in self._instances.items()
-                        if k not in ctx.instances and ctx.now - s.seen > FORGET_AFTER]:
+                        if k not in ctx.instances and k not in own
+                        and ctx.now - s.seen > FORGET_AFTER]:
                 self._instances.pop(key).close()
             self._warn()
             return out
@@ -963,7 +968,8 @@ class LogsProbe:
                 continue
             if path is None:  # the template rendered empty: nothing to follow, no error
                 continue
-            self._follow(ctx, state, ls, path)
+            # once the job has ended, its logs' last partial lines are complete
+            self._follow(ctx, state, ls, path, ended=facts.get("job.terminal") is True)
         facts = merge(ctx.now, [s for s in state.logs.values() if s.readable])
         problems = list(dict.fromkeys(p for s in state.logs.values() for p in s.problems))
         facts["log.available"] = any(s.readable for s in state.logs.values())
@@ -971,7 +977,8 @@ class LogsProbe:
             facts["log.error"] = "; ".join(problems)[:1000]
         return facts
 
-    def _follow(self, ctx: TickContext, state: InstanceState, ls: LogState, path: Path) -> None:
+    def _follow(self, ctx: TickContext, state: InstanceState, ls: LogState, path: Path,
+                *, ended: bool = False) -> None:
         text = str(path)
         if _GLOB.search(text):
             held = {i for t in ls.tailers.values() for i in t.held()}
@@ -999,7 +1006,7 @@ class LogsProbe:
         keep = set(wanted)  # a glob may match thousands: no list search per tailer
         for name in list(ls.tailers):
             tailer = ls.tailers[name]
-            self._read(ctx, state, ls, name, tailer)
+            self._read(ctx, state, ls, name, tailer, ended)
             ls.resume.update(tailer.positions())
             if name not in keep:
                 if tailer.error is None or not tailer.held():
@@ -1015,14 +1022,14 @@ class LogsProbe:
                 ls.problems.append(tailer.error)
 
     def _read(self, ctx: TickContext, state: InstanceState, ls: LogState, name: str,
-              tailer: Tailer) -> None:
+              tailer: Tailer, ended: bool = False) -> None:
         now = ctx.now
         patterns = ls.patterns
         matchers = (*patterns.extract, *patterns.errors)
         own = ls.file_values.get(name)
         if own is None:
             own = ls.file_values[name] = {}
-        for data in tailer.chunks():
+        for data in tailer.chunks(ended=ended):
             mtime = tailer.mtime or 0.0
             seq0 = state.seq
             state.seq = seq0 + len(data) + 1  # a line's key: seq0 + its offset in the chunk
@@ -1059,6 +1066,8 @@ class LogsProbe:
 # --- scanning a chunk ----------------------------------------------------------------------------
 
 NEAR_END = 8 << 10  #: bytes searched first, from the end, for the last matching lines
+_INK_TEXT = re.compile(r"[^ \t\n\x0b\x0c]")  #: a character that makes a line not blank
+_INK_BYTES = re.compile(rb"[^ \t\n\x0b\x0c]")
 DENSE = 256  #: anchors more often than once in DENSE bytes: count with a whole-chunk search
 MIN_ANCHORS = 64  #: ...but never fewer than this many
 SAMPLE = 16 << 10  #: bytes sampled to choose an anchor set
@@ -1261,12 +1270,23 @@ class Chunk:
         return out
 
     def tail(self, n: int) -> list[tuple[int, str]]:
-        """The last `n` lines, in order, each with its start."""
+        """The last `n` lines that are not blank, in order, each with its start. A blank
+        line (nothing but spaces and tabs) is mostly what a cleared progress bar leaves; a run
+        of them is stepped over with one search of the reversed chunk, not line by line."""
         buf, nl = self.buf, self.nl
+        ink = _INK_TEXT if isinstance(buf, str) else _INK_BYTES
         out: list[tuple[int, str]] = []
         end = len(buf) - 1  # the final "\n"
         while len(out) < n and end >= 0:
             start = buf.rfind(nl, 0, end) + 1
+            if ink.search(buf, start, end) is None:
+                # the last character before this line that is not blank nor "\n": the
+                # reversed chunk holds buf[i] at len(buf) - 2 - i
+                hit = ink.search(self.reversed(), len(buf) - 1 - start)
+                if hit is None:
+                    break
+                end = buf.find(nl, len(buf) - 2 - hit.start())
+                continue
             out.append((start, self.text(start, end)))
             end = start - 1
         out.reverse()

@@ -126,6 +126,11 @@ class _Open:
     #: the last bytes read ended with a lone \r: "text" (after text, or within a line that
     #: already held a \r), "start" (the first character of a line), "" (they did not)
     after_cr: str = ""
+    #: the pending partial line began right after a lone \r: a redraw (tqdm's `\r<bar>`)
+    redraw: bool = False
+    #: the pending line was given out before its terminator came (see `Tailer.chunks`): the
+    #: terminator that ends it, when it comes, adds no line
+    given: bool = False
 
 
 def strip_ansi(text: str) -> str:
@@ -257,21 +262,31 @@ class Tailer:
         return {o.ident: (o.offset, o.fingerprint, self.where)
                 for o in (self._cur, self._old) if o is not None}
 
-    def read(self) -> list[str]:
-        """Complete new lines since the last call (never raises)."""
+    def read(self, *, ended: bool = False) -> list[str]:
+        """Complete new lines since the last call (never raises); `ended`: see `chunks`."""
         out: list[str] = []
-        for batch in self.batches():
+        for batch in self.batches(ended=ended):
             out.extend(batch)
         return out
 
-    def batches(self) -> Iterator[list[str]]:
+    def batches(self, *, ended: bool = False) -> Iterator[list[str]]:
         """The same lines as `read()`, one list per chunk read, to keep memory bounded."""
-        for chunk in self.chunks():
+        for chunk in self.chunks(ended=ended):
             yield lines_of(chunk)
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self, *, ended: bool = False) -> Iterator[bytes]:
         """The same lines as `read()`, undecoded: one non-empty bytes object per chunk read,
-        each line ended by `\\n` (see the module docstring)."""
+        each line ended by `\\n` (see the module docstring).
+
+        The pending partial line is given out as a line, without waiting for its terminator,
+        when the file is read to its end and either `ended` (the caller knows the writer has
+        ended: the job is over) or it is a redraw (it began after a lone `\\r`: tqdm's last
+        `\\r<bar>`) and this call found nothing new (the file was quiet since the last call).
+        It is given out once: if text comes after it after all, the terminator that ends it
+        adds no line, a new `\\r` starts the next redraw, and other text is a line of its own
+        (text printed right after a bar). A plain partial line is not given out while its
+        writer may still complete it: a block-buffered writer leaves one at every buffer
+        boundary, and its halves would be two wrong lines."""
         budget = self.max_read
         try:
             cur = self._reopen()  # may move a rotated-away file to self._old
@@ -284,10 +299,16 @@ class Tailer:
                     return  # the rotated file is not finished yet: the new one waits
             if cur is None:
                 return
+            got = 0
             for used, chunk in self._consume(cur, budget):
+                got += used
                 budget -= used
                 if chunk:
                     yield chunk
+            if budget > 0 and cur.partial and (ended or (cur.redraw and not got)):
+                line = self._give(cur)
+                if line:
+                    yield line
         except OSError as exc:  # an unexpected I/O error: report it, never raise
             self.error = _reason(exc, self.path)
 
@@ -323,6 +344,18 @@ class Tailer:
             self._park_old()
             if tail:  # one line, even if it holds a \r
                 yield 0, _strip_ansi_bytes(tail).replace(b"\n", b"") + b"\n"
+
+    @staticmethod
+    def _give(o: _Open) -> bytes:
+        """The pending partial line of `o` as a line (ended by \\n), given out now and marked
+        so (see `chunks`); b"" if it holds nothing to give (then it is left as it is)."""
+        tail = o.partial.rstrip(b"\r")  # a trailing \r held as half a CRLF ends it
+        tail = tail[-KEEP:] if o.cut else _cut(tail)
+        line = _strip_ansi_bytes(tail).replace(b"\n", b"") if tail else b""
+        if not line:
+            return b""  # only \r, or a nested bar's row: the next bytes decide
+        o.partial, o.cut, o.after_cr, o.redraw, o.given = b"", False, "", False, True
+        return line + b"\n"
 
     def _retire(self) -> None:
         """The path no longer names the current file: drain it as the old one."""
@@ -405,7 +438,7 @@ class Tailer:
                 self._park_old()
                 self._old = copy
             cur.offset, cur.partial, cur.fingerprint, cur.cut = 0, b"", b"", False
-            cur.after_cr = ""
+            cur.after_cr, cur.redraw, cur.given = "", False, False
         self.error = None
         return cur
 
@@ -482,7 +515,8 @@ class Tailer:
                 os.close(fd)
                 continue
             return _Open(fd, ident, offset=cur.offset, partial=cur.partial,
-                         fingerprint=cur.fingerprint, cut=cur.cut, after_cr=cur.after_cr)
+                         fingerprint=cur.fingerprint, cut=cur.cut, after_cr=cur.after_cr,
+                         redraw=cur.redraw, given=cur.given)
         return None
 
     def _consume(self, o: _Open, budget: int) -> Iterator[tuple[int, bytes]]:
@@ -501,14 +535,25 @@ class Tailer:
         if b"\0" in data:
             data = data.translate(None, b"\0")
         buf = o.partial + data if o.partial else data
+        if o.given:  # the line before was given out already: its terminator adds no line
+            if buf == b"\r":  # half a CRLF, or the start of a redraw: the next bytes say
+                o.partial = buf
+                return b""
+            o.given = False
+            if buf.startswith(b"\r\n"):
+                buf = buf[2:]
+            elif buf.startswith(b"\n"):
+                buf = buf[1:]
         last = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
         if last == len(buf) - 1 and buf.endswith(b"\r"):
             # a trailing \r may be half of a CRLF: hold it and the line it ends
             last = max(buf.rfind(b"\n", 0, len(buf) - 1), buf.rfind(b"\r", 0, len(buf) - 1))
         if last < 0:
+            o.redraw = o.redraw and bool(o.partial)  # the line goes on, or a new one starts
             o.partial = self._bound(o, buf)
             return b""
         complete, rest = buf[: last + 1], buf[last + 1:]
+        o.redraw = buf[last] == 13  # the line after it begins with a lone \r
         complete = _strip_ansi_bytes(complete)  # escapes never span lines
         complete = self._after_cr(o, complete)
         was_cut = o.cut
