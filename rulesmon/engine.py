@@ -310,6 +310,10 @@ class Engine:
         self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
                              last_values, events, self.run_id, self.ticks, self.overruns,
                              self._outbox, history)
+        for probe in self.probes:  # the files probe persists the new files this tick reported
+            committed = getattr(probe, "tick_committed", None)
+            if callable(committed):
+                committed(now)
         if self._outbox and self.delivery is not None:
             self.delivery.poke()
         self._outbox = []
@@ -499,7 +503,8 @@ class Engine:
                 outcome = facts.get("job.outcome")
                 if facts.get("job.succeeded") is True or outcome == "success":
                     succeeded += 1
-                elif outcome in FAILED_OUTCOMES or facts.get("job.succeeded") is False:
+                elif outcome in FAILED_OUTCOMES or facts.get("job.succeeded") is False \
+                        or state == "UNKNOWN":  # a watched job that could not be found
                     failed += 1
         elapsed = now - self.started
         out: Facts = dict(run_level)
@@ -525,6 +530,9 @@ class Engine:
         out["run.summary"] = (f"{with_source} job instance(s): {by_state}; {succeeded} "
                               f"succeeded, {failed} failed; total time "
                               f"{format_duration(elapsed)}")
+        if run_level.get("probe.slurm.accounting_disabled") is True:
+            out["run.summary"] += ("; SLURM accounting is disabled: no exit codes, CPU or "
+                                   "memory figures for ended SLURM jobs")
         return out
 
     def _targets(self, rule: CompiledRule, snapshots: Mapping[str, Mapping[str, Any]],

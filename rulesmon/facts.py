@@ -543,11 +543,18 @@ def job_facts(job: Job) -> Namespace:
     for spec in job.logs:
         presets = [PRESETS[p] for p in spec.preset_list if p in PRESETS]
         extract = {k: v for p in presets for k, v in p.extract.items()} | dict(spec.extract)
+        # a preset's progress-bar groups named `_...` are read by the probe and give no fact
+        bars = {b for p in presets for b in p.bars if b not in spec.extract}
         for name, pattern in extract.items():
             extractors[name] = dict(EXTRACTOR_FACTS)
             for group in re.compile(pattern).groupindex:
+                if name in bars and group.startswith("_"):
+                    continue
                 kind = "float" if numeric_group(pattern, group) else "str"
                 log.setdefault(group, _f(kind, f"Last value of group `{group}` of `{name}`."))
+        for p in presets:  # facts a preset computes from the others
+            for fact, (kind, doc) in p.facts.items():
+                log.setdefault(fact, _f(kind, doc))
         names = {k for p in presets for k in p.errors} | set(spec.errors)
         for name in names:
             errors[name] = dict(ERROR_FACTS)
@@ -555,8 +562,11 @@ def job_facts(job: Job) -> Namespace:
     for spec in job.logs:
         presets = [PRESETS[p] for p in spec.preset_list if p in PRESETS]
         extract = {k: v for p in presets for k, v in p.extract.items()} | dict(spec.extract)
-        for pattern in extract.values():
+        bars = {b for p in presets for b in p.bars if b not in spec.extract}
+        for name, pattern in extract.items():
             for group in re.compile(pattern).groupindex:
+                if name in bars and group.startswith("_"):
+                    continue
                 if numeric_group(pattern, group):
                     sums.setdefault(group, _f("float", f"`{group}` summed over the files "
                                               "followed: each file's last value."))

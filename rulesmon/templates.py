@@ -16,6 +16,7 @@ from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from . import jsonout
 from .config.units import format_duration
 
 MAX_OUTPUT = 16_000
@@ -44,10 +45,18 @@ def _duration(value: Any) -> str:
     return format_duration(float(value))
 
 
-def _bytes(value: Any) -> str:
+def _bytes(value: Any, binary: bool = False) -> str:
     if value is None or isinstance(value, Undefined):
         return "unknown"
     v = float(value)
+    if binary:  # seff's units: 1024-based, two decimals (seff writes MB for MiB)
+        v /= 1024
+        units = ("KiB", "MiB", "GiB", "TiB", "PiB")
+        i = 0
+        while abs(v) >= 1024 and i < len(units) - 1:
+            v /= 1024
+            i += 1
+        return f"{v:.2f} {units[i]}"
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(v) < 1000 or unit == "TB":
             return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
@@ -130,6 +139,7 @@ def environment(strict: bool = True) -> ImmutableSandboxedEnvironment:
     env = _Environment(undefined=StrictUndefined if strict else MissingFact, autoescape=False,
                        keep_trailing_newline=False)
     env.filters.update(FILTERS)
+    env.policies["json.dumps_function"] = jsonout.dumps  # `tojson`: NaN as null, valid JSON
     return env
 
 

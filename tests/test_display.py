@@ -281,7 +281,7 @@ def test_plain_lines_follow_the_slurm_document() -> None:
     assert text.count("COMPUTE_METRICS") == 1
     assert ("[2026-01-01 01:02:00] COMPUTE_METRICS: evals/12345690 "
             "(r8_lr1e-5/capitalization/epoch0)\n  Job ID: 12345690\n"
-            "  Wall time: 1h 0m / 1h 0m (**EXCEEDED**)\n  Memory: 3.2 GB / 16.0 GB (20%)\n"
+            "  Wall time: 1h 0m / 1h 0m (**EXCEEDED**)\n  Memory: 2.98 GiB / 14.90 GiB (20%)\n"
             "  CPU Efficiency: 87%\n"
             "  WARNING: time limit exceeded - consider raising it when resubmitting") in text
     assert ("[2026-01-01 01:02:00] ALL_COMPLETE: Monitoring finished\n"

@@ -625,7 +625,7 @@ def test_a_job_ended_in_the_queue_waits_for_accounting(fake: Fake, tmp_path: Pat
     assert states[102] == ("COMPLETED", True, "done", True, True)
     assert not messages[100] and not messages[101]
     (metrics,) = messages[102]
-    assert "CPU efficiency 50%" in metrics and "6.4 GB / 8.6 GB (75%)" in metrics
+    assert "CPU efficiency 50%" in metrics and "6.00 GiB / 8.00 GiB (75%)" in metrics
     (row,) = get_job_history(db=tmp_path / "state.db")
     assert row["status"] == "success" and row["returncode"] == 0
     assert row["efficiency"]["cpu_pct"] == 50.0 and row["efficiency"]["memory_pct"] == 75.0
@@ -809,3 +809,99 @@ def test_dry_run_submits_nothing(fake: Fake, tmp_path: Path) -> None:
     assert (stub["job.state"], stub["job.terminal"]) == ("PENDING", False)
     assert stub["job.raw_state"] == f"dry run: would sbatch {tmp_path / 'job.sh'}"
     assert fake.calls() == []
+
+
+# --- issue 13: exit codes from accounting, accounting disabled (recorded on 22.05) ------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "parseable"])
+def test_exit_code_and_signal_come_from_accounting_on_both_paths(
+        fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """A job that timed out and one cancelled while running (real 22.05 recordings): squeue
+    --json says exit_code 15 (143, signal 15), sacct says 0:0; once accounting has them both
+    paths report exit code 0 and signal 0, and on 22.05 the --json path reads sacct -P."""
+    monkeypatch.setenv("RULESMON_SLURM_FORMAT", fmt)
+    ext = "json" if fmt == "json" else "txt"
+    fake.plan("squeue", outputs=[(FIXTURES / f"squeue-22.05-i13-{m}.{ext}").read_text(
+        encoding="utf-8") for m in ("running", "ended")])
+    fake.plan("sacct", outputs=[(FIXTURES / "sacct-22.05-i13.txt").read_text(encoding="utf-8")])
+    probe, rs = probe_for(IDS.format(ids="8, 12", mi="0s"), tmp_path)
+    first = tick(probe, rs, tmp_path, 100.0)
+    assert first["train/12"]["job.state"] == "RUNNING"
+    assert first["train/8"]["job.accounted"] == "done"
+    ended = tick(probe, rs, tmp_path, 101.0)
+    for jid, state in (("12", "TIMEOUT"), ("8", "CANCELLED")):
+        f = ended[f"train/{jid}"]
+        assert (f["job.state"], f["job.terminal"], f["job.accounted"]) == (state, True, "done")
+        assert (f["job.exit_code"], f["job.signal"]) == (0, 0), (fmt, jid, f)
+    assert ended["train/12"]["job.diagnosis"] == "time_limit"
+    assert ended["train/12"]["job.exceeded"] is True
+    assert all("--json" not in call for call in fake.real_calls("sacct"))
+    assert all(("--json" in call) is (fmt == "json") for call in fake.real_calls("squeue"))
+
+
+def test_an_accounting_record_without_exit_code_drops_squeues() -> None:
+    """Accounting's record replaces squeue's exit code and signal even where it leaves them
+    unknown (22.05's sacct --json for a TIMEOUT job): no 143 left over from squeue."""
+    now = float((FIXTURES / "squeue-22.05-i13-ended.now").read_text(encoding="utf-8"))
+    queued = {str(r["job.id"]): r for r in sp.parse_squeue_json(
+        (FIXTURES / "squeue-22.05-i13-ended.json").read_text(encoding="utf-8"), now=now)}["12"]
+    record = sp.parse_sacct_json((FIXTURES / "sacct-22.05-i13.json").read_text(
+        encoding="utf-8"))["12"]
+    assert queued["job.exit_code"] == 143 and "job.exit_code" not in record
+    merged = slurm._accounted(queued, record)
+    assert "job.exit_code" not in merged and merged["job.signal"] == 0
+    assert merged["job.state"] == "TIMEOUT" and merged["job.accounted"] == "done"
+
+
+def _disabled_message() -> str:
+    return (FIXTURES / "sacct-22.05-accounting-disabled.txt").read_text(
+        encoding="utf-8").splitlines()[0]
+
+
+def test_accounting_disabled_is_said_once_and_time_figures_stay(
+        fake: Fake, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """sacct's real 'accounting storage is disabled' answer: the TIMEOUT job still gets
+    job.exceeded and job.time_eff from squeue's elapsed time and limit, both jobs are
+    `missing` at once, probe.slurm.accounting_disabled is set and the log says it once."""
+    fake.plan("squeue", outputs=[
+        (FIXTURES / "squeue-22.05-i13-ended.txt").read_text(encoding="utf-8")])
+    fake.plan("sacct", fail_from=0, fail_stderr=_disabled_message())
+    probe, rs = probe_for(IDS.format(ids="8, 12", mi="0s"), tmp_path)
+    with caplog.at_level("WARNING", logger="rulesmon.probes.slurm"):
+        facts = probe.collect(TickContext(now=100.0, ruleset=rs, base_dir=tmp_path))
+        probe.collect(TickContext(now=101.0, ruleset=rs, base_dir=tmp_path))
+    run = facts.pop("")
+    timeout = facts["train/12"]
+    assert (timeout["job.state"], timeout["job.terminal"], timeout["job.accounted"]) == \
+        ("TIMEOUT", True, "missing")
+    assert timeout["job.exceeded"] is True and timeout["job.time_eff"] == 130.0  # 78 s of 60
+    assert timeout["job.raw_state"] == "TIMEOUT (accounting is disabled)"
+    assert "job.exit_code" not in timeout and "job.cpu_eff" not in timeout
+    assert facts["train/8"]["job.accounted"] == "missing"
+    assert facts["train/8"]["job.exceeded"] is False
+    assert run["probe.slurm.accounting_disabled"] is True
+    assert "accounting storage is disabled" in run["probe.slurm.sacct_error"]
+    said = [r for r in caplog.records if "slurm_accounting_disabled" in r.getMessage()]
+    assert len(said) == 1
+
+
+def test_accounting_disabled_in_the_runs_summary(fake: Fake, tmp_path: Path) -> None:
+    """`rulesmon run` on a cluster without accounting says so once on the console (stderr)
+    and in the run's summary: ALL_COMPLETE's note and run.summary."""
+    fake.plan("squeue", outputs=[
+        (FIXTURES / "squeue-22.05-i13-ended.txt").read_text(encoding="utf-8")])
+    fake.plan("sacct", fail_from=0, fail_stderr=_disabled_message())
+    ruleset = tmp_path / "rs.yaml"
+    ruleset.write_text("version: 1\nname: noacct\nextends: [builtin:slurm-basics]\n"
+                       "every: 0.2s\njobs:\n  train:\n    slurm: {ids: [8, 12], "
+                       "min_interval: 0s}\n", encoding="utf-8")
+    result = run_cli("run", str(ruleset), "--log-json", str(tmp_path / "log.jsonl"),
+                     env=dict(os.environ), timeout=60)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.count("slurm_accounting_disabled") == 1, result.stderr[-2000:]
+    assert "Note: SLURM accounting is disabled on this cluster (sacct: sacct failed (exit 1): " \
+        "Slurm accounting storage is disabled)" in result.stdout, result.stdout
+    finished = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text(
+        encoding="utf-8").splitlines() if '"run_finished"' in line]
+    assert finished and "SLURM accounting is disabled" in finished[-1]["summary"]

@@ -56,6 +56,21 @@ def _subject(key: str, f: Mapping[str, Any]) -> str:
     return key
 
 
+def _seff_size(value: Any) -> str:
+    """A size as seff prints it (1024-based, two decimals; seff says `MB` for MiB):
+    `292.45 MiB`, `2.98 GiB`."""
+    v = num(value)
+    if v is None:
+        return "?"
+    v /= 1024
+    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
+    i = 0
+    while abs(v) >= 1024 and i < len(units) - 1:
+        v /= 1024
+        i += 1
+    return f"{v:.2f} {units[i]}"
+
+
 def _counts(counts: Mapping[str, int]) -> str:
     shown = list(ALWAYS) + sorted(s for s, n in counts.items() if n and s not in ALWAYS)
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in shown)
@@ -254,9 +269,11 @@ class PlainLines:
         if used is not None:
             req = num(f.get("job.mem_req"))
             eff = num(f.get("job.mem_eff"))
-            text = f"  Memory: {size(used)}"
+            # seff is the reference for SLURM's figures: its 1024-based units (MiB, GiB)
+            mem = _seff_size if f.get("job.source") == "slurm" else size
+            text = f"  Memory: {mem(used)}"
             if req:
-                text += f" / {size(req)} ({pct(eff if eff is not None else 100 * used / req)})"
+                text += f" / {mem(req)} ({pct(eff if eff is not None else 100 * used / req)})"
             lines.append(text)
         cpu_eff = num(f.get("job.cpu_eff"))
         if cpu_eff is not None:
@@ -377,6 +394,10 @@ class PlainLines:
         elapsed = num(run.get("run.elapsed"))
         if elapsed is not None:
             lines.append(f"  Total time: {duration(elapsed)}")
+        if run.get("probe.slurm.accounting_disabled") is True:
+            lines.append("  Note: SLURM accounting is disabled on this cluster (sacct: "
+                         f"{one_line(run.get('probe.slurm.sacct_error', ''), 120)}): "
+                         "no exit codes, CPU or memory figures for ended SLURM jobs")
         return lines
 
     # --- the writer thread ----------------------------------------------------------------

@@ -59,6 +59,7 @@ release (scontrol).
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import shutil
 import subprocess
@@ -76,6 +77,8 @@ from .base import Facts, ProbeError, TickContext, instance_key, job_base, render
 if TYPE_CHECKING:
     from ..config.models import Ruleset, SlurmSource
 
+log = logging.getLogger(__name__)
+
 ENV_FORMAT = "RULESMON_SLURM_FORMAT"
 ENV_TIMEOUT = "RULESMON_SLURM_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
@@ -90,6 +93,11 @@ _GONE = ("Invalid job id specified", "Invalid job id")
 _NO_ACCOUNTING = ("accounting storage is disabled",)
 #: Facts of a running job that an ended job's record must not inherit.
 _RUNNING_ONLY = ("job.time_left",)
+#: How a job ended, as accounting says it: squeue's values (22.05's squeue --json gives the
+#: batch shell's wait status, 15 for the SIGTERM of a TIMEOUT or scancel, where sacct and seff
+#: say 0:0) never outlive accounting's final record, even where that record leaves one unknown.
+_FROM_ACCOUNTING = ("job.exit_code", "job.signal", "job.succeeded", "job.diagnosis",
+                    "job.diagnosis_detail")
 
 
 class SlurmError(ProbeError):
@@ -274,6 +282,8 @@ class SlurmProbe:
         #: Consecutive accounting lookups (one per call that needed sacct) that failed.
         self.sacct_failures = 0
         self.sacct_error = ""
+        #: sacct said accounting storage is disabled (said once in the log, kept for the run).
+        self.accounting_disabled = False
         #: Records left out of the last call because a value could not be read.
         self.skipped: sp.Skipped = []
         for key, job in ruleset.jobs.items():
@@ -326,6 +336,7 @@ class SlurmProbe:
         return {"probe.slurm.sacct_ok": not self.sacct_failures,
                 "probe.slurm.sacct_failures": self.sacct_failures,
                 "probe.slurm.sacct_error": self.sacct_error,
+                "probe.slurm.accounting_disabled": self.accounting_disabled,
                 "probe.slurm.bad_records": len(self.skipped),
                 "probe.slurm.bad_record": first}
 
@@ -341,6 +352,9 @@ class SlurmProbe:
                 major, minor = sp.version(run(["squeue", "--version"]))
                 self._formats = ("parseable", "parseable" if (major, minor) < (23, 2)
                                  else "json")
+            if forced == "json":  # 22.05's sacct --json says 0 for every normal exit
+                major, minor = sp.version(run(["squeue", "--version"]))
+                self._formats = ("json", "parseable" if (major, minor) < (23, 2) else "json")
         return self._formats
 
     # --- submitting ----------------------------------------------------------------------------
@@ -504,6 +518,10 @@ class SlurmProbe:
         else:
             self.sacct_failures, self.sacct_error = 0, ""
         disabled = any(m in self.sacct_error for m in _NO_ACCOUNTING)
+        if disabled and not self.accounting_disabled:
+            self.accounting_disabled = True
+            log.warning("slurm_accounting_disabled error=%s (ended jobs get no exit code, CPU "
+                        "or memory figures: job.accounted is missing)", self.sacct_error)
         resolved: set[tuple[int, str]] = set()
         for record in found.values():
             jid = str(record["job.id"])
@@ -542,7 +560,7 @@ class SlurmProbe:
                     if (tries > watch.spec.sacct_retries or disabled) \
                             and watch.submitted is None:
                         t = watch.jobs[jid] = _Tracked(jid, seen_at=now)
-                        t.facts, t.final = _lost(jid, False, {}), True
+                        t.facts, t.final = _lost(jid, False, {}, disabled), True
                     continue
                 if tracked.final or (id(watch), jid) in resolved:
                     continue
@@ -551,7 +569,8 @@ class SlurmProbe:
                 tracked.next_try = now + min(MAX_BACKOFF, backoff * 2 ** (tracked.tries - 1))
                 out_of_tries = tracked.tries > watch.spec.sacct_retries or disabled
                 if out_of_tries and (not tracked.in_queue or tracked.facts.get("job.terminal")):
-                    tracked.facts = {**tracked.facts, **_lost(jid, True, tracked.facts)}
+                    tracked.facts = {**tracked.facts,
+                                     **_lost(jid, True, tracked.facts, disabled)}
                     tracked.final = True
 
     def _verify_launch(self, now: float) -> None:
@@ -679,7 +698,7 @@ def _accounted(before: Facts, record: Facts) -> Facts:
     code and figures over what squeue said; squeue's expanded output paths kept (the
     record's are sbatch's default at best, see `slurm_parse.with_default_output`)."""
     merged = {**before, **record, "job.accounted": "done"}
-    for name in _RUNNING_ONLY:
+    for name in (*_RUNNING_ONLY, *_FROM_ACCOUNTING):
         if name not in record:
             merged.pop(name, None)
     if "job.stdout" in before:  # stderr goes with stdout unless squeue named its own
@@ -702,16 +721,26 @@ def _advance(facts: Facts, dt: float) -> None:
         facts["job.time_left"] = max(0.0, left - dt)
 
 
-def _lost(jid: str, known: bool, facts: Mapping[str, Any]) -> Facts:
+def _lost(jid: str, known: bool, facts: Mapping[str, Any], disabled: bool = False) -> Facts:
     """A job accounting never had: terminal all the same (so the run can end), with what
-    squeue last said when it ended in the queue, else UNKNOWN with outcome unknown."""
+    squeue last said when it ended in the queue (and the time figures squeue's elapsed time
+    and limit give: `job.time_eff`, `job.exceeded`), else UNKNOWN with outcome unknown."""
+    why = "accounting is disabled" if disabled else "not in accounting"
     if facts.get("job.terminal"):  # ended in the queue; accounting never had it: keep that
-        return {"job.raw_state": f"{facts.get('job.raw_state', '')} (not in accounting)",
-                "job.terminal": True, "job.accounted": "missing"}
+        out: Facts = {"job.raw_state": f"{facts.get('job.raw_state', '')} ({why})",
+                      "job.terminal": True, "job.accounted": "missing"}
+        figures = dict(facts)
+        sp.time_figures(figures)
+        for name in ("job.time_eff", "job.exceeded"):
+            if name in figures:
+                out[name] = figures[name]
+        return out
     return {"job.state": "UNKNOWN", "job.terminal": True, "job.outcome": "unknown",
             "job.accounted": "missing",
-            "job.raw_state": f"{jid} left the queue and is not in accounting" if known
-            else f"{jid} is neither in the queue nor in accounting"}
+            "job.raw_state": f"{jid} left the queue and {why}" if disabled and known else
+            f"{jid} left the queue and is not in accounting" if known
+            else f"{jid} is neither in the queue nor in accounting" + (
+                f" ({why})" if disabled else "")}
 
 
 def _launch_failed_facts(reason: str, now: float) -> Facts:

@@ -48,7 +48,7 @@ SQUEUE_FIELDS = ("JobID", "JobArrayID", "ArrayJobID", "ArrayTaskID", "Name", "Us
 SACCT_FIELDS = ("JobID", "JobIDRaw", "JobName", "User", "Partition", "Account", "QOS", "State",
                 "ExitCode", "Reason", "Submit", "Start", "End", "ElapsedRaw", "TimelimitRaw",
                 "NNodes", "NodeList", "AllocCPUS", "ReqCPUS", "ReqMem", "MaxRSS", "TotalCPU",
-                "UserCPU", "SystemCPU", "AllocTRES", "ReqTRES", "WorkDir")
+                "UserCPU", "SystemCPU", "AllocTRES", "ReqTRES", "WorkDir", "NTasks")
 #: Largest number of tasks a pending array record ("7_[0-99999]") is expanded into.
 MAX_ARRAY_EXPANSION = 100_000
 
@@ -374,19 +374,41 @@ def _finish_exit(f: Facts, code: int | None, sig: int) -> None:
                                                              f"exited with code {code}")
 
 
-def efficiency(f: Facts) -> None:
-    """seff's figures from facts already set (elapsed, cpus, cpu_time, mem, limit, GPUs)."""
+def efficiency(f: Facts, cpu_seconds: int | None = None, mem_tasks: int | None = None) -> None:
+    """seff's figures from facts already set (elapsed, cpus, cpu_time, max_rss, mem_req, limit,
+    GPUs), computed as seff (SLURM 22.05 to 24.05.4) computes them.
+
+    `cpu_seconds` is seff's CPU time: the steps' CPU time rounded to whole seconds (seff adds
+    the steps' seconds and rounds their summed microseconds); `job.cpu_eff` is it over
+    elapsed x CPUs, to two decimals, and `job.cpu_eff_exact` the unrounded ratio. `mem_tasks`
+    is the task count of the step with the largest MaxRSS: seff's memory used is that MaxRSS
+    (one task's peak) times the step's tasks, `job.mem_used`, over the requested memory."""
     elapsed = f.get("job.elapsed")
     cpus = f.get("job.cpus")
     cpu_time = f.get("job.cpu_time")
     if isinstance(elapsed, int | float) and elapsed > 0 and isinstance(cpus, int) and cpus > 0 \
             and isinstance(cpu_time, int | float):
-        f["job.cpu_eff"] = round(100.0 * cpu_time / (elapsed * cpus), 2)
-    used, req = f.get("job.mem_used"), f.get("job.mem_req")
-    nodes = f.get("job.nodes") or 1
-    if isinstance(used, int) and isinstance(req, int) and req > 0:
-        # MaxRSS is a peak on one node: compare with one node's share of the request
-        f["job.mem_eff"] = round(100.0 * used * max(1, int(nodes)) / req, 2)
+        if cpu_seconds is None:
+            cpu_seconds = int(cpu_time + 0.5)
+        core_walltime = elapsed * cpus
+        f["job.cpu_eff"] = round(cpu_seconds / core_walltime * 100, 2)  # seff's order
+        f["job.cpu_eff_exact"] = round(100.0 * cpu_time / core_walltime, 4)
+    rss, req = f.get("job.max_rss"), f.get("job.mem_req")
+    if isinstance(rss, int):
+        used_kib = rss / 1024 * max(1, mem_tasks or 1)  # seff's KiB: MaxRSS x the step's tasks
+        f["job.mem_used"] = int(used_kib * 1024)
+        if isinstance(req, int) and req > 0:
+            f["job.mem_eff"] = round(used_kib / (req / 1024) * 100, 2)
+    time_figures(f)
+    gpus = f.get("job.gpus")
+    if isinstance(gpus, int) and isinstance(elapsed, int | float):
+        f["job.gpu_hours"] = round(gpus * elapsed / 3600.0, 4)
+
+
+def time_figures(f: Facts) -> None:
+    """`job.time_eff` (elapsed / limit) and `job.exceeded` (TIMEOUT, or the limit reached)
+    from the facts at hand: accounting's, or squeue's when accounting never has the job."""
+    elapsed = f.get("job.elapsed")
     limit = f.get("job.time_limit")
     if isinstance(elapsed, int | float) and isinstance(limit, int | float) and limit > 0:
         f["job.time_eff"] = round(100.0 * elapsed / limit, 2)
@@ -395,9 +417,6 @@ def efficiency(f: Facts) -> None:
         f["job.exceeded"] = True
     else:
         f["job.exceeded"] = False
-    gpus = f.get("job.gpus")
-    if isinstance(gpus, int) and isinstance(elapsed, int | float):
-        f["job.gpu_hours"] = round(gpus * elapsed / 3600.0, 4)
 
 
 # --- squeue parseable ------------------------------------------------------------------------
@@ -630,8 +649,8 @@ def parse_sacct(text: str, skipped: Skipped | None = None) -> dict[str, Facts]:
     out: dict[str, Facts] = {}
     for jid, facts in jobs.items():
         try:
-            _sacct_steps(facts, steps.get(jid, []))
-            efficiency(facts)
+            cpu_seconds, tasks = _sacct_steps(facts, steps.get(jid, []))
+            efficiency(facts, cpu_seconds, tasks)
         except _RECORD_ERRORS as exc:
             _skip(skipped, jid, "sacct steps", exc)
             continue
@@ -692,24 +711,33 @@ def _sacct_job(row: Mapping[str, str]) -> Facts:
     return f
 
 
-def _sacct_steps(f: Facts, rows: list[dict[str, str]]) -> None:
+def _sacct_steps(f: Facts, rows: list[dict[str, str]]) -> tuple[int | None, int | None]:
+    """CPU times (summed) and MaxRSS (the largest) of the steps into `f`; returns seff's CPU
+    seconds (the sum rounded to whole seconds) and the task count of the step with the
+    largest MaxRSS (None when the rows do not say)."""
     cpu = user = system = 0.0
+    total_ms = 0
     rss: int | None = None
+    tasks: int | None = None
     seen = False
     for row in rows:
         total = duration(row.get("TotalCPU", "") or "")
         if total is not None:
             seen = True
             cpu += total
+            # sacct prints milliseconds under an hour and whole seconds above
+            total_ms += round(total * 1000)
             user += duration(row.get("UserCPU", "") or "") or 0.0
             system += duration(row.get("SystemCPU", "") or "") or 0.0
         value = bytes_value(row.get("MaxRSS", "") or "")
-        if value is not None and (rss is None or value > rss):
+        if value is not None and (rss is None or value > rss):  # the first largest, as seff
             rss = value
+            tasks = integer(row.get("NTasks", "") or "")
     if seen:
         f["job.cpu_time"], f["job.cpu_user"], f["job.cpu_sys"] = cpu, user, system
     if rss is not None:
-        f["job.mem_used"] = rss
+        f["job.max_rss"] = rss
+    return ((total_ms + 500) // 1000 if seen else None), tasks
 
 
 # --- JSON (squeue --json, sacct --json) -------------------------------------------------------
@@ -818,23 +846,51 @@ def _tres_list(items: Any) -> dict[str, float]:
     return out
 
 
-def parse_squeue_json(text: str, skipped: Skipped | None = None) -> list[Facts]:
+def parse_squeue_json(text: str, skipped: Skipped | None = None,
+                      now: float | None = None) -> list[Facts]:
     """Facts of every job in `squeue --json` (v0.0.38 to v0.0.42); a job holding a value
-    that cannot be read is skipped into `skipped` (see the module doc)."""
+    that cannot be read is skipped into `skipped` (see the module doc).
+
+    The JSON has no run time: a job's elapsed time and time left are computed as squeue
+    computes its TIME and TIME_LEFT columns, from its start, end and suspend times and `now`
+    (the time of the call, time.time() when not given) for a job still running."""
     jobs, _ = load_json(text, "squeue")
+    if now is None:
+        import time
+
+        now = time.time()
     out: list[Facts] = []
     for job in jobs:
         if _int(job.get("job_id")) is None:
             raise SlurmParseError(f"squeue --json: a job has no job_id: "
                                   f"{_show(json.dumps(job))}")
         try:
-            out.extend(list(_squeue_json_job(job)))
+            out.extend(list(_squeue_json_job(job, now)))
         except _RECORD_ERRORS as exc:
             _skip(skipped, str(_int(job.get("job_id"))), "squeue --json", exc)
     return out
 
 
-def _squeue_json_job(job: Mapping[str, Any]) -> Iterator[Facts]:
+def time_used(job: Mapping[str, Any], state: str, now: float) -> float | None:
+    """squeue's TIME of a `squeue --json` record (its job_time_used): 0 while pending, the
+    run time before the suspension while suspended, else until the end (now while running),
+    less the time spent suspended; None without a start time."""
+    start = _time(job.get("start_time"))
+    if start is None or state in ("PENDING", "HELD"):
+        return 0.0 if state in ("PENDING", "HELD") else None
+    pre_sus = num(job.get("pre_sus_time")) or 0.0
+    if state == "SUSPENDED":
+        return pre_sus
+    end = _time(job.get("end_time"))
+    if state == "RUNNING" or end is None:
+        end = now
+    suspended = _time(job.get("suspend_time"))
+    if suspended is not None:
+        return max(0.0, end - suspended + pre_sus)
+    return max(0.0, end - start)
+
+
+def _squeue_json_job(job: Mapping[str, Any], now: float) -> Iterator[Facts]:
     jid = _int(job.get("job_id"))
     if jid is None:
         raise SlurmParseError(f"squeue --json: a job has no job_id: {_show(json.dumps(job))}")
@@ -881,10 +937,14 @@ def _squeue_json_job(job: Mapping[str, Any]) -> Iterator[Facts]:
             f["job.wait"] = max(0.0, start - submit)
         if f["job.terminal"] and end is not None:
             f["job.end_time"] = end
-            f["job.elapsed"] = max(0.0, end - start)
+    used = time_used(job, state, now)  # squeue's TIME: 0 while pending, as -O TimeUsed
+    if used is not None:
+        f["job.elapsed"] = used
     limit = num(job.get("time_limit"))
     if limit is not None:
         f["job.time_limit"] = limit * 60
+        if used is not None and not f["job.terminal"]:
+            f["job.time_left"] = max(0.0, limit * 60 - used)  # squeue's TIME_LEFT
     task = _int(job.get("array_task_id"))
     array = _int(job.get("array_job_id"))
     if array and task is not None:
@@ -993,7 +1053,7 @@ def _sacct_json_job(job: Mapping[str, Any], parser: str) -> Facts:
         f.pop("job.end_time", None)
     steps = job.get("steps") if isinstance(job.get("steps"), list) else []
     assert isinstance(steps, list)
-    _sacct_json_steps(f, steps)
+    cpu_seconds, tasks = _sacct_json_steps(f, steps)
     if f["job.terminal"]:
         code, sig = _exit_json(job.get("exit_code"))
         if parser == "v0.0.38" and code == 0 and not sig and state != "COMPLETED":
@@ -1006,14 +1066,18 @@ def _sacct_json_job(job: Mapping[str, Any], parser: str) -> Facts:
             if value:
                 f[fact] = expand_placeholders(str(value), f)
                 break
-    efficiency(f)
+    efficiency(f, cpu_seconds, tasks)
     return with_default_output(f)
 
 
-def _sacct_json_steps(f: Facts, steps: list[Any]) -> None:
+def _sacct_json_steps(f: Facts, steps: list[Any]) -> tuple[int | None, int | None]:
+    """As `_sacct_steps`, from sacct --json's steps (CPU times in seconds and microseconds,
+    exact, as seff reads them)."""
     cpu = user = system = 0.0
+    total_us = 0
     seen = False
     rss: float | None = None
+    tasks: int | None = None
     for step in steps:
         if not isinstance(step, dict):
             continue
@@ -1023,17 +1087,29 @@ def _sacct_json_steps(f: Facts, steps: list[Any]) -> None:
             if total is not None:
                 seen = True
                 cpu += total
+                total_us += _microseconds(times.get("total"))
                 user += _seconds(times.get("user")) or 0.0
                 system += _seconds(times.get("system")) or 0.0
         tres = step.get("tres") or {}
         requested = tres.get("requested") if isinstance(tres, dict) else None
         peak = _tres_list(requested.get("max")) if isinstance(requested, dict) else {}
         if "mem" in peak and (rss is None or peak["mem"] > rss):
-            rss = peak["mem"]  # bytes, the step's MaxRSS
+            rss = peak["mem"]  # bytes, the step's MaxRSS (the first largest, as seff)
+            block = step.get("tasks")
+            tasks = _int(block.get("count")) if isinstance(block, dict) else None
     if seen:
         f["job.cpu_time"], f["job.cpu_user"], f["job.cpu_sys"] = cpu, user, system
     if rss is not None:
-        f["job.mem_used"] = int(rss)
+        f["job.max_rss"] = int(rss)
+    return ((total_us + 500_000) // 1_000_000 if seen else None), tasks
+
+
+def _microseconds(value: Any) -> int:
+    """A CPU time (`{"seconds", "microseconds"}` or seconds) in whole microseconds."""
+    if isinstance(value, dict) and "seconds" in value:
+        return int(num(value.get("seconds")) or 0) * 1_000_000 + \
+            int(num(value.get("microseconds")) or 0)
+    return round((num(value) or 0.0) * 1_000_000)
 
 
 def _show(text: str, limit: int = 120) -> str:
