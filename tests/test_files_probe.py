@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -601,3 +602,164 @@ def test_growing_json_is_judged_once_it_settles(tmp_path: Path) -> None:
     assert tick(probe, tmp_path, T0 + 62, ended)["sim/1"]["files.out.valid"] is False
     append(f, b"]}", T0 + 63)
     assert tick(probe, tmp_path, T0 + 64, ended)["sim/1"]["files.out.valid"] is True
+
+
+# --- new-file events through the engine and across restarts (issue 13, item 20) ----------------
+
+_EVENTS = """\
+version: 1
+name: parsl
+every: 1s
+jobs:
+  sim:
+    files:
+      results: {{pattern: 'results-(?P<field>\\S+)\\.txt', root: output, new_files: true}}
+rules:
+  - name: new-results
+    when: files.results.new_count > 0
+    severity: info
+    resolve: false
+    {action}
+    message: "{{{{ files.results.new | join(' ') }}}}"
+"""
+
+
+def test_files_new_a_tick_apart_each_notify_once_through_the_engine(tmp_path: Path) -> None:
+    """Results A, B and C written a tick apart, then D after a quiet tick, each get exactly
+    one notification from a rule on new_count (the Parsl-style example's rule), also across
+    an engine restart on the same state database."""
+    from rulesmon.engine import Engine
+    from rulesmon.testing import NullLog
+
+    text = _EVENTS.format(action="do: [log]")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    out = tmp_path / "output"
+    bodies: list[str] = []
+    t = T0
+    engine = Engine(load_text(text, str(path)), state_path=tmp_path / "s.db", log=NullLog())
+    try:
+        bodies += [n.body for n in engine.tick(t).fired]  # the baseline: nothing yet
+        for name in ("A", "B", "C"):  # one file per tick, on consecutive ticks
+            put(out / f"results-{name}.txt", name)
+            t += 1
+            bodies += [n.body for n in engine.tick(t).fired]
+        t += 1
+        bodies += [n.body for n in engine.tick(t).fired]  # a tick without new files
+        put(out / "results-D.txt", "D")
+        t += 1
+        bodies += [n.body for n in engine.tick(t).fired]
+    finally:
+        engine.close()
+    put(out / "results-E.txt", "E")  # while rulesmon is down
+    engine = Engine(load_text(text, str(path)), state_path=tmp_path / "s.db", log=NullLog())
+    try:
+        for _ in range(3):
+            t += 1
+            bodies += [n.body for n in engine.tick(t).fired]
+        put(out / "results-F.txt", "F")
+        t += 1
+        bodies += [n.body for n in engine.tick(t).fired]
+    finally:
+        engine.close()
+    assert bodies == [str(out / f"results-{n}.txt") for n in "ABCDEF"]
+
+
+def test_a_file_reported_by_an_unused_collection_is_reported_again(tmp_path: Path) -> None:
+    """Under the engine a new file is known for good only once the tick that reported it is
+    committed: one reported by a collection the engine did not use (timed out) is reported by
+    the next, and a committed one never again, even by a restarted probe."""
+    jobs = "  sim:\n    files:\n      res: {glob: 'out/*.txt', new_files: true}\n"
+    state = tmp_path / ".rulesmon" / "files-test.db"
+    probe = make(tmp_path, jobs)
+    probe.use_state(state)
+    tick(probe, tmp_path, T0)
+    probe.tick_committed(T0)
+    a = put(tmp_path / "out/a.txt", "a")
+    assert tick(probe, tmp_path, T0 + 1)["sim/-"]["files.res.new"] == [str(a)]
+    # the engine did not use that result (its tick committed without it): a is due again
+    probe.tick_committed(T0 + 2)
+    assert tick(probe, tmp_path, T0 + 3)["sim/-"]["files.res.new"] == [str(a)]
+    probe.tick_committed(T0 + 3)
+    assert tick(probe, tmp_path, T0 + 4)["sim/-"]["files.res.new"] == []
+    probe.close()
+    b = put(tmp_path / "out/b.txt", "b")
+    again = make(tmp_path, jobs)
+    again.use_state(state)
+    assert tick(again, tmp_path, T0 + 10)["sim/-"]["files.res.new"] == [str(b)]
+    again.close()
+
+
+def test_new_file_events_survive_kill_minus_9_of_a_real_run(tmp_path: Path) -> None:
+    """A real `rulesmon run` (exec callbacks, as the Parsl-style example) killed with kill -9
+    and restarted calls back exactly once for every result file: those written a tick apart
+    before the kill, those written while it was down, and one written after the restart."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    calls = tmp_path / "callbacks.txt"
+    action = ('do:\n      - exec: ["sh", "-c", "echo \\"$0\\" >> ' + str(calls)
+              + '", "{{ files.results.new | join(\' \') }}"]')
+    path = tmp_path / "r.yaml"
+    path.write_text(_EVENTS.format(action=action))
+    out = tmp_path / "output"
+    out.mkdir()
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rulesmon", "run", str(path), "--allow-exec"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def called() -> list[str]:
+        return calls.read_text().split() if calls.exists() else []
+
+    def known() -> set[str]:
+        """The paths the files state database holds (the baseline and confirmed reports);
+        {""} once the baseline is taken."""
+        import sqlite3
+
+        db_path = tmp_path / ".rulesmon" / "parsl.files.db"
+        if not db_path.exists():
+            return set()
+        try:
+            with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as db:
+                sets = db.execute("SELECT count(*) FROM sets").fetchone()[0]
+                return {r[0] for r in db.execute("SELECT path FROM seen")} | (
+                    {""} if sets else set())
+        except sqlite3.Error:  # not created yet
+            return set()
+
+    def until(check: Any, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not check():
+            assert time.monotonic() < deadline, (what, called(), known())
+            time.sleep(0.1)
+
+    def wait_for(names: str) -> None:
+        want = {str(out / f"results-{n}.txt") for n in names}
+        until(lambda: want <= set(called()), f"callbacks for {names}")
+
+    run = start()
+    try:
+        until(lambda: "" in known(), "the baseline")  # taken on its first tick (empty)
+        for name in "AB":  # a tick apart
+            put(out / f"results-{name}.txt", name)
+            time.sleep(1.0)
+        wait_for("AB")
+        # the tick that reported B is committed (B is known for good): kill -9 after it
+        until(lambda: str(out / "results-B.txt") in known(), "B confirmed")
+        run.send_signal(signal.SIGKILL)
+        run.wait(30)
+        for name in "CD":  # while rulesmon is down
+            put(out / f"results-{name}.txt", name)
+        run = start()
+        wait_for("CD")
+        put(out / "results-E.txt", "E")
+        wait_for("E")
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(60)
+    got = called()
+    assert sorted(got) == [str(out / f"results-{n}.txt") for n in "ABCDE"], got

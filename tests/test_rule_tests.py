@@ -81,3 +81,11 @@ def test_the_first_false_evaluation_survives_a_restart() -> None:
         state = s.state
         kinds += [(minute, o.kind) for o in s.owed]
     assert kinds == [(0, "fire"), (8, "resolve")]
+
+
+def test_a_rule_on_new_files_fires_for_every_tick_with_new_files() -> None:
+    """A rule reading files.<name>.new_count or .new fires again on every tick that has new
+    files, also right after another one, each notification naming that tick's files."""
+    result = run_cli("test", str(RULES / "new_files.yaml"), str(RULES / "new_files.test.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed, 0 failed" in result.stdout

@@ -12,10 +12,17 @@ check. Scans are shared between instances that render the same root and glob; `r
 
 New files (`new_files: true`, Parsl's FileMonitor): the files present at the first scan are
 the baseline, except those changed within `quiet_for`, which may still be being written and
-are reported once quiet. What is known (the baseline and every file reported) is kept in a
-small SQLite file beside the state database (`<state>.files.db`, written only when a
-baseline is taken or a file is reported), so after a restart the files that appeared while
-rulesmon was down are reported, and none is reported twice. A dry run keeps it in memory.
+are reported once quiet. Every new file is reported exactly once, on one tick, whatever the
+spacing between files (rules reading `.new`/`.new_count` fire again on every tick that has
+new files: rules/state.py). What is known (the baseline and every file reported) is kept in
+a small SQLite file beside the state database (`<state>.files.db`, written when a baseline is
+taken and, under the engine, when the tick that reported a file has been committed to the
+state database with the notifications it owes: `tick_committed`), so after a restart (even
+after `kill -9`) the files that appeared while rulesmon was down are reported, and none is
+reported twice or lost. A file reported by a collection whose result the engine did not use
+(the probe timed out) is reported again by the next one. The one window left is a kill
+between the two commits, a moment after each tick that reported files: those files are
+reported again after the restart (never lost). A dry run keeps it in memory.
 
 Integrity: a JSON file is judged once it has not changed for `quiet_for` (at least
 `JSON_SETTLE`), or once its job has ended; until then a half-written JSON output is not
@@ -107,6 +114,11 @@ class SetState:
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=10_000))
     last_sig: tuple[int, int] | None = None
     last_change: float = 0.0
+    #: The set's identity in the SeenStore.
+    set_id: str = ""
+    #: Files reported as new and not yet confirmed by the engine: path → the tick that
+    #: reported them (under the engine only; see `FilesProbe.tick_committed`).
+    unconfirmed: dict[str, float] = field(default_factory=dict)
 
 
 class SeenStore:
@@ -204,6 +216,12 @@ class FilesProbe:
         self._checked: dict[tuple[str, str], tuple[int, int, bool, str | None]] = {}
         self._regex: dict[str, re.Pattern[str]] = {}
         self._lock = threading.Lock()
+        #: Set by the first `tick_committed`: new files are persisted once the engine has
+        #: committed the tick that reported them, not when they are found.
+        self._confirming = False
+        #: Guards `unconfirmed` and the SeenStore between a collection (a worker thread) and
+        #: `tick_committed` (the engine's thread).
+        self._confirm_lock = threading.Lock()
 
     def use_state(self, state_path: Path) -> None:
         """Keep new-file state beside the engine's state database, across restarts."""
@@ -213,6 +231,21 @@ class FilesProbe:
 
     def start(self, ctx: TickContext) -> None:
         return None
+
+    def tick_committed(self, now: float) -> None:
+        """The engine has committed the tick `now` (its alert states and the notifications
+        it owes): the files that tick reported are known for good. Files reported by a
+        collection the engine did not use stay unconfirmed and are reported again."""
+        with self._confirm_lock:
+            self._confirming = True
+            for (key, _name), state in list(self._states.items()):
+                done = [path for path, t in state.unconfirmed.items() if t == now]
+                if not done:
+                    continue
+                for path in done:
+                    del state.unconfirmed[path]
+                if self.seen_store is not None:
+                    self.seen_store.add(key, state.set_id, done)
 
     def close(self) -> None:
         self._states.clear()
@@ -408,20 +441,29 @@ class FilesProbe:
                    state: SetState, now: float) -> list[str]:
         quiet_for = spec.quiet_for
         set_id = "\0".join((name, spec.root, spec.glob or "", spec.pattern or ""))
+        state.set_id = set_id
         store = self.seen_store
         if state.seen is None:
-            known = store.load(key, set_id) if store is not None else None
-            if known is None:
-                # the baseline: files present before we looked, except those changed within
-                # quiet_for (perhaps still being written), which are candidates like new ones
-                known = {e.path for e in entries
-                         if quiet_for <= 0 or now - e.mtime >= quiet_for}
-                if store is not None:
-                    store.add(key, set_id, known)
+            with self._confirm_lock:
+                known = store.load(key, set_id) if store is not None else None
+                if known is None:
+                    # the baseline: files present before we looked, except those changed
+                    # within quiet_for (perhaps still being written), which are candidates
+                    # like new ones
+                    known = {e.path for e in entries
+                             if quiet_for <= 0 or now - e.mtime >= quiet_for}
+                    if store is not None:
+                        store.add(key, set_id, known)
             state.seen = known
         present: set[str] = set()
         new: list[str] = []
+        with self._confirm_lock:
+            # reported by a collection whose result the engine did not use: report again
+            again = {path for path, t in state.unconfirmed.items() if t != now}
         for e in entries:
+            if e.path in again:
+                new.append(e.path)
+                continue
             if e.path in state.seen:
                 continue
             present.add(e.path)
@@ -440,9 +482,14 @@ class FilesProbe:
         new = sorted(new)[:MAX_PATHS]
         for path in new:
             state.seen.add(path)
-            del state.pending[path]
-        if new and store is not None:
-            store.add(key, set_id, new)
+            state.pending.pop(path, None)
+        with self._confirm_lock:
+            for path in again.difference(e.path for e in entries):
+                state.unconfirmed.pop(path, None)  # gone before it could be reported
+            if self._confirming:
+                state.unconfirmed.update(dict.fromkeys(new, now))
+            elif new and store is not None:
+                store.add(key, set_id, new)
         return new
 
     def _check(self, e: Entry, spec: FileSpec, now: float, checked: set[tuple[str, str]],

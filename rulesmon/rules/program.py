@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from ..config.models import Action, NotifyAction, Rule, Ruleset
@@ -69,7 +70,11 @@ def fingerprint(ruleset: str, rule: str, instance: str) -> str:
     return hashlib.sha1(f"{ruleset}\0{rule}\0{instance}".encode()).hexdigest()[:16]
 
 
-def _timing(rule: Rule, rs: Ruleset) -> Timing:
+#: Facts that report each occurrence on one tick only: a rule reading them is an event rule.
+_EVENT_FACT = re.compile(r"^files\.[^.]+\.(?:new|new_count)$")
+
+
+def _timing(rule: Rule, rs: Ruleset, keys: frozenset[str] = frozenset()) -> Timing:
     repeat = rule.repeat or rs.defaults.repeat
     return Timing(
         for_=rule.for_ or 0.0,
@@ -84,6 +89,7 @@ def _timing(rule: Rule, rs: Ruleset) -> Timing:
         absent_for=rule.absent_for,
         stale_for=rule.stale_for,
         has_clear=rule.clear_when is not None,
+        event=any(_EVENT_FACT.match(k) for k in keys),
     )
 
 
@@ -113,7 +119,8 @@ def build(rs: Ruleset) -> Program:
         tracked |= cond.tracked | (clear.tracked if clear else frozenset())
         longest = max([longest, *windows(parsed)])
         rules.append(CompiledRule(
-            name=rule.name, rule=rule, condition=cond, clear=clear, timing=_timing(rule, rs),
+            name=rule.name, rule=rule, condition=cond, clear=clear,
+            timing=_timing(rule, rs, cond.keys),
             severity=rule.severity or rs.defaults.severity, scope=rule.scope,
             jobs=frozenset(rule.jobs), actions=_actions(rule, rs),
             title=rule.title or DEFAULT_TITLE, message=rule.message or DEFAULT_MESSAGE,

@@ -3,6 +3,8 @@
     inactive ──holds──▶ pending ──held for `for`──▶ firing ──clears──▶ inactive (resolved)
                                                       │ repeat: re-notify while it holds
     once: after the first firing an instance stays `done`.
+    event rules (conditions on facts that report each occurrence once, `files.<name>.new`):
+    every tick the condition holds is a new occurrence and fires again, even while firing.
 
 `keep_firing_for` counts as Prometheus's does (rules/alerting.go, `KeepFiringSince`): from
 the first evaluation that would resolve the alert (the condition false, and `clear_when` true
@@ -42,6 +44,10 @@ class Timing:
     absent_for: float | None = None
     stale_for: float | None = None
     has_clear: bool = False
+    #: The condition reads event facts (each occurrence reported on one tick only, such as
+    #: `files.<name>.new_count`): a tick on which it holds is a new occurrence and fires
+    #: again even while the alert is firing (new files on consecutive ticks each notify).
+    event: bool = False
 
 
 class AlertState(NamedTuple):
@@ -122,7 +128,7 @@ def step(t: Timing, result: bool | Unknown, now: float, interval: float, prev: A
     truth of `clear_when`, when the rule has one.
     """
     if result is True and prev.status == "firing" and t.times is None \
-            and t.absent_for is None and t.stale_for is None:
+            and t.absent_for is None and t.stale_for is None and not t.event:
         every = repeat_interval(t, prev.repeats)
         if every is None or prev.notified_at is None or now - prev.notified_at < every - 1e-9:
             return Step(prev._replace(last_eval=now, last_true=now, false_since=None), (),
@@ -175,6 +181,10 @@ def step(t: Timing, result: bool | Unknown, now: float, interval: float, prev: A
         return Step(state, (), holds)
 
     # firing
+    if holds and t.event:  # a new occurrence: notified like a first firing
+        state = state._replace(last_true=now, false_since=None, since=now, notified_at=now,
+                               repeats=0, notifications=state.notifications + 1)
+        return Step(state, (Owed("fire", now),), True)
     if holds:
         state = state._replace(last_true=now, false_since=None)
     else:
