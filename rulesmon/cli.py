@@ -110,8 +110,9 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
     When stdout is not a terminal, prints plain timestamped lines (STATUS_CHECK,
     STATE_CHANGE, COMPUTE_METRICS, RESOURCE_STATUS, RUN_PROGRESS, ALERT, ALL_COMPLETE) on it.
 
-    Exit status: 0 when every job succeeded, 1 when one failed, the code of a `stop`
-    action (a bare `stop` keeps 0 or 1), 2 for an unusable ruleset, 128+N after signal N.
+    Exit status: 0 when every job succeeded, 1 when one failed or could not be found
+    (UNKNOWN: an id or pid no scheduler or process has), the code of a `stop` action (a bare
+    `stop` keeps 0 or 1), 2 for an unusable ruleset, 128+N after signal N.
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
                   allow_control=allow_control, log_json=log_json, verbose=verbose, live=live,
@@ -277,9 +278,7 @@ def test(ruleset: str, tests: tuple[Path, ...]) -> None:
 def facts(ruleset: str, fmt: str) -> None:
     """Collect facts once (launching nothing) and print them per job instance; facts that
     the rules use but no probe provided are marked unknown."""
-    import json
-
-    from . import logsetup
+    from . import jsonout, logsetup
     from .engine import Engine
     from .rules.program import build
 
@@ -307,9 +306,9 @@ def facts(ruleset: str, fmt: str) -> None:
                 out.append(name)
         return out
 
-    if fmt == "json":
-        click.echo(json.dumps({k: {"facts": v, "unknown": unknown(k, v)}
-                               for k, v in rows.items()}, indent=2, default=str))
+    if fmt == "json":  # NaN and infinity as null: strict parsers refuse the bare words
+        click.echo(jsonout.dumps({k: {"facts": v, "unknown": unknown(k, v)}
+                                  for k, v in rows.items()}, indent=2))
         return
     for key, values in rows.items():
         click.echo(f"== {key}")

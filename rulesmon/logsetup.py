@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from . import jsonout
+
 
 def _drop(*keys: str) -> Any:
     """The console shows one ruleset; the JSON log keeps the key for aggregation."""
@@ -64,7 +66,7 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
             foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.dict_tracebacks,
-                        structlog.processors.JSONRenderer()]))
+                        structlog.processors.JSONRenderer(jsonout.dumps)]))
         root.addHandler(fh)
     return structlog.get_logger("rulesmon")
 

@@ -27,12 +27,12 @@ are not JSON (an unknown fact) as their text.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import jsonout
 
 if TYPE_CHECKING:
     from .engine import TickReport
@@ -125,7 +125,7 @@ class StateFileWriter:
     def write(self, document: Mapping[str, Any]) -> None:
         """Replace the file with this document, atomically (temporary file, then rename).
         Keys are written in the document's order (`snapshot` sorts them)."""
-        text = json.dumps(document, ensure_ascii=False, allow_nan=False, default=str)
+        text = jsonout.dumps(document, ensure_ascii=False)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,17 +152,10 @@ def _put(entry: dict[str, Any], facts: Mapping[str, Any], names: tuple[str, ...]
 
 
 def _plain(value: Any) -> Any:
-    """A fact value as JSON can hold it: non-finite numbers become null, containers recurse
-    (maps with their keys sorted), anything else that is not JSON becomes its text."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value)
+    """A fact value as JSON can hold it (jsonout.plain): non-finite numbers become null,
+    containers recurse (maps with their keys sorted), anything else that is not JSON becomes
+    its text."""
+    return jsonout.plain(value, sort_keys=True)
 
 
 def writer_for(state_file: Any, base_dir: Path, ruleset: str,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import jsonout
 from . import liveness
 from .rows import FINAL, STATUSES
 from .schema import connect
@@ -579,7 +580,7 @@ def flat(job: Mapping[str, Any]) -> dict[str, Any]:
         if key in ("resource_usage", "efficiency") and isinstance(value, Mapping):
             out.update(value)
         elif key == "params":
-            out[key] = json.dumps(value, sort_keys=True) if value else ""
+            out[key] = jsonout.dumps(value, sort_keys=True) if value else ""
         elif not isinstance(value, list | dict):
             out[key] = value
     return out

@@ -6,11 +6,12 @@ tracked Celery task land in the same shape and the views need not know where a r
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from collections.abc import Mapping
 from typing import Any
+
+from .. import jsonout
 
 #: Columns a writer may set (besides uid, run_id, ruleset, instance, first_seen, last_seen).
 COLUMNS = ("job_id", "name", "source", "tool", "script", "state", "status", "exit_code",
@@ -49,14 +50,12 @@ def new_uid() -> str:
     return uuid.uuid4().hex
 
 
-_ENCODER = json.JSONEncoder(default=str, sort_keys=True, ensure_ascii=False)
-
-
 def dumps(value: Any) -> str | None:
-    """JSON for params/details columns; None stays NULL, unserialisable values become text."""
+    """JSON for params/details columns; None stays NULL, unserialisable values become text,
+    NaN and infinity null (jsonout)."""
     if value is None or value == {}:
         return None
-    return _ENCODER.encode(value)
+    return jsonout.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 #: Columns a writer may also give an estimate for (`cpu_eff~`): the estimate is used only

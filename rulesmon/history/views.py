@@ -7,12 +7,12 @@ same jobs flattened to one row each; the tables are for people and may change.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from .. import jsonout
 from ..config.units import format_seconds as _dur
 from ..config.units import format_size as _size
 from .queries import column_names, flat
@@ -21,7 +21,7 @@ FORMATS = ("table", "json", "csv")
 
 
 def dump_json(value: Any, out: TextIO) -> None:
-    out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    out.write(jsonout.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], out: TextIO) -> None:
@@ -277,8 +277,8 @@ def _show_lines(job: Mapping[str, Any]) -> list[str]:
     lines.append(f"  {'Duration:':<13} {_dur(job['duration_seconds'])}")
     if job["params"]:
         lines += ["", "Parameters:"]
-        lines += ["  " + line for line in json.dumps(job["params"], indent=2,
-                                                     sort_keys=True).splitlines()]
+        lines += ["  " + line for line in jsonout.dumps(job["params"], indent=2,
+                                                        sort_keys=True).splitlines()]
     lines += ["", "Resource usage (as seff reports it):"]
     cores = usage["cpus"]
     if cores:

@@ -6,12 +6,12 @@ returns, so the JSON and the HTML never disagree.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .. import jsonout
 from ..config.units import format_seconds as dur
 from ..config.units import format_size as size
 from ..display.fmt import natural_key
@@ -351,7 +351,7 @@ def _dag_links(dag: Mapping[str, Any] | None) -> str:
 
 def _value(value: Any) -> str:
     if isinstance(value, dict | list):
-        return f"<code>{svg.esc(json.dumps(value, ensure_ascii=False, sort_keys=True))}</code>"
+        return f"<code>{svg.esc(jsonout.dumps(value, ensure_ascii=False, sort_keys=True))}</code>"
     return svg.esc(value)
 
 

@@ -10,7 +10,6 @@ authentication: anyone who can connect reads everything.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import sqlite3
@@ -22,6 +21,7 @@ from types import FrameType
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .. import jsonout
 from . import db, pages
 from .fmt import REFRESH_CHOICES, message_page, page
 
@@ -98,12 +98,12 @@ class App:
     @staticmethod
     def _json(value: Any) -> Response:
         # compact: the C encoder (an indent would take the pure-Python one, 5x slower)
-        text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+        text = jsonout.dumps(value, ensure_ascii=False, separators=(",", ":"))
         return 200, "application/json; charset=utf-8", text.encode("utf-8")
 
     def _message(self, status: int, title: str, line: str, api: bool) -> Response:
         if api:
-            body = json.dumps({"error": line}).encode("utf-8")
+            body = jsonout.dumps({"error": line}).encode("utf-8")
             return status, "application/json; charset=utf-8", body
         text = message_page(title, line, db_label=self.label)
         return status, "text/html; charset=utf-8", text.encode("utf-8")
