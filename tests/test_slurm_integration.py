@@ -91,11 +91,11 @@ rules:
 """
 
 
-def _ruleset(folder: Path) -> Path:
+def _ruleset(folder: Path, python: str = sys.executable) -> Path:
     lines = [RULESET_HEAD]
     for name, options in OPTIONS.items():
         script = folder / f"{name}.sh"
-        body = SCRIPTS[name].format(python=sys.executable)
+        body = SCRIPTS[name].format(python=python)  # an interpreter on the node
         script.write_text(f"#!/bin/bash\n{body}\n", encoding="utf-8")
         args = ", ".join(json.dumps(o) for o in [*options, f"--job-name=it-{name}",
                                                      "--output=%x-%j.out"
@@ -122,7 +122,7 @@ def test_seven_scenarios_in_one_run(slurm_cluster: SlurmCluster) -> None:
     and followed by one `rulesmon run`: right transitions, facts, efficiency figures and
     notifications at the receiver."""
     folder = slurm_cluster.workdir("seven")
-    ruleset = _ruleset(folder)
+    ruleset = _ruleset(folder, slurm_cluster.python)
     log = folder / "run.jsonl"
     with Receiver() as rx:
         result = subprocess.run(
