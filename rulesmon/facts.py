@@ -235,8 +235,9 @@ EXTRACTOR_FACTS: Namespace = {
 }
 
 LOG_BUILTIN: Namespace = {
-    "tail": _f("str", "The last lines of the log (count from `tail:`), for messages."),
-    "lines": _f("list", "The last lines as a list."),
+    "tail": _f("str", "The last lines of the log that are not blank (count from `tail:`; "
+               "the empty lines cleared progress bars leave are dropped), for messages."),
+    "lines": _f("list", "The last lines as a list (as `log.tail`)."),
     "age": _f("seconds", "Seconds since the log last grew."),
     "size": _f("bytes", "Current size."),
     "path": _f("str", "The file being followed."),
