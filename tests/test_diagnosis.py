@@ -482,3 +482,16 @@ def test_a_clean_exit_is_nan_only_for_a_nan_loss(facts: dict[str, Any], kind: st
             "log__errors__nan_loss__last_line": "loss: nan"}
     base.update(facts)
     assert _d(**base)["job.diagnosis"] == kind
+
+
+def test_a_slurm_job_that_killed_itself_with_sigkill_is_killed_not_oom() -> None:
+    """Real SLURM 22.05 accounting of a batch script ended by `kill -9` (State FAILED,
+    ExitCode 0:9, no OUT_OF_MEMORY) is `killed` with the out-of-memory hint, not `oom`."""
+    from rulesmon.probes import slurm_parse
+
+    jobs = slurm_parse.parse_sacct((FIXTURES / "sacct-22.05-sigkill.txt").read_text())
+    facts = {**jobs["20"], "job.terminal": True}
+    assert (facts["job.state"], facts["job.signal"]) == ("FAILED", 9)
+    out = diagnose(facts, [], {}, [])
+    assert out["job.diagnosis"] == "killed"
+    assert out["job.diagnosis_hint"].startswith("possibly out of memory")
