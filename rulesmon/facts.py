@@ -41,9 +41,10 @@ DIAGNOSIS_DOCS: dict[str, str] = {
            "else dmesg), or an allocation failure in the log (CUDA OOM, `MemoryError`, "
            "`Unable to allocate`, a DataLoader worker killed, SLURM's `oom_kill event` line "
            "from the job's cgroup).",
-    "killed": "SIGKILL (signal 9, or exit code 137) with no out-of-memory evidence: `kill -9`, "
-              "`scancel -s KILL` and an unrecorded OOM kill look alike. `job.diagnosis_hint` "
-              "says `possibly out of memory` and whether the kernel's messages were read.",
+    "killed": "SIGKILL (signal 9, or exit code 137) with no out-of-memory evidence: a "
+              "`kill -9` (by hand or by a tool) and an unrecorded OOM kill look alike. "
+              "`job.diagnosis_hint` says `possibly out of memory` and whether the kernel's "
+              "messages were read.",
     "time_limit": "TIMEOUT or DEADLINE, or `job.exceeded`.",
     "nonzero_exit": "A non-zero exit code without a more specific cause (the detail quotes "
                     "the last traceback line when the log has one).",

@@ -25,7 +25,7 @@ The order matters, because one ending often leaves several kinds of evidence:
    (a readable kernel log, or `dmesg` where none is, through xid.py's `KernelLog`, which
    follows them incrementally and is read at most once per tick for every instance killed
    then; each instance is checked once), besides the scheduler's OUT_OF_MEMORY and the log
-   lines above. Without it the job is `killed`: a `kill -9`, `scancel -s KILL` and the OOM
+   lines above. Without it the job is `killed`: a `kill -9` (by hand or by a tool) and the OOM
    killer look alike from the exit status, so `job.diagnosis_hint` says "possibly out of
    memory" and whether the kernel's messages could be read. Then other signals, then a
    non-zero exit code.
@@ -132,8 +132,8 @@ def _killed(signal: int, exit_code: Any, seen: bool | None) -> tuple[str, str, s
     if seen is False:
         return (how, f"{how}; the kernel log has no OOM-killer record of it",
                 f"{HINT_OOM}: the kernel's OOM killer also ends processes with SIGKILL, but "
-                "its messages were read and do not name this process (kill -9 or scancel -s "
-                "KILL is more likely)")
+                "its messages were read and do not name this process (a kill -9 by hand or "
+                "by a tool is more likely)")
     return (how, f"{how}; no out-of-memory record found (scheduler state, job log)",
             f"{HINT_OOM}: the kernel's OOM killer also ends processes with SIGKILL, and its "
             "messages (dmesg, kern.log) could not be checked for this job")
