@@ -49,9 +49,11 @@ DIAGNOSIS_DOCS: dict[str, str] = {
     "nonzero_exit": "A non-zero exit code without a more specific cause (the detail quotes "
                     "the last traceback line when the log has one).",
     "signal": "Ended by a signal other than SIGKILL, SIGTERM and SIGINT.",
-    "nan": "The loss became NaN or infinite (nan-loss preset): any bad ending with that "
-           "evidence, and an exit 0 whose loss is NaN at the end (a NaN gradient norm alone, "
-           "which fp16 loss scaling skips, or a finite last loss, is not).",
+    "nan": "The loss became NaN or infinite: a bad ending with the nan-loss preset's "
+           "evidence, and an exit 0 whose last extracted loss (`log.loss`) is NaN or infinite "
+           "or, with no loss extracted, whose last nan-loss line shows a NaN loss (a NaN "
+           "gradient norm alone, which fp16 loss scaling skips, or a finite last loss, is "
+           "not).",
     "nccl": "An NCCL / distributed-training network failure in the log of a bad ending.",
     "missing_output": "Exit 0 but a declared file set is empty, short of `expect_count`, or "
                       "invalid, or under 99% of the expected items were processed; or a hold "

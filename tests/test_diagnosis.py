@@ -473,6 +473,7 @@ def test_a_real_clean_run_states_which_outputs_it_checked(tmp_path: Path) -> Non
     ({"log__loss": 0.31}, "ok"),  # a finite last loss: recovered
     ({"log__errors__nan_loss__last_line": "{'loss': nan, 'grad_norm': nan}"}, "nan"),
     ({"log__errors__nan_loss__last_line": "{'loss': 2.1, 'grad_norm': nan}"}, "ok"),
+    ({"log__errors__nan_loss__count": 0, "log__loss": float("inf")}, "nan"),
 ])
 def test_a_clean_exit_is_nan_only_for_a_nan_loss(facts: dict[str, Any], kind: str) -> None:
     """Exit 0 with NaN evidence is `nan` when the loss is NaN at the end (or on the last NaN

@@ -111,17 +111,17 @@ def _log_evidence(facts: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def clean_exit_nan(facts: Mapping[str, Any]) -> str | None:
     """The NaN-loss evidence of a run that exited 0, or None: the extracted loss (`log.loss`)
-    is NaN or infinite at the end, or, when no loss is extracted, the last NaN line holds a NaN
-    loss, not only a NaN gradient norm (fp16 loss scaling skips such steps). A finite last
-    loss is a recovery."""
-    if not _count(facts, "nan_loss"):
-        return None
-    line = _line(facts, "nan_loss")
+    is NaN or infinite at the end, or, when no loss is extracted, the nan-loss preset's last
+    line holds a NaN loss, not only a NaN gradient norm (fp16 loss scaling skips such steps).
+    A finite last loss is a recovery."""
     loss = facts.get("log.loss")
+    line = _line(facts, "nan_loss")
     if isinstance(loss, int | float) and not isinstance(loss, bool):
         if math.isfinite(float(loss)):
             return None
-        return line or f"the last loss is {loss}"
+        return line or f"the last loss logged is {loss}"
+    if not _count(facts, "nan_loss"):
+        return None
     return line if _NAN_LOSS.search(line) else None
 
 
