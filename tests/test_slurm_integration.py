@@ -276,3 +276,77 @@ def test_selections_and_control_on_real_jobs(slurm_cluster: SlurmCluster) -> Non
         control("cancel", {"job.id": acct}, None, 30)
         with pytest.raises(Exception, match="verbs"):
             control("resubmit", {"job.id": array}, None, 30)
+
+
+def _hold(python: str, mib: int, secs: int) -> str:
+    """A command that keeps `mib` MiB resident (touched) for `secs` seconds."""
+    return (f"{python} -c 'import time; b = bytearray({mib} << 20); "
+            f"b[::4096] = b\"x\" * len(b[::4096]); time.sleep({secs})'")
+
+
+def test_json_path_running_time_and_exit_codes_match_parseable(
+        slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the real cluster, the --json path (RULESMON_SLURM_FORMAT=json) and the parseable
+    path agree: a running job has an elapsed time and a time left that add up to its limit;
+    a job that timed out and one cancelled while running end with accounting's exit code 0
+    and signal 0 on both paths (not squeue --json's 143); a 4-task srun step's memory used is
+    its MaxRSS times 4, as seff counts it."""
+    folder = slurm_cluster.workdir("jsonpath")
+    python = slurm_cluster.python
+    timeout = slurm_cluster.sbatch(folder, "-J", "i13-timeout", "--mem=32M", "-t", "1",
+                                   "--wrap", "sleep 300")
+    cancel = slurm_cluster.sbatch(folder, "-J", "i13-cancel", "--mem=32M", "-t", "5",
+                                  "--wrap", "sleep 300")
+    multi = slurm_cluster.sbatch(folder, "-J", "i13-multi", "-n", "4", "--mem=400M", "-t", "5",
+                                 "--wrap", f"srun -n 4 {_hold(python, 60, 5)}")
+    text = (f"version: 1\nname: jsonpath\njobs:\n  j:\n    slurm: {{ids: [{timeout}, {cancel}, "
+            f"{multi}], min_interval: 0s, sacct_retries: 20}}\n")
+    rs = load_text(text, base=folder).ruleset
+    probes = {fmt: SlurmProbe(rs, folder) for fmt in ("json", "parseable")}
+
+    def collect(fmt: str) -> dict[str, dict[str, Any]]:
+        monkeypatch.setenv("RULESMON_SLURM_FORMAT", fmt)
+        facts = probes[fmt].collect(TickContext(now=time.time(), ruleset=rs, base_dir=folder))
+        facts.pop("", None)
+        return facts
+
+    seen_running: dict[str, dict[str, Any]] = {}
+    cancelled = False
+    deadline = time.monotonic() + 240
+    with slurm_cluster.activated():
+        while True:
+            both = {fmt: collect(fmt) for fmt in probes}
+            for fmt, facts in both.items():
+                f = facts.get(f"j/{timeout}", {})
+                if f.get("job.state") == "RUNNING" and fmt not in seen_running:
+                    seen_running[fmt] = f
+            if not cancelled and both["json"].get(f"j/{cancel}", {}).get(
+                    "job.state") == "RUNNING":
+                slurm_cluster.tool("scancel", cancel)
+                cancelled = True
+            if all(len(facts) == 3 and all(f.get("job.terminal") for f in facts.values())
+                   for facts in both.values()):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"jobs did not end: {both}")
+            time.sleep(1)
+    assert cancelled and sorted(seen_running) == ["json", "parseable"]
+    for fmt, f in seen_running.items():
+        # squeue --json has no run time: computed from the start time and now, as squeue does
+        assert isinstance(f.get("job.elapsed"), float), (fmt, f)
+        assert isinstance(f.get("job.time_left"), float), (fmt, f)
+        assert f["job.elapsed"] + f["job.time_left"] == pytest.approx(60.0, abs=1.0), (fmt, f)
+    for fmt, facts in both.items():
+        for jid, state in ((timeout, "TIMEOUT"), (cancel, "CANCELLED")):
+            f = facts[f"j/{jid}"]
+            assert (f["job.state"], f["job.accounted"]) == (state, "done"), (fmt, f)
+            assert (f.get("job.exit_code"), f.get("job.signal")) == (0, 0), (fmt, f)
+        assert facts[f"j/{timeout}"]["job.exceeded"] is True
+        m = facts[f"j/{multi}"]
+        assert m["job.state"] == "COMPLETED" and m["job.max_rss"] >= 60 << 20, (fmt, m)
+        assert m["job.mem_used"] == 4 * m["job.max_rss"], (fmt, m)
+        assert m["job.mem_eff"] == round(100 * m["job.mem_used"] / m["job.mem_req"], 2)
+    for key in both["json"]:
+        for name in ("job.exit_code", "job.signal", "job.cpu_eff", "job.mem_eff",
+                     "job.elapsed", "job.exceeded"):
+            assert both["json"][key].get(name) == both["parseable"][key].get(name), (key, name)
