@@ -79,10 +79,13 @@ def sourceless_instances(ruleset: Ruleset, seen: Mapping[str, Facts]) -> dict[st
     no instance in `seen` yet: `<job>/-` with `job.key`, `job.name` (the job's key) and
     `job.source` = none. Node probes that serve such jobs (files, logs) each create it alike,
     as they run side by side and do not see each other's instances."""
+    keys = [key for key, job in ruleset.jobs.items()
+            if all(getattr(job, s) is None for s in SOURCES)]
+    if not keys:
+        return {}
     known = {f.get("job.key") for f in seen.values()}
     return {instance_key(key, "-"): {"job.key": key, "job.name": key, "job.source": "none"}
-            for key, job in ruleset.jobs.items()
-            if key not in known and all(getattr(job, s) is None for s in SOURCES)}
+            for key in keys if key not in known}
 
 
 _RENDERED: dict[tuple[Any, ...], Path | None] = {}

@@ -1,6 +1,7 @@
 """`log.*` facts: follow each job instance's logs and match extractors and error patterns.
 
-For every instance whose job declares `logs:`, each log path template is rendered with the
+For every instance whose job declares `logs:` (a job without a source is one instance,
+`<job>/-`, made here as the files probe makes it), each log path template is rendered with the
 instance's `job.*` facts and `worker` (its worker index; `*` for an instance without one, so a
 per-worker path follows every worker's log), SLURM's `%j %A %a %x %u` are expanded for SLURM
 jobs, and a path with glob characters follows every matching file (new matches join later).
@@ -10,7 +11,8 @@ over a whole chunk at once, never line by line in Python: how many lines it matc
 the end, only the few matching lines the facts need (the last value of each group, the last
 error lines). A chunk is searched as undecoded bytes when every pattern gives the same result
 there (all presets do), and only the lines kept are decoded. The "patterns" section below says
-how a pattern written for one line is compiled for a whole chunk.
+how a pattern written for one line is compiled for a whole chunk. Once an instance's job has
+ended (`job.terminal`), its logs' last partial lines are read as complete (see `Tailer.chunks`).
 
 When several logs or files feed one instance, counts add up and the last value of a group comes
 from the most recently matching line (a later tick, then the more recently modified file, then
@@ -44,7 +46,8 @@ from re import _compiler, _parser  # type: ignore[attr-defined]  # parse trees, 
 from typing import TYPE_CHECKING, Any
 
 from .base import Facts, TickContext, job_base, render_optional_path, sourceless_instances
-from .log_presets import PRESETS
+from .log_presets import PRESETS, bar_values
+from .progress import BarFollower
 from .tail import Positions, Tailer
 
 if TYPE_CHECKING:
@@ -764,6 +767,7 @@ class Patterns:
 
     extract: tuple[Matcher, ...]
     errors: tuple[Matcher, ...]
+    bars: frozenset[str] = frozenset()  #: extractors that read progress bars
 
 
 def patterns_for(spec: LogSpec) -> Patterns:
@@ -779,7 +783,8 @@ def patterns_for(spec: LogSpec) -> Patterns:
     ex = tuple(Matcher(name, *compile_forms(p)) for name, p in extract.items())
     er = tuple(Matcher(name, *compile_forms(p), severity=sev)
                for name, (p, sev) in errors.items())
-    return Patterns(ex, er)
+    bars = frozenset(b for preset in presets for b in preset.bars if b not in spec.extract)
+    return Patterns(ex, er, bars)
 
 
 def typed(value: str) -> int | float | str:
@@ -797,6 +802,33 @@ def typed(value: str) -> int | float | str:
     if _FLOAT.fullmatch(text):
         return float(text)
     return value
+
+
+def main_bar(chunk: Chunk, m: Matcher, found: Found,
+             follower: BarFollower) -> dict[str, tuple[int, Value]]:
+    """The values of the last draw of the file's main progress bar in a chunk (see
+    `BarFollower`), each with the start of its line; {} when the chunk has none. The draws
+    are walked back from the end to the last one of the main bar so far (usually the last
+    line: one draw looked at), then offered to the follower in order from there."""
+    draws: list[tuple[int, tuple[str, str], float | None, dict[str, Any]]] = []
+    for start, end in chunk.lines_back(m, found):
+        hit = chunk.search(m, start, end)
+        if hit is None:  # cannot happen: the line matched
+            continue
+        groups = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                  for k, v in hit.groupdict().items() if v is not None}
+        family, elapsed, values = bar_values(groups)
+        draws.append((start, family, elapsed, values))
+        if follower.is_main(family):
+            break
+    chosen: tuple[int, dict[str, Any]] | None = None
+    for start, family, elapsed, values in reversed(draws):
+        if follower.offer(family, elapsed):
+            chosen = (start, values)
+    if chosen is None:
+        return {}
+    start, values = chosen
+    return {group: (start, typed(v) if isinstance(v, str) else v) for group, v in values.items()}
 
 
 # --- state ---------------------------------------------------------------------------------------
@@ -836,6 +868,8 @@ class LogState:
     #: the last value of each group in each file followed (by its key in `tailers`), for
     #: log.sum.<group>; an entry goes with its tailer
     file_values: dict[str, dict[str, Value]] = field(default_factory=dict)
+    #: the main progress bar of each file, by (key in `tailers`, bar extractor)
+    bars: dict[tuple[str, str], BarFollower] = field(default_factory=dict)
     tail: deque[tuple[Key, str]] = field(default_factory=deque)
     readable: list[Tailer] = field(default_factory=list)  # files read fine this tick
     problems: list[str] = field(default_factory=list)  # why files gave nothing this tick
@@ -1014,6 +1048,8 @@ class LogsProbe:
                     tailer.close()
                     del ls.tailers[name]
                     ls.file_values.pop(name, None)  # it adds nothing to the sums any more
+                    for bar in [b for b in ls.bars if b[0] == name]:
+                        del ls.bars[bar]
                 continue
             if tailer.error is None:
                 ls.readable.append(tailer)
@@ -1040,9 +1076,14 @@ class LogsProbe:
                 if not found.count:
                     continue
                 ls.extract[m.name].add(found.count, now)
-                for group, (start, text) in chunk.last_values(m, found).items():
+                if m.name in patterns.bars:
+                    follower = ls.bars.setdefault((name, m.name), BarFollower())
+                    picked = main_bar(chunk, m, found, follower)
+                else:
+                    picked = {group: (start, typed(text))  # once here, not in every merge
+                              for group, (start, text) in chunk.last_values(m, found).items()}
+                for group, (start, value) in picked.items():
                     key = (now, mtime, seq0 + start)
-                    value = typed(text)  # once here, not in every tick's merge
                     if group not in ls.values or key >= ls.values[group][0]:
                         ls.values[group] = (key, value)
                     # within one file, later extractors' values of a group win, as above
@@ -1384,6 +1425,10 @@ def merge(now: float, logs: list[LogState]) -> Facts:
                                      deque(lines, maxlen=ERROR_LINES))
     for group, (_, value) in values.items():
         facts[f"log.{group}"] = value
+    for preset in dict.fromkeys(p for s in logs for p in s.spec.preset_list):
+        derive = PRESETS[preset].derive if preset in PRESETS else None
+        if derive is not None:  # facts computed from the others (Lightning's whole run)
+            facts.update(derive(facts))
     sums: dict[str, int | float] = {}
     for s in logs:
         for per_file in s.file_values.values():

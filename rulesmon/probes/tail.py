@@ -10,7 +10,9 @@ Each `read()` returns the complete lines written since the previous call:
 - split on `\\r\\n`, `\\r` or `\\n` (tqdm writes `\\r` updates without newlines outside a terminal);
   an empty segment ended by a lone `\\r` (the start of a tqdm update) is not a line;
 - a trailing partial line is held back until it is completed, and so is a trailing `\\r` (it may
-  be half of a CRLF);
+  be half of a CRLF); a redraw (a partial line after a lone `\\r`: tqdm's last `\\r<bar>`) is
+  given out once a call finds the file quiet, and any partial line once the caller says its
+  writer has ended (`chunks(ended=True)`), each once (see `chunks`);
 - a line longer than `MAX_LINE` bytes keeps only its last `KEEP` bytes;
 - at most `MAX_READ` bytes are read per call, in `CHUNK`-sized reads; the rest comes next call.
 
