@@ -19,13 +19,21 @@ CPU time or MaxRSS) has its final state at once but `job.terminal` false and
 efficiency figures merged in; then `job.terminal` is true), or until the retries run out
 (`missing`: terminal with what squeue said, or UNKNOWN with outcome unknown for a job that
 left the queue unseen in accounting). So `run.all_terminal` — the end of the run — waits for
-the figures, and a rule on `job.terminal` sees them. A sacct that says accounting is disabled
-makes every waiting job `missing` at once.
+the figures, and a rule on `job.terminal` sees them. Once accounting has the final record, the
+exit code, signal and diagnosis are its own, never squeue's (22.05's squeue --json holds the
+batch shell's wait status, 15, for a job that timed out or was cancelled, where sacct says
+0:0), even where the record leaves them unknown. A sacct that says accounting is disabled
+makes every waiting job `missing` at once (an ended one keeps `job.time_eff` and
+`job.exceeded` from squeue's elapsed time and limit), sets `probe.slurm.accounting_disabled`
+and is logged once (`slurm_accounting_disabled`).
 
 Formats are chosen once, from `squeue --version`: squeue's parseable `-O` format on every
 version (the same field names from 20.11 to 24.x), sacct's parseable `-P` format on 22.05
 (whose `sacct --json` reports return code 0 for any normal exit) and `sacct --json` from 23.02
-on. RULESMON_SLURM_FORMAT=parseable or json forces one for both. Commands run with
+on. RULESMON_SLURM_FORMAT=parseable forces -P for both; json forces squeue --json (whose
+running jobs get elapsed and time left from their start time and the time of the call, as
+squeue computes them) and sacct --json, except on 22.05, whose sacct -P is still read for its
+exit codes. Commands run with
 SLURM_TIME_FORMAT=%s (epoch times) and their own timeout (RULESMON_SLURM_TIMEOUT, 30 s).
 
 Failures of squeue (a missing tool, a timeout, an error exit, garbage output) raise
@@ -42,11 +50,14 @@ was asked for, sets `job.accounting_error` on them and the run facts
 is left out (`probe.slurm.bad_records`, `probe.slurm.bad_record`); a watched job whose squeue
 record is left out keeps its last facts.
 
-Efficiency, once a job has ended (seff's figures, without seff): `job.cpu_eff` = CPU time of
-all steps / (elapsed x allocated CPUs); `job.mem_eff` = the largest MaxRSS of the steps / one
-node's share of the requested memory (ReqMem, per-node `n` and per-CPU `c` forms multiplied
-out); `job.time_eff` = elapsed / time limit, `job.exceeded` on TIMEOUT or when the limit was
-reached; `job.gpu_hours` = GPUs (AllocTRES gres/gpu) x elapsed hours.
+Efficiency, once a job has ended (seff's figures, without seff, equal to seff 22.05-24.05.4's
+report of the same job to two decimals): `job.cpu_eff` = CPU time of all steps rounded to whole
+seconds / (elapsed x allocated CPUs) (`job.cpu_eff_exact` unrounded); `job.mem_used` = the
+largest MaxRSS of the steps (`job.max_rss`, one task's peak) x that step's task count, and
+`job.mem_eff` = it / the requested memory (ReqMem, per-node `n` and per-CPU `c` forms
+multiplied out); `job.time_eff` = elapsed / time limit, `job.exceeded` on TIMEOUT or when the
+limit was reached; `job.gpu_hours` = GPUs (AllocTRES gres/gpu) x elapsed hours. See
+docs/differences.md for where they differ from seff on purpose.
 
 Output paths: squeue's (placeholders expanded) are kept; a job known only from accounting
 without one (sacct on 22.05 has no StdOut column) gets sbatch's default, `slurm-%j.out` in its

@@ -13,7 +13,8 @@ Four layouts are understood:
 
 22.05's `sacct --json` reports return code 0 for every normal exit (exit 3 included), in the
 job, in its batch step, in its srun steps and in the derived code alike (checked on a real
-22.05.8): a 0 is believed only when the state is COMPLETED, else the exit code is left unknown.
+22.05.8; its data_parser v0.0.38 writes `SUCCESS`, return code 0 for any normal exit): a 0 is
+believed only when the state is COMPLETED, else the exit code is left unknown.
 The probe reads sacct's parseable ExitCode column on 22.05 for that reason.
 
 Everything returns plain fact dicts (`{"job.state": "RUNNING", ...}`). Output that is not the
