@@ -455,6 +455,7 @@ class Engine:
 
     def _derive(self, instances: dict[str, Facts], now: float) -> None:
         """Facts computed from other facts: progress, outcomes."""
+        self.diagnoser.tick(now)  # the OOM kills its memory cgroup counted since the last tick
         for key, facts in instances.items():
             job_key = facts.get("job.key")
             job = self.rs.jobs.get(job_key) if isinstance(job_key, str) else None

@@ -113,7 +113,8 @@ JOB: Namespace = {
     "verify_detail": _f("str", "What final verification found (items, throughput, time, or "
                         "what is missing)."),
     "exit_code": _f("int", "Exit code of the job's main process."),
-    "signal": _f("int", "Signal that ended it (9 for SIGKILL), or 0."),
+    "signal": _f("int", "Signal that ended it (9 for SIGKILL), or 0. An HTCondor job removed "
+                 "while it ran has condor_rm's (15, ExitSignal)."),
     "user": _f("str", "Owner of the job."),
     "workdir": _f("str", "Working directory."),
     "stdout": _f("str", "Path of the job's standard output, placeholders expanded."),
@@ -121,7 +122,8 @@ JOB: Namespace = {
     "submit_time": _f("timestamp", "When the job was submitted or launched."),
     "start_time": _f("timestamp", "When it started running."),
     "end_time": _f("timestamp", "When it ended."),
-    "elapsed": _f("seconds", "Run time so far, or in total once ended."),
+    "elapsed": _f("seconds", "Run time so far, or in total once ended. 0 is a value (HTCondor's "
+                  "RemoteWallClockTime 0: ran under a second, or has not run yet)."),
     "wait": _f("seconds", "Time spent pending before it started."),
     "restarts": _f("int", "Requeues (SLURM), restarts (HTCondor runs after the first), or "
                    "relaunches (local)."),
@@ -168,7 +170,9 @@ JOB: Namespace = {
     "owner": _f("str", "Owner.", _CONDOR),
     "batch_name": _f("str", "JobBatchName.", _CONDOR),
     "status": _f("str", "HTCondor job status.", _CONDOR, CONDOR_STATUSES),
-    "hold_reason": _f("str", "Why the job is held.", _CONDOR),
+    "hold_reason": _f("str", "Why the job is held. A hold is a state, not an ending: the job is "
+                      "still queued and can be released; a hold by a user (HoldReasonCode 1, "
+                      "condor_hold) gives no `job.diagnosis`.", _CONDOR),
     "hold_code": _f("int", "HoldReasonCode.", _CONDOR),
     "hold_subcode": _f("int", "HoldReasonSubCode.", _CONDOR),
     "remote_host": _f("str", "Execute host.", _CONDOR),
@@ -366,7 +370,8 @@ RUN: Namespace = {
     "running": _f("int", "Instances running."),
     "terminal": _f("int", "Instances that ended."),
     "succeeded": _f("int", "Instances that succeeded."),
-    "failed": _f("int", "Instances that ended badly (failed, timeout, cancelled, error)."),
+    "failed": _f("int", "Instances that ended badly (failed, timeout, cancelled, error), or "
+                 "UNKNOWN: a watched job that could not be found (`rulesmon run` exits 1)."),
     "all_terminal": _f("bool", "Every watched instance has ended."),
     "all_succeeded": _f("bool", "Every watched instance has ended and succeeded."),
     "elapsed": _f("seconds", "Time since the run started."),
@@ -444,7 +449,9 @@ DAG: Namespace = {
     "finished": _f("bool", "The DAGMan job has ended (it will not run again by itself)."),
     "exit_code": _f("int", "DAGMan's exit status once it ended (0: every node succeeded)."),
     "aborted": _f("bool", "DAGMan stopped the DAG early: ABORT-DAG-ON, the DAGMan job removed, "
-                  "or a DAG-level error."),
+                  "a warning made fatal by DAGMAN_USE_STRICT, a halt file, a cycle, a .dag "
+                  "DAGMan could not parse, or another DAG-level error. A DAG that ended "
+                  "because a node failed is not aborted."),
     "abort_reason": _f("str", "Why the DAG was aborted, one line."),
     "dag_status": _f("str", "DAGMan's last `DAG status` in dagman.out.", values=DAG_STATUSES),
     "status": _f("str", "DagStatus of the node status file (a node state name).",
@@ -459,7 +466,8 @@ DAG: Namespace = {
     "errors": _f("int", "ERROR lines dagman.out has for the current run."),
     "last_error": _f("str", "The last of them."),
     "problem": _f("str", "What could not be read (the .dag file, a log, the status file), "
-                  "or empty."),
+                  "or empty. A missing node log is a problem only once DAGMan has created it "
+                  "(never for a DAG that stopped before, as a DAGMAN_USE_STRICT abort does)."),
     "read_failures": _f("int", "Consecutive ticks with such a problem."),
     "catching_up": _f("bool", "The node log is still being read from far behind (each tick "
                       "reads a bounded part); the DAG is not judged finished until it is false."),

@@ -218,7 +218,8 @@ def _collect_until(probe: Any, rs: Any, base: Path, what: str, check: Any,
                    timeout: float = 120) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        facts = probe.collect(TickContext(now=time.time(), ruleset=rs, base_dir=base))
+        facts: dict[str, dict[str, Any]] = probe.collect(
+            TickContext(now=time.time(), ruleset=rs, base_dir=base))
         if check(facts):
             return facts
         if time.monotonic() > deadline:
@@ -270,5 +271,50 @@ def test_held_node_control_and_abort_dag_on(condor_pool: CondorPool) -> None:
         assert (end["a/X"]["job.state"], end["a/X"]["job.exit_code"]) == ("FAILED", 7)
         assert end["a/H"]["job.state"] == end["a/L"]["job.state"] == "CANCELLED"
         assert "missing.txt" in end["a/H"]["job.hold_reason"]
+    finally:
+        _remove_dags(condor_pool, folder)
+
+
+STRICT_DAG = """\
+CONFIG strict.config
+JOB A node.sub
+VARS A rc="0" sleep="1"
+"""
+
+
+def test_strict_abort_is_reported_and_no_node_log_is_missed(condor_pool: CondorPool) -> None:
+    """A DAG whose CONFIG file sets DAGMAN_USE_STRICT = 1, submitted by `rulesmon run` with
+    builtin:dagman-training: DAGMan aborts while starting up (the node log would be under
+    /tmp, a warning made fatal) and never creates the node log; the run ends with exit 1 and
+    the dag-aborted alert naming the warning, and no alert about unreadable files."""
+    folder = condor_pool.workdir("strict")
+    assert str(folder).startswith("/tmp/"), "the pool's folder must be under /tmp"
+    (folder / "node.sh").write_text(SLEEP_SH, encoding="utf-8")
+    (folder / "node.sh").chmod(0o755)
+    (folder / "node.sub").write_text(NODE_SUB.replace('"$(JOB) $(RETRY) $(rc)"',
+                                                      '"$(rc) $(sleep)"'), encoding="utf-8")
+    (folder / "strict.config").write_text("DAGMAN_USE_STRICT = 1\n", encoding="utf-8")
+    (folder / "strict.dag").write_text(STRICT_DAG, encoding="utf-8")
+    ruleset = folder / "ruleset.yaml"
+    ruleset.write_text("version: 1\nname: strict\nevery: 1s\n"
+                       "extends: [builtin:dagman-training]\ndefaults: {notify: []}\n"
+                       "jobs:\n  s:\n    dagman: {dag: strict.dag, submit: true}\n",
+                       encoding="utf-8")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rulesmon", "run", str(ruleset), "--state",
+             str(folder / "state.db")], env=condor_pool.environ(), capture_output=True,
+            text=True, timeout=300, check=False)
+        out = (folder / "strict.dag.dagman.out").read_text(encoding="utf-8")
+        assert "ERROR: Warning is fatal error because of DAGMAN_USE_STRICT setting" in out
+        assert "Aborting DAG..." in out and not (folder / "strict.dag.nodes.log").exists()
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        warning = (f"Warning: default node log file {folder}/./strict.dag.nodes.log is in "
+                   "/tmp")
+        assert (f"strict.dag aborted: DAGMAN_USE_STRICT makes a warning fatal: {warning} "
+                "(0/1 nodes done)") in result.stdout
+        assert "unreadable" not in result.stdout + result.stderr
+        assert "dag_problem" not in result.stderr
     finally:
         _remove_dags(condor_pool, folder)

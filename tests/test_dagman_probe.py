@@ -719,13 +719,17 @@ def test_garbage_logs_and_status_file_are_problems_not_crashes(tmp_path: Path) -
 
 
 def test_unreadable_node_log_while_running_is_a_problem(tmp_path: Path) -> None:
-    """Once DAGMan runs, a node log that is missing is a problem; before, it is not."""
+    """Once DAGMan has created the node log (`Bootstrapping...`), a node log that is missing
+    is a problem; before, even with DAGMan started and parsing the DAG, it is not."""
     dag = tmp_path / "pipe.dag"
     shutil.copy(PIPE / "pipe.dag", dag)
     probed = Probed(dag)
     assert probed.collect()["pipeline/pipe.dag"]["dag.problem"] == ""
     (tmp_path / "pipe.dag.dagman.out").write_text(
-        _lines_until(PIPE / "run1.dagman.out", "STARTING UP"), encoding="utf-8")
+        _lines_until(PIPE / "run1.dagman.out", "Parsing pipe.dag"), encoding="utf-8")
+    assert probed.collect()["pipeline/pipe.dag"]["dag.problem"] == ""
+    (tmp_path / "pipe.dag.dagman.out").write_text(
+        _lines_until(PIPE / "run1.dagman.out", "Bootstrapping"), encoding="utf-8")
     problem = probed.collect()["pipeline/pipe.dag"]["dag.problem"]
     assert problem.startswith("node log: ") and "No such file" in problem
 
@@ -1016,3 +1020,91 @@ def test_jobs_still_queued_when_the_dag_ends_count_as_removed(tmp_path: Path) ->
     assert (got["pipeline/L"]["node.state"], got["pipeline/L"]["job.state"]) == (
         "ERROR", "CANCELLED")
     assert got["pipeline/H"]["job.state"] == "CANCELLED"
+
+
+def stage_recorded(folder: Path, name: str) -> Path:
+    """A DAG recorded on the development pool (tests/fixtures/dagman/<name>/), copied whole."""
+    for path in (FIXTURES / name).iterdir():
+        shutil.copy(path, folder / path.name)
+    return folder / f"{name}.dag"
+
+
+STRICT_REASON = ("DAGMAN_USE_STRICT makes a warning fatal: Warning: default node log file "
+                 "/tmp/rulesmon-condor/work/h13/strict/./strict.dag.nodes.log is in /tmp")
+
+
+def test_strict_abort_is_an_abort_and_no_node_log_is_missed(tmp_path: Path) -> None:
+    """A DAG that DAGMAN_USE_STRICT=1 aborted while starting up (recorded on 23.9: "ERROR:
+    Warning is fatal error..." then "Aborting DAG...", exit 1, no node log ever written) is
+    finished and aborted with the warning named, its node never ran, and the node log DAGMan
+    never created is no problem, tick after tick."""
+    probed = Probed(stage_recorded(tmp_path, "strict"))
+    for _ in range(4):
+        got = probed.collect()
+        dag = got["pipeline/strict.dag"]
+        assert (dag["dag.problem"], dag["dag.read_failures"]) == ("", 0)
+    assert (dag["dag.finished"], dag["dag.aborted"], dag["dag.exit_code"]) == (True, True, 1)
+    assert dag["dag.abort_reason"] == STRICT_REASON
+    assert dag["job.state"] == "FAILED" and dag["dag.rescue_written"] is False
+    assert dag["dag.last_error"] == ("ERROR: Warning is fatal error because of "
+                                     "DAGMAN_USE_STRICT setting")
+    node = got["pipeline/A"]
+    assert (node["job.state"], node["node.detail"]) == ("CANCELLED",
+                                                        "never ran: the DAG ended first")
+
+
+@pytest.mark.parametrize(("name", "status", "reason"), [
+    ("cycle", "CYCLE", "ERROR: a cycle exists in the dag, please check input"),
+    ("halt", "OK", "the DAG was halted (halt file halt.dag.halt)"),
+    ("parse", None, "parse.dag (line 2): ERROR: expected JOB, DATA, SUBDAG, FINAL, SCRIPT, "
+     "PARENT, RETRY, ABORT-DAG-ON, DOT, VARS, PRIORITY, CATEGORY, MAXJOBS, CONFIG, "
+     "SET_JOB_ATTR, ... , PIN_OUT, INCLUDE, SAVE_POINT_FILE orSUBMIT-DESCRIPTION token "
+     "(found JOBB)"),
+])
+def test_every_dagman_abort_is_named(tmp_path: Path, name: str, status: str | None,
+                                     reason: str) -> None:
+    """DAGs DAGMan 23.9 stopped early, recorded on the pool, are aborted with DAGMan's own
+    reason: a cycle ("Aborting DAG..." after the cycle check), a halt file (its "Aborting
+    DAG..." follows an empty failed-jobs list and DAG status OK), and a .dag that does not
+    parse (DAGMan exits 1 with no abort line at all)."""
+    dag = Probed(stage_recorded(tmp_path, name)).collect()[f"pipeline/{name}.dag"]
+    assert (dag["dag.finished"], dag["dag.aborted"], dag["dag.exit_code"]) == (True, True, 1)
+    assert dag.get("dag.dag_status") == status
+    assert dag["dag.abort_reason"] == reason
+
+
+def test_failed_dag_is_not_an_abort(tmp_path: Path) -> None:
+    """A DAG that ended because a node failed also writes "Aborting DAG..." (recorded run1):
+    it is failed, with a rescue DAG, but not aborted."""
+    dag = Probed(stage_run1(tmp_path)).collect()["pipeline/pipe.dag"]
+    assert (dag["dag.finished"], dag["dag.dag_status"], dag["dag.aborted"]) == (
+        True, "NODE_FAILED", False)
+    assert dag["dag.abort_reason"] == ""
+
+
+def test_strict_abort_alerts_dag_aborted_and_never_unreadable(tmp_path: Path) -> None:
+    """With builtin:dagman-training over the recorded strict abort, dag-aborted fires on the
+    first tick (and `rulesmon run` prints it with the reason, then exits 1), and
+    dag-files-unreadable stays silent over four ticks."""
+    stage_recorded(tmp_path, "strict")
+    rs = tmp_path / "r.yaml"
+    rs.write_text("version: 1\nname: strict\nextends: [builtin:dagman-training]\n"
+                  "defaults: {notify: []}\njobs:\n  pipeline:\n    dagman: {dag: strict.dag}\n",
+                  encoding="utf-8")
+    from rulesmon.config.loader import load
+
+    engine = Engine(load(rs), state_path=tmp_path / "s.db", log=NullLog())
+    try:
+        aborted = []
+        for _ in range(4):
+            engine.tick()
+            aborted.append(engine.alerts.get("dag-aborted", {}).get("pipeline/strict.dag"))
+            assert not any(st.status == "firing" for st in
+                           engine.alerts.get("dag-files-unreadable", {}).values())
+    finally:
+        engine.close()
+    assert aborted[0] is not None and aborted[0].status == "firing"
+    result = run_cli("run", str(rs), "--state", str(tmp_path / "cli.db"))
+    assert result.returncode == 1, result.stderr
+    assert f"strict.dag aborted: {STRICT_REASON} (0/1 nodes done)" in result.stdout
+    assert "unreadable" not in result.stdout + result.stderr

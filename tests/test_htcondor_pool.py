@@ -127,7 +127,7 @@ def test_five_scenarios_in_one_run(condor_pool: CondorPool) -> None:
     ruleset = folder / "ruleset.yaml"
     ruleset.write_text(RULESET, encoding="utf-8")
     log = folder / "run.jsonl"
-    stop, removed = threading.Event(), []
+    stop, removed = threading.Event(), list[str]()
     remover = threading.Thread(target=_remove_when_running,
                                args=(condor_pool, f"{tag}-removed", stop, removed))
     with Receiver() as rx:
@@ -262,6 +262,54 @@ def test_refused_constraint_and_lost_cluster_on_the_real_schedd(
             assert (lost["job.state"], lost["job.terminal"]) == ("UNKNOWN", True)
         finally:
             condor_pool.tool("condor_rm", str(cluster), check=False)
+
+
+def test_hold_release_remove_and_zero_wall_clock_on_the_real_pool(
+        condor_pool: CondorPool) -> None:
+    """On the real pool: a job held with condor_hold (code 1) is HELD with its reason, not
+    terminal and not diagnosed, and runs again once released; condor_rm of it while it runs
+    leaves CANCELLED with signal 15 (exit 143) from condor_history; a job that cannot match
+    has an elapsed time of 0, not an unknown one."""
+    folder = condor_pool.workdir("hold")
+    [(cluster, proc)] = condor_pool.submit(submit_file(folder, "s.sub", [
+        "executable = /bin/sleep", "arguments = 600", "log = s.log", "request_memory = 16M",
+        "queue"]))
+    [(idle_c, idle_p)] = condor_pool.submit(submit_file(folder, "idle.sub", [
+        "executable = /bin/sleep", "arguments = 600", "request_memory = 9000000",
+        "queue"]))
+    jid, idle = f"{cluster}.{proc}", f"{idle_c}.{idle_p}"
+    rs = load_text("version: 1\nname: hold\njobs:\n"
+                   f"  t:\n    htcondor: {{ids: ['{jid}', '{idle}'], min_interval: 0s}}\n",
+                   base=folder).ruleset
+    probe = HTCondorProbe(rs, folder)
+    executing = f"001 ({cluster:03d}.{proc:03d}.000)"
+
+    def started(times: int) -> bool:  # the starter ran the job (EXECUTE events in its log)
+        log = folder / "s.log"
+        return log.exists() and log.read_text(encoding="utf-8").count(executing) >= times
+
+    with condor_pool.activated():
+        try:
+            condor_pool.wait_for("the job to run", lambda: started(1))
+            condor_pool.tool("condor_hold", jid)
+            held = _collect_until(probe, rs, folder,
+                                  lambda f: f[f"t/{jid}"]["job.state"] == "HELD")[f"t/{jid}"]
+            assert (held["job.hold_code"], held["job.terminal"], held["job.outcome"]) == (
+                1, False, "unknown")
+            assert held["job.hold_reason"] == f"via condor_hold (by user {condor_pool.user})"
+            assert "job.diagnosis" not in held and "job.succeeded" not in held
+            condor_pool.tool("condor_release", jid)
+            condor_pool.wait_for("the released job to run again", lambda: started(2))
+            condor_pool.tool("condor_rm", jid)
+            gone = _collect_until(probe, rs, folder,
+                                  lambda f: f[f"t/{jid}"]["job.terminal"])[f"t/{jid}"]
+            assert (gone["job.state"], gone["job.diagnosis"]) == ("CANCELLED", "cancelled")
+            assert (gone["job.signal"], gone["job.exit_code"]) == (15, 143)
+            waiting = probe.collect(TickContext(now=time.time(), ruleset=rs,
+                                                base_dir=folder))[f"t/{idle}"]
+            assert (waiting["job.state"], waiting["job.elapsed"]) == ("PENDING", 0.0)
+        finally:
+            condor_pool.tool("condor_rm", str(cluster), str(idle_c), check=False)
 
 
 def test_dev_condor_start_is_idempotent(condor_pool: CondorPool) -> None:

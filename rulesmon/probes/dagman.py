@@ -9,7 +9,12 @@ What is read each tick, all of it files beside the .dag (no scheduler call is ne
   what was derived from it is rebuilt, never counted twice;
 - `<dag>.dagman.out`, DAGMan's own log, followed incrementally: the run's cluster, `DAG status`,
   retries, PRE/POST scripts, `ERROR` lines, the abort reason, the rescue DAG used and written,
-  and the exit status;
+  and the exit status. Every abort DAGMan writes is recognised (HTCondor 23.9 to 25.x, from
+  its source): "Aborting DAG because ..." (ABORT-DAG-ON), "Received SIGUSR1" (condor_rm), and
+  an "Aborting DAG..." whose cause is the line before it (a warning made fatal by
+  DAGMAN_USE_STRICT, a halt file, a cycle, an error); a failed DAG writes "Aborting DAG..."
+  too, after its failed-node list, and is not aborted. An error exit (1 or 2) with no abort
+  line and no failed node (a .dag DAGMan could not parse) is an abort with the last error;
 - `<dag>.dagman.log`, the DAGMan job's user log: queued, running, held, restarted, removed;
 - the node status file (NODE_STATUS_FILE) when the DAG names one, re-read when it changes
   (`classads.py`): node states the logs cannot show (PRERUN, FUTILE) and retry counts;
@@ -40,7 +45,9 @@ one, dagman.out's `EXITING WITH STATUS`. A DAGMan exit code outside 0-2 makes HT
 DAGMan again (ABORT-DAG-ON ... RETURN 9 does that): the DAG stays running then, as it really
 does. Problems reading any of these files become `dag.problem` and `dag.read_failures`
 (consecutive ticks with a problem), with one log line when a problem starts or changes; they
-never stop the other DAGs or the engine.
+never stop the other DAGs or the engine. A missing node log is a problem only once dagman.out
+shows DAGMan created it (`Bootstrapping...`, or a node submitted): a DAG that stopped before
+(a DAGMAN_USE_STRICT abort while starting up) never wrote one.
 """
 
 from __future__ import annotations
@@ -361,6 +368,27 @@ _SCRIPT_END = re.compile(r"^(PRE|POST) Script of node (\S+) (completed successfu
                          r"with (?:status|signal) (-?\d+))")
 _ABORT = re.compile(r"^Aborting DAG because (.*)$")
 _ABORT_NODE = re.compile(r"^Node (\S+) .*ABORT", re.I)
+#: Lines of dagman.out that say why DAGMan is about to abort (every path to its
+#: main_shutdown_rescue, which writes "Aborting DAG...", or to an early exit, 23.9 to 25.x):
+#: the line itself, or what to say instead.
+_STRICT = "ERROR: Warning is fatal error because of DAGMAN_USE_STRICT setting"
+_SCARY = "  Aborting DAG; set DAGMAN_ABORT_ON_SCARY_SUBMIT"
+_HALTED = "Exiting because DAG is halted"  # 25.x; 23.9 says only the two below
+_HALT_FILE = re.compile(r"^DAG is halted because halt file (\S+) exists")
+_UNHALTED = "DAG going from halted to running state"
+_FAILED_LIST = "ERROR: the following job(s) failed:"
+#: `pipe.dag (line 2): ERROR: expected JOB, ...`: the DAG file does not parse
+_PARSE_ERROR = re.compile(r"^\S+ \(line \d+\): ERROR: ")
+_CAUSES = {
+    "ProcessLogEvents() returned false": "DAGMan could not process the node log's events",
+    "DAGMan exiting due to error in log file": "DAGMan found an error in the node log",
+    "Unable to log ULOG_POST_SCRIPT_TERMINATED event":
+        "DAGMan could not write a POST script's event to the node log",
+}
+#: Markers that DAGMan got past parsing and created (truncated) the node log: before them a
+#: missing node log is normal, even once the DAG has ended (an abort while starting up).
+_NODE_LOG_MADE = ("Bootstrapping...", "MultiLogFiles: truncating", "Submitting HTCondor Node",
+                  "Running in RECOVERY mode")
 
 
 @dataclass
@@ -376,6 +404,12 @@ class _Run:
     rescue_written: str | None = None
     abort_reason: str = ""
     removed: bool = False
+    #: why DAGMan is stopping, from the lines before "Aborting DAG..." or an early exit
+    cause: str = ""
+    last_warning: str = ""
+    node_failures: bool = False  #: "the following job(s) failed" (a failed DAG, no abort)
+    halted: bool = False
+    node_log_made: bool = False  #: DAGMan got as far as creating the node log
     error_count: int = 0
     last_error: str = ""
     retries: dict[str, int] = field(default_factory=dict)
@@ -426,7 +460,15 @@ class _DagmanOut:
             if e:
                 run.exit_status = int(e.group(1))
                 run.ended = when
+                if run.exit_status in (1, 2) and not run.abort_reason and \
+                        not run.node_failures and run.dag_status != 2:
+                    # an error exit without "Aborting DAG..." (a DAG file that does not
+                    # parse, an error while bootstrapping): DAGMan stopped it all the same
+                    run.abort_reason = run.cause or run.last_error or \
+                        f"DAGMan exited with status {run.exit_status}"
             return
+        if not run.node_log_made and msg.startswith(_NODE_LOG_MADE):
+            run.node_log_made = True
         first = msg[:1]
         if first == "D" and msg.startswith("DAG status:"):
             s2 = _STATUS_LINE.match(msg)
@@ -469,9 +511,52 @@ class _DagmanOut:
             a = _ABORT.match(msg)
             if a:
                 run.abort_reason = a.group(1).rstrip(".")
-        elif first == "E" and msg.startswith("ERROR"):
+        elif first == "A" and msg.startswith("Aborting DAG..."):
+            # every abort and every failed DAG pass here: a failed DAG is no abort (unless it
+            # was halted); otherwise the cause is what DAGMan said just before
+            if not run.abort_reason and (run.halted or not run.node_failures):
+                run.abort_reason = run.cause or "DAGMan aborted the DAG"
+        else:
+            self._cause(run, msg, first)
+        if first == "E" and msg.startswith("ERROR"):
             run.error_count += 1
             run.last_error = msg[:300]
+
+    @staticmethod
+    def _cause(run: _Run, msg: str, first: str) -> None:
+        """Remember a line that says why DAGMan may abort next (most lines say nothing: the
+        first character sorts them out)."""
+        if first == "W":
+            if msg.startswith("Warning"):
+                run.last_warning = msg[:240]
+        elif first == "E":
+            if msg.startswith(_FAILED_LIST):
+                run.node_failures = True
+            elif msg.startswith(_STRICT):
+                run.cause = "DAGMAN_USE_STRICT makes a warning fatal" + (
+                    f": {run.last_warning}" if run.last_warning else "")
+            elif msg.startswith(_HALTED):
+                run.halted = True
+                run.cause = "the DAG was halted and no jobs or scripts are left running"
+            elif msg.startswith(("ERROR", "Error")):
+                run.cause = _clip(msg.split(_SCARY, 1)[0])
+        elif first in ".FU":
+            if msg.startswith(("... ERROR", "Failed to", "Unable to")) and \
+                    not (msg.startswith("Failed to parse") and run.cause):
+                run.cause = _CAUSES.get(msg, _clip(msg.removeprefix("... ")))
+        elif " (line " in msg and _PARSE_ERROR.match(msg):
+            run.cause = _clip(msg)
+        elif first == "D" and msg.startswith("DAG is halted because"):
+            if not run.halted:
+                h = _HALT_FILE.match(msg)
+                run.halted = True
+                run.cause = "the DAG was halted" + (f" (halt file {h.group(1)})" if h else "")
+        elif first == "D" and msg.startswith(_UNHALTED):
+            run.halted, run.cause = False, ""
+        elif first in "PD" and msg in _CAUSES:
+            run.cause = _CAUSES[msg]
+            if first == "D":  # "DAGMan exiting due to error in log file": no abort line follows
+                run.abort_reason = run.abort_reason or run.cause
 
 
 # --- the DAGMan job, from <dag>.dagman.log ----------------------------------------------------
@@ -771,8 +856,10 @@ class DagmanProbe:
         w.node_log.read(deadline)
         nl = w.node_log
         # a missing file is normal before the DAG starts (and dagman.log is optional); the
-        # node log must exist once DAGMan runs
-        for err, where, needed in ((nl.error, "node log", run is not None),
+        # node log must exist once DAGMan has created it (not when it stopped before that,
+        # as a DAGMAN_USE_STRICT abort while starting up does)
+        for err, where, needed in ((nl.error, "node log",
+                                    run is not None and run.node_log_made),
                                    (w.out.error, "dagman.out", False),
                                    (jres.error, "dagman.log", False)):
             if err and (needed or not _missing(err)):
@@ -1438,6 +1525,12 @@ def node_raw(view: _NodeView) -> str:
     text = view.state + (f" ({view.status})" if view.status and view.state == "SUBMITTED"
                          else "")
     return f"{text}: {view.detail}" if view.detail else text
+
+
+def _clip(line: str, most: int = 240) -> str:
+    """A long line of dagman.out cut in its middle: its end often names the culprit (a parse
+    error ends with `(found JOBB)`)."""
+    return line if len(line) <= most else f"{line[:most - 80]} ... {line[-75:]}"
 
 
 def _missing(error: str) -> bool:

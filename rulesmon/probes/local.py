@@ -17,6 +17,7 @@ How an end is classified (terminal states never change back):
 | any other signal                            | FAILED     | signal        |
 | a watched process became a zombie           | FAILED     | zombie        |
 | a watched process vanished (exit unknown)   | COMPLETED  | unknown       |
+| a watched pid not found in 10 looks         | UNKNOWN    | unknown       |
 | preflight or exec failed                    | FAILED     | launch_failed |
 
 A process killed by signal N reports `exit_code` 128+N (as a shell would) and `signal` N.
@@ -55,6 +56,10 @@ _WORKER_STATE = {"running": "running", "zombie": "zombie", "dead": "dead"}
 _SUSPENDED = ("stopped", "tracing-stop")
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied)  # ZombieProcess is a NoSuchProcess
 _PID_FILE_UNIT = "pid_file"
+#: Looks at a watched pid that does not exist (its pid file unchanged) before it is UNKNOWN and
+#: terminal, as an HTCondor id is looked up ten times: a watched job that could not be found
+#: ends the run, with exit status 1, on every source.
+_MISSING_LOOKS = 10
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class _Proc:
     create_time: float | None = None  # psutil's, for identity (it can be ~1 s off)
     started: float | None = None
     missing: bool = False  # a watched pid that did not exist when we looked
+    misses: int = 0  # looks at it while missing
     terminated: bool = False  # rulesmon sent the signal
     kids: dict[int, Any] = field(default_factory=dict)
     seen: bool = False
@@ -619,6 +625,13 @@ def _proc_children() -> bool:
 
 def _update(p: _Proc, tree: _Tree, now: float) -> None:
     """Refresh one process; never raises for a process that vanished."""
+    if p.missing and p.end is None:
+        p.misses += 1
+        if p.misses >= _MISSING_LOOKS:
+            p.end = _End("UNKNOWN", f"no process {p.pid}", "unknown", "unknown",
+                         f"process {p.pid} was not found in {p.misses} looks (the pid "
+                         "watched never ran here, or ended before rulesmon looked)",
+                         "missing", now)
     if p.missing or (p.pid is None and p.end is None):  # missing, or not launched (dry run)
         return
     if p.end is not None:
