@@ -1124,3 +1124,29 @@ def test_tail_drops_the_spaces_a_cleared_tqdm_bar_leaves(tmp_path: Path) -> None
     assert [line for line in every if "done" in line] == [
         "epoch 0 done: val_loss=0.500", "epoch 1 done: val_loss=0.250",
         "epoch 2 done: val_loss=0.167"]
+
+
+def test_quiet_reads_between_redraws_equal_one_read(tmp_path: Path) -> None:
+    """However quiet reads fall between whole writes of redraws, newlines, CRLFs, cleared bars
+    and printed lines (tqdm writes and flushes each redraw at once), the lines are those of
+    reading the log whole: a redraw given out early is never read again."""
+    import random
+
+    rng = random.Random(3)
+    path = tmp_path / "a.log"
+    for _ in range(500):
+        writes = [rng.choice([b"\rbar %d" % i, b"\n", b"\r     \r", b"\nline %d\n" % i,
+                              b"\r\n"]) for i in range(rng.randint(0, 12))]
+        path.write_bytes(b"".join(writes))
+        reader = Tailer(path)
+        whole = reader.read() + reader.read()
+        path.write_bytes(b"")
+        t = Tailer(path)
+        got: list[str] = []
+        for data in writes:
+            append(path, data)
+            got += t.read()
+            if rng.random() < 0.5:
+                got += t.read()  # a tick that finds the log quiet
+        got += t.read()
+        assert got == whole, writes
