@@ -38,7 +38,9 @@ DIAGNOSIS_DOCS: dict[str, str] = {
           "with nothing declared it stays unknown and the detail says `nothing verified`.",
     "oom": "Out of memory, by evidence only: the scheduler's OUT_OF_MEMORY or HTCondor hold "
            "code 34, the kernel's OOM-killer record of the pid (kern.log/syslog/messages, "
-           "else dmesg), or an allocation failure in the log (CUDA OOM, `MemoryError`, "
+           "else dmesg), for a local job an OOM kill counted by rulesmon's memory cgroup "
+           "(`memory.events` / `memory.oom_control`) on the tick it was seen killed, or an "
+           "allocation failure in the log (CUDA OOM, `MemoryError`, "
            "`Unable to allocate`, a DataLoader worker killed, SLURM's `oom_kill event` line "
            "from the job's cgroup).",
     "killed": "SIGKILL (signal 9, or exit code 137) with no out-of-memory evidence: a "

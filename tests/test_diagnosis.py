@@ -496,3 +496,44 @@ def test_a_slurm_job_that_killed_itself_with_sigkill_is_killed_not_oom() -> None
     out = diagnose(facts, [], {}, [])
     assert out["job.diagnosis"] == "killed"
     assert out["job.diagnosis_hint"].startswith("possibly out of memory")
+
+
+def test_an_oom_kill_counted_by_the_memory_cgroup_explains_one_sigkilled_worker(
+        tmp_path: Path) -> None:
+    """An `oom_kill` that rulesmon's memory cgroup counted on the tick a local worker was seen
+    SIGKILLed makes that worker `oom`; each count explains one worker, a count from an earlier
+    tick explains none, and jobs of other sources never use it."""
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n")  # cgroup v2's layout
+    d = Diagnoser(kernel_logs=(), dmesg=None, cgroup=events)
+    killed = {"job.terminal": True, "job.state": "FAILED", "job.signal": 9,
+              "job.exit_code": 137, "job.source": "local"}
+    d.tick(1.0)
+    events.write_text("low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\n")
+    d.tick(2.0)
+    first = d.diagnose("w/0", {**killed, "job.pid": 10}, [], {}, [], now=2.0)
+    second = d.diagnose("w/1", {**killed, "job.pid": 11}, [], {}, [], now=2.0)
+    assert first["job.diagnosis"] == "oom" and "counted an OOM kill" in \
+        first["job.diagnosis_detail"]
+    assert second["job.diagnosis"] == "killed"
+    d.tick(3.0)  # no new count: a worker seen killed now is not explained by the old one
+    assert d.diagnose("w/2", {**killed, "job.pid": 12}, [], {}, [], now=3.0)[
+        "job.diagnosis"] == "killed"
+    events.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")  # v1 memory.oom_control
+    d.tick(4.0)
+    slurm = {**killed, "job.source": "slurm", "job.pid": None}
+    assert d.diagnose("s/1", slurm, [], {}, [], now=4.0)["job.diagnosis"] == "killed"
+    assert d.diagnose("w/3", {**killed, "job.pid": 13}, [], {}, [], now=4.0)[
+        "job.diagnosis"] == "oom"
+    d.close()
+
+
+def test_the_own_memory_cgroup_file_is_found_from_proc_self_cgroup(tmp_path: Path) -> None:
+    """/proc/self/cgroup leads to the file counting OOM kills (v1 memory.oom_control or v2
+    memory.events), read as the kernel writes it; on this machine, whichever it has."""
+    from rulesmon.probes.diagnosis import oom_kills, own_cgroup_oom_file
+
+    assert own_cgroup_oom_file(tmp_path / "no-such-file") is None
+    found = own_cgroup_oom_file()
+    if found is not None:  # a real cgroup file: its count is a number
+        assert isinstance(oom_kills(found), int)

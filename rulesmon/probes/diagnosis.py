@@ -9,9 +9,9 @@ The order matters, because one ending often leaves several kinds of evidence:
 
 1. A diagnosis a probe already gave is kept when it is specific (`launch_failed`, `cancelled`,
    `time_limit`, a hold code's `missing_output`...): the probe saw why the job ended. Only the
-   generic ones (`ok`, `nonzero_exit`, `signal`, `unknown`), which say no more than the exit
-   status, are refined here; for the same class, a detail backed by evidence (the log line,
-   the kernel log) replaces the probe's.
+   generic ones (`ok`, `nonzero_exit`, `signal`, `killed`, `unknown`), which say no more than
+   the exit status, are refined here; for the same class, a detail backed by evidence (the
+   log line, the kernel log) replaces the probe's.
 2. The scheduler's own terminal states (OUT_OF_MEMORY, TIMEOUT, DEADLINE, CANCELLED, REMOVED,
    PREEMPTED, NODE_FAIL, BOOT_FAIL) come before anything inferred: `scancel -s KILL` and a
    time limit enforced with SIGKILL are not out of memory.
@@ -24,11 +24,14 @@ The order matters, because one ending often leaves several kinds of evidence:
 4. SIGKILL / exit 137 is `oom` only with evidence: the kernel's OOM-killer record of the pid
    (a readable kernel log, or `dmesg` where none is, through xid.py's `KernelLog`, which
    follows them incrementally and is read at most once per tick for every instance killed
-   then; each instance is checked once), besides the scheduler's OUT_OF_MEMORY and the log
-   lines above. Without it the job is `killed`: a `kill -9` (by hand or by a tool) and the OOM
-   killer look alike from the exit status, so `job.diagnosis_hint` says "possibly out of
-   memory" and whether the kernel's messages could be read. Then other signals, then a
-   non-zero exit code.
+   then; each instance is checked once), or, for a local job, an `oom_kill` counted on the
+   tick its end was seen by the memory cgroup rulesmon and its workers run in (cgroup v2
+   `memory.events`, v1 `memory.oom_control`; `Diagnoser.tick` reads it once per tick, and
+   each OOM kill counted explains one SIGKILLed worker), besides the scheduler's
+   OUT_OF_MEMORY and the log lines above. Without it the job is `killed`: a `kill -9` (by
+   hand or by a tool) and the OOM killer look alike from the exit status, so
+   `job.diagnosis_hint` says "possibly out of memory" and whether the kernel's messages could
+   be read. Then other signals, then a non-zero exit code.
 5. Only a COMPLETED job with exit code 0 is verified (`ok`, `nan` or `missing_output`); any
    other terminal state without an explanation is `unknown`, never `ok`. Verification states
    only what it checked: `job.verified` stays unknown when the job declared no file sets and
@@ -68,9 +71,50 @@ HINT_OOM = "possibly out of memory"
 _NAN_LOSS = re.compile(r"(?a)loss(?:_step|_epoch)?['\"]?\s*[:=]\s*['\"]?[-+]?"
                        r"(?:nan|NaN|NAN|infinity|inf|Infinity|Inf)\b")
 
-#: Whether the kernel's OOM killer ended this pid: True (its record names it), False (the
-#: kernel's messages were read and do not), None (they could not be read, or there is no pid).
-OomCheck = Callable[[Any], "bool | None"]
+#: Whether the kernel's OOM killer ended this pid: True, or the evidence in words (its record
+#: names it), False (the kernel's messages were read and do not), None (they could not be
+#: read, or there is no pid).
+OomCheck = Callable[[Any], "bool | str | None"]
+#: The memory cgroup files that count OOM kills: (cgroup v2 mount, v1 memory mount).
+CGROUP_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+def own_cgroup_oom_file(proc_cgroup: Path = Path("/proc/self/cgroup")) -> Path | None:
+    """The file counting the OOM kills of the memory cgroup this process (and the workers
+    it launches) runs in: cgroup v2 `memory.events` or v1 `memory.oom_control`; None when
+    neither can be read."""
+    try:
+        lines = proc_cgroup.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        rel = path.strip().lstrip("/")
+        if hierarchy == "0" and controllers == "":
+            candidates = [root / rel / "memory.events" for root in CGROUP_ROOTS]
+        elif "memory" in controllers.split(","):
+            candidates = [CGROUP_V1_MEMORY / rel / "memory.oom_control"]
+        else:
+            continue
+        for candidate in candidates:
+            if oom_kills(candidate) is not None:
+                return candidate
+    return None
+
+
+def oom_kills(path: Path) -> int | None:
+    """The `oom_kill N` count of a memory.events / memory.oom_control file, or None."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def kernel_oom_check(pid: Any) -> bool | None:
@@ -125,11 +169,12 @@ def clean_exit_nan(facts: Mapping[str, Any]) -> str | None:
     return line if _NAN_LOSS.search(line) else None
 
 
-def _killed(signal: int, exit_code: Any, seen: bool | None) -> tuple[str, str, str]:
-    """(how, detail, hint) of a SIGKILL without evidence of running out of memory."""
+def _killed(signal: int, exit_code: Any, looked: bool) -> tuple[str, str, str]:
+    """(how, detail, hint) of a SIGKILL without evidence of running out of memory;
+    `looked`: the kernel's messages were read."""
     how = ("killed by SIGKILL (signal 9)" if signal == 9
            else f"exited with code {exit_code} (128 + 9: SIGKILL in a shell)")
-    if seen is False:
+    if looked:
         return (how, f"{how}; the kernel log has no OOM-killer record of it",
                 f"{HINT_OOM}: the kernel's OOM killer also ends processes with SIGKILL, but "
                 "its messages were read and do not name this process (a kill -9 by hand or "
@@ -167,9 +212,9 @@ def _classify(facts: Mapping[str, Any], oom_check: OomCheck
     if signal == 9 or (exit_code == 137 and not signal):
         seen = oom_check(facts.get("job.pid"))
         if seen:
-            return ("oom", "killed by SIGKILL (exit 137): the kernel's OOM killer ended it",
-                    True, None)
-        how, detail, hint = _killed(signal, exit_code, seen)
+            return ("oom", seen if isinstance(seen, str) else
+                    "killed by SIGKILL (exit 137): the kernel's OOM killer ended it", True, None)
+        how, detail, hint = _killed(signal, exit_code, seen is not None)
         if evidence is not None:  # a NaN or NCCL failure, then a kill (by hand, most likely)
             return evidence[0], f"{evidence[1]}; then {how}", True, None
         return "killed", detail, False, hint
@@ -298,21 +343,39 @@ class Diagnoser:
     runs on the engine thread."""
 
     def __init__(self, kernel_logs: Sequence[Path] = KERNEL_LOGS,
-                 dmesg: Sequence[str] | None = DMESG) -> None:
+                 dmesg: Sequence[str] | None = DMESG,
+                 cgroup: Path | bool | None = True) -> None:
+        """`cgroup`: the file counting OOM kills in rulesmon's memory cgroup (True: found
+        from /proc/self/cgroup; None or False: not used)."""
         self.kernel = KernelLog(kernel_logs, dmesg)
-        self._oom: dict[tuple[str, Any], bool | None] = {}
+        self._oom: dict[tuple[str, Any], bool | str | None] = {}
         self._read_at: float | None = None  # the tick of the last read
+        self.cgroup = own_cgroup_oom_file() if cgroup is True else cgroup or None
+        self._cgroup_count = oom_kills(self.cgroup) if self.cgroup is not None else None
+        #: OOM kills the cgroup counted on this tick, not yet given to a SIGKILLed worker
+        self._cgroup_fresh = 0
+
+    def tick(self, now: float) -> None:
+        """Once per tick, before the instances are diagnosed: the OOM kills the cgroup
+        counted since the last tick (one file read)."""
+        self._cgroup_fresh = 0
+        if self.cgroup is None:
+            return
+        count = oom_kills(self.cgroup)
+        if count is not None and self._cgroup_count is not None:
+            self._cgroup_fresh = max(0, count - self._cgroup_count)
+        self._cgroup_count = count
 
     def diagnose(self, key: str, facts: Mapping[str, Any], file_sets: list[str],
                  expect_counts: dict[str, int], validated: list[str],
                  now: float | None = None) -> Facts:
         """`diagnose`; `now` is the tick (None: a read for every new question)."""
-        def check(pid: Any) -> bool | None:
+        def check(pid: Any) -> bool | str | None:
             if (key, pid) in self._oom:
                 return self._oom[(key, pid)]
             if len(self._oom) > 65_536:
                 self._oom.clear()
-            found: bool | None = None
+            found: bool | str | None = None
             if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
                 if now is None or now != self._read_at:
                     self._read_at = now
@@ -321,6 +384,11 @@ class Diagnoser:
                     found = True
                 elif self.kernel.readable:
                     found = False
+            if not found and self._cgroup_fresh > 0 and facts.get("job.source") == "local":
+                self._cgroup_fresh -= 1  # one OOM kill counted explains one worker
+                found = ("killed by SIGKILL (exit 137): the memory cgroup it ran in counted an "
+                         f"OOM kill as it ended ({self.cgroup}: oom_kill "
+                         f"{self._cgroup_count})")
             self._oom[(key, pid)] = found
             return found
 
