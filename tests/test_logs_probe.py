@@ -961,6 +961,25 @@ def test_tqdm_last_redraw_is_read_once_the_file_is_quiet(tmp_path: Path) -> None
         assert again["log.lines"] == quiet["log.lines"]
 
 
+def test_tqdm_last_redraw_of_a_log_quiet_for_a_tick_needs_no_second_read(
+        tmp_path: Path) -> None:
+    """A log last written more than a tick ago (a run killed an hour ago) gives its last
+    redraw on the first read, as `rulesmon facts` (one tick) shows it; a log written this
+    instant keeps it pending until a tick finds it quiet."""
+    data = (LOGS / "tqdm_killed.log").read_bytes()
+    path = tmp_path / "train.log"
+    path.write_bytes(data)
+    now = time.time()
+    os.utime(path, (now - 3600, now - 3600))
+    probe, rs = make_probe(tmp_path, LOSS)
+    facts = collect(probe, rs, tmp_path, now=now)[KEY]
+    assert (facts["log.done"], facts["log.loss"]) == (155, 0.536)
+    assert facts["log.extractors.tqdm.count"] == _redraws(data)
+    os.utime(path, (now, now))
+    probe, rs = make_probe(tmp_path, LOSS)
+    assert collect(probe, rs, tmp_path, now=now)[KEY]["log.done"] == 150
+
+
 def test_tqdm_last_redraw_is_read_at_once_when_the_job_has_ended(tmp_path: Path) -> None:
     """Once the job has ended, the pending last redraw is read on the same tick as the bytes
     before it, without waiting for a quiet tick."""

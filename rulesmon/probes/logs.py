@@ -1065,7 +1065,9 @@ class LogsProbe:
         own = ls.file_values.get(name)
         if own is None:
             own = ls.file_values[name] = {}
-        for data in tailer.chunks(ended=ended):
+        # a redraw pending at the end of a log quiet for a tick is read without a second tick
+        quiet = float((ctx.ruleset or self.ruleset).every)
+        for data in tailer.chunks(ended=ended, quiet=quiet, now=now):
             mtime = tailer.mtime or 0.0
             seq0 = state.seq
             state.seq = seq0 + len(data) + 1  # a line's key: seq0 + its offset in the chunk

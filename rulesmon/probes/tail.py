@@ -43,6 +43,7 @@ import contextlib
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,26 +265,32 @@ class Tailer:
         return {o.ident: (o.offset, o.fingerprint, self.where)
                 for o in (self._cur, self._old) if o is not None}
 
-    def read(self, *, ended: bool = False) -> list[str]:
-        """Complete new lines since the last call (never raises); `ended`: see `chunks`."""
+    def read(self, *, ended: bool = False, quiet: float | None = None,
+             now: float | None = None) -> list[str]:
+        """Complete new lines since the last call (never raises); `ended`, `quiet` and `now`:
+        see `chunks`."""
         out: list[str] = []
-        for batch in self.batches(ended=ended):
+        for batch in self.batches(ended=ended, quiet=quiet, now=now):
             out.extend(batch)
         return out
 
-    def batches(self, *, ended: bool = False) -> Iterator[list[str]]:
+    def batches(self, *, ended: bool = False, quiet: float | None = None,
+                now: float | None = None) -> Iterator[list[str]]:
         """The same lines as `read()`, one list per chunk read, to keep memory bounded."""
-        for chunk in self.chunks(ended=ended):
+        for chunk in self.chunks(ended=ended, quiet=quiet, now=now):
             yield lines_of(chunk)
 
-    def chunks(self, *, ended: bool = False) -> Iterator[bytes]:
+    def chunks(self, *, ended: bool = False, quiet: float | None = None,
+               now: float | None = None) -> Iterator[bytes]:
         """The same lines as `read()`, undecoded: one non-empty bytes object per chunk read,
         each line ended by `\\n` (see the module docstring).
 
         The pending partial line is given out as a line, without waiting for its terminator,
         when the file is read to its end and either `ended` (the caller knows the writer has
         ended: the job is over) or it is a redraw (it began after a lone `\\r`: tqdm's last
-        `\\r<bar>`) and this call found nothing new (the file was quiet since the last call).
+        `\\r<bar>`) and the file is quiet: this call found nothing new, or (given `quiet`,
+        seconds) the file was last modified at least that long before `now` (default: the
+        time now), so a first read of a log that stopped long ago needs no second call.
         It is given out once: if text comes after it after all, the terminator that ends it
         adds no line, a new `\\r` starts the next redraw, and other text is a line of its own
         (text printed right after a bar). A plain partial line is not given out while its
@@ -307,7 +314,8 @@ class Tailer:
                 budget -= used
                 if chunk:
                     yield chunk
-            if budget > 0 and cur.partial and (ended or (cur.redraw and not got)):
+            if budget > 0 and cur.partial and (ended or (cur.redraw and (
+                    not got or self._quiet_for(quiet, now)))):
                 line = self._give(cur)
                 if line:
                     yield line
@@ -346,6 +354,12 @@ class Tailer:
             self._park_old()
             if tail:  # one line, even if it holds a \r
                 yield 0, _strip_ansi_bytes(tail).replace(b"\n", b"") + b"\n"
+
+    def _quiet_for(self, quiet: float | None, now: float | None) -> bool:
+        """The file was last modified at least `quiet` seconds before `now`."""
+        if quiet is None or self.mtime is None:
+            return False
+        return (time.time() if now is None else now) - self.mtime >= quiet
 
     @staticmethod
     def _give(o: _Open) -> bytes:
