@@ -49,7 +49,8 @@ from pathlib import Path
 from rulesmon.config.loader import load_text
 from rulesmon.probes.base import TickContext
 from rulesmon.probes.log_presets import PRESETS as LOG_PRESETS
-from rulesmon.probes.logs import Chunk, LogsProbe, Matcher, compile_forms
+from rulesmon.probes.logs import Chunk, LogsProbe, Matcher, compile_forms, main_bar
+from rulesmon.probes.progress import BarFollower
 from rulesmon.probes.tail import Tailer
 
 SIZE = 1 << 30  # 1 GiB
@@ -243,6 +244,8 @@ def breakdown(path: Path) -> None:
                 for name, (pattern, _) in preset_patterns().items()]
     times = dict.fromkeys([m.name for m in matchers], 0.0)
     hows: dict[str, set[str]] = {m.name: set() for m in matchers}
+    # progress-bar extractors: the probe keeps the draws of the main bar, not the last values
+    bars = {b: BarFollower() for name in PRESETS for b in LOG_PRESETS[name].bars}
     via: dict[str, str] = {}  # the anchor literals a pattern was counted through
     reverse = other = 0.0
     for data in chunks:
@@ -256,7 +259,10 @@ def breakdown(path: Path) -> None:
             t0 = time.perf_counter()
             found = chunk.find(m)
             if found.count:
-                chunk.last_values(m, found)
+                if m.name in bars:
+                    main_bar(chunk, m, found, bars[m.name])
+                else:
+                    chunk.last_values(m, found)
                 chunk.last_lines(m, found, 5)
             times[m.name] += time.perf_counter() - t0
             hows[m.name].add(found.how)

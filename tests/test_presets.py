@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rulesmon.config.loader import load_text
 from rulesmon.probes.base import TickContext
 from rulesmon.probes.logs import LogsProbe
@@ -336,3 +338,160 @@ def test_no_preset_pattern_is_searched_from_every_position() -> None:
     chunk = Chunk(data, matchers)
     ways = {m.name: chunk.find(m).how for m in matchers}
     assert not [name for name, how in ways.items() if how == "full"], ways
+
+
+# --- real framework runs (record_hf.py, record_lightning.py; versions in the README) -----------
+
+
+def draws(data: bytes, before: int, pattern: bytes) -> list[re.Match[bytes]]:
+    """The bar draws matching `pattern` written before offset `before`."""
+    return list(re.finditer(pattern, data[:before]))
+
+
+def test_hf_trainer_real_main_bar_through_checkpoints_and_evaluations(tmp_path: Path) -> None:
+    """On a real Trainer run (slow steps drawn in s/it, an evaluation and a checkpoint every 6
+    steps, a final `evaluate`), done/total/pct stay the training bar's right after each
+    `Writing model shards: 1/1` bar and after the final evaluation bar, and the rate is the
+    training bar's s/it read as it/s, never another bar's rate."""
+    data = fixture("hf_trainer_real.log")
+    train = rb"(\d+)%\|[^|]*\| (\d+)/16 \[[\d:]+<[\d:?]+, +([\d.]+)s/it\]"
+    shards = [m.end() for m in re.finditer(rb"Writing model shards: 100%[^\n]*\n", data)]
+    assert len(shards) == 3
+    for presets in (("hf-trainer",), ("tqdm",), ("hf-trainer", "tqdm")):
+        folder = tmp_path / "-".join(presets)
+        folder.mkdir()
+        job = Job(folder, *presets)
+        start = 0
+        for cut in [*shards, len(data)]:
+            job.write(data[start:cut])
+            start = cut
+            facts = job.collect()
+            last = draws(data, cut, train)[-1]
+            pct, done, seconds = int(last.group(1)), int(last.group(2)), float(last.group(3))
+            assert (facts["log.done"], facts["log.total"]) == (done, 16), (presets, cut)
+            assert facts["log.pct"] == pct
+            assert facts["log.rate"] == pytest.approx(1 / seconds)
+        assert facts["log.done"] == 16 and facts["log.rate"] < 1  # not the eval bar's 439 it/s
+        if "hf-trainer" in presets:
+            assert facts["log.epoch"] == 2.0 and facts["log.loss"] == 3.894
+
+
+def test_hf_trainer_real_read_while_written(tmp_path: Path) -> None:
+    """The same run read while it is written, in 300-byte pieces: the done count of the tqdm
+    preset never goes back, the total is always 16, and every rate is one of the training
+    bar's (below 1 it/s)."""
+    data = fixture("hf_trainer_real.log")
+    job = Job(tmp_path, "tqdm")
+    seen: list[int] = []
+    for start in range(0, len(data), 300):
+        job.write(data[start:start + 300])
+        facts = job.collect()
+        if "log.done" in facts:
+            seen.append(facts["log.done"])
+            assert facts["log.total"] == 16
+            if "log.rate" in facts:
+                assert 0 < facts["log.rate"] < 1
+    assert seen == sorted(seen) and seen[-1] == 16
+
+
+def test_lightning_rich_pty_whole_run_progress_and_eta(tmp_path: Path) -> None:
+    """Lightning's RichProgressBar in a terminal (recorded with `script`): `Epoch 1/2 ━━━ 20/40`
+    gives the epoch, done, total, rate and 3 epochs; the whole run's done, total and ETA
+    carry across epochs (at the end of epoch 0 the ETA is the two epochs left, not 0); the
+    loss is the wrapped `train_loss:` row, not `val_loss:`."""
+    data = fixture("lightning_rich_pty.log")
+    plain = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", data)
+    assert b"Epoch 1/2" in plain and b"\x1b[1A" in data
+    job = Job(tmp_path, "lightning")
+    points = {rb"Epoch 0/2 [^\r\n]* 40/40 ": (0, 40), rb"Epoch 1/2 [^\r\n]* 20/40 ": (1, 20)}
+    start = 0
+    for pattern, (epoch, done) in points.items():
+        hit = re.search(pattern, data)
+        assert hit is not None
+        cut = data.index(b"Epoch", hit.end())  # the next redraw begins
+        job.write(data[start:cut])
+        start = cut
+        facts = job.collect()
+        rate = float(re.findall(rb"([\d.]+)it/s", data[hit.start():cut])[0])
+        assert (facts["log.epoch"], facts["log.done"], facts["log.total"]) == (epoch, done, 40)
+        assert facts["log.epochs"] == 3 and facts["log.rate"] == rate
+        assert facts["log.run_done"] == epoch * 40 + done and facts["log.run_total"] == 120
+        assert facts["log.eta"] == pytest.approx((120 - epoch * 40 - done) / rate)
+        assert facts["log.eta"] > 0
+        loss = float(re.findall(rb"train_loss: ([\d.]+)", data[:cut])[-1])
+        assert facts["log.loss"] == loss
+        assert facts["log.val_loss"] == float(re.findall(rb"val_loss: ([\d.]+)", data[:cut])[-1])
+    job.write(data[start:])
+    facts = job.collect()
+    assert (facts["log.epoch"], facts["log.done"], facts["log.run_done"]) == (2, 40, 120)
+    assert facts["log.eta"] == 0 and facts["log.run_pct"] == 100
+    assert facts["log.val_loss"] == 0.0908089429140091  # the final metrics table
+    assert facts["log.test_loss"] == 0.07269074022769928
+
+
+def test_lightning_rich_batch_log_final_bar_and_metrics_table(tmp_path: Path) -> None:
+    """In a batch log (no terminal) Rich draws its bar only when it stops: nothing is read
+    during training (unknown, not a stale 0%); then the final `Epoch 2/2 ... 40/40` bar, its
+    wrapped `train_loss:` row, and val_loss/test_loss from the final metrics tables."""
+    data = fixture("lightning_rich.log")
+    assert b"Epoch 0/2" not in data and data.count(b"Epoch 2/2") == 1
+    end_of_fit = data.index(b"`Trainer.fit` stopped")
+    job = Job(tmp_path, "lightning")
+    job.write(data[:end_of_fit])
+    facts = job.collect()
+    assert not any(k in facts for k in ("log.done", "log.epoch", "log.loss", "log.eta"))
+    table = data.index(b"Validate metric")
+    job.write(data[end_of_fit:table])
+    facts = job.collect()
+    assert (facts["log.epoch"], facts["log.done"], facts["log.total"]) == (2, 40, 40)
+    assert facts["log.epochs"] == 3 and facts["log.rate"] == 18.45
+    assert facts["log.loss"] == 0.046 and facts["log.val_loss"] == 0.091  # the bar's rows
+    assert facts["log.run_total"] == 120 and facts["log.eta"] == 0
+    job.write(data[table:])
+    facts = job.collect()
+    assert facts["log.val_loss"] == 0.0908089429140091
+    assert facts["log.test_loss"] == 0.07269074022769928
+    assert facts["log.done"] == 40  # not the `Validation ━━━ 10/10` nor `Testing` bar
+
+
+def test_lightning_tqdm_real_epochs_unknown_until_known(tmp_path: Path) -> None:
+    """Lightning's TQDMProgressBar on a real run: the whole run's done counts across epochs
+    (epoch 1 at 20/40 is 60), its total and ETA stay unknown until the final
+    `max_epochs=3` line gives the epoch count; the `Validation DataLoader 0` and
+    `Testing DataLoader 0` bars of `validate`/`test` replace neither the lightning bar nor,
+    with the tqdm preset, the main bar; val_loss and test_loss come from the tables."""
+    data = fixture("lightning_tqdm_real.log")
+    # up to the start of the next update: a trailing \r is held back (it may be half a CRLF)
+    middle = data.index(b"\r", data.index(b"Epoch 1:  50%|")) + len(b"\rEpoch")
+    job = Job(tmp_path, "lightning", "tqdm")
+    job.write(data[:middle])
+    facts = job.collect()
+    assert (facts["log.epoch"], facts["log.done"], facts["log.total"]) == (1, 20, 40)
+    assert facts["log.run_done"] == 60
+    assert "log.epochs" not in facts and "log.run_total" not in facts and "log.eta" not in facts
+    assert facts["log.val_loss"] == 0.127 and facts["log.loss"] == float(
+        re.findall(rb"train_loss=([\d.]+)", data[:middle])[-1])
+    job.write(data[middle:])
+    facts = job.collect()
+    assert facts["log.epochs"] == 3 and facts["log.run_total"] == 120 and facts["log.eta"] == 0
+    assert (facts["log.done"], facts["log.total"]) == (40, 40)
+    assert b"Testing DataLoader 0: 100%" in data
+    assert facts["log.val_loss"] == 0.0908089429140091
+    assert facts["log.test_loss"] == 0.07269074022769928
+
+
+def test_preset_bar_facts_are_declared() -> None:
+    """Lint knows the facts of the bar presets: the whole-run facts of `lightning` are
+    declared numbers, and a bar's internal groups (`_elapsed`, `_desc`) are no facts."""
+    from rulesmon.config.loader import load_text
+    from rulesmon.facts import job_facts
+
+    text = ("version: 1\nname: t\njobs:\n  train:\n    logs:\n"
+            "      - {path: job.log, preset: [lightning, hf-trainer, tqdm]}\n")
+    job = load_text(text, "t.yaml", env={}).ruleset.jobs["train"]
+    log = job_facts(job)["log"]
+    assert isinstance(log, dict)
+    for name in ("run_done", "run_total", "run_pct", "eta", "rate", "done", "epochs"):
+        assert getattr(log[name], "type", None) == "float", name
+    assert "val_loss" in log and "test_loss" in log
+    assert not [name for name in log if name.startswith("_")]

@@ -4,10 +4,14 @@ Three estimates as the GPU design document asks (linear over the whole run, the 
 window's throughput, a moving average of throughput); `eta` is the most conservative one and
 `confidence` says how far they agree. `progress.job_*` is the same over a whole job: the done
 and total of its instances summed (or `job_total:`), with its own tracker.
+
+Also which of the progress bars of a log is the main one, whose draws the logs probe reads
+(`BarFollower`, at the end).
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -140,3 +144,62 @@ def job_progress(trackers: dict[str, JobProgress], instances: Mapping[str, Facts
                            spec.stall_after, spec.unit)
         for member in members.get(job_key, ()):
             member.update(facts)
+
+
+# --- progress bars in logs -----------------------------------------------------------------------
+#
+# A log often holds several progress bars: the Hugging Face Trainer's training bar, its
+# evaluation bar and the `Writing model shards` bar of each checkpoint; Lightning's epoch bar,
+# its sanity-check, validation and test bars; `datasets`' `Map` bars before training. The
+# main bar is followed by its identity, not as "the last bar drawn". A bar's identity (its
+# family) is its description with digit runs blanked (`Epoch 3` and `Epoch 4` are one
+# family, the next epoch's bar) and its total. A draw of the main bar's family is always
+# the main bar; a draw of another family replaces it only once that bar has run at least as
+# long as the main bar had at its last draw (by the elapsed times the bars print, to the
+# second). So a short bar
+# drawn during or after a long one (an evaluation pass, a checkpoint written, the final
+# `trainer.validate`) never replaces it, and the bar that runs longest becomes the main one
+# (the training bar after a `Map` pass that took 20 s, once training has run 20 s). A bar
+# that prints no elapsed time replaces the main bar at once, as does any bar when the main
+# bar printed none.
+
+_DIGITS = re.compile(r"\d+")
+
+
+def duration(text: str | None) -> float | None:
+    """Seconds of an elapsed or remaining time as tqdm (`05:07`, `1:02:03`) and Rich
+    (`0:00:07`) print it; None for an unknown one (`?`, `-:--:--`)."""
+    if not text:
+        return None
+    parts = text.split(":")
+    if not all(p.isdigit() for p in parts) or len(parts) > 3:
+        return None
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def bar_family(desc: str | None, total: str | None) -> tuple[str, str]:
+    """A bar's identity: its description with digit runs blanked, and its total."""
+    return _DIGITS.sub("#", (desc or "").strip().rstrip(":").strip()), total or ""
+
+
+@dataclass
+class BarFollower:
+    """Which bar of one file is the main one (see above)."""
+
+    family: tuple[str, str] | None = None
+    elapsed: float | None = None  #: the main bar's elapsed time at its last draw
+
+    def is_main(self, family: tuple[str, str]) -> bool:
+        return family == self.family
+
+    def offer(self, family: tuple[str, str], elapsed: float | None) -> bool:
+        """Whether a draw is of the main bar, which it may become; the draws of a file are
+        offered in order."""
+        if self.family is not None and family != self.family and not (
+                elapsed is None or self.elapsed is None or elapsed >= self.elapsed):
+            return False
+        self.family, self.elapsed = family, elapsed
+        return True
