@@ -495,3 +495,19 @@ def test_preset_bar_facts_are_declared() -> None:
         assert getattr(log[name], "type", None) == "float", name
     assert "val_loss" in log and "test_loss" in log
     assert not [name for name in log if name.startswith("_")]
+
+
+def test_main_bar_with_few_draws_looked_at(tmp_path: Path, monkeypatch: Any) -> None:
+    """The main bar of a chunk is found by looking at a bounded number of its last draws
+    (the first read of a long log): on the real Trainer log read at once, with only 5 draws
+    looked at, the facts are the training bar's as with all of them."""
+    from rulesmon.probes import logs
+
+    data = fixture("hf_trainer_real.log")
+    whole = follow(tmp_path, "hf_trainer_real.log", "tqdm")
+    monkeypatch.setattr(logs, "BAR_DRAWS", 5)
+    (tmp_path / "few").mkdir()
+    few = follow(tmp_path / "few", "hf_trainer_real.log", "tqdm")
+    keys = ("log.done", "log.total", "log.pct", "log.rate")
+    assert [few[k] for k in keys] == [whole[k] for k in keys]
+    assert (few["log.done"], few["log.total"]) == (16, 16) and b"| 10/10 [" in data

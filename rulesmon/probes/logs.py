@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import accumulate, chain
+from itertools import accumulate, chain, islice
 from pathlib import Path
 from re import _compiler, _parser  # type: ignore[attr-defined]  # parse trees, compiled
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ERROR_LINES = 5  #: matching lines kept per error pattern (log.errors.<name>.lines)
+BAR_DRAWS = 1000  #: progress-bar draws of a chunk looked at, at most, to find the main bar
 FORGET_AFTER = 600.0  #: seconds an instance may be absent before its files are closed
 WARN_LINES = 5  #: unreadable logs warned about one by one in a tick; the rest in one line
 _GLOB = re.compile(r"[*?[]")
@@ -809,9 +810,10 @@ def main_bar(chunk: Chunk, m: Matcher, found: Found,
     """The values of the last draw of the file's main progress bar in a chunk (see
     `BarFollower`), each with the start of its line; {} when the chunk has none. The draws
     are walked back from the end to the last one of the main bar so far (usually the last
-    line: one draw looked at), then offered to the follower in order from there."""
+    line: one draw looked at), at most BAR_DRAWS of them (the first chunk of a long log, or
+    one where the main bar changed), then offered to the follower in order from there."""
     draws: list[tuple[int, tuple[str, str], float | None, dict[str, Any]]] = []
-    for start, end in chunk.lines_back(m, found):
+    for start, end in islice(chunk.lines_back(m, found), BAR_DRAWS):
         hit = chunk.search(m, start, end)
         if hit is None:  # cannot happen: the line matched
             continue
