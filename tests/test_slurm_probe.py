@@ -905,3 +905,39 @@ def test_accounting_disabled_in_the_runs_summary(fake: Fake, tmp_path: Path) -> 
     finished = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text(
         encoding="utf-8").splitlines() if '"run_finished"' in line]
     assert finished and "SLURM accounting is disabled" in finished[-1]["summary"]
+
+
+@pytest.mark.parametrize(("version", "jid"), [("22.05", "22"), ("24.11", "1000069")])
+def test_a_cancelled_jobs_step_usage_is_waited_for(fake: Fake, tmp_path: Path, version: str,
+                                                   jid: str) -> None:
+    """Real sacct answers a moment after scancel: the job is CANCELLED in accounting while its
+    batch step has no MaxRSS or CPU time yet. The probe asks once more before taking the
+    record, so the job ends with its memory figures (it ended without job.mem_eff)."""
+    early, late = ((FIXTURES / f"sacct-{version}-usage-lag-{w}.txt").read_text(
+        encoding="utf-8") for w in ("early", "late"))
+    assert "job.max_rss" not in sp.parse_sacct(early)[jid]
+    fake.plan("squeue", outputs=[squeue_line(jid, State="CANCELLED")])
+    fake.plan("sacct", outputs=[early, late])
+    probe, rs = probe_for(IDS.format(ids=jid, mi="0s"), tmp_path)
+    first = tick(probe, rs, tmp_path, 100.0)[f"train/{jid}"]
+    assert (first["job.terminal"], first["job.accounted"]) == (False, "pending")
+    done = tick(probe, rs, tmp_path, 101.5)[f"train/{jid}"]
+    assert (done["job.state"], done["job.terminal"], done["job.accounted"]) == \
+        ("CANCELLED", True, "done")
+    assert done["job.max_rss"] > 0 and done["job.mem_eff"] > 0
+    assert not any(name.startswith("_") for name in done)
+    assert len(fake.real_calls("sacct")) == 2
+
+
+def test_a_step_without_usage_is_taken_after_one_more_lookup(fake: Fake,
+                                                            tmp_path: Path) -> None:
+    """A record whose step never gets usage (the same early answer again) is taken at the
+    second lookup, without its memory figures: one lookup more, never a wait for retries."""
+    early = (FIXTURES / "sacct-22.05-usage-lag-early.txt").read_text(encoding="utf-8")
+    fake.plan("squeue", outputs=[squeue_line("22", State="CANCELLED")])
+    fake.plan("sacct", outputs=[early])
+    probe, rs = probe_for(IDS.format(ids="22", mi="0s"), tmp_path)
+    tick(probe, rs, tmp_path, 100.0)
+    done = tick(probe, rs, tmp_path, 101.5)["train/22"]
+    assert (done["job.terminal"], done["job.accounted"]) == (True, "done")
+    assert "job.mem_eff" not in done and done["job.exit_code"] == 0

@@ -181,6 +181,8 @@ class _Tracked:
     next_try: float = 0.0
     #: The last accounting lookup for it failed: sacct's error.
     acct_error: str | None = None
+    #: Accounting's final record whose steps had no usage yet (asked once more, then taken).
+    partial: Facts | None = None
 
 
 @dataclass
@@ -534,7 +536,9 @@ class SlurmProbe:
             log.warning("slurm_accounting_disabled error=%s (ended jobs get no exit code, CPU "
                         "or memory figures: job.accounted is missing)", self.sacct_error)
         resolved: set[tuple[int, str]] = set()
+        deferred: set[tuple[int, str]] = set()
         for record in found.values():
+            usage_pending = bool(record.pop(sp.USAGE_PENDING, False))
             jid = str(record["job.id"])
             asked = wanted.get(jid, []) + wanted.get(str(record.get("job.array_id")), []) \
                 + wanted.get(str(record.get("_job_id_raw")), [])
@@ -548,8 +552,14 @@ class SlurmProbe:
                 if tracked.final:
                     continue
                 if record.get("job.terminal"):
+                    if usage_pending and not disabled and (
+                            tracked.partial is None or (id(watch), jid) in deferred):
+                        tracked.partial = record  # its steps' figures are on their way
+                        deferred.add((id(watch), jid))  # (asked under two ids, maybe)
+                        continue
                     tracked.facts = _accounted(tracked.facts, record)
                     tracked.final, tracked.acct_error = True, None
+                    tracked.partial = None
                     resolved.add((id(watch), jid))
                 elif not tracked.facts:
                     tracked.facts = dict(record)  # named, never queued here
@@ -579,7 +589,11 @@ class SlurmProbe:
                 tracked.tries += 1  # accounting lags (or failed): ask again later
                 tracked.next_try = now + min(MAX_BACKOFF, backoff * 2 ** (tracked.tries - 1))
                 out_of_tries = tracked.tries > watch.spec.sacct_retries or disabled
-                if out_of_tries and (not tracked.in_queue or tracked.facts.get("job.terminal")):
+                if out_of_tries and tracked.partial is not None:  # the record there is
+                    tracked.facts = _accounted(tracked.facts, tracked.partial)
+                    tracked.final, tracked.partial = True, None
+                elif out_of_tries and (not tracked.in_queue or
+                                       tracked.facts.get("job.terminal")):
                     tracked.facts = {**tracked.facts,
                                      **_lost(jid, True, tracked.facts, disabled)}
                     tracked.final = True

@@ -50,6 +50,11 @@ SACCT_FIELDS = ("JobID", "JobIDRaw", "JobName", "User", "Partition", "Account", 
                 "ExitCode", "Reason", "Submit", "Start", "End", "ElapsedRaw", "TimelimitRaw",
                 "NNodes", "NodeList", "AllocCPUS", "ReqCPUS", "ReqMem", "MaxRSS", "TotalCPU",
                 "UserCPU", "SystemCPU", "AllocTRES", "ReqTRES", "WorkDir", "NTasks")
+#: Set (True) on a record one of whose steps has neither MaxRSS nor CPU time yet: a job
+#: cancelled or timed out is final in accounting a moment before its steps' usage is (seen on
+#: 24.11: the batch step CANCELLED with no figures for about half a second). The probe asks
+#: once more before taking the record; not a fact (removed before facts leave the probe).
+USAGE_PENDING = "_usage_pending"
 #: Largest number of tasks a pending array record ("7_[0-99999]") is expanded into.
 MAX_ARRAY_EXPANSION = 100_000
 
@@ -734,6 +739,8 @@ def _sacct_steps(f: Facts, rows: list[dict[str, str]]) -> tuple[int | None, int 
         if value is not None and (rss is None or value > rss):  # the first largest, as seff
             rss = value
             tasks = integer(row.get("NTasks", "") or "")
+        if value is None and not total:
+            f[USAGE_PENDING] = True
     if seen:
         f["job.cpu_time"], f["job.cpu_user"], f["job.cpu_sys"] = cpu, user, system
     if rss is not None:
@@ -1098,6 +1105,9 @@ def _sacct_json_steps(f: Facts, steps: list[Any]) -> tuple[int | None, int | Non
             rss = peak["mem"]  # bytes, the step's MaxRSS (the first largest, as seff)
             block = step.get("tasks")
             tasks = _int(block.get("count")) if isinstance(block, dict) else None
+        if "mem" not in peak and not _seconds((times or {}).get("total")
+                                             if isinstance(times, dict) else None):
+            f[USAGE_PENDING] = True
     if seen:
         f["job.cpu_time"], f["job.cpu_user"], f["job.cpu_sys"] = cpu, user, system
     if rss is not None:
