@@ -229,8 +229,8 @@ def _collect_until(probe: Any, rs: Any, base: Path, what: str, check: Any,
 
 def test_held_node_control_and_abort_dag_on(condor_pool: CondorPool) -> None:
     """A node held for a missing input shows its hold reason; control holds and releases
-    another node's job; ABORT-DAG-ON then aborts the DAG, which ends with the abort named
-    and the queued nodes cancelled."""
+    another node's job (held by a user: code 1, no diagnosis); ABORT-DAG-ON then aborts the
+    DAG, which ends with the abort named and the queued nodes cancelled."""
     folder = condor_pool.workdir("abort")
     (folder / "node.sh").write_text(SLEEP_SH, encoding="utf-8")
     (folder / "node.sh").chmod(0o755)
@@ -258,6 +258,8 @@ def test_held_node_control_and_abort_dag_on(condor_pool: CondorPool) -> None:
             paused = _collect_until(probe, rs, folder, "L held",
                                     lambda f: f["a/L"]["job.state"] == "HELD")
             assert paused["a/L"]["job.hold_reason"].startswith("paused by test")
+            assert paused["a/L"]["job.hold_code"] == 1  # held by a user: no diagnosis
+            assert "job.diagnosis" not in paused["a/L"]
             control("release", paused["a/L"], None, 30)
             _collect_until(probe, rs, folder, "L released",
                            lambda f: f["a/L"]["job.state"] in ("PENDING", "RUNNING"))
