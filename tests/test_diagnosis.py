@@ -537,3 +537,38 @@ def test_the_own_memory_cgroup_file_is_found_from_proc_self_cgroup(tmp_path: Pat
     found = own_cgroup_oom_file()
     if found is not None:  # a real cgroup file: its count is a number
         assert isinstance(oom_kills(found), int)
+
+
+def test_a_real_kernel_oom_kill_record_makes_a_sigkilled_process_oom(tmp_path: Path) -> None:
+    """The kernel's real OOM report (a memory cgroup limit hit on the dev SLURM cluster,
+    recorded from dmesg) confirms the killed pid: a SIGKILLed local process with that pid is
+    `oom`, another pid read from the same messages is `killed` without the hint's "could not
+    be checked"."""
+    dmesg = _fake_dmesg(tmp_path, (FIXTURES / "dmesg-oom-kill-slurm-22.05.txt").read_text())
+    d = Diagnoser(kernel_logs=(), dmesg=dmesg, cgroup=None)
+    killed = {"job.terminal": True, "job.state": "FAILED", "job.signal": 9,
+              "job.exit_code": 137, "job.source": "local"}
+    oom = d.diagnose("w/0", {**killed, "job.pid": 63073}, [], {}, [], now=1.0)
+    other = d.diagnose("w/1", {**killed, "job.pid": 63074}, [], {}, [], now=1.0)
+    d.close()
+    assert oom["job.diagnosis"] == "oom"
+    assert "the kernel's OOM killer ended it" in oom["job.diagnosis_detail"]
+    assert other["job.diagnosis"] == "killed"
+    assert "read and do not name this process" in other["job.diagnosis_hint"]
+
+
+def test_a_real_slurm_oom_kill_is_oom_with_the_cgroup_line_as_detail(tmp_path: Path) -> None:
+    """Real SLURM 22.05 accounting of a job over its --mem (OUT_OF_MEMORY 0:125) is `oom`;
+    a real process that prints that job's output (slurmstepd's `Detected 1 oom-kill
+    event(s)` line) and is then SIGKILLed is `oom` by that line."""
+    from rulesmon.probes import slurm_parse
+
+    jobs = slurm_parse.parse_sacct((FIXTURES / "sacct-22.05-oom-kill.txt").read_text())
+    out = diagnose({**jobs["26"], "job.terminal": True}, [], {}, [])
+    assert out.get("job.diagnosis", jobs["26"].get("job.diagnosis")) == "oom"
+    replay = FIXTURES / "slurm-oom-kill-22.05.out"
+    facts, fired = _run_local(tmp_path, f"sh -c 'cat {replay}; kill -9 $$'")
+    assert (facts["job.signal"], facts["job.diagnosis"]) == (9, "oom")
+    assert "oom-kill event(s) in StepId=26.batch" in facts["job.diagnosis_detail"]
+    assert [n.rule for n in fired if n.rule == "crashed-out-of-memory"] == \
+        ["crashed-out-of-memory"]
