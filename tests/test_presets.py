@@ -432,7 +432,8 @@ def test_lightning_rich_pty_whole_run_progress_and_eta(tmp_path: Path) -> None:
 def test_lightning_rich_batch_log_final_bar_and_metrics_table(tmp_path: Path) -> None:
     """In a batch log (no terminal) Rich draws its bar only when it stops: nothing is read
     during training (unknown, not a stale 0%); then the final `Epoch 2/2 ... 40/40` bar, its
-    wrapped `train_loss:` row, and val_loss/test_loss from the final metrics tables."""
+    wrapped `train_loss:` row, and val_loss/test_loss from the final metrics tables and the
+    printed results (`[{'val_loss': ...}]`)."""
     data = fixture("lightning_rich.log")
     assert b"Epoch 0/2" not in data and data.count(b"Epoch 2/2") == 1
     end_of_fit = data.index(b"`Trainer.fit` stopped")
@@ -444,13 +445,21 @@ def test_lightning_rich_batch_log_final_bar_and_metrics_table(tmp_path: Path) ->
     job.write(data[end_of_fit:table])
     facts = job.collect()
     assert (facts["log.epoch"], facts["log.done"], facts["log.total"]) == (2, 40, 40)
-    assert facts["log.epochs"] == 3 and facts["log.rate"] == 18.45
+    rate = float(re.findall(rb"Epoch 2/2 [^\n]* ([\d.]+)it/s", data)[0])
+    assert facts["log.epochs"] == 3 and facts["log.rate"] == rate
     assert facts["log.loss"] == 0.046 and facts["log.val_loss"] == 0.091  # the bar's rows
     assert facts["log.run_total"] == 120 and facts["log.eta"] == 0
-    job.write(data[table:])
+    printed = data.index(b"[{'val_loss'")
+    job.write(data[table:printed])
     facts = job.collect()
+    assert facts["log.val_loss"] == 0.0908089429140091  # the table's row
+    assert facts["log.extractors.lightning_val_loss.count"] == 2  # the bar's row, the table's
+    job.write(data[printed:])
+    facts = job.collect()
+    assert facts["log.extractors.lightning_val_loss.count"] == 3  # `[{'val_loss': 0.09...}]`
     assert facts["log.val_loss"] == 0.0908089429140091
     assert facts["log.test_loss"] == 0.07269074022769928
+    assert facts["log.extractors.lightning_test_loss.count"] == 2
     assert facts["log.done"] == 40  # not the `Validation ━━━ 10/10` nor `Testing` bar
 
 

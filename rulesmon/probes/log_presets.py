@@ -153,8 +153,9 @@ PRESETS: dict[str, Preset] = {
         "8.91it/s`, whose `0/2` also gives the epoch count); epochs count from 0. The epoch "
         "count of its final `Trainer.fit stopped: max_epochs=3 reached` line; the training "
         "loss of its bar (`loss=`, `train_loss=`, `train_loss_step=`, Rich's `train_loss: `, "
-        "NaN printed as `nan.0`); `val_loss` and `test_loss` from the bar and from the final "
-        "metrics table that `validate` and `test` print. Its whole-run facts (`run_done`, "
+        "NaN printed as `nan.0`); `val_loss` and `test_loss` from the bar, from the final "
+        "metrics table that `validate` and `test` print and from their printed results "
+        "(`[{'test_loss': 0.07}]`). Its whole-run facts (`run_done`, "
         "`run_total`, `run_pct`, `eta`) carry the epoch bar, whose count restarts every "
         "epoch, over the run.",
         extract={
@@ -169,11 +170,12 @@ PRESETS: dict[str, Preset] = {
             # a whole name: not the `loss` of `val_loss`
             "lightning_loss": r"(?a)loss(?:(?<![\w/]loss)|(?<=train_loss))(?:_step|_epoch)?"
             rf"(?:=|: )(?P<loss>{_NUM_OR_NAN})",
-            # in the bar (`val_loss=0.127`, `val_loss: 0.127`) and the final table's row
-            # (`│  val_loss  │  0.0908…  │` with rich, `  val_loss   0.0908…` without)
-            "lightning_val_loss": r"(?a)val_loss(?<![\w/]val_loss)(?:_epoch)?"
+            # in the bar (`val_loss=0.127`, `val_loss: 0.127`), the final table's row
+            # (`│  val_loss  │  0.0908…  │` with rich, `  val_loss   0.0908…` without) and the
+            # printed results of validate/test (`[{'val_loss': 0.0908…}]`)
+            "lightning_val_loss": r"(?a)val_loss(?<![\w/]val_loss)(?:_epoch)?'?"
             rf"(?:=|: | +(?:\u2502 +)?)(?P<val_loss>{_NUM_OR_NAN})",
-            "lightning_test_loss": r"(?a)test_loss(?<![\w/]test_loss)(?:_epoch)?"
+            "lightning_test_loss": r"(?a)test_loss(?<![\w/]test_loss)(?:_epoch)?'?"
             rf"(?:=|: | +(?:\u2502 +)?)(?P<test_loss>{_NUM_OR_NAN})",
         },
         bars=("lightning", "lightning_rich"),
