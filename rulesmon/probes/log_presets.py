@@ -12,7 +12,8 @@ that is what makes CPython's `re` search a whole chunk fast.
 
 Extractors named in a preset's `bars` read progress bars: of their matching lines, the logs
 probe keeps the draws of each file's main bar (see `BarFollower` in rulesmon/probes/progress.py),
-and `bar_values` turns a draw's groups into facts. Groups whose name starts with `_` are for
+and `bar_values` turns a draw's groups into facts; a bar's description is the text before the
+match on its line (`_desc`). Groups whose name starts with `_` are for
 that only and give no fact. A preset's `derive` adds facts computed from the merged facts of a
 log (Lightning's whole-run progress and ETA), declared with their types in `facts`.
 """
@@ -58,9 +59,8 @@ class Preset:
 _TQDM_TAIL = (r" \[(?P<_elapsed>[\d:]+)<(?P<_remaining>[\d:?]+)"
               r"(?:, *(?:(?P<rate>\d+(?:\.\d+)?) ?[A-Za-z]*/s"
               r"|(?P<_s_per_it>[\d.]+) ?s/[A-Za-z]+)\b)?")
-#: a tqdm bar with a total, its description (glued text included) before the percentage
-_TQDM = (r"(?a)(?P<_desc>[^|\r\n]*?)(?P<pct>\d+)%\|[^|\r\n]*\| (?P<done>\d+)/(?P<total>\d+)"
-         + _TQDM_TAIL)
+#: a tqdm bar with a total (its description is what precedes the match on its line)
+_TQDM = r"(?a)(?P<pct>\d+)%\|[^|\r\n]*\| (?P<done>\d+)/(?P<total>\d+)" + _TQDM_TAIL
 
 
 Family = tuple[str, str]

@@ -819,6 +819,7 @@ def main_bar(chunk: Chunk, m: Matcher, found: Found,
             continue
         groups = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
                   for k, v in hit.groupdict().items() if v is not None}
+        groups.setdefault("_desc", chunk.text(start, hit.start()))  # `Epoch 3: ` of its line
         family, elapsed, values = bar_values(groups)
         draws.append((start, family, elapsed, values))
         if follower.is_main(family):
