@@ -572,3 +572,29 @@ def test_a_real_slurm_oom_kill_is_oom_with_the_cgroup_line_as_detail(tmp_path: P
     assert "oom-kill event(s) in StepId=26.batch" in facts["job.diagnosis_detail"]
     assert [n.rule for n in fired if n.rule == "crashed-out-of-memory"] == \
         ["crashed-out-of-memory"]
+
+
+def test_a_worker_killed_by_its_memory_cgroup_is_oom_on_a_real_cgroup(
+        slurm_cluster: Any) -> None:
+    """Inside a real memory-limited SLURM job (its own memory cgroup), a child that the
+    cgroup's OOM killer ends is `oom` from the cgroup's own oom_kill count, with the kernel's
+    messages out of reach (only the host cluster's node runs rulesmon's Python)."""
+    import json
+
+    if slurm_cluster.version != "22.05":
+        pytest.skip("the 24.11 chroot's node has no Python with rulesmon's dependencies")
+    folder = slurm_cluster.workdir("cgroup-oom")
+    script = FIXTURES / "cgroup_oom.py"
+    root = Path(__file__).resolve().parent.parent
+    jid = slurm_cluster.sbatch(folder, "--mem=300M", "-t", "3", "-o", "out.txt",
+                               f"--export=ALL,PYTHONPATH={root}", "--wrap",
+                               f"{slurm_cluster.python} {script}")
+    line = slurm_cluster.wait_for(
+        f"job {jid}'s report", lambda: next((x for x in (
+            (folder / "out.txt").read_text().splitlines() if (folder / "out.txt").exists()
+            else []) if x.startswith("{")), None), timeout=180)
+    got = json.loads(line)
+    assert got["cgroup"].endswith(("memory.oom_control", "memory.events"))
+    assert got["returncode"] == -9 and got["after"] == got["before"] + 1
+    assert got["job.diagnosis"] == "oom"
+    assert "the memory cgroup it ran in counted an OOM kill" in got["job.diagnosis_detail"]
