@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rulesmon.testing import expand
@@ -89,3 +90,13 @@ def test_a_rule_on_new_files_fires_for_every_tick_with_new_files() -> None:
     result = run_cli("test", str(RULES / "new_files.yaml"), str(RULES / "new_files.test.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed, 0 failed" in result.stdout
+
+
+def test_the_parsl_style_example_calls_back_for_files_new_a_tick_apart() -> None:
+    """examples/parsl-files: results A, B and C new on consecutive ticks fire new-results
+    three times (the callback for B is no longer lost), then an image fires new-images."""
+    result = run_cli("test", str(ROOT / "examples" / "parsl-files" / "ruleset.yaml"),
+                     str(RULES / "parsl_example.test.yaml"),
+                     env=dict(os.environ, EMAIL_URL=""))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 0 failed" in result.stdout
