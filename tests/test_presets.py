@@ -348,14 +348,17 @@ def draws(data: bytes, before: int, pattern: bytes) -> list[re.Match[bytes]]:
     return list(re.finditer(pattern, data[:before]))
 
 
-def test_hf_trainer_real_main_bar_through_checkpoints_and_evaluations(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["hf_trainer_real.log", "hf_trainer_real_pty.log"])
+def test_hf_trainer_real_main_bar_through_checkpoints_and_evaluations(
+        tmp_path: Path, name: str) -> None:
     """On a real Trainer run (slow steps drawn in s/it, an evaluation and a checkpoint every 6
-    steps, a final `evaluate`), done/total/pct stay the training bar's right after each
-    `Writing model shards: 1/1` bar and after the final evaluation bar, and the rate is the
-    training bar's s/it read as it/s, never another bar's rate."""
-    data = fixture("hf_trainer_real.log")
+    steps, a final `evaluate`), in a batch log and in a terminal, done/total/pct stay the
+    training bar's right after each `Writing model shards: 1/1` bar and after the final
+    evaluation bar, and the rate is the training bar's s/it read as it/s, never another
+    bar's rate."""
+    data = fixture(name)
     train = rb"(\d+)%\|[^|]*\| (\d+)/16 \[[\d:]+<[\d:?]+, +([\d.]+)s/it\]"
-    shards = [m.end() for m in re.finditer(rb"Writing model shards: 100%[^\n]*\n", data)]
+    shards = [m.end() for m in re.finditer(rb"Writing model shards: 100%[^\r\n]*\r?\n", data)]
     assert len(shards) == 3
     for presets in (("hf-trainer",), ("tqdm",), ("hf-trainer", "tqdm")):
         folder = tmp_path / "-".join(presets)
