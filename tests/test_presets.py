@@ -417,6 +417,7 @@ def test_lightning_rich_pty_whole_run_progress_and_eta(tmp_path: Path) -> None:
         facts = job.collect()
         rate = float(re.findall(rb"([\d.]+)it/s", data[hit.start():cut])[0])
         assert (facts["log.epoch"], facts["log.done"], facts["log.total"]) == (epoch, done, 40)
+        assert facts["log.pct"] == 100 * done // 40  # Rich prints none: done of total
         assert facts["log.epochs"] == 3 and facts["log.rate"] == rate
         assert facts["log.run_done"] == epoch * 40 + done and facts["log.run_total"] == 120
         assert facts["log.eta"] == pytest.approx((120 - epoch * 40 - done) / rate)

@@ -170,17 +170,17 @@ def test_bar_follower_keeps_the_main_bar() -> None:
 
 def test_bar_values_slow_rate_and_rich_epochs() -> None:
     """A slow bar's `1.28s/it` is a rate of 1/1.28 it/s, a rate printed as 0.00 (Rich before
-    its first speed) is unknown, and Rich's `Epoch 1/2` is 3 epochs; the bar's own groups
-    (`_desc`, `_elapsed`) give no value."""
+    its first speed) is unknown, Rich's `Epoch 1/2` is 3 epochs and its `3/40` 8%; the bar's
+    own groups (`_desc`, `_elapsed`) give no value."""
     from rulesmon.probes.log_presets import bar_values
 
     family, elapsed, values = bar_values({"_desc": " ", "pct": "38", "done": "6", "total": "16",
                                           "_elapsed": "00:08", "_s_per_it": "1.28"})
     assert family == ("", "16") and elapsed == 8
     assert values == {"pct": "38", "done": "6", "total": "16", "rate": 1 / 1.28}
-    _, _, values = bar_values({"epoch": "0", "_last_epoch": "2", "done": "0", "total": "40",
+    _, _, values = bar_values({"epoch": "0", "_last_epoch": "2", "done": "3", "total": "40",
                                "_elapsed": "0:00:00", "rate": "0.00"})
-    assert values == {"epoch": "0", "done": "0", "total": "40", "epochs": 3}
+    assert values == {"epoch": "0", "done": "3", "total": "40", "epochs": 3, "pct": 8}
 
 
 def test_lightning_whole_run_from_the_epoch_bar() -> None:

@@ -70,8 +70,9 @@ def bar_values(groups: Mapping[str, str]) -> tuple[Family, float | None, dict[st
     """A bar draw's family, elapsed seconds and values (text, or numbers for those computed
     here) from its matched groups (None ones left out): `rate` in items per second also from
     a slow bar's `s/it` (1.28 s/it is 0.78 it/s), none for a rate printed as zero (below the
-    bar's two decimals, or Rich's placeholder before its first speed), and Rich's `Epoch 1/2`
-    (the last epoch's index) as `epochs` = 3."""
+    bar's two decimals, or Rich's placeholder before its first speed), Rich's `Epoch 1/2`
+    (the last epoch's index) as `epochs` = 3, and the percentage a bar without one (Rich's)
+    would show."""
     values: dict[str, Any] = {k: v for k, v in groups.items() if not k.startswith("_")}
     if "rate" in values and not _positive(values["rate"]):
         del values["rate"]  # Rich's `0.00it/s` before the first speed: unknown, not zero
@@ -86,6 +87,9 @@ def bar_values(groups: Mapping[str, str]) -> tuple[Family, float | None, dict[st
     last = groups.get("_last_epoch")
     if last is not None and last.isdigit():
         values["epochs"] = int(last) + 1
+    done, total = groups.get("done", ""), groups.get("total", "")
+    if "pct" not in values and done.isdigit() and total.isdigit() and int(total) > 0:
+        values["pct"] = round(100 * int(done) / int(total))  # Rich prints none; tqdm rounds
     return (bar_family(groups.get("_desc"), groups.get("total")),
             duration(groups.get("_elapsed")), values)
 
