@@ -101,6 +101,10 @@ def _positive(text: str) -> bool:
         return False
 
 
+def _whole(value: float) -> int | float:
+    return int(value) if value.is_integer() else value
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         return None
@@ -117,11 +121,11 @@ def lightning_run(facts: Mapping[str, Any]) -> dict[str, Any]:
     if epoch is None or done is None or not total:
         return out
     run_done = epoch * total + done
-    out["log.run_done"] = run_done
+    out["log.run_done"] = _whole(run_done)
     epochs = _number(facts.get("log.epochs"))
     if epochs and epochs > epoch:
         run_total = epochs * total
-        out["log.run_total"] = run_total
+        out["log.run_total"] = _whole(run_total)
         out["log.run_pct"] = min(100.0, 100.0 * run_done / run_total)
         rate = _number(facts.get("log.rate"))
         if rate and rate > 0:
