@@ -92,6 +92,8 @@ _DIAGNOSIS = {"TIMEOUT": ("time_limit", "SLURM ended the job at its time limit (
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _MEM = re.compile(r"^\s*([0-9.]+)\s*([KMGTP]?)i?B?\s*([nc]?)\s*$", re.I)
 _ARRAY_PENDING = re.compile(r"^(\d+)_\[([^\]]*)\]$")
+#: NO_VAL: what 24.11's squeue --json writes for %a in the output paths of a pending array.
+_NO_TASK = "4294967294"
 _GPU_TRES = re.compile(r"gres/gpu(?::[^=,]*)?=(\d+)")
 _GPU_GRES = re.compile(r"gres[:/]gpu(?::[A-Za-z][\w.-]*)?(?::(\d+))?(?=,|\(|$)")
 _PLACEHOLDER = re.compile(r"%%|%(\d*)([jAaxuN])")
@@ -471,6 +473,10 @@ def _parse_squeue(text: str, skipped: Skipped | None) -> list[Facts]:
         if not parts[0].isdigit():
             raise SlurmParseError(f"squeue line {number}: job id {_show(parts[0])} is not a "
                                   "number")
+        if parts[26] == "(null)":  # 24.11 without --error: stderr goes to the stdout file
+            parts[26] = "" if parts[25] == "(null)" else parts[25]
+        if parts[25] == "(null)":  # 24.11, a job run by srun or salloc: no output file
+            parts[25] = ""
         try:
             f = _squeue_record(parts)
             m = _ARRAY_PENDING.match(parts[1]) if "[" in parts[1] else None
@@ -977,10 +983,11 @@ def _squeue_json_job(job: Mapping[str, Any], now: float) -> Iterator[Facts]:
             for fact in ("job.stdout", "job.stderr"):
                 path = job.get("standard_output" if fact == "job.stdout" else "standard_error")
                 if path:
-                    t[fact] = expand_placeholders(str(path), t)
+                    t[fact] = expand_placeholders(str(path).replace(_NO_TASK, str(index)), t)
             yield with_default_output(t)
         return
-    yield with_default_output(f)
+    # a job run by srun or salloc alone (batch_flag false) writes no output file: no guess
+    yield f if job.get("batch_flag") is False else with_default_output(f)
 
 
 def parse_sacct_json(text: str, skipped: Skipped | None = None) -> dict[str, Facts]:
