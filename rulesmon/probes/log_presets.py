@@ -13,9 +13,9 @@ that is what makes CPython's `re` search a whole chunk fast.
 Extractors named in a preset's `bars` read progress bars: of their matching lines, the logs
 probe keeps the draws of each file's main bar (see `BarFollower` in rulesmon/probes/progress.py),
 and `bar_values` turns a draw's groups into facts; a bar's description is the text before the
-match on its line (`_desc`). Groups whose name starts with `_` are for
-that only and give no fact. A preset's `derive` adds facts computed from the merged facts of a
-log (Lightning's whole-run progress and ETA), declared with their types in `facts`.
+match on its line (`_desc`). Groups whose name starts with `_` are for that only and give no
+fact. A preset's `derive` adds facts computed from the merged facts of a log (Lightning's
+whole-run progress and ETA), declared with their types in `facts`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from typing import Any
 from .progress import bar_family, duration
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-#: NaN and infinity as Python, Lightning (`nan.0`), C (`-nan`) and JSON (`NaN`, `Infinity`)
-#: print them
 #: NaN and infinity as Python, PyTorch, JSON, C, R and Julia print them. Not `INF` (C's %F):
 #: every "INFO" of a log holds it, and the logs probe finds rare patterns by their literals.
 _NAN_INF = r"[-+]?(?:nan|NaN|NAN|infinity|inf|Infinity|Inf)"
