@@ -9,8 +9,10 @@ Each file is read incrementally by a `Tailer`, in chunks of complete lines; each
 (extractors: presets first, then the log's own `extract:`; then the error patterns) is searched
 over a whole chunk at once, never line by line in Python: how many lines it matches, then, from
 the end, only the few matching lines the facts need (the last value of each group, the last
-error lines). A chunk is searched as undecoded bytes when every pattern gives the same result
-there (all presets do), and only the lines kept are decoded. The "patterns" section below says
+error lines). A preset's progress-bar extractor gives the values of the last draw of each
+file's main bar instead, not of the last bar drawn (`main_bar`). A chunk is searched as
+undecoded bytes when every pattern gives the same result there (all presets do), and only the
+lines kept are decoded. The "patterns" section below says
 how a pattern written for one line is compiled for a whole chunk. Once an instance's job has
 ended (`job.terminal`), its logs' last partial lines are read as complete (see `Tailer.chunks`).
 
