@@ -815,28 +815,35 @@ def test_dry_run_submits_nothing(fake: Fake, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["json", "parseable"])
+@pytest.mark.parametrize(("version", "timeout", "cancel"), [("22.05", "12", "8"),
+                                                           ("24.11", "1000095", "1000091")])
 def test_exit_code_and_signal_come_from_accounting_on_both_paths(
-        fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
-    """A job that timed out and one cancelled while running (real 22.05 recordings): squeue
-    --json says exit_code 15 (143, signal 15), sacct says 0:0; once accounting has them both
-    paths report exit code 0 and signal 0, and on 22.05 the --json path reads sacct -P."""
+        fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, version: str,
+        timeout: str, cancel: str) -> None:
+    """A job that timed out and one cancelled while running (real 22.05 and 24.11
+    recordings): squeue --json says exit status 15 (143, signal 15), sacct says 0:0; once
+    accounting has them both paths report exit code 0 and signal 0 (on 22.05 the --json path
+    reads sacct -P, whose exit codes are right; on 24.11 sacct --json)."""
     monkeypatch.setenv("RULESMON_SLURM_FORMAT", fmt)
     ext = "json" if fmt == "json" else "txt"
-    fake.plan("squeue", outputs=[(FIXTURES / f"squeue-22.05-i13-{m}.{ext}").read_text(
-        encoding="utf-8") for m in ("running", "ended")])
-    fake.plan("sacct", outputs=[(FIXTURES / "sacct-22.05-i13.txt").read_text(encoding="utf-8")])
-    probe, rs = probe_for(IDS.format(ids="8, 12", mi="0s"), tmp_path)
+    sacct_json = fmt == "json" and version != "22.05"
+    fake.plan("squeue", version=f"slurm {version}.5", outputs=[
+        (FIXTURES / f"squeue-{version}-i13-{m}.{ext}").read_text(encoding="utf-8")
+        for m in ("running", "ended")])
+    accounting = FIXTURES / f"sacct-{version}-i13.{'json' if sacct_json else 'txt'}"
+    fake.plan("sacct", outputs=[accounting.read_text(encoding="utf-8")])
+    probe, rs = probe_for(IDS.format(ids=f"{cancel}, {timeout}", mi="0s"), tmp_path)
     first = tick(probe, rs, tmp_path, 100.0)
-    assert first["train/12"]["job.state"] == "RUNNING"
-    assert first["train/8"]["job.accounted"] == "done"
+    assert first[f"train/{timeout}"]["job.state"] == "RUNNING"
+    assert first[f"train/{cancel}"]["job.accounted"] == "done"
     ended = tick(probe, rs, tmp_path, 101.0)
-    for jid, state in (("12", "TIMEOUT"), ("8", "CANCELLED")):
+    for jid, state in ((timeout, "TIMEOUT"), (cancel, "CANCELLED")):
         f = ended[f"train/{jid}"]
         assert (f["job.state"], f["job.terminal"], f["job.accounted"]) == (state, True, "done")
         assert (f["job.exit_code"], f["job.signal"]) == (0, 0), (fmt, jid, f)
-    assert ended["train/12"]["job.diagnosis"] == "time_limit"
-    assert ended["train/12"]["job.exceeded"] is True
-    assert all("--json" not in call for call in fake.real_calls("sacct"))
+    assert ended[f"train/{timeout}"]["job.diagnosis"] == "time_limit"
+    assert ended[f"train/{timeout}"]["job.exceeded"] is True
+    assert all(("--json" in call) is sacct_json for call in fake.real_calls("sacct"))
     assert all(("--json" in call) is (fmt == "json") for call in fake.real_calls("squeue"))
 
 
