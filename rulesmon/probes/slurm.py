@@ -359,15 +359,12 @@ class SlurmProbe:
         """(squeue format, sacct format), each "parseable" or "json", chosen once."""
         if self._formats is None:
             forced = os.environ.get(ENV_FORMAT, "").strip().lower()
-            if forced in ("parseable", "json"):
-                self._formats = (forced, forced)
-            else:
+            if forced == "parseable":
+                self._formats = ("parseable", "parseable")
+            else:  # 22.05's sacct --json says 0 for every normal exit: -P there, even forced
                 major, minor = sp.version(run(["squeue", "--version"]))
-                self._formats = ("parseable", "parseable" if (major, minor) < (23, 2)
-                                 else "json")
-            if forced == "json":  # 22.05's sacct --json says 0 for every normal exit
-                major, minor = sp.version(run(["squeue", "--version"]))
-                self._formats = ("json", "parseable" if (major, minor) < (23, 2) else "json")
+                self._formats = ("json" if forced == "json" else "parseable",
+                                 "parseable" if (major, minor) < (23, 2) else "json")
         return self._formats
 
     # --- submitting ----------------------------------------------------------------------------
