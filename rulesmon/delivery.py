@@ -4,8 +4,10 @@ The engine records every notification as owed, in the same transaction as the tr
 that caused it. One worker thread per target then sends the oldest owed notification (with
 the others of the same rule and transition that are due: one message for a storm), marks it
 delivered, and on failure retries with backoff, keeping later ones waiting so they arrive in
-order. Every attempt and the service's error text are recorded. A restart simply continues
-with what is still owed.
+order. Which notifications a message carries is written down before it is first sent, so a
+retry, also after a kill between sending and marking, sends exactly the same message again
+under the same id. Every attempt and the service's error text are recorded. A restart
+simply continues with what is still owed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from .config.interpolate import Secrets
 from .config.models import Target
 
 MAX_BATCH = 200
+#: Joins a notification's group key and the id of the message it was first tried in: the
+#: rows of a message are fixed (in the database) before it is sent for the first time.
+SEALED = "#msg:"
 MAX_BODY = 16_000
 _PAYLOAD_SCHEMES = ("json", "jsons", "form", "forms", "xml", "xmls")
 
@@ -237,13 +242,29 @@ class Delivery:
         due = max(head.release_at, head.next_attempt)
         if due > now:
             return due - now  # the head waits: later ones keep their order behind it
-        batch = [r for r in rows if r.group_key == head.group_key and r.release_at <= now
-                 and r.next_attempt <= now]
+        if SEALED in head.group_key:
+            # tried before (perhaps sent, then killed before it was marked): exactly the
+            # same message again, never one that gathered later notifications under its id
+            batch = [r for r in rows if r.group_key == head.group_key]
+        else:
+            batch = [r for r in rows if r.group_key == head.group_key and r.release_at <= now
+                     and r.next_attempt <= now]
         seqs = [(r.seq,) for r in batch]
         if target.max_per_hour is not None and len(sends) >= target.max_per_hour:
             db.executemany("UPDATE outbox SET status = 'suppressed' WHERE seq = ?", seqs)
             self.log.info("notify_capped", target=name, rule=head.rule, count=len(batch))
             return None
+        if SEALED not in head.group_key:
+            # the message is fixed before it leaves: one id always means one payload
+            sealed = f"{head.group_key}{SEALED}{head.id}"
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("UPDATE outbox SET group_key = ? WHERE seq = ?",
+                               [(sealed, s) for (s,) in seqs])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         title, body, ids = combine(batch)
         ok, error = self._deliver(name, target, urls, title, body, ids)
         stamp = self.clock()
