@@ -165,6 +165,19 @@ def test_squeue_json_srun_job_has_no_output_file() -> None:
     assert _squeue_json("ended")[SRUN]["job.state"] == "COMPLETED"
 
 
+def test_sacct_json_srun_job_has_no_output_file() -> None:
+    """In `sacct --json` a job run by srun alone has empty stdout fields and no batch step:
+    it gets no guessed output file, while a batch job keeps the file it wrote."""
+    raw = json.loads(_text("sacct-24.11-ended.json"))
+    (srun,) = [j for j in raw["jobs"] if j["name"] == "rec-srun"]
+    assert srun["stdout_expanded"] == "" and srun["submit_line"].startswith("srun ")
+    assert [s["step"]["id"] for s in srun["steps"]] == [f"{SRUN}.0"]
+    jobs = _sacct_json("ended")
+    assert "job.stdout" not in jobs[SRUN] and "job.stderr" not in jobs[SRUN]
+    assert jobs[SRUN]["job.state"] == "COMPLETED" and jobs[SRUN]["job.exit_code"] == 0
+    assert jobs[OK]["job.stdout"] == f"{RUNS}/rec-rec-ok-{OK}.out"
+
+
 def test_sacct_json_ended_jobs() -> None:
     """`sacct --json` of 24.11 (the probe's sacct format from 23.02 on) for ended jobs: state,
     exit code, signal, diagnosis, limits and efficiency inputs of every kind of ending."""

@@ -1082,7 +1082,10 @@ def _sacct_json_job(job: Mapping[str, Any], parser: str) -> Facts:
                 f[fact] = expand_placeholders(str(value), f)
                 break
     efficiency(f, cpu_seconds, tasks)
-    return with_default_output(f)
+    # a job run by srun or salloc alone (steps, none of them a batch script) writes no file
+    batch = not steps or any(str((s.get("step") or {}).get("id", "")).endswith("batch")
+                             for s in steps if isinstance(s, dict))
+    return with_default_output(f) if batch else f
 
 
 def _sacct_json_steps(f: Facts, steps: list[Any]) -> tuple[int | None, int | None]:
