@@ -488,10 +488,13 @@ class Engine:
     def _run_facts(self, instances: Mapping[str, Facts], run_level: Facts,
                    now: float) -> Facts:
         counts: dict[str, int] = {}
-        with_source = 0
+        with_source = watched = 0
         terminal = succeeded = failed = pending = running = 0
         for key, facts in instances.items():
-            if facts.get("job.source", "none") == "none" or key in self._context:
+            if key in self._context:
+                continue
+            if facts.get("job.source", "none") == "none":
+                watched += 1
                 continue
             with_source += 1
             state = facts.get("job.state")
@@ -512,6 +515,7 @@ class Engine:
         out.update({
             "run.name": self.rs.name,
             "run.total": with_source,
+            "run.watched": watched,
             "run.pending": pending,
             "run.running": running,
             "run.terminal": terminal,
@@ -531,6 +535,8 @@ class Engine:
         out["run.summary"] = (f"{with_source} job instance(s): {by_state}; {succeeded} "
                               f"succeeded, {failed} failed; total time "
                               f"{format_duration(elapsed)}")
+        if watched:
+            out["run.summary"] += f"; {watched} watched without a source (logs and files only)"
         if run_level.get("probe.slurm.accounting_disabled") is True:
             out["run.summary"] += ("; SLURM accounting is disabled: no exit codes, CPU or "
                                    "memory figures for ended SLURM jobs")

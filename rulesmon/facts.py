@@ -367,7 +367,9 @@ HOST: Namespace = {
 
 RUN: Namespace = {
     "name": _f("str", "The ruleset's name."),
-    "total": _f("int", "Job instances watched."),
+    "total": _f("int", "Job instances watched that come from a source (scheduler or process)."),
+    "watched": _f("int", "Jobs without a source (`<job>/-`: they watch only logs and files); "
+                  "not in `run.total`, and the run does not wait for them to end."),
     "pending": _f("int", "Instances pending."),
     "running": _f("int", "Instances running."),
     "terminal": _f("int", "Instances that ended."),

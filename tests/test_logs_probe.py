@@ -1109,6 +1109,9 @@ def test_a_logs_only_job_is_one_followed_instance(tmp_path: Path) -> None:
         assert (grown["log.done"], grown["log.loss"]) == (500, 0.017)
         assert grown["log.lines"][-1] == "training done"
         assert grown["disk.path"] == str(tmp_path)  # the files probe's facts, same instance
+        run = engine.run_facts
+        assert (run["run.total"], run["run.watched"]) == (0, 1)
+        assert run["run.summary"].endswith("1 watched without a source (logs and files only)")
     finally:
         engine.close()
 

@@ -206,6 +206,9 @@ class PlainLines:
         total = sum(counts.values())
         lines = [head, f"  Result: {total} job{'s' if total != 1 else ''} found - "
                  f"{_counts(counts)}"]
+        watched = run.get("run.watched")
+        if isinstance(watched, int) and watched:
+            lines[-1] += f"; {watched} watched without a source (logs and files only)"
         for name in probes:
             if run.get(f"probe.{name}.ok") is False:
                 n = run.get(f"probe.{name}.failures")
