@@ -169,7 +169,7 @@ def test_small_values() -> None:
     assert sp.normal_state("PENDING", "JobHeldAdmin") == "HELD"
     assert sp.normal_state("BOGUS") == "UNKNOWN"
     assert sp.exit_code("3:0") == (3, 0) and sp.exit_code("0:9") == (0, 9)
-    assert sp.exit_code("0:125") == (0, 0)
+    assert sp.exit_code("0:125") == (None, 0)  # OUT_OF_MEMORY's marker: no code, no signal
     assert sp.gpus_from_tres("cpu=4,gres/gpu=2,gres/gpu:a100=2") == 2
     assert sp.gpus_from_gres("gres:gpu:a100:4", nodes=2) == 8
     assert sp.gpus_from_gres("gres/gpu", nodes=1) == 1

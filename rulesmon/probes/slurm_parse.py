@@ -229,7 +229,9 @@ def exit_code(text: str) -> tuple[int | None, int]:
     code, _, sig = text.strip().partition(":")
     c = int(code) if code.isdigit() else None
     s = int(sig) if sig.isdigit() else 0
-    return c, s if 0 < s < 65 else 0  # 0:125 marks OUT_OF_MEMORY, not a signal
+    if s >= 65:  # 0:125 marks OUT_OF_MEMORY: no signal, and the 0 is no exit status either
+        return None, 0  # (sacct --json says SIGNALED 125 for the same job: no code there)
+    return c, s
 
 
 @lru_cache(maxsize=8192)
