@@ -8,6 +8,11 @@ order. Which notifications a message carries is written down before it is first 
 retry, also after a kill between sending and marking, sends exactly the same message again
 under the same id. Every attempt and the service's error text are recorded. A restart
 simply continues with what is still owed.
+
+The outbox holds each message sealed (rulesmon/redact.py): every secret as the `${NAME}` it
+was interpolated from. Only here, as a message is handed to its target, are the values put
+back, from this process's ruleset and environment, so a restarted process delivers the real
+message that a killed one left owed; errors and log lines never carry them.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .config.interpolate import Secrets
 from .config.models import Target
+from .redact import Secrets
 
 MAX_BATCH = 200
 #: Joins a notification's group key and the id of the message it was first tried in: the
@@ -266,6 +271,12 @@ class Delivery:
                 db.execute("ROLLBACK")
                 raise
         title, body, ids = combine(batch)
+        missing: list[str] = []
+        title = self.secrets.unseal(title, missing=missing)
+        body = self.secrets.unseal(body, missing=missing)
+        if missing:  # sent as written: the reference itself says what is not known
+            self.log.warning("notify_secret_unset", target=name, rule=head.rule,
+                             variables=",".join(sorted(set(missing))))
         ok, error = self._deliver(name, target, urls, title, body, ids)
         stamp = self.clock()
         db.execute("BEGIN IMMEDIATE")

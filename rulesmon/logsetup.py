@@ -1,6 +1,8 @@
 """structlog through stdlib logging: a readable console and, optionally, a JSON lines file.
 
-Tracebacks never show local variables (they would print webhook URLs).
+Tracebacks never show local variables (they would print webhook URLs), and every line, console
+and JSON, is masked of the running ruleset's secrets (rulesmon/redact.py): each event's values
+by a processor, the rendered line (a traceback too) once more before it is written.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from . import jsonout
+from . import jsonout, redact
 
 
 def _drop(*keys: str) -> Any:
@@ -32,11 +34,22 @@ def _drop(*keys: str) -> Any:
 CONSOLE = "rulesmon-console"
 
 
+def _masked(renderer: Any) -> Any:
+    """The renderer's line with the active secrets masked (tracebacks are rendered last)."""
+
+    def render(logger: Any, name: str, event: dict[str, Any]) -> Any:
+        out = renderer(logger, name, event)
+        return redact.scrub(out) if isinstance(out, str) else out
+
+    return render
+
+
 def setup(level: str = "info", json_file: Path | None = None, color: bool | None = None) -> Any:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        redact.processor,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -55,9 +68,9 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     _drop("ruleset"),
-                    structlog.dev.ConsoleRenderer(
+                    _masked(structlog.dev.ConsoleRenderer(
                         colors=use_color, pad_event_to=18,
-                        exception_formatter=structlog.dev.plain_traceback)]))
+                        exception_formatter=structlog.dev.plain_traceback))]))
     root.addHandler(console)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +79,7 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
             foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.dict_tracebacks,
-                        structlog.processors.JSONRenderer(jsonout.dumps)]))
+                        _masked(structlog.processors.JSONRenderer(jsonout.dumps))]))
         root.addHandler(fh)
     return structlog.get_logger("rulesmon")
 

@@ -3,6 +3,10 @@
 One SQLite file in WAL mode, written in one transaction per tick, so a restart (even after
 kill -9) resumes exactly: a firing alert stays firing, a pending one keeps the time it had
 already held, and nothing is notified twice for the same transition.
+
+No secret is written (rulesmon/redact.py): events, rule states, the values `changed()` keeps and
+run summaries are masked (`***`); an owed message is kept sealed (each secret as the `${NAME}`
+it came from) and the delivery worker unseals it only to send it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .history.schema import SCHEMA_VERSION, SchemaError, connect
+from .redact import Secrets
 from .rules.state import AlertState
 
 #: Work a caller adds to a tick's transaction (the history recorder's rows).
@@ -56,8 +61,10 @@ class Silence(NamedTuple):
 class StateStore:
     """The persisted state of one ruleset's runs."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: Secrets | None = None) -> None:
         self.path = path
+        #: what is masked (sealed in the outbox) before anything is written
+        self.secrets = secrets or Secrets()
         # The schema and its migrations live in history/schema.py (documented in
         # docs/history.md); an older file is migrated here, a newer one is a SchemaError.
         self.db = connect(path)
@@ -98,23 +105,29 @@ class StateStore:
         """Everything a tick changed, atomically: a transition and the notifications it owes
         are recorded together or not at all, and the tick's history rows with them."""
         now = time.time()
+        sec = self.secrets
+        mask, seal = sec.scrub, sec.seal
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO outbox (id, target, kind, rule, instance, severity, title,"
                 " body, created, release_at, group_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [tuple(row) for row in outbox])
+                [(r.id, r.target, r.kind, r.rule, mask(r.instance), r.severity, seal(r.title),
+                  seal(r.body), r.created, r.release_at, mask(r.group_key)) for r in outbox])
             db.executemany(
                 "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE"
                 " SET status=excluded.status, state=excluded.state, updated=excluded.updated",
-                [(fp, rule, inst, st.status, json.dumps(st.to_json()), now)
+                [(fp, rule, mask(inst), st.status, json.dumps(sec.scrub_obj(st.to_json())), now)
                  for fp, rule, inst, st in alerts])
             db.executemany(
                 "INSERT INTO last_values VALUES (?, ?, ?) ON CONFLICT(instance, key) DO UPDATE"
                 " SET value=excluded.value",
-                [(inst, key, json.dumps(value, default=str)) for inst, key, value in last_values])
+                [(mask(inst), key, json.dumps(sec.scrub_obj(value), default=str))
+                 for inst, key, value in last_values])
             db.executemany(
                 "INSERT INTO events (t, kind, rule, instance, severity, title, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", list(events))
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(t, kind, rule, mask(inst), sev, mask(title), mask(body))
+                 for t, kind, rule, inst, sev, title, body in events])
             if run_id is not None:
                 db.execute("UPDATE runs SET ticks=?, overruns=? WHERE id=?",
                            (ticks, overruns, run_id))
@@ -128,7 +141,7 @@ class StateStore:
 
     def end_run(self, run_id: int, ended: float, exit_code: int, summary: str) -> None:
         self.db.execute("UPDATE runs SET ended=?, exit_code=?, summary=? WHERE id=?",
-                        (ended, exit_code, summary, run_id))
+                        (ended, exit_code, self.secrets.scrub(summary), run_id))
 
     # --- silences ------------------------------------------------------------------------------
 

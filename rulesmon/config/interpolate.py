@@ -1,7 +1,9 @@
 """`${VAR}` / `${VAR:-default}` environment interpolation in string values.
 
-Interpolated values are treated as secrets: they are collected so that every diagnostic can be
-scrubbed of them, because environment variables are where webhook URLs and passwords live.
+Interpolated values are recorded with their variable's name in a `Secrets` (rulesmon/redact.py,
+which decides which of them are secret), so that diagnostics, logs, the state database and every
+other output rulesmon writes can be masked of them, because environment variables are where
+webhook URLs and passwords live.
 """
 
 from __future__ import annotations
@@ -11,35 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..diagnostics import Diagnostic, make
+from ..redact import Secrets
 from .nodes import YList, YMap
 
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_PIECES = re.compile(r"[A-Za-z0-9_]+")
-_COMMON = {"https", "hooks", "services", "localhost", "mailto", "slack", "discord", "ntfy",
-           "webhook", "webhooks", "api", "true", "false"}
 
-
-class Secrets:
-    """Values that must never be printed, and a scrubber that masks them."""
-
-    def __init__(self) -> None:
-        self.values: set[str] = set()
-
-    def add(self, value: str) -> None:
-        if len(value) >= 3:
-            self.values.add(value)
-        # A secret pasted into a condition is parsed into pieces (`tok-en` → `tok`, `en`) that
-        # a message may quote; mask the distinctive pieces too.
-        for piece in _PIECES.findall(value):
-            if len(piece) >= 5 and piece.lower() not in _COMMON:
-                self.values.add(piece)
-
-    def scrub(self, text: str) -> str:
-        for value in sorted(self.values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, "***")
-        return text
+__all__ = ["Secrets", "interpolate"]
 
 
 def interpolate(root: YMap, env: Mapping[str, str], secrets: Secrets) -> list[Diagnostic]:
@@ -82,7 +62,7 @@ def _expand(text: str, env: Mapping[str, str], secrets: Secrets, diags: list[Dia
             return ""
         value = env.get(name)
         if value is not None and (value or not sep):
-            secrets.add(value)
+            secrets.add(value, name)
             return value
         if sep:  # like the shell: the default also replaces a set but empty variable
             return default

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..redact import Secrets
 from ..store import TickWriter
 from . import retention, rows
 from .rows import status_of
@@ -73,8 +74,10 @@ class Recorder:
     """Turns the tick's snapshots into history rows."""
 
     def __init__(self, ruleset: str, run_id: int, *, sample_every: float, retention: float,
-                 sample_retention: float) -> None:
+                 sample_retention: float, secrets: Secrets | None = None) -> None:
         self.ruleset = ruleset
+        #: masked (`***`) in every row written (rulesmon/redact.py)
+        self.secrets = secrets or Secrets()
         self.run_id = run_id
         self.sample_every = sample_every
         self.retention = retention
@@ -138,6 +141,10 @@ class Recorder:
         transitions: list[tuple[int, float, str, str | None]] = []
         host = run_facts.get("host.name")
         staged = [(key, facts, sig, _columns(facts, host)) for key, facts, sig in changed]
+        if self.secrets:  # only the rows written are masked, not every fact of every tick
+            mask = self.secrets.scrub_obj
+            staged = [(key, facts, sig, {c: mask(v) for c, v in values.items()})
+                      for key, facts, sig, values in staged]
         fresh = [key for key, _f, _s, values in staged
                  if not self._continues(self.live.get(key), values["job_id"])]
         earlier = self._earlier(db, fresh) if fresh else {}
@@ -175,8 +182,9 @@ class Recorder:
             if row.count(None) < len(_SAMPLE):
                 samples.append(row)
         if inserts:
-            rows.insert_many(db, [(rid, rows.new_uid(), self.run_id, self.ruleset, key, now,
-                                   values) for rid, key, values in inserts])
+            rows.insert_many(db, [(rid, rows.new_uid(), self.run_id, self.ruleset,
+                                   self.secrets.scrub(key), now, values)
+                                  for rid, key, values in inserts])
         if updates:
             rows.update_many(db, updates)
         if adopted:
