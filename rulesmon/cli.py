@@ -11,6 +11,13 @@ import click
 from . import __version__
 
 FORMATS = ("text", "json", "github", "sarif")
+#: `--extends-path DIR` (repeatable): folders, besides the ruleset's own, that `extends:` may read.
+_EXTENDS_PATH = click.option(
+    "--extends-path", "extends_path", multiple=True, metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="A folder `extends:` entries may also read from (repeatable; also "
+    "RULESMON_EXTENDS_PATH). Without it, only builtin:NAME and files under the ruleset's "
+    "own folder.")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +46,9 @@ def main() -> None:
               help="Output format.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when clean.")
-def lint(paths: tuple[str, ...], fmt: str, strict: bool, quiet: bool) -> None:
+@_EXTENDS_PATH
+def lint(paths: tuple[str, ...], fmt: str, strict: bool, quiet: bool,
+         extends_path: tuple[str, ...]) -> None:
     """Check ruleset files and folders.
 
     Exit status: 0 clean (warnings allowed unless --strict), 1 findings, 2 usage error or
@@ -48,7 +57,7 @@ def lint(paths: tuple[str, ...], fmt: str, strict: bool, quiet: bool) -> None:
     from .diagnostics import FORMATTERS, Severity, effective
     from .lint import lint as run_lint
 
-    diags = run_lint(paths)
+    diags = run_lint(paths, extends_path=extends_path)
     text = FORMATTERS[fmt](diags, strict=strict)
     if (text and (diags or fmt != "text")) or fmt != "text":
         click.echo(text)
@@ -60,12 +69,12 @@ def lint(paths: tuple[str, ...], fmt: str, strict: bool, quiet: bool) -> None:
         click.echo(f"{len(paths)} path(s) checked: no findings", err=True)
 
 
-def _load_or_exit(path: str) -> Any:
+def _load_or_exit(path: str, extends_path: tuple[str, ...] = ()) -> Any:
     from .config.loader import load
     from .diagnostics import RulesetError, format_text
 
     try:
-        return load(path)
+        return load(path, extends_path=extends_path)
     except RulesetError as exc:
         click.echo(format_text(exc.diagnostics), err=True)
         sys.exit(2)
@@ -102,9 +111,11 @@ def _state_path(loaded: Any, state: Path | None) -> Path:
               help="Watch one training run: the same as --group run_uuid=UUID.")
 @click.option("--every", "every", metavar="DURATION", default=None,
               help="Tick interval for this run (5s, 1m), instead of the ruleset's `every:`.")
+@_EXTENDS_PATH
 def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec: bool,
         allow_control: bool, log_json: Path | None, verbose: bool, live: bool,
-        group: str | None, run_uuid: str | None, every: str | None) -> None:
+        group: str | None, run_uuid: str | None, every: str | None,
+        extends_path: tuple[str, ...]) -> None:
     """Watch the jobs of RULESET until every one is terminal.
 
     When stdout is not a terminal, prints plain timestamped lines (STATUS_CHECK,
@@ -117,7 +128,8 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
                   allow_control=allow_control, log_json=log_json, verbose=verbose, live=live,
                   group_filter=_group_filter(group, run_uuid),
-                  every=_duration_opt(every, "--every", ruleset_field="every")))
+                  every=_duration_opt(every, "--every", ruleset_field="every"),
+                  extends_path=extends_path))
 
 
 @overload
@@ -179,7 +191,8 @@ def _group_filter(group: str | None, run_uuid: str | None) -> tuple[str, str] | 
 def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path | None = None,
          allow_exec: bool = False, allow_control: bool = False, log_json: Path | None = None,
          verbose: bool = False, live: bool = False,
-         group_filter: tuple[str, str] | None = None, every: float | None = None) -> int:
+         group_filter: tuple[str, str] | None = None, every: float | None = None,
+         extends_path: tuple[str, ...] = ()) -> int:
     import dataclasses
 
     import structlog
@@ -188,7 +201,7 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     from .delivery import Delivery
     from .engine import Engine
 
-    loaded = _load_or_exit(ruleset)
+    loaded = _load_or_exit(ruleset, extends_path)
     if every is not None:  # --every: this run's tick, as if the ruleset said so
         loaded = dataclasses.replace(loaded, ruleset=loaded.ruleset.model_copy(
             update={"every": every}))
@@ -208,13 +221,21 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     if not dry_run:
         engine.delivery = Delivery(state_path, loaded.ruleset.notify, loaded.secrets, log)
         engine.delivery.start()
+    from .signals import HardStop, exit_now
+
+    # SIGINT/SIGTERM end the run within about 2 s whatever the tick is doing; the watchdog
+    # process covers an interpreter stuck in C code (rulesmon/signals.py)
+    watchdog = HardStop()
     try:
         with shown:
-            code = engine.run(once=once)
+            code = engine.run(once=once, hard_stop=watchdog)
             shown.finished(code)
-        return code
     finally:
         engine.close()
+        watchdog.close()
+    if engine.interrupted is not None:  # a probe thread stuck in a hung command: not joined
+        exit_now(code)
+    return code
 
 
 @main.command()
@@ -241,7 +262,8 @@ def demo(directory: Path | None, live: bool | None) -> None:
 @main.command()
 @click.argument("ruleset", type=click.Path(dir_okay=False))
 @click.argument("tests", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-def test(ruleset: str, tests: tuple[Path, ...]) -> None:
+@_EXTENDS_PATH
+def test(ruleset: str, tests: tuple[Path, ...], extends_path: tuple[str, ...]) -> None:
     """Run rule unit tests (default: RULESET's sibling <name>.test.yaml)."""
     import logging
 
@@ -254,7 +276,7 @@ def test(ruleset: str, tests: tuple[Path, ...]) -> None:
     failed = 0
     for tfile in files:
         try:
-            results, problems = run_file(path, tfile)
+            results, problems = run_file(path, tfile, extends_path)
         except RulesetError as exc:
             click.echo(format_text(exc.diagnostics), err=True)
             sys.exit(2)
@@ -275,14 +297,15 @@ def test(ruleset: str, tests: tuple[Path, ...]) -> None:
 @click.argument("ruleset", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text",
               show_default=True)
-def facts(ruleset: str, fmt: str) -> None:
+@_EXTENDS_PATH
+def facts(ruleset: str, fmt: str, extends_path: tuple[str, ...]) -> None:
     """Collect facts once (launching nothing) and print them per job instance; facts that
     the rules use but no probe provided are marked unknown."""
     from . import jsonout, logsetup
     from .engine import Engine
     from .rules.program import build
 
-    loaded = _load_or_exit(ruleset)
+    loaded = _load_or_exit(ruleset, extends_path)
     log = logsetup.setup("error")  # on stderr: stdout holds the facts (JSON must parse)
     engine = Engine(loaded, state_path=Path(":memory:"), log=log, dry_run=True)
     try:
@@ -292,7 +315,8 @@ def facts(ruleset: str, fmt: str) -> None:
         engine.close()
     used = sorted({k for r in build(loaded.ruleset).rules for k in r.condition.keys})
     groups = engine.group_instances()  # training runs (`group_by`): what scope: group sees
-    rows = {"run": engine.run_facts, **engine.instances, **groups}
+    # secrets masked (rulesmon/redact.py): a process's command line may hold a token
+    rows = loaded.secrets.scrub_obj({"run": engine.run_facts, **engine.instances, **groups})
     run_level = ("run", "host", "probe")
 
     def unknown(key: str, values: dict[str, Any]) -> list[str]:

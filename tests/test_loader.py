@@ -282,7 +282,8 @@ def test_secret_fragments_in_conditions_and_templates_are_not_printed(here: Path
 
 
 def test_extends_relative_path_from_each_files_folder(here: Path) -> None:
-    """A relative extends path is resolved from the folder of the file that names it."""
+    """A relative extends path is resolved from the folder of the file that names it (here a
+    folder named with extends_path; the parents are trusted, as they declare targets)."""
     put(here, "shared/grand.yaml", """
         version: 1
         name: grand
@@ -290,13 +291,14 @@ def test_extends_relative_path_from_each_files_folder(here: Path) -> None:
           grand: "json://localhost/grand"
     """)
     put(here, "shared/parent.yaml",
-        PARENT.replace("name: parent", "name: parent\nextends: grand.yaml"))
+        PARENT.replace("name: parent",
+                        "name: parent\nextends: [{path: grand.yaml, trust: true}]"))
     p = put(here, "project/child.yaml", """
         version: 1
         name: child
-        extends: ../shared/parent.yaml
+        extends: [{path: ../shared/parent.yaml, trust: true}]
     """)
-    rs = ok(p)
+    rs = load(p, {}, extends_path=[here / "shared"]).ruleset
     assert rs.name == "child"
     assert set(rs.notify) == {"grand", "team", "ops"}
     assert [r.name for r in rs.rules] == ["crashed", "timed-out"]
@@ -325,12 +327,12 @@ def test_two_parents_apply_left_to_right(here: Path) -> None:
     lr = put(here, "lr.yaml", """
         version: 1
         name: lr
-        extends: [p1.yaml, p2.yaml]
+        extends: [{path: p1.yaml, trust: true}, {path: p2.yaml, trust: true}]
     """)
     rl = put(here, "rl.yaml", """
         version: 1
         name: rl
-        extends: [p2.yaml, p1.yaml]
+        extends: [{path: p2.yaml, trust: true}, {path: p1.yaml, trust: true}]
         description: from the child
     """)
     a, b = ok(lr), ok(rl)
@@ -347,7 +349,7 @@ def test_child_overrides_scalars(here: Path) -> None:
     p = put(here, "child.yaml", """
         version: 1
         name: child
-        extends: parent.yaml
+        extends: [{path: parent.yaml, trust: true}]  # it declares targets
         every: 15s
     """)
     rs = ok(p)
@@ -360,7 +362,7 @@ def test_notify_and_jobs_merge_by_key(here: Path) -> None:
     p = put(here, "child.yaml", """
         version: 1
         name: child
-        extends: parent.yaml
+        extends: [{path: parent.yaml, trust: true}]  # it declares targets
         notify:
           team: "json://localhost/new-team"
           extra: "json://localhost/extra"
@@ -386,7 +388,7 @@ def test_defaults_deep_merge(here: Path) -> None:
     p = put(here, "child.yaml", """
         version: 1
         name: child
-        extends: parent.yaml
+        extends: [{path: parent.yaml, trust: true}]  # it declares targets
         defaults:
           labels: {env: dev, owner: me}
           notify: [team]
@@ -403,7 +405,7 @@ def test_rules_merge_by_name_field_by_field(here: Path) -> None:
     p = put(here, "child.yaml", """
         version: 1
         name: child
-        extends: parent.yaml
+        extends: [{path: parent.yaml, trust: true}]  # it declares targets
         rules:
           - name: new-rule
             when: job.state == "RUNNING"
@@ -424,7 +426,7 @@ def test_rule_can_be_disabled_by_name(here: Path) -> None:
     p = put(here, "child.yaml", """
         version: 1
         name: child
-        extends: parent.yaml
+        extends: [{path: parent.yaml, trust: true}]  # it declares targets
         rules:
           - {name: timed-out, enabled: false}
     """)
@@ -442,7 +444,7 @@ def test_override_of_unknown_rule_is_rm304(here: Path, body: str, verb: str) -> 
     p = put(here, "child.yaml", f"""
         version: 1
         name: child
-        extends: parent.yaml
+        extends: [{{path: parent.yaml, trust: true}}]  # it declares targets
         rules:
           - name: crashd
             {body}
@@ -565,7 +567,7 @@ def test_bad_value_in_parent_reported_at_parent(here: Path) -> None:
 
 
 def test_unset_var_in_parent_reported_at_parent(here: Path) -> None:
-    """An unset variable inside a parent is RM301 at the parent's value."""
+    """An unset variable inside a trusted parent is RM301 at the parent's value."""
     parent = put(here, "base.yaml", """
         version: 1
         name: base
@@ -574,7 +576,7 @@ def test_unset_var_in_parent_reported_at_parent(here: Path) -> None:
     p = put(here, "child.yaml", """
         version: 1
         name: child
-        extends: base.yaml
+        extends: [{path: base.yaml, trust: true}]
     """)
     diags = errors(p)
     assert [d.code for d in diags] == ["RM301"]
@@ -597,7 +599,7 @@ def test_yaml_error_in_parent_reported_at_parent(here: Path) -> None:
 def test_load_text_extends_from_base(here: Path) -> None:
     """load_text resolves relative extends from `base` and merges like load."""
     put(here, "sub/parent.yaml", PARENT)
-    text = "version: 1\nname: t\nextends: parent.yaml\nrules:\n  - {name: crashed, for: 1h}\n"
+    text = "version: 1\nname: t\nextends: [{path: parent.yaml, trust: true}]\nrules:\n  - {name: crashed, for: 1h}\n"
     rs = load_text(text, env={}, base=here / "sub").ruleset
     assert rule(rs, "crashed").for_ == 3600.0 and rule(rs, "crashed").severity == "critical"
 

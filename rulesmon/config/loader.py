@@ -21,6 +21,19 @@ from pydantic import BaseModel, ValidationError
 from ..diagnostics import Diagnostic, RulesetError, make
 from .interpolate import Secrets, interpolate
 from .nodes import Pos, YList, YMap, copy_tree, locate, matched, to_plain
+from .trust import (
+    EXTENDS_PATH_VAR,
+    ParentInfo,
+    contributions,
+    drop,
+    env_refs,
+    env_refusals,
+    extends_dirs,
+    inside,
+    privileged,
+    refusals,
+    unescape_only,
+)
 from .yamlio import parse, read_text
 
 BUILTIN_PREFIX = "builtin:"
@@ -36,6 +49,8 @@ class Loaded:
     secrets: Secrets
     files: list[str] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    #: What each entry of the top-level file's `extends:` brought (shown by `rulesmon lint`).
+    parents: list[ParentInfo] = field(default_factory=list)
 
 
 def _builtin_root() -> Any:
@@ -61,29 +76,67 @@ def display_path(path: Path) -> str:
     return str(path) if rel.startswith("../..") else rel
 
 
-def load(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
-    """Load and validate; raises RulesetError carrying every diagnostic found."""
+@dataclass
+class _Ctx:
+    """What one load shares across the files it reads."""
+
+    env: Mapping[str, str]
+    secrets: Secrets
+    files: list[str]
+    roots: list[Path]  # where `extends:` may read: the top file's folder, then extends_path
+    search: list[Path]  # extends_path folders, where relative entries are also looked up
+    problems: list[Diagnostic] = field(default_factory=list)  # refused parts of parents
+    parents: list[ParentInfo] = field(default_factory=list)
+
+    def fail(self, diags: Sequence[Diagnostic]) -> RulesetError:
+        return RulesetError(_dedupe([_scrub(d, self.secrets)
+                                     for d in [*self.problems, *diags]]))
+
+
+def _ctx(base: Path, env: Mapping[str, str], extends_path: Sequence[str | Path],
+         files: list[str]) -> _Ctx:
+    search = extends_dirs(extends_path, env)
+    return _Ctx(env, Secrets(), files, [base.absolute().resolve(), *search], search)
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None,
+         extends_path: Sequence[str | Path] = ()) -> Loaded:
+    """Load and validate; raises RulesetError carrying every diagnostic found.
+
+    `extends_path`: folders (besides the ruleset's own folder tree, and those of
+    RULESMON_EXTENDS_PATH) that `extends:` entries may read from.
+    """
     env = os.environ if env is None else env
-    secrets = Secrets()
     p = Path(path)
     display = display_path(p)
     files: list[str] = []
-    tree = _load_tree(p, display, env, secrets, [], [], files)
-    return validate(tree, display, secrets, files)
+    ctx = _ctx(p.absolute().parent, env, extends_path, files)
+    tree = _load_tree(p, display, ctx, [], [], trusted=True, entry=None)
+    if ctx.problems:
+        raise ctx.fail([])
+    loaded = validate(tree, display, ctx.secrets, files)
+    loaded.parents = ctx.parents
+    return loaded
 
 
 def load_text(text: str, display: str = "<string>",
-              env: Mapping[str, str] | None = None, base: Path | None = None) -> Loaded:
+              env: Mapping[str, str] | None = None, base: Path | None = None,
+              extends_path: Sequence[str | Path] = ()) -> Loaded:
     """Load from a string (tests, `rulesmon test`, embedded rulesets)."""
     env = os.environ if env is None else env
-    secrets = Secrets()
-    root = parse(text, display)
-    diags = interpolate(root, env, secrets)
-    if diags:
-        raise RulesetError([_scrub(d, secrets) for d in diags])
     files = [display]
-    tree = _apply_extends(root, base or Path.cwd(), display, env, secrets, [], [], files)
-    return validate(tree, display, secrets, files)
+    ctx = _ctx(base or Path.cwd(), env, extends_path, files)
+    root = parse(text, display)
+    diags = interpolate(root, env, ctx.secrets)
+    if diags:
+        raise ctx.fail(diags)
+    tree = _apply_extends(root, base or Path.cwd(), display, ctx, [], [], trusted=True,
+                          top=True)
+    if ctx.problems:
+        raise ctx.fail([])
+    loaded = validate(tree, display, ctx.secrets, files)
+    loaded.parents = ctx.parents
+    return loaded
 
 
 def _scrub(d: Diagnostic, secrets: Secrets) -> Diagnostic:
@@ -111,18 +164,55 @@ def _parse_file(p: Path, display: str) -> YMap:
     return root
 
 
-def _load_tree(p: Path, display: str, env: Mapping[str, str], secrets: Secrets,
-               stack: list[Path], via: list[Pos], files: list[str]) -> YMap:
-    root = _parse_file(p, display)
-    diags = interpolate(root, env, secrets)
+def _parse_parent(p: Path, display: str, ref: str, at: Pos) -> YMap:
+    """A parent's tree, or one finding at the `extends:` entry when the file is not a ruleset.
+
+    The finding never quotes the file: an entry may name a file that is not meant to be read
+    (a password file, a key), and its lines must not come back as "unknown keys".
+    """
+    try:
+        root = _parse_file(p, display)
+    except RulesetError as exc:
+        first = exc.diagnostics[0] if exc.diagnostics else None
+        if first is not None and first.code in ("RM001", "RM002"):
+            raise RulesetError([make(at.path, at.line, at.col, "RM302",
+                                     f"extends {ref!r}: {first.message}")]) from None
+        why = {"RM003": "it is not UTF-8 text", "RM004": "it is empty",
+               "RM005": "it is not a YAML mapping", "RM007": "it holds several YAML documents",
+               }.get(first.code if first else "")
+        if why is None:  # a YAML error: located in the parent, its message quotes no line
+            raise
+        raise RulesetError([make(at.path, at.line, at.col, "RM654",
+                                 f"extends {ref!r}: not a ruleset ({why}); a ruleset is a "
+                                 "YAML mapping with `version: 1`")]) from None
+    if "version" not in root:
+        raise RulesetError([make(at.path, at.line, at.col, "RM654",
+                                 f"extends {ref!r}: not a ruleset (it has no `version:` key); "
+                                 "a ruleset is a YAML mapping with `version: 1`")])
+    return root
+
+
+def _load_tree(p: Path, display: str, ctx: _Ctx, stack: list[Path], via: list[Pos], *,
+               trusted: bool, entry: tuple[str, Pos] | None) -> YMap:
+    if entry is None:
+        root = _parse_file(p, display)
+    else:
+        try:
+            root = _parse_parent(p, display, *entry)
+        except RulesetError as exc:
+            raise ctx.fail(exc.diagnostics) from None
+    if trusted:
+        diags = interpolate(root, ctx.env, ctx.secrets)
+    else:  # someone else's file: it may not read the environment
+        ctx.problems += env_refusals(list(env_refs(root)), display, entry[0] if entry else "")
+        unescape_only(root)
+        diags = []
     diags += _duplicate_rules(root)
     if diags:
-        raise RulesetError([_scrub(d, secrets) for d in diags])
-    files.append(display)
-    return _apply_extends(root, p.parent, display, env, secrets, [*stack, p.resolve()], via,
-                          files)
-
-
+        raise ctx.fail(diags)
+    ctx.files.append(display)
+    return _apply_extends(root, p.parent, display, ctx, [*stack, p.resolve()], via,
+                          trusted=trusted, top=entry is None)
 def _duplicate_rules(root: YMap) -> list[Diagnostic]:
     rules = root.get("rules")
     if not isinstance(rules, YList):
@@ -144,48 +234,124 @@ def _duplicate_rules(root: YMap) -> list[Diagnostic]:
     return out
 
 
-def _apply_extends(root: YMap, base_dir: Path, display: str, env: Mapping[str, str],
-                   secrets: Secrets, stack: list[Path], via: list[Pos],
-                   files: list[str]) -> YMap:
+def _entries(root: YMap) -> list[tuple[str, bool, Pos]] | None:
+    """The `extends:` entries as (reference, trusted, position); None when it is not a string
+    or a list (the model reports that). Wrong entries are reported here, since a parent's
+    `extends:` never reaches the model."""
+    ext = root.get("extends")
+    if ext is None:
+        return []
+    if isinstance(ext, str):
+        return [(ext, False, root.value_pos["extends"])]
+    if not isinstance(ext, YList):
+        return None
+    out: list[tuple[str, bool, Pos]] = []
+    diags: list[Diagnostic] = []
+    for i, item in enumerate(ext):
+        pos = ext.item_pos[i]
+        if isinstance(item, str):
+            out.append((item, False, pos))
+        elif isinstance(item, YMap):
+            extra = [k for k in item if k not in ("path", "trust")]
+            for k in extra:
+                kp = item.key_pos[k]
+                diags.append(make(kp.path, kp.line, kp.col, "RM201",
+                                  f'unknown key "{k}" in an extends entry; allowed: path, trust'))
+            ref, trust = item.get("path"), item.get("trust", False)
+            if not isinstance(ref, str):
+                at = item.value_pos["path"] if "path" in item else pos
+                diags.append(make(at.path, at.line, at.col, "RM203" if "path" in item
+                                  else "RM202", "an extends entry needs `path:`, a string "
+                                  "(a relative path or builtin:NAME)"))
+            elif not isinstance(trust, bool):
+                at = item.value_pos["trust"]
+                diags.append(make(at.path, at.line, at.col, "RM203",
+                                  "extends `trust:` must be true or false"))
+            elif not extra:
+                out.append((ref, trust, pos))
+        else:
+            diags.append(make(pos.path, pos.line, pos.col, "RM203",
+                              "an extends entry must be a string (a relative path or "
+                              "builtin:NAME) or a mapping {path: ..., trust: true}"))
+    if diags:
+        raise RulesetError(diags)
+    return out
+
+
+def _resolve(ref: str, base_dir: Path, pos: Pos, ctx: _Ctx) -> Path:
+    """The file a path entry names: looked up from the including file's folder, then in each
+    extends-path folder; it must lie (symlinks followed) in the top-level ruleset's folder tree
+    or under an extends-path folder."""
+    given = Path(ref).expanduser()
+    candidates = [given] if given.is_absolute() else \
+        [base_dir / given, *(d / given for d in ctx.search)]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        where = "" if given.is_absolute() or not ctx.search else \
+            " (looked in " + ", ".join([display_path(base_dir) or ".",
+                                        *map(str, ctx.search)]) + ")"
+        raise ctx.fail([make(pos.path, pos.line, pos.col, "RM302",
+                             f"extends {ref!r}: no such file{where}")])
+    real = found.resolve()
+    if not inside(real, ctx.roots):
+        kind = "an absolute path" if given.is_absolute() else \
+            "a symbolic link" if ".." not in given.parts else "a path with .."
+        raise ctx.fail([make(pos.path, pos.line, pos.col, "RM653",
+                             f"extends {ref!r} is {kind} leading outside the ruleset's folder; "
+                             "extends reads only builtin:NAME, files under the folder of the "
+                             "ruleset you run, and folders you name with --extends-path or "
+                             f"{EXTENDS_PATH_VAR}")])
+    return found
+
+
+def _apply_extends(root: YMap, base_dir: Path, display: str, ctx: _Ctx, stack: list[Path],
+                   via: list[Pos], *, trusted: bool, top: bool) -> YMap:
     """Merge the parents named by `extends:` under `root`.
 
     `stack` holds the files being loaded (for cycle detection) and `via` the extends entries
-    that led from each to the next, so a cycle is reported in the file where it starts.
+    that led from each to the next, so a cycle is reported in the file where it starts. A
+    parent is trusted only when its entry says so and the file naming it is trusted; what an
+    untrusted parent may not declare is collected in `ctx.problems` (and the load fails).
     """
-    ext = root.get("extends")
-    if ext is None:
-        return root
-    entries: list[tuple[str, Pos]] = []
-    if isinstance(ext, str):
-        entries = [(ext, root.value_pos["extends"])]
-    elif isinstance(ext, YList):
-        entries = [(v, ext.item_pos[i]) for i, v in enumerate(ext) if isinstance(v, str)]
-    else:
-        return root  # the model reports the wrong type
+    try:
+        entries = _entries(root)
+    except RulesetError as exc:
+        raise ctx.fail(exc.diagnostics) from None
+    if not entries:
+        return root  # none, or the wrong type (the model reports it)
     merged: YMap | None = None
-    for ref, pos in entries:
+    for ref, trust, pos in entries:
         if ref.startswith(BUILTIN_PREFIX):
             name = ref[len(BUILTIN_PREFIX):]
             target = _builtin_path(name)
             if target is None:
                 hint = _did_you_mean(name, builtin_names())
-                raise RulesetError([make(pos.path, pos.line, pos.col, "RM302",
-                                         f"no builtin ruleset {name!r}{hint}; builtins: "
-                                         + ", ".join(builtin_names()))])
+                raise ctx.fail([make(pos.path, pos.line, pos.col, "RM302",
+                                     f"no builtin ruleset {name!r}{hint}; builtins: "
+                                     + ", ".join(builtin_names()))])
             child_display = ref
         else:
-            target = (base_dir / ref)
+            target = _resolve(ref, base_dir, pos, ctx)
             child_display = display_path(target)
-            if not target.is_file():
-                raise RulesetError([make(pos.path, pos.line, pos.col, "RM302",
-                                         f"extends {ref!r}: no such file")])
         if target.resolve() in stack:
             start = stack.index(target.resolve())
             chain = " → ".join([*(s.name for s in stack[start:]), target.name])
             at = [*via, pos][start]
-            raise RulesetError([make(at.path, at.line, at.col, "RM303",
-                                     f"extends cycle: {chain}")])
-        parent = _load_tree(target, child_display, env, secrets, stack, [*via, pos], files)
+            raise ctx.fail([make(at.path, at.line, at.col, "RM303",
+                                 f"extends cycle: {chain}")])
+        parent_trusted = trusted and trust
+        before = len(ctx.files)
+        parent = _load_tree(target, child_display, ctx, stack, [*via, pos],
+                            trusted=parent_trusted, entry=(ref, pos))
+        found = privileged(parent)
+        if not parent_trusted:
+            ctx.problems += refusals(found, child_display, ref)
+            drop(parent, found)
+        if top:
+            ctx.parents.append(ParentInfo(
+                ref, pos, parent_trusted, ancestors=ctx.files[before + 1:],
+                contributes=contributions(parent),
+                privileged=[f.where for f in found] if parent_trusted else []))
         merged = parent if merged is None else merge(merged, parent)
     if merged is None:
         return root
@@ -298,6 +464,7 @@ def validate(tree: YMap, display: str, secrets: Secrets, files: list[str]) -> Lo
                 diags.append(make(pos.path, pos.line, pos.col, "RM304",
                                   f"rule {rule['name']!r} {what} no rule of the rulesets it "
                                   "extends (and has no `when:` of its own)"))
+    secrets.add_notify(data.get("notify"))  # notify URLs are secrets, also in lint findings
     if diags:
         raise RulesetError([_scrub(d, secrets) for d in diags])
     try:

@@ -812,15 +812,28 @@ class StateFile(Model):
         return {"path": value} if isinstance(value, str) else value
 
 
+class ExtendsEntry(Model):
+    """An `extends:` entry written as a mapping, to trust the parent."""
+
+    path: str = Field(min_length=1, description="builtin:NAME or a path, as in the string form.")
+    trust: bool = Field(False, description="true: the parent may also do what only your own "
+                        "file may (launch, submit, exec and control actions, notification "
+                        "targets, summary, state_file, ${VAR}); see docs/security.md.")
+
+
 class Ruleset(Model):
     """A rulesmon ruleset: jobs to watch and rules over their facts."""
 
     version: Literal[1] = Field(description="Language version; 1.")
     name: str = Field(min_length=1, max_length=200, description="Name of the ruleset.")
     description: str = Field("", description="What it watches and why.")
-    extends: list[str] = Field(default_factory=list,
-                               description="Rulesets merged under this one: relative paths or "
-                               "builtin:NAME.")
+    extends: list[str | ExtendsEntry] = Field(
+        default_factory=list,
+        description="Rulesets merged under this one: builtin:NAME, or a path under this file's "
+        "folder (or under a folder named with --extends-path or RULESMON_EXTENDS_PATH). A "
+        "parent brings rules, defaults and jobs to watch; to let it also launch, submit, run "
+        "commands, control jobs, add notification targets or read the environment, trust it: "
+        "{path: team.yaml, trust: true}.")
     every: Annotated[Duration, Field(gt=0, le=86400)] = Field(
         30.0, description="Tick interval (more than 0, at most 1d).")
     defaults: Defaults = Field(default_factory=Defaults, description="Rule defaults.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..config.loader import load
@@ -34,11 +34,12 @@ def expand(paths: Iterable[str]) -> tuple[list[Path], list[Diagnostic]]:
     return files, problems
 
 
-def lint_file(path: Path, env: Mapping[str, str] | None = None) -> list[Diagnostic]:
+def lint_file(path: Path, env: Mapping[str, str] | None = None,
+              extends_path: Sequence[str | Path] = ()) -> list[Diagnostic]:
     from .checks import check
 
     try:
-        loaded = load(path, env)
+        loaded = load(path, env, extends_path)
         return check(loaded)
     except RulesetError as exc:
         return exc.diagnostics
@@ -50,8 +51,9 @@ def lint_file(path: Path, env: Mapping[str, str] | None = None) -> list[Diagnost
                      f"internal error {type(exc).__name__}: {detail} (please report this)")]
 
 
-def lint(paths: Iterable[str], env: Mapping[str, str] | None = None) -> list[Diagnostic]:
+def lint(paths: Iterable[str], env: Mapping[str, str] | None = None,
+         extends_path: Sequence[str | Path] = ()) -> list[Diagnostic]:
     files, diags = expand(paths)
     for f in files:
-        diags += lint_file(f, env)
+        diags += lint_file(f, env, extends_path)
     return diags

@@ -58,7 +58,31 @@ def check(loaded: Loaded) -> list[Diagnostic]:
     for f in findings:
         pos = locate(loaded.tree, f.loc, at_key=f.at_key) or loaded.tree.pos
         out.append(make(pos.path, pos.line, pos.col, f.code, loaded.secrets.scrub(f.message)))
+    out += _check_extends(loaded)
     return sorted(set(out), key=lambda d: (d.path, d.line, d.col, d.code))
+
+
+# --- extends ------------------------------------------------------------------------------------
+
+
+def _check_extends(loaded: Loaded) -> list[Diagnostic]:
+    """RM655: per entry of the file's own `extends:`, what it brings and whether it is trusted
+    (what an untrusted parent may not declare was refused by the loader: RM650-RM654)."""
+    out = []
+    for parent in getattr(loaded, "parents", []):
+        via = f" (through {', '.join(parent.ancestors)})" if parent.ancestors else ""
+        if parent.trusted:
+            trust = ", trusted,"
+        elif parent.ref.startswith("builtin:"):
+            trust = " (shipped with rulesmon)"
+        else:
+            trust = ", not trusted,"
+        message = f"{parent.ref}{via}{trust} brings {parent.contributes}"
+        if parent.privileged:
+            message += "; and, because it is trusted: " + ", ".join(parent.privileged)
+        pos = parent.pos
+        out.append(make(pos.path, pos.line, pos.col, "RM655", loaded.secrets.scrub(message)))
+    return out
 
 
 # --- targets --------------------------------------------------------------------------------------
