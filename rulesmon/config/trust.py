@@ -161,12 +161,13 @@ def privileged(tree: YMap) -> list[Privileged]:
                 if not isinstance(action, YMap):
                     continue
                 if "exec" in action:
-                    out.append(Privileged(f'rule "{name}" exec', action.key_pos["exec"],
-                                          _PROCESS, "runs a command"))
+                    out.append(Privileged(f'an exec action in rule "{name}"',
+                                          action.key_pos["exec"], _PROCESS, "runs a command"))
                 if "control" in action:
-                    out.append(Privileged(f'rule "{name}" control', action.key_pos["control"],
-                                          _PROCESS, "cancels, holds or resubmits jobs through "
-                                          "the scheduler"))
+                    out.append(Privileged(f'a control action in rule "{name}"',
+                                          action.key_pos["control"], _PROCESS,
+                                          "cancels, holds or resubmits jobs through the "
+                                          "scheduler"))
     return out
 
 
