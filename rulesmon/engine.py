@@ -5,17 +5,18 @@ The engine orchestrates and persists; evaluating a rule is the pure `rules.state
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from . import redact
 from .actions import ACTIONS, ActionContext, Notification
 from .actions.base import Sender
 from .config.loader import Loaded
@@ -30,6 +31,8 @@ from .rules.history import History
 from .rules.program import CompiledRule, Program, build, fingerprint
 from .rules.state import AlertState, Owed, step
 from .rules.unknown import UNKNOWN, Unknown
+from .signals import BUDGET as SHUTDOWN_BUDGET
+from .signals import SIGNAL_GRACE, Guard, HardStop, Interrupted
 from .store import OutboxRow, StateStore
 from .templates import render
 
@@ -166,7 +169,11 @@ class Engine:
         self.clock = clock
         self.interval = float(self.rs.every)
         self.probe_timeout = probe_timeout or max(1.0, min(self.interval * 0.8, 120.0))
-        self.store = StateStore(Path(":memory:") if dry_run else state_path)
+        # secrets (rulesmon/redact.py): masked in the log, the store, history and what
+        # observers see; the outbox keeps messages sealed until their delivery
+        self.secrets = loaded.secrets
+        redact.activate(self.secrets)
+        self.store = StateStore(Path(":memory:") if dry_run else state_path, self.secrets)
         self.alerts: dict[str, dict[str, AlertState]] = {}
         for rule_name, inst, st in self.store.alerts().values():
             # last_eval=None: the first tick after a restart credits no time, so downtime
@@ -203,6 +210,10 @@ class Engine:
         #: at its natural end: 1 when a job failed, else 0.
         self.stop_requested = False
         self.interrupted: int | None = None
+        #: the signal handlers while `run` runs (rulesmon/signals.py); None outside it
+        self._guard: Guard | None = None
+        #: the watchdog process of `rulesmon run` (signals.HardStop), if the caller gave one
+        self._hard_stop: HardStop | None = None
         self._wake = threading.Event()
         self._fp: dict[tuple[str, str], str] = {}
         self._target_cache: dict[frozenset[str], list[tuple[str, Mapping[str, Any], History]]] \
@@ -225,7 +236,8 @@ class Engine:
         self.recorder: Recorder | None = None
         if self.rs.history.enabled and not dry_run:
             h = self.rs.history
-            self.recorder = Recorder(self.rs.name, self.run_id, sample_every=h.sample_every,
+            self.recorder = Recorder(self.rs.name, self.run_id, secrets=self.secrets,
+                                     sample_every=h.sample_every,
                                      retention=h.retention, sample_retention=h.sample_retention)
         self.instances: dict[str, Facts] = {}
         self.run_facts: Facts = {}
@@ -248,8 +260,8 @@ class Engine:
                 self.log.warning("probe_close_failed", probe=probe.name, error=_one_line(exc))
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.diagnoser.close()  # the kernel logs it follows
-        if self.delivery is not None:
-            self.delivery.close()
+        if self.delivery is not None:  # after a signal, a sender stuck mid-send is not waited
+            self.delivery.close(5.0 if self.interrupted is None else 0.5)
         self.store.close()
 
     def _ctx(self, now: float, instances: Mapping[str, Facts] | None = None) -> TickContext:
@@ -304,19 +316,21 @@ class Engine:
                 if k in snap and self._persisted.get((key, k), _MISSING) != snap[k]:
                     self._persisted[(key, k)] = snap[k]
                     last_values.append((key, k, snap[k]))
-        with self._lock:
-            events, self._events = self._events, []
-        history = self.recorder.stage(now, instances, run_snapshot) if self.recorder else None
-        self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
-                             last_values, events, self.run_id, self.ticks, self.overruns,
-                             self._outbox, history)
-        for probe in self.probes:  # the files probe persists the new files this tick reported
-            committed = getattr(probe, "tick_committed", None)
-            if callable(committed):
-                committed(now)
-        if self._outbox and self.delivery is not None:
-            self.delivery.poke()
-        self._outbox = []
+        with self._shielded():  # a signal never cuts the tick's commit in half
+            with self._lock:
+                events, self._events = self._events, []
+            history = self.recorder.stage(now, instances, run_snapshot) \
+                if self.recorder else None
+            self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
+                                 last_values, events, self.run_id, self.ticks, self.overruns,
+                                 self._outbox, history)
+            for probe in self.probes:  # the files probe persists the new files it reported
+                committed = getattr(probe, "tick_committed", None)
+                if callable(committed):
+                    committed(now)
+            if self._outbox and self.delivery is not None:
+                self.delivery.poke()
+            self._outbox = []
         outcome.finished = bool(run_facts.get("run.all_terminal")) and not (
             controls_busy or self._controlled)
         outcome.duration = time.monotonic() - t0
@@ -327,6 +341,7 @@ class Engine:
         return outcome
 
     def _notify_observers(self, report: TickReport) -> None:
+        report = redact.scrub_report(report, self.secrets)  # displays, the state file
         for observer in self.observers:
             try:
                 observer(report)
@@ -790,52 +805,92 @@ class Engine:
 
     # --- the loop -----------------------------------------------------------------------------
 
-    def run(self, *, once: bool = False, max_ticks: int | None = None) -> int:
-        """Tick until every job is terminal, a `stop` action, a signal, or `once`."""
-        previous = {}
+    def run(self, *, once: bool = False, max_ticks: int | None = None,
+            hard_stop: HardStop | None = None) -> int:
+        """Tick until every job is terminal, a `stop` action, a signal, or `once`.
+
+        On the main thread, SIGINT/SIGTERM cut the tick short wherever it is (its commit
+        excepted) and the run ends within about 2 s with 128+signal; `hard_stop` (the
+        watchdog `rulesmon run` starts) covers an interpreter stuck in C code. See
+        rulesmon/signals.py for why the tick stays on the main thread."""
+        guard = None
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, self._on_signal)
+            guard = self._guard = Guard(self._on_signal)
+            guard.install()
+        self._hard_stop = hard_stop
+        if hard_stop is not None:  # launched workers are known to the watchdog at once
+            for probe in self.probes:
+                if hasattr(probe, "on_launch"):
+                    probe.on_launch = hard_stop.register
+        outcome = TickOutcome(self.ticks)
         try:
-            self.start()
-            deadline = time.monotonic()
-            while True:
-                outcome = self.tick()
-                if outcome.finished or self.stop_requested or once or \
-                        self.interrupted is not None or (max_ticks and self.ticks >= max_ticks):
-                    break
-                deadline += self.interval
-                now = time.monotonic()
-                if now > deadline:
-                    self.overruns += 1
-                    self.log.warning("tick_overrun", tick=self.ticks,
-                                     took=round(outcome.duration, 3), every=self.interval)
-                    deadline = now
-                self._wake.wait(max(0.0, deadline - time.monotonic()))
-                if self.interrupted is not None:
-                    break
+            try:
+                with self._shielded():  # a launch is never cut in half
+                    self.start()
+                if guard is not None:
+                    guard.armed = True
+                deadline = time.monotonic()
+                while self.interrupted is None:
+                    outcome = self.tick()
+                    if outcome.finished or self.stop_requested or once or \
+                            self.interrupted is not None or \
+                            (max_ticks and self.ticks >= max_ticks):
+                        break
+                    deadline += self.interval
+                    now = time.monotonic()
+                    if now > deadline:
+                        self.overruns += 1
+                        self.log.warning("tick_overrun", tick=self.ticks,
+                                         took=round(outcome.duration, 3), every=self.interval)
+                        deadline = now
+                    self._wake.wait(max(0.0, deadline - time.monotonic()))
+            except Interrupted:
+                pass  # the tick it cut short is not committed: a restart resumes before it
+            if guard is not None:
+                guard.armed = False
             return self._finish(outcome)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            if guard is not None:
+                guard.uninstall()
+            self._guard = None
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.interrupted = signum
+    def _on_signal(self, signum: int) -> None:
+        if self.interrupted is None:
+            self.interrupted = signum
         self._wake.set()
 
+    def _shielded(self) -> AbstractContextManager[None]:
+        return self._guard.shielded() if self._guard is not None else nullcontext()
+
+    def _remaining(self, budget: float = SHUTDOWN_BUDGET) -> float:
+        """Seconds left of the shutdown budget after a signal."""
+        return self._guard.remaining(budget) if self._guard is not None else budget
+
+    def _alive(self) -> None:
+        """A heartbeat to the watchdog: the shutdown is progressing."""
+        if self._hard_stop is not None:
+            self._hard_stop.alive()
+
     def _terminate_launched(self) -> None:
-        """Workers rulesmon launched do not outlive an interrupted or stopped run."""
+        """Workers rulesmon launched do not outlive an interrupted or stopped run (after a
+        signal they get SIGNAL_GRACE between SIGTERM and SIGKILL)."""
         for probe in self.probes:
             terminate = getattr(probe, "terminate", None)
             if terminate is not None:
+                self._alive()
                 try:
-                    terminate()
+                    if self.interrupted is not None:
+                        terminate(grace=SIGNAL_GRACE)
+                    else:
+                        terminate()
                 except Exception as exc:
                     self.log.warning("terminate_failed", probe=probe.name, error=_one_line(exc))
 
     def _finish(self, outcome: TickOutcome) -> int:
+        self._alive()
         if (self.interrupted is not None or self.stop_requested) and not self.dry_run:
             self._terminate_launched()
+            self._alive()
         failed = int(self.run_facts.get("run.failed", 0) or 0)
         if self.interrupted is not None:
             code = 128 + self.interrupted
@@ -849,7 +904,9 @@ class Engine:
         else:
             code, reason = 0, "one tick" if self.ticks == 1 else "tick limit"
         for worker in self._workers:  # exec actions still running finish and are recorded
-            worker.join(timeout=120.0)
+            # (after a signal only within the shutdown budget: the rest is not waited for)
+            worker.join(timeout=120.0 if self.interrupted is None else self._remaining())
+        self._alive()
         with self._lock:
             events, self._events = self._events, []
         if events:
@@ -863,9 +920,10 @@ class Engine:
                       overruns=self.overruns)
         if self.rs.summary is not None and not self.dry_run and outcome.finished:
             self._send_summary(reason, code)
-        # What is owed goes out before exit when the services answer (briefly after a
-        # signal); the rest stays owed in the outbox for the next run.
-        wait = 3.0 if self.interrupted is not None else self.drain_timeout
+        # What is owed goes out before exit when the services answer (after a signal, only
+        # within the shutdown budget); the rest stays owed in the outbox for the next run.
+        self._alive()
+        wait = self._remaining() if self.interrupted is not None else self.drain_timeout
         if self.delivery is not None and not self.delivery.drain(wait):
             self.log.warning("notifications_pending", hint="still owed; they are sent "
                              "by the next run on this state file")

@@ -28,6 +28,7 @@ A process killed by signal N reports `exit_code` 128+N (as a shell would) and `s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shlex
@@ -36,7 +37,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -44,6 +45,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import psutil
 
+from .. import regex
 from .base import Facts, TickContext, instance_key, job_base, render_path
 
 if TYPE_CHECKING:
@@ -141,7 +143,7 @@ class _Run:
     launch_time: float | None = None
     launch_ok: bool | None = None
     launch_error: str | None = None
-    regex: re.Pattern[str] | None = None
+    regex: Any = None  #: a ruleset pattern: RE2, or the time-bounded `re` fallback
     pid_file_seen: tuple[int, str] | None = None  # (mtime_ns, text) last adopted from
     pid_file_note: str | None = None
 
@@ -176,12 +178,14 @@ class LocalProbe:
         self.base_dir = base_dir
         self._runs: list[_Run] = []
         self._lock = threading.Lock()
+        #: called with each launched worker's pid (the engine tells its signal watchdog)
+        self.on_launch: Callable[[int], None] | None = None
         for key, job in ruleset.jobs.items():
             if job.local is None:
                 continue
             run = _Run(key, job.local, _base(job, base_dir))
             if job.local.pattern:
-                run.regex = re.compile(job.local.pattern, re.S)
+                run.regex = regex.compile_search(job.local.pattern, dotall=True)
             self._runs.append(run)
 
     # --- Probe protocol --------------------------------------------------------------------
@@ -213,9 +217,12 @@ class LocalProbe:
 
     def terminate(self, grace: float = 5.0) -> None:
         """SIGTERM every launched worker's process group, then SIGKILL what is left after
-        `grace` seconds. The next collect reports them as CANCELLED."""
-        with self._lock:
-            live = [p for run in self._runs for p in run.procs.values()
+        `grace` seconds. The next collect reports them as CANCELLED. A collect stuck while
+        holding the probe's lock (a signal arrived mid-tick) is not waited for beyond 0.5 s:
+        the workers are stopped anyway."""
+        locked = self._lock.acquire(timeout=0.5)
+        try:
+            live = [p for run in list(self._runs) for p in list(run.procs.values())
                     if p.popen is not None and p.pid is not None and p.end is None
                     and p.popen.returncode is None]
             for p in live:
@@ -230,6 +237,9 @@ class LocalProbe:
             deadline = time.monotonic() + 2.0
             while any(_group_alive(p) for p in left) and time.monotonic() < deadline:
                 time.sleep(0.02)
+        finally:
+            if locked:
+                self._lock.release()
 
     # --- launching ---------------------------------------------------------------------------
 
@@ -275,6 +285,9 @@ class LocalProbe:
         for i, plan in enumerate(plans):
             assert plan is not None
             error = _spawn(run.procs[str(i)], plan)
+            pid = run.procs[str(i)].pid
+            if not error and pid is not None and self.on_launch is not None:
+                self.on_launch(pid)
             if error:
                 errors.append(f"worker {i}: {error}")
                 run.procs[str(i)].end = _launch_failed(error, ctx.now)
@@ -305,8 +318,12 @@ class LocalProbe:
             self._read_pid_file(run)
         if run.regex is not None:
             for pid, created, cmdline, proc in scan:
-                if not run.regex.search(cmdline):
-                    continue
+                try:
+                    if not run.regex.search(cmdline):
+                        continue
+                except regex.RegexTimeout as exc:  # stopped for good: adopts nothing more
+                    logging.getLogger(__name__).warning("local job %s: %s", run.key, exc)
+                    break
                 known = run.procs.get(str(pid))
                 if known is not None and known.create_time == created:
                     continue
