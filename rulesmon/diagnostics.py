@@ -224,6 +224,25 @@ _CODES: list[Code] = [
     Code("RM655", "extends-contributes", INFO, "What each entry of `extends:` brings: its "
          "rules, jobs, defaults, and whether it is trusted.", "Reviewers see at a glance what "
          "a shared ruleset adds, and which parents may do what only your own file may."),
+    # RM680-RM689: bounded evaluation and the template sandbox (docs/security.md)
+    Code("RM680", "condition-over-bound", E, "A condition builds a value over a hard bound "
+         "(a `%`-format width, a repetition, a power or a `round()` past its limit) from parts "
+         "that need no fact, so it fails on every evaluation.", "`'%0999999999d' % 1` is a "
+         "gigabyte per job per tick; rulesmon refuses such operations before running them and "
+         "reports a `condition_error` instead.", "when: \"'%0999999999d' % 1 == 'x'\""),
+    Code("RM681", "template-over-bound", E, "A template exceeds a render bound with sample facts: "
+         "a string, width, repetition, range or join over its limit, or more loop iterations, "
+         "calls or output than one render may use.", "`{{ 'a'|center(999999999) }}` or nested "
+         "loops would take gigabytes or minutes per notification; the render stops at the "
+         "bound and the notification says why.", "message: \"{{ range(100000)|join('x' * "
+         "9999) }}\""),
+    Code("RM682", "template-unsafe-access", E, "A template reaches for what the sandbox never "
+         "gives: an attribute starting with `_` (`__class__`, `__globals__`, "
+         "`self._TemplateReference__context`), through `.`, `[...]`, `|attr(...)` or a "
+         "`str.format` field such as `'{0.__class__}'`.", "These are the first steps of every "
+         "known Jinja2 sandbox escape (SSTI); a ruleset that tries one is hostile or broken. "
+         "The render fails and nothing is reached.", "message: \"{{ cycler.__init__.__globals__ "
+         "}}\""),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _CODES}

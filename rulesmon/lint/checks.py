@@ -27,6 +27,7 @@ from ..config.units import parse_duration
 from ..diagnostics import Diagnostic, make
 from ..probes.log_presets import PRESETS
 from ..rules import expressions
+from ..rules.compile import limit_problems
 from ..rules.functions import FUNCTIONS
 
 Loc = tuple[str | int, ...]
@@ -399,6 +400,9 @@ def _expression(loc: Loc, text: str, cat: facts.Catalog, scope: str, rs: Ruleset
                 yield Finding(loc, "RM403", f"{call.name}(): argument {idx + 1} must name a "
                               f"fact (its history is kept): {spec.signature}")
     yield from _literals(loc, parsed.tree, cat)
+    for col, why in limit_problems(parsed):
+        yield Finding(loc, "RM680", f"condition exceeds an evaluation bound at character {col}: "
+                      f"{why}; it would fail on every tick")
 
 
 def _fact(loc: Loc, path: tuple[str, ...], cat: facts.Catalog, scope: str,
@@ -490,6 +494,11 @@ def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
 
     `extras` adds the notification context (`rule`, `alert`, `now`) to the facts."""
     parsed = templates.parse(text)  # validated already by the model
+    unsafe = templates.unsafe_access(parsed)[:1]
+    for line, why in unsafe:
+        yield Finding(loc, "RM682", f"template line {line}: {why}")
+    if unsafe:
+        return  # an escape attempt: its facts and its render say nothing more
     context_roots = set(tree) | ({"rule", "alert", "now"} if extras else set())
     full: facts.Namespace = dict(tree)
     if extras:
@@ -513,6 +522,14 @@ def _template_facts(rs: Ruleset, loc: Loc, text: str, tree: facts.Namespace,
             yield Finding(loc, "RM401", f"template uses unknown fact {'.'.join(path)!r}: "
                           f"{where} has no {found.missing!r}{hint}")
     if render and not bad:
-        error = templates.render_errors(text, facts.sample_context(tree))
-        if error:
-            yield Finding(loc, "RM405", f"template fails with sample facts: {error}")
+        problem = templates.render_problem(text, facts.sample_context(tree))
+        if problem is not None:
+            kind, error = problem
+            if kind == "limit":
+                yield Finding(loc, "RM681", f"template exceeds a render bound with sample "
+                              f"facts: {error}")
+            elif kind == "unsafe":
+                yield Finding(loc, "RM682", f"template reaches what the sandbox refuses: "
+                              f"{error}")
+            else:
+                yield Finding(loc, "RM405", f"template fails with sample facts: {error}")

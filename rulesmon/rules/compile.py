@@ -3,7 +3,8 @@
 simpleeval's parser and our whitelist (expressions.py) define what a condition may say;
 evaluating through simpleeval's interpreter costs 9-18 µs per condition, too slow for 10,000
 instances by 20 rules. So each validated tree is turned into Python source (only the node types
-the whitelist admits, with helpers for `**`, `*`, `+` bounds and subscripts) and compiled once:
+the whitelist admits, with helpers for `**`, `*`, `+`, `%` and subscripts that check the size of
+their result before building it, see bounds.py) and compiled once:
 
 - the *fast* variant reads facts with `s["job.state"]`; a missing fact raises KeyError;
 - the *Kleene* variant, used only when the fast one hits missing data, treats missing facts
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import bounds
 from .expressions import Parsed, dotted
 from .functions import EMITTERS, FUNCTIONS, RUNTIME
 from .functions.spec import NOCONST, Arg
@@ -28,7 +30,7 @@ from .history import History
 from .unknown import UNKNOWN, Missing, Unknown
 
 MAX_POWER = 4_000_000
-MAX_STRING = 100_000
+MAX_STRING = bounds.MAX_STRING
 
 
 class EvalError(Exception):
@@ -40,25 +42,23 @@ def _pow(a: Any, b: Any) -> Any:
         return UNKNOWN
     if isinstance(b, int | float) and abs(b) > 100 and isinstance(a, int | float) \
             and abs(a) > 1:
-        raise EvalError("power too large")
+        raise bounds.LimitExceeded(f"the power {a!r} ** {b!r} is too large (exponent over 100)")
     if isinstance(a, int | float) and isinstance(b, int | float) and abs(a) > MAX_POWER:
-        raise EvalError("power too large")
-    return a**b
+        raise bounds.LimitExceeded(f"the power is too large (base over {MAX_POWER:,})")
+    return bounds.power(a, b)
 
 
 def _mul(a: Any, b: Any) -> Any:
-    for seq, n in ((a, b), (b, a)):
-        if isinstance(seq, str | list | tuple) and isinstance(n, int) \
-                and len(seq) * n > MAX_STRING:
-            raise EvalError("repetition too large")
-    return a * b
+    return bounds.repeat(a, b, MAX_STRING)
 
 
 def _add(a: Any, b: Any) -> Any:
-    out = a + b
-    if isinstance(out, str | list | tuple) and len(out) > MAX_STRING:
-        raise EvalError("string too long")
-    return out
+    return bounds.add(a, b, MAX_STRING)
+
+
+def _mod(a: Any, b: Any) -> Any:
+    """`a % b`: for a string, printf formatting with every width checked first."""
+    return bounds.percent(a, b, MAX_STRING)
 
 
 def _sub(container: Any, key: Any) -> Any:
@@ -156,13 +156,13 @@ class KleeneFacts:
 
 _NAMESPACE: dict[str, Any] = {
     "__builtins__": {},
-    "_pow": _pow, "_mul": _mul, "_add": _add, "_sub": _sub, "_has": _has,
+    "_pow": _pow, "_mul": _mul, "_add": _add, "_mod": _mod, "_sub": _sub, "_has": _has,
     "_k_and": _k_and, "_k_or": _k_or, "_k_not": _k_not, "_k_if": _k_if, "_k_cmp": _k_cmp,
     **{name: fn for op, name in _CMP_NAMES.items() for fn in [_CMP[op]]},
     **RUNTIME,
 }
 
-_BINOPS = {ast.Sub: "-", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
+_BINOPS = {ast.Sub: "-", ast.Div: "/", ast.FloorDiv: "//"}
 _CMPOPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
            ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
 
@@ -191,6 +191,8 @@ class _Emitter:
                 return f"_mul({left}, {right})"
             if isinstance(node.op, ast.Add):
                 return f"_add({left}, {right})"
+            if isinstance(node.op, ast.Mod):
+                return f"_mod({left}, {right})"
             return f"({left} {_BINOPS[type(node.op)]} {right})"
         if isinstance(node, ast.UnaryOp):
             operand = self.emit(node.operand)
@@ -263,16 +265,16 @@ class Compiled:
             return self.fast(facts, history, now)
         except (KeyError, Missing):
             pass
-        except EvalError:
-            raise
+        except (EvalError, bounds.LimitExceeded) as exc:
+            raise EvalError(str(exc)) from None
         except (TypeError, ValueError, ArithmeticError, AttributeError, RecursionError) as exc:
             raise EvalError(f"{type(exc).__name__}: {exc}") from None
         try:
             return self.kleene(KleeneFacts(facts), history, now)
         except Missing:
             return UNKNOWN
-        except EvalError:
-            raise
+        except (EvalError, bounds.LimitExceeded) as exc:
+            raise EvalError(str(exc)) from None
         except (TypeError, ValueError, ArithmeticError, AttributeError, KeyError,
                 RecursionError) as exc:
             raise EvalError(f"{type(exc).__name__}: {exc}") from None
@@ -305,6 +307,52 @@ def compile_condition(parsed: Parsed) -> Compiled:
         kleene = eval(f"lambda s, h, now: {kleene_src}", dict(_NAMESPACE))
     return Compiled(parsed.text, fast_src, kleene_src, fast, kleene,
                     frozenset(fast_emitter.keys), frozenset(tracked))
+
+
+#: Functions whose value depends only on their arguments (lint may run them on constants).
+_PURE = frozenset({"abs", "round", "len", "int", "float", "str", "min", "max"})
+
+
+def _constant(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Attribute | ast.Name):
+        return False
+    if isinstance(node, ast.Subscript) and dotted(node) is not None:
+        return False
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id in _PURE \
+            and all(_constant(a) for a in node.args)
+    children = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.expr)]
+    return all(_constant(c) for c in children)
+
+
+def limit_problems(parsed: Parsed) -> list[tuple[int, str]]:
+    """Parts of a condition that need no fact and exceed an evaluation bound
+    (`'%0999999999d' % 1`, `'a' * 10**9`), as (1-based column, message): lint evaluates them
+    the same bounded way the engine does, so it finishes and says why."""
+    out: list[tuple[int, str]] = []
+
+    def visit(node: ast.expr) -> None:
+        if _constant(node):
+            if isinstance(node, ast.Constant):
+                return
+            try:
+                src = _Emitter(kleene=False).emit(node)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    eval(f"lambda s, h, now: {src}", dict(_NAMESPACE))({}, History(), 0.0)
+            except bounds.LimitExceeded as exc:
+                out.append((node.col_offset + 1, str(exc)))
+            except Exception:
+                pass
+            return
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.expr):
+                visit(child)
+
+    visit(parsed.tree)
+    return out
 
 
 def windows(parsed: Parsed) -> list[float]:

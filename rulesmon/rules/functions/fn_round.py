@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..bounds import rounded
 from ..unknown import UNKNOWN
 from .spec import Arg, FunctionSpec
 
@@ -22,7 +23,7 @@ SPEC = FunctionSpec(
 def _round(*args: Any) -> Any:
     if any(a is UNKNOWN for a in args):
         return UNKNOWN
-    return round(*args)
+    return rounded(*args)  # round(5, -10**9) would build 10**10**9
 
 
 RUNTIME = {"_fn_round": _round}
