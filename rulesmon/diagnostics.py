@@ -179,9 +179,9 @@ _CODES: list[Code] = [
     Code("RM501", "for-shorter-than-tick", W, "A rule's `for:` is shorter than the tick interval "
          "`every:`.", "Conditions are evaluated once per tick, so the rule fires on the first "
          "tick anyway; the `for` promises a debounce it cannot give."),
-    Code("RM502", "regex-backtracking", W, "A regular expression nests quantifiers (such as "
-         "`(a+)+` or `(\\w*)*`).", "Such patterns can take exponential time on a long log line "
-         "and stall the whole tick."),
+    Code("RM502", "regex-backtracking", W, "No longer reported: replaced by RM671 (and RM672), "
+         "which find nested quantifiers in every spelling and in `matches()` too.", "Kept so "
+         "that the code keeps its meaning in old reports."),
     Code("RM503", "exec-action", INFO, "A rule runs a command (`exec`).", "Commands run only when "
          "`rulesmon run --allow-exec` is given; reviewers should see every place that can."),
     Code("RM504", "fact-not-everywhere", W, "A condition names a fact that only some of the jobs "
@@ -224,6 +224,31 @@ _CODES: list[Code] = [
     Code("RM655", "extends-contributes", INFO, "What each entry of `extends:` brings: its "
          "rules, jobs, defaults, and whether it is trusted.", "Reviewers see at a glance what "
          "a shared ruleset adds, and which parents may do what only your own file may."),
+    # RM670-RM679: ruleset regular expressions in bounded time (docs/security.md, "Regexes")
+    Code("RM670", "regex-fallback", INFO, "A ruleset pattern uses what RE2 lacks (a lookahead "
+         "or lookbehind, a back reference, a possessive repeat, an atomic or conditional group, "
+         "a repeat over 1000), so it runs on Python's `re` in a helper process, each line "
+         "bounded to 2 s.", "Every other pattern runs on RE2 in linear time; reviewers see "
+         "which ones do not. A line that overruns the bound stops the pattern for the run and "
+         "its facts become unknown.", "errors: {dup: '(\\w+) \\1'}"),
+    Code("RM671", "regex-exponential", W, "A ruleset pattern nests quantifiers or repeats "
+         "alternatives that can match alike (`(a+)+`, `((a+))+$`, `(a*)*b`, `(.*a){20}`, "
+         "`(a|a)*$`), in `extract:`, `errors:`, a files or local `pattern:` or `matches()`. "
+         "Replaces RM502.", "Under a backtracking engine (Python's `re`, `grep -P`, the tools "
+         "the ruleset is shared with) it takes exponential time on a long line. rulesmon runs "
+         "it on RE2 in linear time, so it is a warning, not a stall.",
+         "errors: {oom: '((a+))+$'}"),
+    Code("RM672", "regex-exponential-fallback", E, "A ruleset pattern is exponential under "
+         "backtracking (as RM671) and also needs Python's `re` (as RM670).", "On a long line it "
+         "would be stopped at its 2 s bound every time and give no facts; rewrite it.",
+         "errors: {x: '(?=x)((a+))+$'}"),
+    # RM690-RM699: secrets (docs/security.md, "Secrets: what is redacted where")
+    Code("RM690", "secret-in-message", W, "A notification title or message interpolates a "
+         "variable whose name says it is a secret (`${AWS_SECRET_ACCESS_KEY}`, `${GH_TOKEN}`).",
+         "The notify targets receive the value in clear, in every message of the rule; rulesmon "
+         "masks it everywhere else (console, log, state database, history, web, state file). "
+         "Send a hint instead (`the key in $AWS_SECRET_ACCESS_KEY`), or keep it if the target "
+         "is meant to get it.", 'message: "rotate ${AWS_SECRET_ACCESS_KEY}"'),
     # RM680-RM689: bounded evaluation and the template sandbox (docs/security.md)
     Code("RM680", "condition-over-bound", E, "A condition builds a value over a hard bound "
          "(a `%`-format width, a repetition, a power or a `round()` past its limit) from parts "

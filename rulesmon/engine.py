@@ -815,7 +815,7 @@ class Engine:
         rulesmon/signals.py for why the tick stays on the main thread."""
         guard = None
         if threading.current_thread() is threading.main_thread():
-            guard = self._guard = Guard(self._on_signal)
+            guard = self._guard = Guard(self._on_signal, self._alive)
             guard.install()
         self._hard_stop = hard_stop
         if hard_stop is not None:  # launched workers are known to the watchdog at once

@@ -22,9 +22,10 @@ WEBHOOK, DSN, COOKIE, SESSION, CREDENTIALS, PRIVATE, SIGNATURE) with a value of 
 least `MIN_SHAPED` characters, no spaces, letters and digits, not a path); every notify URL.
 `${USER}` = `alice`, `${HOME}`, `${SCRATCH}` = `/scratch/alice` or a job count are not: masking
 them would blank every path and user name in every output. Distinctive pieces of a secret
-(runs of letters and digits of at least `MIN_PIECE` characters that are not common words) are
-masked too, since a secret quoted through a parser or a path may appear split. Numbers are
-never masked (no credential is only digits, and masking one would break JSON text).
+(runs of letters and digits of at least `MIN_PIECE` characters holding a digit or mixed case, or
+of `MIN_WORD` characters, that are not common words) are masked too, since a secret quoted
+through a parser or a path may appear split. Numbers are never masked (no credential is only
+digits, and masking one would break JSON text).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 #: What a secret becomes in text rulesmon writes itself.
 MASK = "***"
@@ -44,8 +45,10 @@ MASK = "***"
 MIN_NAMED = 6
 #: Any other variable is masked when its value is a URL or token-like and at least this long.
 MIN_SHAPED = 20
-#: Pieces of a secret masked on their own from this length.
-MIN_PIECE = 8
+#: Pieces of a secret masked on their own from this length (with a digit or mixed case;
+#: an all-lowercase piece from `MIN_WORD`), so plain words of a passphrase are not.
+MIN_PIECE = 6
+MIN_WORD = 10
 
 _WORDS = frozenset({
     "TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD", "PASSPHRASE",
@@ -87,10 +90,31 @@ def value_is_secret(name: str | None, value: str) -> bool:
         any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
+def _distinctive(piece: str) -> bool:
+    """A piece of a secret worth masking on its own: long, not a common word, not a number."""
+    if len(piece) < MIN_PIECE or piece.lower() in _COMMON or piece.isdigit():
+        return False
+    return len(piece) >= MIN_WORD or any(c.isdigit() for c in piece) or (
+        piece.lower() != piece and piece.upper() != piece)
+
+
+class Ref(NamedTuple):
+    """One `${NAME}` reference of a ruleset: the variable, the key whose value holds it, and
+    where (lint's RM690 reads these)."""
+
+    name: str
+    key: str
+    path: str
+    line: int
+    col: int
+
+
 class Secrets:
     """Values that must never be printed, and the maskers built from them."""
 
     def __init__(self) -> None:
+        #: every `${NAME}` reference met while interpolating, set or not
+        self.refs: list[Ref] = []
         #: every string masked (values, their pieces, their JSON and HTML spellings)
         self.values: set[str] = set()
         #: value -> the variable it came from (what `seal` writes for it)
@@ -134,9 +158,9 @@ class Secrets:
         self.values.update(spellings)
         if name is not None:
             self.names.setdefault(value, name)
-        for piece in _PIECES.findall(value):
-            if len(piece) >= MIN_PIECE and piece.lower() not in _COMMON and \
-                    not piece.isdigit():
+        rest = value.split("://", 1)[1] if "://" in value else value  # not the scheme
+        for piece in _PIECES.findall(rest):
+            if _distinctive(piece):
                 self.values.add(piece)
         self._pattern = self._seal_pattern = None
         self._cache.clear()

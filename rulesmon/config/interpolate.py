@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..diagnostics import Diagnostic, make
-from ..redact import Secrets
+from ..redact import Ref, Secrets
 from .nodes import YList, YMap
 
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -35,7 +35,8 @@ def _walk(node: Any, env: Mapping[str, str], secrets: Secrets, diags: list[Diagn
             if isinstance(value, str):
                 if "$" in value:
                     pos = node.value_pos[key]
-                    node[key] = _expand(value, env, secrets, diags, pos.path, pos.line, pos.col)
+                    node[key] = _expand(value, env, secrets, diags, pos.path, pos.line, pos.col,
+                                        str(key))
             else:
                 _walk(value, env, secrets, diags)
     elif isinstance(node, YList):
@@ -49,7 +50,7 @@ def _walk(node: Any, env: Mapping[str, str], secrets: Secrets, diags: list[Diagn
 
 
 def _expand(text: str, env: Mapping[str, str], secrets: Secrets, diags: list[Diagnostic],
-            path: str, line: int, col: int) -> str:
+            path: str, line: int, col: int, key: str = "") -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "$${":
             return "${"
@@ -60,6 +61,7 @@ def _expand(text: str, env: Mapping[str, str], secrets: Secrets, diags: list[Dia
                               f"malformed reference ${{{body}}}: expected ${{NAME}} or "
                               "${NAME:-default}"))
             return ""
+        secrets.refs.append(Ref(name, key, path, line, col))
         value = env.get(name)
         if value is not None and (value or not sep):
             secrets.add(value, name)

@@ -20,7 +20,6 @@ from ..config.models import (
     NotifyAction,
     Rule,
     Ruleset,
-    backtracking_risk,
 )
 from ..config.nodes import locate
 from ..config.units import parse_duration
@@ -60,7 +59,19 @@ def check(loaded: Loaded) -> list[Diagnostic]:
         pos = locate(loaded.tree, f.loc, at_key=f.at_key) or loaded.tree.pos
         out.append(make(pos.path, pos.line, pos.col, f.code, loaded.secrets.scrub(f.message)))
     out += _check_extends(loaded)
+    out += _check_secret_messages(loaded)
     return sorted(set(out), key=lambda d: (d.path, d.line, d.col, d.code))
+
+
+def _check_secret_messages(loaded: Loaded) -> list[Diagnostic]:
+    """RM690: a secret-named `${VAR}` in a title or message is delivered in clear."""
+    from ..redact import name_is_secret
+
+    return [make(r.path, r.line, r.col, "RM690",
+                 f"${{{r.name}}} looks like a secret and is part of a notification {r.key}: "
+                 "its targets receive the value in clear (rulesmon masks it everywhere else)")
+            for r in getattr(loaded.secrets, "refs", ())
+            if r.key in ("title", "message") and name_is_secret(r.name)]
 
 
 # --- extends ------------------------------------------------------------------------------------
@@ -237,11 +248,31 @@ def _constraint(loc: Loc, text: str) -> Iterator[Finding]:
                       f"{text!r})")
 
 
-def _regex_risk(loc: Loc, pattern: str) -> Iterator[Finding]:
-    if backtracking_risk(pattern):
-        yield Finding(loc, "RM502",
-                      "nested quantifiers (like (a+)+) can backtrack exponentially on a long "
-                      "line; make the inner part possessive or more specific")
+def _regex_risk(loc: Loc, pattern: str, what: str = "pattern") -> Iterator[Finding]:
+    """Which engine runs a ruleset pattern (RM670 for the time-bounded `re` fallback), and
+    whether it is exponential under a backtracking engine (RM671 on RE2, RM672 on the
+    fallback, where it would be stopped at its bound)."""
+    from .. import regex
+
+    try:
+        verdict = regex.describe(pattern)
+    except Exception:  # invalid: reported by the model (RM207)
+        return
+    if verdict.engine == regex.ENGINE_SANDBOX:
+        if verdict.risk:
+            yield Finding(loc, "RM672",
+                          f"{what} {pattern!r} needs Python's re ({verdict.lacks}) and has "
+                          f"{verdict.risk}: exponential on a long line, so it would be stopped "
+                          f"at its {regex.LINE_SECONDS:g}s bound and give no facts; rewrite it")
+        else:
+            yield Finding(loc, "RM670",
+                          f"{what} {pattern!r} runs on Python's re in a helper process, each "
+                          f"line bounded to {regex.LINE_SECONDS:g}s: RE2 lacks {verdict.lacks}")
+    elif verdict.risk:
+        yield Finding(loc, "RM671",
+                      f"{what} {pattern!r} has {verdict.risk}: exponential under a "
+                      "backtracking engine (Python's re, grep -P). rulesmon runs it on RE2 in "
+                      "linear time, but make the inner part more specific")
 
 
 # --- rules ----------------------------------------------------------------------------------------
@@ -395,6 +426,8 @@ def _expression(loc: Loc, text: str, cat: facts.Catalog, scope: str, rs: Ruleset
                 re.compile(call.args[1].value)
             except re.error as exc:
                 yield Finding(loc, "RM207", f"matches(): invalid regular expression: {exc}")
+            else:
+                yield from _regex_risk(loc, call.args[1].value, "matches() pattern")
         for idx in spec.fact_args:
             if expressions.dotted(call.args[idx]) is None:
                 yield Finding(loc, "RM403", f"{call.name}(): argument {idx + 1} must name a "
