@@ -287,9 +287,10 @@ def _resolve(ref: str, base_dir: Path, pos: Pos, ctx: _Ctx) -> Path:
         [base_dir / given, *(d / given for d in ctx.search)]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        where = "" if given.is_absolute() or not ctx.search else \
+        where = "" if given.is_absolute() else \
             " (looked in " + ", ".join([display_path(base_dir) or ".",
-                                        *map(str, ctx.search)]) + ")"
+                                        *map(str, ctx.search)]) + \
+            "; name another folder with --extends-path DIR or " + EXTENDS_PATH_VAR + ")"
         raise ctx.fail([make(pos.path, pos.line, pos.col, "RM302",
                              f"extends {ref!r}: no such file{where}")])
     real = found.resolve()
