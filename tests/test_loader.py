@@ -599,7 +599,8 @@ def test_yaml_error_in_parent_reported_at_parent(here: Path) -> None:
 def test_load_text_extends_from_base(here: Path) -> None:
     """load_text resolves relative extends from `base` and merges like load."""
     put(here, "sub/parent.yaml", PARENT)
-    text = "version: 1\nname: t\nextends: [{path: parent.yaml, trust: true}]\nrules:\n  - {name: crashed, for: 1h}\n"
+    text = ("version: 1\nname: t\nextends: [{path: parent.yaml, trust: true}]\n"
+            "rules:\n  - {name: crashed, for: 1h}\n")
     rs = load_text(text, env={}, base=here / "sub").ruleset
     assert rule(rs, "crashed").for_ == 3600.0 and rule(rs, "crashed").severity == "critical"
 
