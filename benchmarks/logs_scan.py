@@ -24,6 +24,11 @@ loss), made fast by repeating a ~1 MB block. In the same run, page cache warm:
   first match, where a count per pattern must try every pattern on every line); and
   `grep -c 'Processed '` (one literal).
 
+Then the same 11 patterns as a ruleset's own `extract:`/`errors:` (what a shared ruleset
+brings) on a RULESET_SIZE log of the same mix, both ways in the same run: "before", on CPython
+`re` chunk forms as presets are (how ruleset patterns ran until they had to be bounded), and
+"after", on RE2 in linear time (rulesmon/regex.py), against the greps' MB/s on that file.
+
 Target: rulesmon within 3x the time of the equivalent greps (once per pattern). A probe that
 has not caught up after DEADLINE seconds is stopped there, and its MB/s is taken over what it
 read. Then a 32 MB log of the same mix is read chunk by chunk and the time is split
@@ -58,6 +63,7 @@ BLOCK = 1 << 20  # the repeated block, about 1 MiB
 PREFIX = 32 << 20  # the log the time is broken down on
 SAMPLE = 2 << 20  # the log the grep translations are checked on
 DEADLINE = 120.0  # seconds the full read may take before it is stopped
+RULESET_SIZE = 256 << 20  # the log the ruleset patterns (re vs RE2) are compared on
 PRESETS = ["python-logging", "tqdm", "traceback", "cuda-oom", "nccl", "nan-loss"]
 TARGET = 3.0
 KEY = "embed/0"
@@ -227,6 +233,44 @@ def probe_seconds(path: Path, presets: list[str], *, extract: dict[str, str] | N
     return seconds, offset, facts
 
 
+def ruleset_patterns(tmp: Path) -> None:
+    """The presets' patterns as the log's own extract:/errors:, on `re` forms (before) and on
+    RE2 (after), in the same run, against the greps on the same file."""
+    from rulesmon.probes import logs
+
+    path = tmp / "ruleset.log"
+    make_log(path, RULESET_SIZE)
+    mb = path.stat().st_size / 1e6
+    patterns = preset_patterns()
+    extract = {k: p for k, (p, kind) in patterns.items() if kind == "extractors"}
+    errors = {k: p for k, (p, kind) in patterns.items() if kind == "errors"}
+    e_sec = sum(grep(["-E", "-e", pattern], path)[0] for pattern in GREP.values())
+    print(f"the same {len(patterns)} patterns as a ruleset's own extract:/errors: on a {mb:.0f} MB "
+          f"log (the greps, once per pattern: {mb / e_sec:.0f} MB/s):")
+    original = logs._ruleset_matcher
+
+    def on_re(name: str, pattern: str, severity: str = "error") -> Matcher:
+        return Matcher(name, *compile_forms(pattern), severity=severity)
+
+    results: dict[str, dict[str, object]] = {}
+    for label, matcher in (("before, on re forms", on_re), ("after, on RE2", original)):
+        logs._ruleset_matcher = matcher  # type: ignore[assignment]
+        try:
+            seconds, read, facts = probe_seconds(path, [], extract=extract, errors=errors)
+        finally:
+            logs._ruleset_matcher = original  # type: ignore[assignment]
+        results[label] = facts
+        rmb = read / 1e6
+        print(f"  {label:20s} {rmb / seconds:6.1f} MB/s ({rmb:.0f} MB in {seconds:.1f} s; "
+              f"{(seconds / read) / (e_sec / path.stat().st_size):.2f}x the greps' time)")
+    before, after = results.values()
+    counts = sorted(k for k in before if k.endswith(".count"))
+    differ = {k: (before[k], after.get(k)) for k in counts if before[k] != after.get(k)}
+    print("  both ways count the same lines for every pattern" if not differ else
+          f"  the two ways count differently: {differ}")
+    path.unlink()
+
+
 def breakdown(path: Path) -> None:
     """Where the probe's time goes, chunk by chunk, on `path` (see the module docstring)."""
     chunks: list[bytes] = []
@@ -327,6 +371,7 @@ def main() -> None:
               f"({verdict} the target of <= {TARGET:.0f}x); {per_byte / (g_sec / size):.1f}x "
               f"grep's all-at-once count, {per_byte / (l_sec / size):.1f}x the one-literal grep's")
         path.unlink()
+        ruleset_patterns(Path(tmp))
         small = Path(tmp) / "small.log"
         make_log(small, PREFIX)
         breakdown(small)

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import regex
 from . import integrity
 from .base import (
     Facts,
@@ -214,7 +215,7 @@ class FilesProbe:
         self._states: dict[tuple[str, str], SetState] = {}
         #: (path, format) → (size, mtime_ns, quiet, reason)
         self._checked: dict[tuple[str, str], tuple[int, int, bool, str | None]] = {}
-        self._regex: dict[str, re.Pattern[str]] = {}
+        self._regex: dict[str, Any] = {}  # ruleset patterns: RE2 or the bounded fallback
         self._lock = threading.Lock()
         #: Set by the first `tick_committed`: new files are persisted once the engine has
         #: committed the tick that reported them, not when they are found.
@@ -360,9 +361,9 @@ class FilesProbe:
             assert spec.pattern is not None
             rx = self._regex.get(spec.pattern)
             if rx is None:
-                rx = self._regex[spec.pattern] = re.compile(spec.pattern)
+                rx = self._regex[spec.pattern] = regex.compile_search(spec.pattern)
             return Scan("ok", _walk(root, rx))
-        except OSError:
+        except (OSError, regex.RegexTimeout):
             return Scan("error")
 
     # --- facts -------------------------------------------------------------------------------
@@ -382,7 +383,10 @@ class FilesProbe:
             facts.update({p + "newest": newest.path, p + "newest_size": newest.size,
                           p + "newest_mtime": newest.mtime, p + "age": age})
             if spec.pattern:
-                m = self._regex[spec.pattern].fullmatch(newest.rel)
+                try:
+                    m = self._regex[spec.pattern].fullmatch(newest.rel)
+                except regex.RegexTimeout:
+                    m = None
                 for group, value in (m.groupdict() if m else {}).items():
                     if value is not None:
                         facts[f"{p}matches.{group}"] = value
@@ -577,7 +581,7 @@ def _glob(root: Path, pattern: str) -> list[Entry]:
     return out
 
 
-def _walk(root: Path, rx: re.Pattern[str]) -> list[Entry]:
+def _walk(root: Path, rx: Any) -> list[Entry]:
     """Files under root whose POSIX path relative to root fullmatches rx; hidden folders and
     symlinked folders are not entered."""
     out: list[Entry] = []

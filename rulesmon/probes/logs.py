@@ -47,6 +47,7 @@ from pathlib import Path
 from re import _compiler, _parser  # type: ignore[attr-defined]  # parse trees, compiled
 from typing import TYPE_CHECKING, Any
 
+from .. import regex
 from .base import Facts, TickContext, job_base, render_optional_path, sourceless_instances
 from .log_presets import PRESETS, bar_values
 from .progress import BarFollower
@@ -726,17 +727,49 @@ def required_literal(pattern: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Re2Forms:
+    """A ruleset pattern on RE2 (see rulesmon/regex.py), for a chunk of valid UTF-8 bytes:
+    `line` finds what the pattern finds in one line (with its groups), `count` the same without
+    groups; both never match "\\n" and anchor `^`/`$`/`\\A`/`\\Z` at line ends."""
+
+    line: Any
+    count: Any
+
+    def starts(self, buf: bytes) -> list[int]:
+        """The start of every line the pattern matches, in time linear in the chunk."""
+        out: list[int] = []
+        pos, end = 0, len(buf)
+        find, rfind = buf.find, buf.rfind
+        first = regex.first_span(self.count)
+        while pos < end:
+            s, e = first(buf, pos, end)
+            if s < 0:
+                break
+            out.append(rfind(b"\n", 0, s) + 1)
+            pos = find(b"\n", e) + 1  # the next line
+            if pos <= 0:
+                break
+        return out
+
+
+@dataclass(frozen=True)
 class Matcher:
     """One pattern: `rx` as written (for one line), and its forms for whole chunks of lines:
     `text` for decoded text (None: lines are searched one by one), `exact` for UTF-8 bytes of
-    any content, `ascii` for ASCII-only bytes (None where the result could differ)."""
+    any content, `ascii` for ASCII-only bytes (None where the result could differ).
+
+    `engine`: "re" for builtin presets (package code, on the forms above), "re2" for ruleset
+    patterns RE2 runs (`exact` and `ascii` are Re2Forms, `rx` the RE2 line regex), "re-sandbox"
+    for the few RE2 cannot run (`rx` a SandboxRegex; lines are searched in the helper process
+    with a time bound per line)."""
 
     name: str
-    rx: re.Pattern[str]
+    rx: Any
     text: Forms | None
-    exact: Forms | None
-    ascii: Forms | None
+    exact: Forms | Re2Forms | None
+    ascii: Forms | Re2Forms | None
     severity: str = "error"
+    engine: str = "re"
 
 
 @lru_cache(maxsize=1024)
@@ -773,6 +806,23 @@ class Patterns:
     bars: frozenset[str] = frozenset()  #: extractors that read progress bars
 
 
+@lru_cache(maxsize=1024)
+def compile_ruleset(pattern: str) -> tuple[Any, None, Re2Forms | None, Re2Forms | None, str]:
+    """`rx`, no text forms, the exact and ascii forms and the engine of a pattern that comes
+    from a ruleset: RE2 when it can run it, else the time-bounded `re` helper (see Matcher)."""
+    try:
+        line = regex.compile_re2(pattern, line=True)
+        forms = Re2Forms(line, regex.compile_re2(pattern, line=True, count=True))
+    except regex.Unsupported:
+        return regex.SandboxRegex(pattern), None, None, None, regex.ENGINE_SANDBOX
+    return line, None, forms, forms, regex.ENGINE_RE2
+
+
+def _ruleset_matcher(name: str, pattern: str, severity: str = "error") -> Matcher:
+    rx, text, exact, ascii_, engine = compile_ruleset(pattern)
+    return Matcher(name, rx, text, exact, ascii_, severity=severity, engine=engine)
+
+
 def patterns_for(spec: LogSpec) -> Patterns:
     presets = [PRESETS[p] for p in spec.preset_list if p in PRESETS]
     extract: dict[str, str] = {}
@@ -783,8 +833,12 @@ def patterns_for(spec: LogSpec) -> Patterns:
     for preset in presets:
         errors.update({k: (e.pattern, e.severity) for k, e in preset.errors.items()})
     errors.update({k: (e.pattern, e.severity) for k, e in spec.errors.items()})
-    ex = tuple(Matcher(name, *compile_forms(p)) for name, p in extract.items())
-    er = tuple(Matcher(name, *compile_forms(p), severity=sev)
+    # the log's own patterns come from the ruleset: RE2 (or the bounded fallback); a preset's
+    # are package code, on CPython's `re` forms (faster there; see benchmarks/logs_scan.py)
+    ex = tuple(_ruleset_matcher(name, p) if name in spec.extract
+               else Matcher(name, *compile_forms(p)) for name, p in extract.items())
+    er = tuple(_ruleset_matcher(name, p, sev) if name in spec.errors
+               else Matcher(name, *compile_forms(p), severity=sev)
                for name, (p, sev) in errors.items())
     bars = frozenset(b for preset in presets for b in preset.bars if b not in spec.extract)
     return Patterns(ex, er, bars)
@@ -878,6 +932,7 @@ class LogState:
     tail: deque[tuple[Key, str]] = field(default_factory=deque)
     readable: list[Tailer] = field(default_factory=list)  # files read fine this tick
     problems: list[str] = field(default_factory=list)  # why files gave nothing this tick
+    stopped: set[str] = field(default_factory=set)  #: patterns stopped at their time bound
 
     def __post_init__(self) -> None:
         self.tail = deque(maxlen=self.tail_n)
@@ -1075,11 +1130,13 @@ class LogsProbe:
         for data in tailer.chunks(ended=ended, quiet=quiet, now=now):
             mtime = tailer.mtime or 0.0
             seq0 = state.seq
-            state.seq = seq0 + len(data) + 1  # a line's key: seq0 + its offset in the chunk
             chunk = Chunk(data, matchers)
+            state.seq = seq0 + len(chunk.buf) + 1  # a line's key: seq0 + its offset in the chunk
             own_keys: dict[str, int] = {}
             for m in patterns.extract:
-                found = chunk.find(m)
+                found = self._find(ls, chunk, m)
+                if found is None:
+                    continue
                 if not found.count:
                     continue
                 ls.extract[m.name].add(found.count, now)
@@ -1099,8 +1156,8 @@ class LogsProbe:
                         own_keys[group] = start
                         own[group] = value
             for m in patterns.errors:
-                found = chunk.find(m)
-                if not found.count:
+                found = self._find(ls, chunk, m)
+                if found is None or not found.count:
                     continue
                 err = ls.errors[m.name]
                 err.add(found.count, now)
@@ -1109,6 +1166,20 @@ class LogsProbe:
             if ls.tail_n:
                 ls.tail.extend(((now, mtime, seq0 + start), line)
                                for start, line in chunk.tail(ls.tail_n))
+
+    def _find(self, ls: LogState, chunk: Chunk, m: Matcher) -> Found | None:
+        """`chunk.find(m)`, or None once the pattern has been stopped: a pattern on the `re`
+        fallback that overran its time on a line gives no facts from then on (unknown, not a
+        count that misses lines), and one warning."""
+        try:
+            return chunk.find(m)
+        except regex.RegexTimeout as exc:
+            if m.name not in ls.stopped:
+                ls.stopped.add(m.name)
+                ls.extract.pop(m.name, None)
+                ls.errors.pop(m.name, None)
+                log.warning("log pattern %s: %s", m.name, exc)
+            return None
 
 
 # --- scanning a chunk ----------------------------------------------------------------------------
@@ -1156,17 +1227,23 @@ class Chunk:
     def __init__(self, data: bytes, matchers: Iterable[Matcher],
                  mode: str | None = None) -> None:
         """`mode` ("text", "exact", "ascii") forces the kind of text, for tests."""
-        ms = list(matchers)
+        ms = [m for m in matchers if m.engine != regex.ENGINE_SANDBOX]  # those read lines
         if mode is None:
             mode = ("ascii" if data.isascii() and all(m.ascii for m in ms)
                     else "exact" if all(m.exact for m in ms) else "text")
+        if mode == "exact" and any(m.engine == regex.ENGINE_RE2 for m in ms):
+            try:
+                data.decode()
+            except UnicodeDecodeError:  # RE2 reads UTF-8: what the decoded text is, as bytes
+                data = data.decode("utf-8", "replace").encode()
         self.mode = mode
+        self._sandboxed: dict[str, dict[int, regex.SandboxMatch]] = {}
         self.buf: Any = data.decode("utf-8", "replace") if mode == "text" else data
         self.nl: Any = "\n" if mode == "text" else b"\n"
         self._reversed: Any = None
         self._split: tuple[list[str], list[int]] | None = None
 
-    def forms(self, m: Matcher) -> Forms | None:
+    def forms(self, m: Matcher) -> Forms | Re2Forms | None:
         return m.ascii if self.mode == "ascii" else m.exact if self.mode == "exact" else m.text
 
     def text(self, start: int, end: int) -> str:
@@ -1185,6 +1262,15 @@ class Chunk:
         """The lines `m.rx.search(line)` matches: their number, and how to list them."""
         forms = self.forms(m)
         buf = self.buf
+        if isinstance(forms, Re2Forms):
+            found = forms.starts(buf)
+            return Found(len(found), "starts", found)
+        if m.engine == regex.ENGINE_SANDBOX:  # in the helper process, each line time-bounded
+            lines, starts = self._lines()
+            matched = {starts[i]: regex.SandboxMatch(span, groups)
+                       for i, span, groups in m.rx.search_lines(lines)}
+            self._sandboxed[m.name] = matched
+            return Found(len(matched), "starts", sorted(matched))
         if forms is None:  # a pattern without chunk forms: line by line
             lines, starts = self._lines()
             search = m.rx.search
@@ -1258,7 +1344,7 @@ class Chunk:
                 yield start, buf.find(nl, start)
             return
         forms = self.forms(m)
-        assert forms is not None
+        assert isinstance(forms, Forms)  # Re2Forms and the fallback give starts
         if found.how == "backward":
             assert forms.backward is not None
             size = len(buf)
@@ -1276,8 +1362,10 @@ class Chunk:
                 yield buf.rfind(nl, 0, e - 1) + 1, e - 1
             end, window = start, window * 4
 
-    def search(self, m: Matcher, start: int, end: int) -> re.Match[Any] | None:
+    def search(self, m: Matcher, start: int, end: int) -> Any:
         """`m.rx.search` of the line [start, end)."""
+        if m.engine == regex.ENGINE_SANDBOX:
+            return self._sandboxed.get(m.name, {}).get(start)
         forms = self.forms(m)
         if forms is None:
             return m.rx.search(self.text(start, end))

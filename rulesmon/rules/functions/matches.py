@@ -1,11 +1,16 @@
-"""`matches(text, regex)`: True when the regular expression finds a match in `text`."""
+"""`matches(text, regex)`: True when the regular expression finds a match in `text`.
+
+The pattern comes from a ruleset, so it runs on RE2 in linear time, or, for what RE2 lacks
+(lookaround, back references...), on Python's `re` in a helper process with a time bound
+(rulesmon/regex.py); a search stopped at its bound gives unknown, never a stalled tick."""
 
 from __future__ import annotations
 
+import logging
 import re
-from functools import lru_cache
 from typing import Any
 
+from ... import regex
 from ..unknown import UNKNOWN
 from .spec import Arg, FunctionSpec
 
@@ -21,15 +26,20 @@ SPEC = FunctionSpec(
 )
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+log = logging.getLogger(__name__)
 
 
 def _matches(text: Any, pattern: Any) -> Any:
     if text is UNKNOWN or pattern is UNKNOWN:
         return UNKNOWN
-    return _regex(str(pattern)).search(str(text)) is not None
+    try:
+        rx = regex.compile_search(str(pattern))
+        return rx.search(str(text)) is not None
+    except regex.RegexTimeout as exc:
+        log.warning("matches(): %s", exc)
+        return UNKNOWN
+    except re.error:
+        return UNKNOWN
 
 
 RUNTIME = {"_fn_matches": _matches}

@@ -1,0 +1,196 @@
+"""Hostile patterns: a ruleset regex can never stall the tick.
+
+Each attack is a real ruleset written in tmp_path with a real log holding a line of 48 `a`s
+and a `!` (2^48 steps for Python's `re` on these patterns), run with the real CLI
+(`rulesmon run --once`, in a subprocess with a generous timeout, so a regression fails instead
+of hanging), asserting that the tick completes with the right facts and that `rulesmon lint`
+names the pattern with a stable code at its file:line:col.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rulesmon import regex
+from rulesmon.diagnostics import Severity
+from rulesmon.lint import lint_file
+
+from ..conftest import run_cli
+
+#: nested quantifiers and overlapping alternatives, in several spellings
+SPELLINGS = [r"((a+))+$", r"(a|a)*$", r"(a*)*b", r"(.*a){20}$", r"(?:a+)+$", r"(a+)*$"]
+LONG = "a" * 48 + "!"
+TIMEOUT = 120  # seconds: far more than a bounded tick needs, far less than 2^48 steps
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _at(path: Path, needle: str) -> tuple[int, int]:
+    """1-based line:col of the first `needle` in the file."""
+    text = path.read_text(encoding="utf-8")
+    i = text.index(needle)
+    return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
+
+
+def _quote(pattern: str) -> str:
+    return "'" + pattern.replace("'", "''") + "'"
+
+
+def _ruleset(tmp_path: Path, pattern: str, lines: str) -> tuple[Path, Path]:
+    log = _write(tmp_path / "train.log", lines)
+    named = pattern.replace("(", "(?P<run>", 1) if not pattern.startswith("(?") else \
+        f"(?P<run>{pattern})" if not pattern.endswith("$") else f"(?P<run>{pattern[:-1]})$"
+    rs = _write(tmp_path / "hostile.yaml", f"""\
+version: 1
+name: hostile
+jobs:
+  train:
+    logs:
+      - path: {log}
+        tail: 5
+        extract:
+          run: {_quote(named)}
+        errors:
+          hang: {_quote(pattern)}
+rules:
+  - name: errors-counted
+    when: log.errors.hang.count >= 1
+    do: [log]
+  - name: extract-read
+    when: known(log.run)
+    do: [log]
+  - name: matches-ran
+    when: 'matches(log.tail, r''{pattern}'')'
+    do: [log]
+""")
+    return rs, log
+
+
+def _run_once(rs: Path, tmp_path: Path) -> str:
+    done = run_cli("run", str(rs), "--once", "--state", str(tmp_path / "state.db"),
+                   timeout=TIMEOUT)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("pattern", SPELLINGS)
+def test_nested_quantifier_runs_in_linear_time(tmp_path: Path, pattern: str) -> None:
+    """A nested-quantifier pattern in `errors:`, `extract:` and `matches()`, fed a line of 48
+    `a`s, finishes the tick (on RE2) with the same answers Python's `re` gives on short lines,
+    and lint warns about each use with RM671 at the pattern's position."""
+    short = "a" * 24 + ("b\n" if pattern.endswith("b") else "\n")
+    rs, _ = _ruleset(tmp_path, pattern, f"{LONG}\n{short}")
+    assert regex.engine_of(pattern)[0] == regex.ENGINE_RE2
+    out = _run_once(rs, tmp_path)
+    for rule in ("errors-counted", "extract-read", "matches-ran"):
+        assert rule in out, (rule, out[-3000:])
+
+    diags = [d for d in lint_file(rs) if d.code == "RM671"]
+    want = {_at(rs, _quote(pattern)), _at(rs, "'matches(log.tail")}
+    named_line = rs.read_text().splitlines().index(
+        next(line for line in rs.read_text().splitlines() if line.strip().startswith("run:")))
+    want.add((named_line + 1, rs.read_text().splitlines()[named_line].index("'") + 1))
+    assert {(d.line, d.col) for d in diags} == want, [d.render() for d in diags]
+    assert all(d.severity is Severity.WARNING and "RE2" in d.message for d in diags)
+
+
+def test_fallback_pattern_is_bounded_and_reported(tmp_path: Path) -> None:
+    """A pattern RE2 cannot run (a lookbehind) that is also exponential runs on Python's `re`
+    in the helper process: the tick still completes, the pattern is stopped at its per-line
+    bound (its facts unknown, a warning says so), and lint reports it as RM672 (error)."""
+    pattern = r"(?<=[a!])((a+))+$"
+    rs, _ = _ruleset(tmp_path, pattern, f"x{LONG}\n")
+    assert regex.engine_of(pattern)[0] == regex.ENGINE_SANDBOX
+    out = _run_once(rs, tmp_path)
+    assert "stopped" in out and "took more than" in out, out[-3000:]
+    assert "errors-counted" not in out  # unknown, not a count that missed the line
+
+    diags = [d for d in lint_file(rs) if d.code == "RM672"]
+    assert (_at(rs, _quote(pattern)) in {(d.line, d.col) for d in diags}), \
+        [d.render() for d in diags]
+    assert all(d.severity is Severity.ERROR for d in diags)
+
+
+def test_benign_fallback_pattern_works_and_is_listed(tmp_path: Path) -> None:
+    """A lookbehind without nested quantifiers runs on the time-bounded `re` fallback and
+    counts its lines as Python's `re` does; lint lists it with RM670 (info) and its position."""
+    pattern = r"(?<=step )(?P<step>\d+)"
+    log = _write(tmp_path / "train.log", "step 3\nno\nstep 12\n")
+    rs = _write(tmp_path / "fallback.yaml", f"""\
+version: 1
+name: fallback
+jobs:
+  train:
+    logs:
+      - path: {log}
+        extract:
+          step: {_quote(pattern)}
+rules:
+  - name: step-twelve
+    when: log.step == 12 and log.extractors.step.count == 2
+    do: [log]
+""")
+    out = _run_once(rs, tmp_path)
+    assert "step-twelve" in out, out[-3000:]
+    diags = [d for d in lint_file(rs) if d.code == "RM670"]
+    assert [(d.line, d.col) for d in diags] == [_at(rs, _quote(pattern))]
+    assert diags[0].severity is Severity.INFO and "lookahead or lookbehind" in diags[0].message
+
+
+def test_sandbox_stops_a_hung_search_and_restarts() -> None:
+    """The helper process searching with Python's `re` is killed when one line overruns the
+    bound (RegexTimeout), and the next search starts a fresh helper that answers."""
+    box = regex.Sandbox()
+    saved = regex.LINE_SECONDS
+    regex.LINE_SECONDS = 0.5
+    try:
+        with pytest.raises(regex.RegexTimeout):
+            box.search_lines(r"((a+))+$", ["ok", LONG])
+        found = box.search_lines(r"(?P<w>\w+)$", ["x y", "!"])
+        assert [(i, g) for i, _, g in found] == [(0, {"w": "y"})]
+    finally:
+        regex.LINE_SECONDS = saved
+        box.close()
+
+
+def test_translation_keeps_python_meaning() -> None:
+    """Patterns translated to RE2 find what Python's `re` finds on one line: the same match
+    and named groups, Unicode `\\d \\w \\s`, `(?a)`, `(?i)`, scoped flags and anchors."""
+    import re
+
+    cases = {
+        r"(?P<a>\d+)/(?P<b>\d+)": ["x 12/34 y", "٣/٤", "1/"],
+        r"\w+\s\w+": ["héllo wörld", "a\u2003b", "a\x0bb", "a\x1cb"],
+        r"(?a)\w+\s\w+": ["héllo wörld", "ab cd"],
+        r"(?i)error: (?-i:X)": ["ERROR: X", "error: x"],
+        r"^foo$|\Abar\Z": ["foo", "bar", "xfoo"],
+        r"[^\d\s]+": ["12 ab", "٣ é"],
+        r"(a|ab)(c|bcd)(?P<d>d*)": ["abcd", "acd"],
+        r"colou?r.*?(?P<n>\d{2,3})": ["color 1234", "colour 12"],
+    }
+    for pattern, lines in cases.items():
+        r2 = regex.compile_re2(pattern, line=True)
+        rx = re.compile(pattern)
+        for line in lines:
+            a, b = rx.search(line), r2.search(line)
+            assert (a is None) == (b is None), (pattern, line)
+            if a is not None and b is not None:
+                assert a.span() == b.span() and a.groupdict() == b.groupdict(), (pattern, line)
+
+
+@pytest.mark.parametrize("pattern", [*SPELLINGS, r"(\w+\s?)+ out of memory", r"(x|xy)+z"])
+def test_backtracking_is_found_in_any_spelling(pattern: str) -> None:
+    """Nested quantifiers and overlapping alternatives under a repeat are found whatever the
+    grouping, and plain patterns of the presets are not flagged."""
+    from rulesmon.probes.log_presets import PRESETS
+
+    assert regex.backtracking(pattern)
+    for preset in PRESETS.values():
+        for p in [*preset.extract.values(), *(e.pattern for e in preset.errors.values())]:
+            assert regex.backtracking(p) is None or "(" in p, p
