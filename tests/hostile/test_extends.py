@@ -357,3 +357,23 @@ def test_gpu_workers_example_runs(tmp_path: Path) -> None:
                      str(tmp_path / "s.db"), env=_env(), timeout=60)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     assert "RM65" not in result.stderr
+
+
+@pytest.mark.parametrize(("entry", "code"), [
+    ("[{path: p.yaml, trust: yes-please}]", "RM203"),
+    ("[{path: p.yaml, trusted: true}]", "RM201"),
+    ("[{trust: true}]", "RM202"),
+    ("[[p.yaml]]", "RM203"),
+], ids=["trust-not-bool", "misspelt-trust", "no-path", "nested-list"])
+def test_malformed_entries_are_located(tmp_path: Path, entry: str, code: str) -> None:
+    """A malformed extends entry (in the file run or in a parent) is one located finding, and
+    a misspelt `trust` never trusts."""
+    _write(tmp_path / "p.yaml", "version: 1\nname: p\nnotify: {t: json://x/y}\n")
+    for name in ("c.yaml", "via.yaml"):
+        child = _write(tmp_path / name, f"version: 1\nname: c\nextends: {entry}\n")
+        if name == "via.yaml":  # the same entry inside a trusted parent
+            child = _write(tmp_path / "top.yaml", "version: 1\nname: top\n"
+                           "extends: [{path: via.yaml, trust: true}]\n")
+        diags = lint_file(child, env={})
+        assert [d.code for d in diags] == [code], [d.render() for d in diags]
+        assert diags[0].line == 3 and diags[0].path.endswith(name)
