@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import select
 import signal
@@ -204,6 +205,48 @@ def test_interpolated_secret_reaches_only_the_delivered_message(tmp_path: Path) 
     assert "training with key ***" in outputs["facts text"]
     # and a value that is not secret (${OWNER} = alice) is shown as it is
     assert f"train of {OWNER} failed" in outputs["state db rows"]
+
+
+def test_live_dashboard_shows_the_secret_masked(tmp_path: Path) -> None:
+    """`rulesmon run --live` in a pseudo-terminal: its frames (the alert message logged, the
+    job's log tail) show `***` where the secret was, never the value."""
+    (tmp_path / "job.py").write_text(JOB, encoding="utf-8")
+    ruleset = tmp_path / "r.yaml"
+    text = RULESET.format(python=sys.executable).replace("    notify: hook\n",
+                                                          "    do: [log]\n")
+    ruleset.write_text(text, encoding="utf-8")
+    env = _env(HOOK_URL="json://127.0.0.1:9/hook", AWS_SECRET_ACCESS_KEY=SECRET, OWNER=OWNER,
+               TERM="xterm-256color")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "rulesmon", "run", "--live", str(ruleset),
+                             "--state", str(tmp_path / "s.db")], cwd=tmp_path, stdin=slave,
+                            stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    raw = b""
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready, _w, _x = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                raw += chunk
+            elif proc.poll() is not None:
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        os.close(master)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]", "",
+                    raw.decode("utf-8", "replace"))
+    assert proc.returncode == 1, screen[-3000:]
+    assert "rotate *** now" in screen, screen[-3000:]
+    assert _leaks(screen) == []
 
 
 def test_kill_9_with_a_delivery_pending_still_delivers_the_real_message(tmp_path: Path) -> None:
