@@ -454,6 +454,12 @@ class _Environment(ImmutableSandboxedEnvironment):
                 pass
         return super().getattr(obj, attribute)
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        """Refused access fails the render even where missing facts read "unknown": an
+        escape attempt is an error to see, not a blank."""
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} "
+                            "object is unsafe")
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _step()
         if operator == "**":
@@ -612,6 +618,7 @@ def _paths(tree: nodes.Template) -> list[tuple[str, ...]]:
     """Every dotted fact path the template reads (`job.id`, `files.results.new`)."""
     found: list[tuple[str, ...]] = []
     bound = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    bound |= {m.name for m in tree.find_all(nodes.Macro)}  # a macro's name is not a fact
     seen_inner: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         if id(node) in seen_inner:
