@@ -62,6 +62,8 @@ _PIECES = re.compile(r"[A-Za-z0-9_]+")
 _COMMON = {"https", "hooks", "services", "localhost", "mailto", "slack", "discord", "ntfy",
            "webhook", "webhooks", "api", "true", "false", "example", "amazonaws"}
 _NUMBER = re.compile(r"[+-]?[0-9][0-9_.,eE+-]*\Z")
+_MISSING = object()
+_SCALARS = frozenset({int, float, bool, type(None)})
 _TOKENISH = re.compile(r"[A-Za-z0-9+/=_.:~-]+\Z")
 
 
@@ -124,6 +126,8 @@ class Secrets:
         self._pattern: re.Pattern[str] | None = None
         self._seal_pattern: re.Pattern[str] | None = None
         self._cache: dict[str, str] = {}
+        self._needles: tuple[str, ...] = ()
+        self._shortest = 0
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -171,16 +175,32 @@ class Secrets:
         if self._pattern is None:
             alts = sorted(self.values, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, alts)))
+            # the fewest strings one of which every secret contains (its pieces, mostly):
+            # text without any of them needs no regex (most facts, every tick)
+            needles: list[str] = []
+            for value in sorted(self.values, key=len):
+                if not any(n in value for n in needles):
+                    needles.append(value)
+            self._needles = tuple(needles)
+            self._shortest = len(needles[0]) if needles else 0
         return self._pattern
 
     def scrub(self, text: str) -> str:
         """The text with every secret replaced by `***`."""
         if not self.values or not text:
             return text
+        pattern = self._pattern or self._regex()
+        if len(text) < self._shortest:
+            return text
+        for needle in self._needles:
+            if needle in text:
+                break
+        else:
+            return text
         done = self._cache.get(text)
         if done is None:
-            done = self._regex().sub(MASK, text)
-            if len(self._cache) > 50_000:
+            done = pattern.sub(MASK, text)
+            if len(self._cache) > 10_000:
                 self._cache.clear()
             if len(text) < 4096:
                 self._cache[text] = done
@@ -191,8 +211,11 @@ class Secrets:
         secret is in it (nothing is copied then)."""
         if not self.values:
             return value
-        if isinstance(value, str):
+        kind = type(value)
+        if kind is str:
             return self.scrub(value)
+        if kind in _SCALARS:
+            return value
         if isinstance(value, Mapping):
             out = {self.scrub(k) if isinstance(k, str) else k: self.scrub_obj(v)
                    for k, v in value.items()}
@@ -286,6 +309,8 @@ def processor(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+
+
 class _Masked(Mapping[str, Any]):
     """A read-only view of an instance's facts with every string value masked on access."""
 
@@ -296,7 +321,20 @@ class _Masked(Mapping[str, Any]):
         self._secrets = secrets
 
     def __getitem__(self, key: str) -> Any:
-        return self._secrets.scrub_obj(self._facts[key])
+        value = self._facts[key]
+        kind = type(value)
+        if kind is str:
+            return self._secrets.scrub(value)
+        return value if kind in _SCALARS else self._secrets.scrub_obj(value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._facts.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        kind = type(value)
+        if kind is str:
+            return self._secrets.scrub(value)
+        return value if kind in _SCALARS else self._secrets.scrub_obj(value)
 
     def __contains__(self, key: object) -> bool:
         return key in self._facts
