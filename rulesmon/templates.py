@@ -14,6 +14,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from functools import lru_cache, update_wrapper, wraps
+from itertools import islice
 from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes, pass_context, pass_eval_context
@@ -195,12 +196,19 @@ def _checked(value: Any, what: str = "a result") -> Any:
     return value
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _finalize(value: Any) -> str:
     """Every `{{ ... }}`: weighed before it is turned into text, and counted."""
-    if not isinstance(value, str):
+    if type(value) not in _PLAIN:  # an int prints at most 4,300 digits (Python's own limit)
         _weigh(value, "an output value")
     text = str(value)
-    _step(len(text))
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.produced += len(text)
+        if budget.produced > MAX_PRODUCED:
+            budget.step()  # raises with the message
     return text
 
 
@@ -246,8 +254,8 @@ def _string_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
 class _BoundedFormatter(SandboxedFormatter):
     """`str.format` in the sandbox, with every field's width and size checked first."""
 
-    def __init__(self, env: Any) -> None:
-        super().__init__(env)
+    def __init__(self, env: Any, **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
         self._total = 0
 
     def format_field(self, value: Any, format_spec: str) -> Any:
@@ -504,10 +512,8 @@ class _Environment(ImmutableSandboxedEnvironment):
                                     f"{type(args[0]).__name__}")
                 kwargs = dict(args[0])
                 args = ()
-            formatter = _BoundedEscapeFormatter(self) if escape is not None else \
-                _BoundedFormatter(self)
-            if escape is not None:
-                formatter.escape = escape  # type: ignore[attr-defined]
+            formatter = _BoundedEscapeFormatter(self, escape=escape) if escape is not None \
+                else _BoundedFormatter(self)
             return str_type(formatter.vformat(f_self, args, kwargs))
 
         return update_wrapper(wrapper, value)
@@ -666,9 +672,12 @@ def render(text: str, context: dict[str, Any], *, strict: bool = True) -> str:
     try:
         stream = template.generate(context)
         try:
-            for piece in stream:
-                pieces.append(piece)
-                size += len(piece)
+            while True:  # joined 64 pieces at a time, in C; stops soon after MAX_OUTPUT
+                chunk = "".join(islice(stream, 64))
+                if not chunk:
+                    break
+                pieces.append(chunk)
+                size += len(chunk)
                 if size > MAX_OUTPUT:
                     cut = True
                     break

@@ -264,5 +264,50 @@ def test_ordinary_templates_still_render() -> None:
             "{% macro m(x) %}<{{ x }}>{% endmacro %}{{ m(7) }} {{ 'ab' * 2 }} {{ 2 ** 10 }} "
             "{{ '%s=%d' % ('n', 4) }} {{ 'x'|center(5) }}|")
     assert templates.render(text, {}) == "ab 1,2 003.1     1 012 <7> abab 1024 n=4   x  |"
+    assert templates.render("{{ ('<{0}>'|safe).format('<b>') }}", {}) == "<&lt;b&gt;>"
     long = templates.render("{% for i in range(3000) %}0123456789{% endfor %}", {})
     assert long.endswith(f"[truncated: more than {templates.MAX_OUTPUT} characters]")
+
+
+_VALUES = ["1", "'ab'", "'{0}'", "'%s'", "[1, 2]", "none", "{'a': 1}", "range(3)", "cycler(1)",
+           "namespace(a=1)", "lipsum", "(1)", "'a'.encode()", "job", "('{0:>9}'|safe)"]
+_ARGS = ["999999999", "-999999999", "'x'", "none", "[1]", "{'a': 1}", "'{0}'", "'%s'", "''",
+         "range(100000)", "[[1] * 1000] * 1000", "job"]
+_METHODS = ["format", "format_map", "center", "join", "replace", "zfill", "ljust", "expandtabs",
+            "translate", "encode", "split", "to_bytes", "items", "keys", "hex", "count"]
+_FILTERS = ["format", "join", "center", "indent", "batch", "slice", "round", "tojson",
+            "wordwrap", "replace", "sum", "list", "string", "pprint", "urlencode", "truncate",
+            "int", "filesizeformat", "pct", "ts", "tail", "map", "unique", "first", "length"]
+_SHAPES = ["{{{{ ({v}|attr('{m}'))({a}) }}}}", "{{{{ {v}.{m}({a}) }}}}",
+           "{{{{ {v}|{f}({a}) }}}}", "{{{{ {v}|{f} }}}}", "{{{{ {v} % {a} }}}}",
+           "{{{{ {v} * {a} }}}}", "{{{{ {v} ~ {a} }}}}", "{{{{ {v} ** {a} }}}}",
+           "{{{{ {v} + {a} }}}}", "{{% for x in {v} %}}{{{{ x|{f}({a}) }}}}{{% endfor %}}",
+           "{{{{ '{{0:{{1}}}}'.format({v}, {a}) }}}}"]
+
+
+def test_fuzzed_template_shapes_never_crash_lint() -> None:
+    """Random combinations of values, methods, filters and operators with hostile arguments
+    render to text or to a classified failure (bound, sandbox, error), and lint's static
+    passes accept them, so lint never reports an internal error (RM009) for a template."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from rulesmon import facts, templates
+
+    context = facts.sample_context({"job": facts.JOB})
+    shapes = st.builds(lambda s, v, m, f, a: s.format(v=v, m=m, f=f, a=a),
+                       st.sampled_from(_SHAPES), st.sampled_from(_VALUES),
+                       st.sampled_from(_METHODS), st.sampled_from(_FILTERS),
+                       st.sampled_from(_ARGS))
+
+    @settings(max_examples=400, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(shapes)
+    def check(text: str) -> None:
+        tree = templates.parse(text)
+        templates.paths(tree)
+        templates.unsafe_access(tree)
+        problem = templates.render_problem(text, context)
+        assert problem is None or problem[0] in ("limit", "unsafe", "error"), (text, problem)
+
+    check()
