@@ -49,7 +49,7 @@ RULESET = """\
 version: 1
 name: secrets
 every: 0.3s
-state_file: state.json
+state_file: {{path: state.json, fields: [job.state, job.exit_code, log.tail]}}
 notify:
   hook: "${{HOOK_URL}}"
 jobs:
@@ -203,6 +203,8 @@ def test_interpolated_secret_reaches_only_the_delivered_message(tmp_path: Path) 
     assert "training with key ***" in outputs["state db rows"]
     assert "rotate *** now" in outputs["state db rows"]
     assert "training with key ***" in outputs["facts text"]
+    assert "training with key ***" in outputs["state file"]
+    assert "rotate *** now" in outputs["stdout"]  # the plain lines' ALERT
     # and a value that is not secret (${OWNER} = alice) is shown as it is
     assert f"train of {OWNER} failed" in outputs["state db rows"]
 
@@ -335,6 +337,31 @@ def test_lint_reports_a_secret_in_a_message_as_rm690(tmp_path: Path) -> None:
                                                      AWS_SECRET_ACCESS_KEY=SECRET, OWNER=OWNER))
     assert f"{ruleset}:21:14: warning RM690" in result.stdout
     assert _leaks(result.stdout + result.stderr) == []
+
+
+def test_log_lines_and_tracebacks_are_masked(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Console and JSON log lines mask the active secrets in values, nested values and an
+    exception's traceback."""
+    from rulesmon import logsetup, redact
+
+    secrets = Secrets()
+    secrets.add(SECRET, "AWS_SECRET_ACCESS_KEY")
+    before = redact.active()
+    redact.activate(secrets)
+    try:
+        log = logsetup.setup("info", tmp_path / "log.json", color=False)
+        log.warning("leaky", value=f"key {SECRET}", nested={"k": [SECRET]})
+        try:
+            raise RuntimeError(f"failed with {SECRET}")
+        except RuntimeError:
+            log.exception("crashed")
+    finally:
+        redact.activate(before)
+    err = capsys.readouterr().err
+    text = (tmp_path / "log.json").read_text(encoding="utf-8")
+    assert "key ***" in err and "failed with ***" in err and "failed with ***" in text
+    assert _leaks(err) == [] and _leaks(text) == []
 
 
 @pytest.mark.parametrize(("name", "value"), [
