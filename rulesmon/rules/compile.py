@@ -310,7 +310,7 @@ def compile_condition(parsed: Parsed) -> Compiled:
 
 
 #: Functions whose value depends only on their arguments (lint may run them on constants).
-_PURE = frozenset({"abs", "round", "len", "int", "float", "str", "min", "max"})
+_PURE = frozenset({"abs", "round", "len", "int", "float", "str"})
 
 
 def _constant(node: ast.expr) -> bool:

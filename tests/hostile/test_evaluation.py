@@ -311,3 +311,47 @@ def test_fuzzed_template_shapes_never_crash_lint() -> None:
         assert problem is None or problem[0] in ("limit", "unsafe", "error"), (text, problem)
 
     check()
+
+
+_OPERANDS = ["'%0999999999d'", "'%*d'", "'%s%s'", "'%.*f'", "(999999999, 1)", "10 ** 9",
+             "[1] * 1000", "'a' * 99999", "9 ** 9", "1.5", "-999999999", "job.a", "job.s",
+             "str([1] * 1000)", "(1, 2)", "''", "4000000 ** 100", "job.missing"]
+_FORMS = ["{a} % {b}", "{a} * {b}", "{a} ** {b}", "{a} + {b}", "str({a}) * {b}",
+          "round({a}, {b})", "len({a} * {b})", "({a} * {b}) % {a}", "{a} % ({b}, {b})",
+          "[{a}] * {b}", "str({a}) + str({b})", "abs({a}) * {b}", "int({a}) ** {b}"]
+
+
+def test_fuzzed_condition_shapes_are_bounded() -> None:
+    """Random conditions mixing `%`, `*`, `**`, `+`, round() and str() with hostile operands
+    evaluate to a value or fail as an EvalError (a condition_error at run time), and lint's
+    bounded evaluation of their fact-free parts returns findings instead of raising."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from rulesmon.rules.compile import EvalError, compile_condition, limit_problems
+    from rulesmon.rules.expressions import ExpressionError, parse
+    from rulesmon.rules.history import History
+
+    facts = {"job.a": 3, "job.s": "RUNNING"}
+    texts = st.builds(lambda f, a, b: f.format(a=a, b=b), st.sampled_from(_FORMS),
+                      st.sampled_from(_OPERANDS), st.sampled_from(_OPERANDS))
+
+    @settings(max_examples=400, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(texts)
+    def check(text: str) -> None:
+        try:
+            parsed = parse(text)
+        except ExpressionError:
+            return
+        limit_problems(parsed)
+        try:
+            compiled = compile_condition(parsed)
+        except ValueError:  # a wrong call (min() without a window): lint's RM403
+            return
+        try:
+            compiled(facts, History(), 0.0)
+        except EvalError:
+            pass
+
+    check()
