@@ -278,14 +278,24 @@ def _entries(root: YMap) -> list[tuple[str, bool, Pos]] | None:
     return out
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: no such file either
+        return False
+
+
 def _resolve(ref: str, base_dir: Path, pos: Pos, ctx: _Ctx) -> Path:
     """The file a path entry names: looked up from the including file's folder, then in each
     extends-path folder; it must lie (symlinks followed) in the top-level ruleset's folder tree
     or under an extends-path folder."""
-    given = Path(ref).expanduser()
+    try:
+        given = Path(ref).expanduser()
+    except RuntimeError:  # ~user of no such user
+        given = Path(ref)
     candidates = [given] if given.is_absolute() else \
         [base_dir / given, *(d / given for d in ctx.search)]
-    found = next((c for c in candidates if c.is_file()), None)
+    found = next((c for c in candidates if _is_file(c)), None)
     if found is None:
         where = "" if given.is_absolute() else \
             " (looked in " + ", ".join([display_path(base_dir) or ".",

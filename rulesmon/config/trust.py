@@ -54,7 +54,10 @@ def extends_dirs(extra: Sequence[str | Path], env: Mapping[str, str]) -> list[Pa
     out: list[Path] = []
     for d in raw:
         if d.strip():
-            p = Path(d).expanduser().resolve()
+            try:
+                p = Path(d).expanduser().resolve()
+            except (RuntimeError, OSError, ValueError):  # ~nobody, a loop, a NUL byte
+                continue
             if p not in out:
                 out.append(p)
     return out
