@@ -267,6 +267,7 @@ def test(ruleset: str, tests: tuple[Path, ...], extends_path: tuple[str, ...]) -
     """Run rule unit tests (default: RULESET's sibling <name>.test.yaml)."""
     import logging
 
+    from . import redact
     from .diagnostics import RulesetError, format_text
     from .testing import run_file
 
@@ -286,8 +287,8 @@ def test(ruleset: str, tests: tuple[Path, ...], extends_path: tuple[str, ...]) -
             sys.exit(1)
         for result in results:
             click.echo(f"{'PASS' if result.ok else 'FAIL'} {tfile}: {result.name}")
-            for line in result.diff:
-                click.echo(line)
+            for line in result.diff:  # the test's engine activated the ruleset's secrets
+                click.echo(redact.scrub(line))
             failed += not result.ok
         click.echo(f"{len(results) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

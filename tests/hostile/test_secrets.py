@@ -339,6 +339,38 @@ def test_lint_reports_a_secret_in_a_message_as_rm690(tmp_path: Path) -> None:
     assert _leaks(result.stdout + result.stderr) == []
 
 
+def test_rule_test_diffs_are_masked(tmp_path: Path) -> None:
+    """`rulesmon test` prints a mismatching rendered message with the secret masked."""
+    ruleset = tmp_path / "r.yaml"
+    ruleset.write_text("""\
+version: 1
+name: t
+every: 10s
+jobs:
+  train:
+    slurm: {user: alice}
+rules:
+  - name: hot
+    when: gpu.temp > 80
+    do: [log]
+    message: "hot; key ${AWS_SECRET_ACCESS_KEY}"
+""", encoding="utf-8")
+    (tmp_path / "r.test.yaml").write_text("""\
+interval: 10s
+tests:
+  - name: the message differs
+    series:
+      train/1:
+        gpu.temp: 85
+    expect:
+      - {tick: 1, rule: hot, instance: train/1, kind: fire, message: "cold"}
+""", encoding="utf-8")
+    result = run_cli("test", str(ruleset), env=_env(AWS_SECRET_ACCESS_KEY=SECRET))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "hot; key ***" in result.stdout
+    assert _leaks(result.stdout + result.stderr) == []
+
+
 def test_log_lines_and_tracebacks_are_masked(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Console and JSON log lines mask the active secrets in values, nested values and an
