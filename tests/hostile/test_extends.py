@@ -377,3 +377,24 @@ def test_malformed_entries_are_located(tmp_path: Path, entry: str, code: str) ->
         diags = lint_file(child, env={})
         assert [d.code for d in diags] == [code], [d.render() for d in diags]
         assert diags[0].line == 3 and diags[0].path.endswith(name)
+
+
+def test_facts_takes_extends_path(tmp_path: Path) -> None:
+    """`rulesmon facts --extends-path DIR` reads a parent from DIR; without it the parent
+    outside the ruleset's folder is not read and facts exits 2."""
+    _write(tmp_path / "shared" / "team.yaml", "version: 1\nname: team\nrules:\n"
+           "  - {name: t-ended, when: job.terminal, do: [log]}\n")
+    child = _write(tmp_path / "proj" / "child.yaml", f"""\
+version: 1
+name: c
+extends: team.yaml
+jobs:
+  me:
+    local: {{pids: [{os.getpid()}]}}
+""")
+    ok = run_cli("facts", "--format", "json", "--extends-path", str(tmp_path / "shared"),
+                 str(child), cwd=tmp_path, env=_env(), timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert '"me' in ok.stdout
+    refused = run_cli("facts", str(child), cwd=tmp_path, env=_env(), timeout=60)
+    assert refused.returncode == 2 and " RM302 " in refused.stderr
