@@ -25,6 +25,7 @@ MAX_INT_BITS = 100_000
 MAX_DIGITS = 1_000
 
 _SEQ = (str, bytes, bytearray, list, tuple)
+_NUMBERS = frozenset({int, float})
 
 
 class LimitExceeded(ValueError):
@@ -98,6 +99,8 @@ def check_width(n: Any, what: str, limit: int = MAX_STRING) -> None:
 
 def repeat(seq: Any, n: Any, limit: int = MAX_STRING) -> Any:
     """`seq * n` or `n * seq`, refused when the result would pass the bound."""
+    if type(seq) is float or type(n) is float:  # the common case: plain arithmetic
+        return seq * n
     for s, k in ((seq, n), (n, seq)):
         if isinstance(s, _SEQ) and isinstance(k, int):
             size = weight(s, limit) * max(k, 0) if isinstance(s, list | tuple) \
@@ -116,6 +119,8 @@ def repeat(seq: Any, n: Any, limit: int = MAX_STRING) -> Any:
 
 def add(a: Any, b: Any, limit: int = MAX_STRING) -> Any:
     """`a + b`, refused when two strings or lists would join past the bound."""
+    if type(a) in _NUMBERS and type(b) in _NUMBERS:  # the common case: plain arithmetic
+        return a + b
     if isinstance(a, _SEQ) and isinstance(b, _SEQ):
         if isinstance(a, list | tuple) or isinstance(b, list | tuple):
             size = weight(a, limit) + weight(b, limit)

@@ -48,17 +48,11 @@ def _pow(a: Any, b: Any) -> Any:
     return bounds.power(a, b)
 
 
-def _mul(a: Any, b: Any) -> Any:
-    return bounds.repeat(a, b, MAX_STRING)
-
-
-def _add(a: Any, b: Any) -> Any:
-    return bounds.add(a, b, MAX_STRING)
-
-
-def _mod(a: Any, b: Any) -> Any:
-    """`a % b`: for a string, printf formatting with every width checked first."""
-    return bounds.percent(a, b, MAX_STRING)
+#: `*`, `+` and `%` (printf formatting of a string) check the size of their result first;
+#: bound directly (no wrapper call) since `*` and `+` are on the hot path of plain arithmetic.
+_mul = bounds.repeat
+_add = bounds.add
+_mod = bounds.percent
 
 
 def _sub(container: Any, key: Any) -> Any:
