@@ -102,29 +102,45 @@ def _category(cat: Any, ascii_: bool) -> tuple[str, bool]:
     return body, negate
 
 
-def _class(members: Any, flags: int) -> str:
+_NEVER = "[^\\x00-\\x{10ffff}]"  #: matches nothing
+
+
+def _class(members: Any, flags: int, line: bool) -> str:
+    """A class; `line`: never "\\n" (a negated class or complement excludes it, a positive one
+    leaves it out)."""
     ascii_ = bool(flags & re.ASCII)
     negate = bool(members) and members[0][0] is _P.NEGATE
     body: list[str] = []
     complements: list[str] = []
     for op, av in members[1:] if negate else members:
         if op is _P.LITERAL:
-            body.append(_char(av))
+            if not (line and av == 10 and not negate):
+                body.append(_char(av))
         elif op is _P.RANGE:
-            body.append(f"{_char(av[0])}-{_char(av[1])}")
+            lo, hi = av
+            if line and not negate and lo <= 10 <= hi:
+                if lo < 10:
+                    body.append(f"{_char(lo)}-{_char(9)}")
+                if hi > 10:
+                    body.append(f"{_char(11)}-{_char(hi)}")
+            else:
+                body.append(f"{_char(lo)}-{_char(hi)}")
         elif op is _P.CATEGORY:
             text, neg = _category(av, ascii_)
+            if line and not neg and not negate:
+                text = text.replace("\\t-\\r", "\\t\\x{b}-\\r")
             (complements if neg else body).append(text)
         else:
             raise Unsupported(f"the class item {op}")
+    nl = "\\n" if line else ""
     if not complements:
         inner = "".join(body)
         if not inner:
-            return "[^\\x00-\\x{10ffff}]" if not negate else "(?s:.)"
-        return f"[{'^' if negate else ''}{inner}]"
+            return _NEVER if not negate else f"[^{nl}]" if line else "(?s:.)"
+        return f"[^{inner}{nl}]" if negate else f"[{inner}]"
     if negate:  # not (A or not B): an intersection RE2 cannot write
         raise Unsupported("a negated class holding \\D, \\S or \\W")
-    alternatives = [f"[^{c}]" for c in complements]
+    alternatives = [f"[^{c}{nl}]" for c in complements]
     if body:
         alternatives.insert(0, f"[{''.join(body)}]")
     return "(?:" + "|".join(alternatives) + ")"
@@ -139,13 +155,14 @@ def _emit(items: Any, flags: int, names: dict[int, str], line: bool) -> str:
     for op, av in items:
         name = str(op)
         if op is _P.LITERAL:
-            out.append(_case(_char(av), flags))
+            out.append(_NEVER if line and av == 10 else _case(_char(av), flags))
         elif op is _P.NOT_LITERAL:
-            out.append(_case(f"[^{_char(av)}]", flags))
+            nl = "\\n" if line else ""
+            out.append(_case(f"[^{_char(av)}{nl}]", flags))
         elif op is _P.ANY:
-            out.append("(?s:.)" if flags & re.DOTALL else "[^\\n]")
+            out.append("(?s:.)" if flags & re.DOTALL and not line else "[^\\n]")
         elif op is _P.IN:
-            out.append(_case(_class(av, flags), flags))
+            out.append(_case(_class(av, flags, line), flags))
         elif op is _P.AT:
             at = str(av)
             start = at in ("AT_BEGINNING", "AT_BEGINNING_LINE")
@@ -226,14 +243,28 @@ def compile_re2(pattern: str, line: bool = False, count: bool = False) -> Any:
         raise Unsupported(f"RE2 refuses it ({exc})") from None
 
 
-def first_span(rx: Any) -> Any:
+@lru_cache(maxsize=2048)
+def compile_runs(pattern: str) -> Any:
+    """An RE2 regex matching a run of consecutive lines that each hold a match of `pattern`
+    (as `to_re2(pattern, line=True)`, which never matches "\\n"), each line with its "\\n";
+    raises Unsupported as compile_re2."""
+    text = f"(?m)(?:^[^\\n]*?(?:{to_re2(pattern, True)})[^\\n]*\\n)+"
+    try:
+        return re2.compile(text, _options(never_capture=True))
+    except re2.error as exc:
+        raise Unsupported(f"RE2 refuses it ({exc})") from None
+
+
+def first_span(rx: Any, anchored: bool = False) -> Any:
     """`f(buf, pos, end)`: the (start, end) of the first match of an RE2 regex in
-    buf[pos:end], (-1, -1) for none; without building match objects."""
+    buf[pos:end] (`anchored`: one starting at pos), (-1, -1) for none; without building match
+    objects."""
     match = getattr(getattr(rx, "_regexp", None), "Match", None)
-    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    kinds = getattr(re2, "_Anchor", None)
+    anchor = getattr(kinds, "ANCHOR_START" if anchored else "UNANCHORED", None)
     if match is None or anchor is None:  # another google-re2 layout: the public API
         def public(buf: Any, pos: int, end: int) -> tuple[int, int]:
-            m = rx.search(buf, pos, end)
+            m = (rx.match if anchored else rx.search)(buf, pos, end)
             return (-1, -1) if m is None else m.span()
         return public
 
@@ -396,8 +427,9 @@ def describe(pattern: str) -> Verdict:
 # --- the `re` fallback, in a helper process -------------------------------------------------------
 
 _WORKER = r"""
-import pickle, re, struct, sys, time
+import pickle, re, signal, struct, sys, time
 inp, out = sys.stdin.buffer, sys.stdout.buffer
+limit = float(sys.argv[1])  # SIGALRM's default action ends the process, even inside re
 def send(obj):
     data = pickle.dumps(obj, 4)
     out.write(struct.pack("<I", len(data)) + data); out.flush()
@@ -413,7 +445,9 @@ while True:
     search = rx.fullmatch if full else rx.search
     found, done, last = [], 0, time.monotonic()
     for i, line in enumerate(lines):
+        signal.setitimer(signal.ITIMER_REAL, limit)
         m = search(line)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         if m is not None:
             found.append((i, m.span(), m.groupdict()))
         now = time.monotonic()
@@ -428,7 +462,9 @@ _STRUCT = struct.Struct("<I")
 class Sandbox:
     """One helper process running Python's `re` for the patterns RE2 cannot run. It reports
     at least every 50 ms of work; when no report comes for LINE_SECONDS, one line is taking
-    too long: the process is killed and the search raises RegexTimeout. Thread-safe."""
+    too long: the process is killed and the search raises RegexTimeout. The helper also ends
+    itself (SIGALRM, default action) when a line runs a second longer, so it never outlives a
+    monitor that was killed mid-search. Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -438,7 +474,8 @@ class Sandbox:
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _WORKER], stdin=subprocess.PIPE,
+                [sys.executable, "-I", "-S", "-c", _WORKER, str(LINE_SECONDS + 1.0)],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
                 start_new_session=True)
             self._buffer = b""
