@@ -129,10 +129,13 @@ FILTERS: dict[str, Any] = {
 
 #: Characters one string (or container, counted as printed) may hold inside a template.
 MAX_VALUE = 1_000_000
-#: Loop iterations, calls and filter applications one render may make.
+#: Loop iterations, calls, filter applications and items joined or listed one render may make.
 MAX_STEPS = 200_000
 #: Characters one render may produce in all (output, `{% set %}` blocks, macro bodies).
 MAX_PRODUCED = 2_000_000
+#: Characters of intermediate strings over 1 KB (repetitions, joins, formats...) one render
+#: may build in all.
+MAX_BUILT = 50_000_000
 #: Steps one call (a macro, `loop()`, a method) counts for: calls cost ~10x an iteration.
 CALL_STEPS = 10
 #: Wall-clock backstop for one render, in seconds (the step budget normally ends it first).
@@ -144,11 +147,12 @@ class RenderLimitError(SecurityError):
 
 
 class _Budget:
-    __slots__ = ("deadline", "produced", "static", "steps")
+    __slots__ = ("built", "deadline", "produced", "static", "steps")
 
     def __init__(self, static: int = 0) -> None:
         self.steps = 0
         self.produced = 0
+        self.built = 0
         self.static = static  # the template's literal text: what one macro call can produce
         self.deadline = time.monotonic() + MAX_SECONDS
 
@@ -156,8 +160,8 @@ class _Budget:
         self.steps += steps
         self.produced += produced
         if self.steps > MAX_STEPS:
-            raise LimitExceeded(f"the template made more than {MAX_STEPS:,} loop iterations, "
-                                "calls and filter applications")
+            raise LimitExceeded(f"the template took more than {MAX_STEPS:,} steps (loop "
+                                "iterations, calls, filters, items joined or listed)")
         if self.produced > MAX_PRODUCED:
             raise LimitExceeded(f"the template produced more than {MAX_PRODUCED:,} characters")
         if self.steps & 511 < steps and time.monotonic() > self.deadline:
@@ -165,6 +169,17 @@ class _Budget:
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("rulesmon_render_budget", default=None)
+
+
+def _built(size: int) -> None:
+    """Count a large intermediate string: building 1 MB a hundred thousand times in a loop is
+    within every per-result bound but not within one render's work."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.built += size
+        if budget.built > MAX_BUILT:
+            raise LimitExceeded(f"the template built more than {MAX_BUILT:,} characters of "
+                                "intermediate strings")
 
 
 def _step(produced: int = 0) -> None:
@@ -189,8 +204,14 @@ def _checked(value: Any, what: str = "a result") -> Any:
         if len(value) > MAX_VALUE:
             raise LimitExceeded(f"{what} would be {len(value):,} characters, over the limit of "
                                 f"{MAX_VALUE:,}")
+        if len(value) > 1024:
+            _built(len(value))
     elif isinstance(value, list | tuple | dict | set | frozenset):
         _weigh(value, what)
+        if len(value) > 64:  # each item was one step of work to build
+            budget = _BUDGET.get()
+            if budget is not None:
+                budget.step(0, len(value))
     else:
         check_size(value, what, MAX_VALUE)
     return value
@@ -364,11 +385,20 @@ def _join_filter(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) 
     """`join`, reading the sequence one item at a time and stopping at the bound."""
     if attribute is not None:
         value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+    value = _counted(value)
     if not eval_ctx.autoescape:
         return join(d, value, MAX_VALUE, soft_str)
     items = list(bounded_iter(value, MAX_ITEMS, "the joined sequence"))
     _weigh(items, "the joined string")
     return str(_JINJA_JOIN(eval_ctx, items, d))
+
+
+def _counted(items: Any) -> Iterator[Any]:
+    """Each item read is a step of the render's budget."""
+    budget = _BUDGET.get() or _Budget()
+    for item in items:
+        budget.step()
+        yield item
 
 
 def _guard(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -404,7 +434,9 @@ def _concat_filter(context: Any, parts: Any) -> str:
     strs = [p if isinstance(p, str) else str(p) for p in parts]
     total = sum(len(p) for p in strs)
     check_width(total, "the concatenation (~)", MAX_VALUE)
-    return "".join(strs)
+    out = "".join(strs)
+    _checked(out)
+    return out
 
 
 def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
@@ -475,10 +507,10 @@ class _Environment(ImmutableSandboxedEnvironment):
                 raise SecurityError("exponent too large in template")
             return _checked(power(left, right))
         if operator == "*":
-            return repeat(left, right, MAX_VALUE)
+            return _checked(repeat(left, right, MAX_VALUE))
         if operator == "%":
-            return percent(left, right, MAX_VALUE)
-        return add(left, right, MAX_VALUE)
+            return _checked(percent(left, right, MAX_VALUE))
+        return _checked(add(left, right, MAX_VALUE))
 
     def call(__self, __context: Any, __obj: Any, *args: Any,
              **kwargs: Any) -> Any:
