@@ -85,8 +85,12 @@ class Guard:
     `on_signal(signum)` is called first (record the signal, wake the loop); then, while the
     guard is `armed` and not inside a `shielded()` block, the handler raises `Interrupted`."""
 
-    def __init__(self, on_signal: Callable[[int], None]) -> None:
+    def __init__(self, on_signal: Callable[[int], None],
+                 on_raise: Callable[[], None] | None = None) -> None:
         self.on_signal = on_signal
+        #: called just before `Interrupted` is raised (a heartbeat for the watchdog: Python
+        #: runs and the shutdown is on its way)
+        self.on_raise = on_raise
         self.armed = False
         self.signum: int | None = None
         #: time.monotonic() of the first signal
@@ -109,8 +113,13 @@ class Guard:
             self.signum, self.at = signum, time.monotonic()
         self.on_signal(signum)
         if self.armed and not self._shield:
-            self.armed = False  # once: the shutdown that follows is not interrupted
-            raise Interrupted(signum)
+            self._raise(signum)
+
+    def _raise(self, signum: int) -> None:
+        self.armed = False  # once: the shutdown that follows is not interrupted
+        if self.on_raise is not None:
+            self.on_raise()
+        raise Interrupted(signum)
 
     @contextlib.contextmanager
     def shielded(self) -> Iterator[None]:
@@ -121,8 +130,7 @@ class Guard:
         finally:
             self._shield -= 1
         if not self._shield and self.armed and self.signum is not None:
-            self.armed = False
-            raise Interrupted(self.signum)
+            self._raise(self.signum)
 
     def remaining(self, budget: float = BUDGET) -> float:
         """Seconds left of the shutdown budget (the budget itself when no signal came)."""
@@ -142,7 +150,6 @@ class HardStop:
 
     def __init__(self, *, first: float = HARD_FIRST, extend: float = HARD_EXTEND,
                  cap: float = HARD_CAP, grace: float = HARD_GRACE) -> None:
-        self._lock = threading.Lock()
         sig_r, sig_w = os.pipe()
         os.set_blocking(sig_w, False)
         try:
@@ -157,6 +164,8 @@ class HardStop:
             sig_w = -1
         finally:
             os.close(sig_r)
+        if self.proc is not None and self.proc.stdin is not None:  # never block on it
+            os.set_blocking(self.proc.stdin.fileno(), False)
         self._sig_w = sig_w
         self._previous_fd: int | None = None
         if sig_w >= 0:
@@ -170,7 +179,8 @@ class HardStop:
         proc = self.proc
         if proc is None or proc.stdin is None:
             return
-        with self._lock, contextlib.suppress(OSError, ValueError):
+        # one write of a short line: atomic on a pipe, so no lock (a signal handler calls this)
+        with contextlib.suppress(OSError, ValueError):
             os.write(proc.stdin.fileno(), line.encode() + b"\n")
 
     def register(self, pid: int) -> None:
