@@ -439,6 +439,18 @@ def _concat_filter(context: Any, parts: Any) -> str:
     return out
 
 
+def _range(*args: int) -> range:
+    """`range()` of at most MAX_ITEMS numbers (a bound error, not Jinja's OverflowError)."""
+    rng = range(*args)
+    try:
+        size = len(rng)
+    except OverflowError:
+        size = MAX_ITEMS + 1
+    if size > MAX_ITEMS:
+        raise LimitExceeded(f"range() of more than {MAX_ITEMS:,} numbers")
+    return rng
+
+
 def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     if not all(isinstance(x, int) for x in (n, min, max)) or n * max > 10_000:
         raise LimitExceeded("lipsum() is limited to 10,000 words")
@@ -459,6 +471,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(finalize=_finalize, **kwargs)
         self.globals["lipsum"] = _lipsum
+        self.globals["range"] = _range
         self.filters["format"] = _format_filter
         self.filters["join"] = _join_filter
 
