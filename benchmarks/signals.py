@@ -64,14 +64,17 @@ def once(scenario: str, sig: int) -> tuple[float, int, bool]:
             argv = [sys.executable, "-c", STUCK_RUN, where, str(root / "stuck"), "run",
                     "r.yaml", "--state", "s.db"]
             wait.append(root / "stuck")
-        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        err = (root / "stderr.txt").open("w")
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err)
         try:
             _wait_for(wait)
             t0 = time.monotonic()
             proc.send_signal(sig)
             proc.wait(timeout=60)
             took = time.monotonic() - t0
+            err.close()
+            if proc.returncode not in (128 + sig, -signal.SIGKILL):
+                print((root / "stderr.txt").read_text()[-3000:], file=sys.stderr)
             pid = int((root / "worker.pid").read_text())
             try:
                 os.kill(pid, 0)

@@ -23,13 +23,32 @@ import sys
 import time
 
 
-def started(pid: int) -> bytes | None:
-    """The process's start time (in clock ticks since boot), None when there is none."""
+def stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name, None when there is no process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:  # noqa: PTH123 (pathlib: slow import)
-            return fh.read().rsplit(b")", 1)[1].split()[19]
+            return fh.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def started(pid: int) -> bytes | None:
+    """The process's start time (in clock ticks since boot), None when there is none."""
+    fields = stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def running(pid: int) -> bool:
+    """The group's leader still runs (not a zombie waiting for rulesmon to reap it), or it is
+    gone and the group lives on."""
+    fields = stat(pid)
+    if fields is not None:
+        return fields[0] != b"Z"
+    try:
+        os.killpg(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def ours(workers: dict[int, bytes | None]) -> list[int]:
@@ -89,7 +108,7 @@ def main(argv: list[str]) -> int:
         if deadline is not None and time.monotonic() >= deadline:
             kill(ours(workers), signal.SIGTERM)
             until = time.monotonic() + grace
-            while time.monotonic() < until and ours(workers):
+            while time.monotonic() < until and any(running(pid) for pid in ours(workers)):
                 time.sleep(0.02)
             kill(ours(workers), signal.SIGKILL)
             with contextlib.suppress(OSError):

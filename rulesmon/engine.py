@@ -214,6 +214,7 @@ class Engine:
         self._guard: Guard | None = None
         #: the watchdog process of `rulesmon run` (signals.HardStop), if the caller gave one
         self._hard_stop: HardStop | None = None
+        self._signal_at: float | None = None  #: time.monotonic() of the first signal
         self._wake = threading.Event()
         self._fp: dict[tuple[str, str], str] = {}
         self._target_cache: dict[frozenset[str], list[tuple[str, Mapping[str, Any], History]]] \
@@ -253,16 +254,26 @@ class Engine:
                 self._fail(probe.name, f"start failed: {_one_line(exc)}")
 
     def close(self) -> None:
-        for probe in self.probes:
-            try:
-                probe.close()
-            except Exception as exc:
-                self.log.warning("probe_close_failed", probe=probe.name, error=_one_line(exc))
+        if self.interrupted is None:
+            self._close_probes()
+        else:  # a probe stuck mid-collect may hold the lock its close needs: not waited for
+            self._alive()
+            closer = threading.Thread(target=self._close_probes, name="probe-close",
+                                      daemon=True)
+            closer.start()
+            closer.join(max(0.2, self._remaining()))
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.diagnoser.close()  # the kernel logs it follows
         if self.delivery is not None:  # after a signal, a sender stuck mid-send is not waited
             self.delivery.close(5.0 if self.interrupted is None else 0.5)
         self.store.close()
+
+    def _close_probes(self) -> None:
+        for probe in self.probes:
+            try:
+                probe.close()
+            except Exception as exc:
+                self.log.warning("probe_close_failed", probe=probe.name, error=_one_line(exc))
 
     def _ctx(self, now: float, instances: Mapping[str, Facts] | None = None) -> TickContext:
         # the deadline is taken just before the probes are submitted: a moment earlier than
@@ -856,7 +867,7 @@ class Engine:
 
     def _on_signal(self, signum: int) -> None:
         if self.interrupted is None:
-            self.interrupted = signum
+            self.interrupted, self._signal_at = signum, time.monotonic()
         self._wake.set()
 
     def _shielded(self) -> AbstractContextManager[None]:
@@ -864,7 +875,9 @@ class Engine:
 
     def _remaining(self, budget: float = SHUTDOWN_BUDGET) -> float:
         """Seconds left of the shutdown budget after a signal."""
-        return self._guard.remaining(budget) if self._guard is not None else budget
+        if self._signal_at is None:
+            return budget
+        return max(0.0, self._signal_at + budget - time.monotonic())
 
     def _alive(self) -> None:
         """A heartbeat to the watchdog: the shutdown is progressing."""

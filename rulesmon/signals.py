@@ -132,12 +132,6 @@ class Guard:
         if not self._shield and self.armed and self.signum is not None:
             self._raise(self.signum)
 
-    def remaining(self, budget: float = BUDGET) -> float:
-        """Seconds left of the shutdown budget (the budget itself when no signal came)."""
-        if self.at is None:
-            return budget
-        return max(0.0, self.at + budget - time.monotonic())
-
 
 _WATCHDOG = Path(__file__).with_name("_watchdog.py")
 
