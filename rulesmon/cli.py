@@ -123,7 +123,9 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
 
     Exit status: 0 when every job succeeded, 1 when one failed or could not be found
     (UNKNOWN: an id or pid no scheduler or process has), the code of a `stop` action (a bare
-    `stop` keeps 0 or 1), 2 for an unusable ruleset, 128+N after signal N.
+    `stop` keeps 0 or 1), 2 for an unusable ruleset, 128+N after signal N (SIGINT and SIGTERM
+    end a run within about 2 s; 137 when rulesmon was stuck in C code and its watchdog had to
+    kill it).
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
                   allow_control=allow_control, log_json=log_json, verbose=verbose, live=live,
