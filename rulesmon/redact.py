@@ -31,12 +31,13 @@ digits, and masking one would break JSON text).
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
+
+from . import jsonout
 
 #: What a secret becomes in text rulesmon writes itself.
 MASK = "***"
@@ -157,8 +158,9 @@ class Secrets:
                 self.add_notify(value)
 
     def _add(self, value: str, name: str | None) -> None:
-        spellings = {value, json.dumps(value)[1:-1], html.escape(value, quote=True),
-                     html.escape(value, quote=False)}
+        spellings = {value, jsonout.dumps(value)[1:-1],
+                     jsonout.dumps(value, ensure_ascii=False)[1:-1],
+                     html.escape(value, quote=True), html.escape(value, quote=False)}
         self.values.update(spellings)
         if name is not None:
             self.names.setdefault(value, name)
