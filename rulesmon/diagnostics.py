@@ -262,7 +262,7 @@ _CODES: list[Code] = [
          "bound and the notification says why.", "message: \"{{ range(100000)|join('x' * "
          "9999) }}\""),
     Code("RM682", "template-unsafe-access", E, "A template reaches for what the sandbox never "
-         "gives: an attribute starting with `_` (`__class__`, `__globals__`, "
+         "gives: a dunder or name-mangled attribute (`__class__`, `__globals__`, "
          "`self._TemplateReference__context`), through `.`, `[...]`, `|attr(...)` or a "
          "`str.format` field such as `'{0.__class__}'`.", "These are the first steps of every "
          "known Jinja2 sandbox escape (SSTI); a ruleset that tries one is hostile or broken. "

@@ -776,13 +776,17 @@ def _format_fields(text: str) -> Iterator[str]:
 
 
 def _private(name: object) -> bool:
-    return isinstance(name, str) and name.startswith("_")
+    """A dunder (`__class__`) or name-mangled (`_TemplateReference__context`) name: what every
+    known escape needs. A single leading `_` is left alone: on a fact mapping `x._key` is the
+    entry `_key` (the sandbox still refuses it on any other object at run time)."""
+    return isinstance(name, str) and "__" in name
 
 
 def unsafe_access(tree: nodes.Template) -> list[tuple[int, str]]:
-    """Where a template reaches for what the sandbox never gives (an attribute starting with
-    `_` through `.`, `[...]`, `|attr()` or a `str.format` field), as (line, message). These
-    are the first steps of the known SSTI escapes; the sandbox refuses them at run time too."""
+    """Where a template reaches for what the sandbox never gives (a dunder or name-mangled
+    attribute through `.`, `[...]`, `|attr()` or a `str.format` field), as (line, message).
+    These are the first steps of the known SSTI escapes; the sandbox refuses them at run time
+    too."""
     out: list[tuple[int, str]] = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Const,
                                nodes.Name)):
@@ -795,7 +799,7 @@ def unsafe_access(tree: nodes.Template) -> list[tuple[int, str]]:
         elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args \
                 and isinstance(node.args[0], nodes.Const):
             name, how = node.args[0].value, "attribute (|attr)"
-        elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name.startswith("__"):
+        elif isinstance(node, nodes.Name) and node.ctx == "load" and _private(node.name):
             name, how = node.name, "name"
         elif isinstance(node, nodes.Const) and isinstance(node.value, str) \
                 and "{" in node.value:
@@ -808,6 +812,6 @@ def unsafe_access(tree: nodes.Template) -> list[tuple[int, str]]:
                     break
             continue
         if _private(name):
-            out.append((node.lineno, f"{how} {name!r} is private (the sandbox refuses names "
-                        "starting with _)"))
+            out.append((node.lineno, f"{how} {name!r} is private (the sandbox refuses "
+                        "dunder and _-prefixed names)"))
     return out
