@@ -131,8 +131,9 @@ FILTERS: dict[str, Any] = {
 MAX_VALUE = 1_000_000
 #: Loop iterations, calls, filter applications and items joined or listed one render may make.
 MAX_STEPS = 200_000
-#: Characters one render may produce in all (output, `{% set %}` blocks, macro bodies).
-MAX_PRODUCED = 2_000_000
+#: Characters one render may produce in all (output, `{% set %}` blocks, macro bodies); a
+#: large fact printed once fits (the output itself is cut at MAX_OUTPUT).
+MAX_PRODUCED = 20_000_000
 #: Characters of intermediate strings over 1 KB (repetitions, joins, formats...) one render
 #: may build in all.
 MAX_BUILT = 50_000_000

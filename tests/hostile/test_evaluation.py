@@ -270,6 +270,8 @@ def test_ordinary_templates_still_render() -> None:
             "{{ '%s=%d' % ('n', 4) }} {{ 'x'|center(5) }}|")
     assert templates.render(text, {}) == "ab 1,2 003.1     1 012 <7> abab 1024 n=4   x  |"
     assert templates.render("{{ ('<{0}>'|safe).format('<b>') }}", {}) == "<&lt;b&gt;>"
+    big = templates.render("{{ tail }}", {"tail": "x" * 3_000_000})  # an input users have
+    assert big.endswith(f"[truncated: more than {templates.MAX_OUTPUT} characters]")
     long = templates.render("{% for i in range(3000) %}0123456789{% endfor %}", {})
     assert long.endswith(f"[truncated: more than {templates.MAX_OUTPUT} characters]")
 
