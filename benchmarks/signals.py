@@ -6,6 +6,11 @@ inside a backtracking regex on the engine's thread, a probe thread holding the i
 backtracking regex (the watchdog process's case), and a healthy run between ticks. Measured:
 from the signal to the exit of rulesmon (its worker stopped by then), REPEAT times each.
 Target (issue 14): every run ends within 2 s of the signal.
+Measured on the shared 2-core development machine (5 runs each, SIGTERM and SIGINT alike):
+hung squeue 0.27 s median, 0.32 s max; regex on the engine thread 0.52-0.58 s median, 0.67 s
+max; healthy run 0.52-0.68 s median, 0.87 s max (all 128+signal); regex holding the
+interpreter on a probe thread 1.57 s (the watchdog: 1.5 s, then SIGKILL, status -9); worst
+1.58 s. Under heavy load (load average 5-10) the worst seen was 1.93 s.
 Run: python benchmarks/signals.py
 """
 

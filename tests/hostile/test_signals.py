@@ -257,3 +257,44 @@ def test_sigterm_ends_a_normal_run_cleanly_with_its_summary(
     finally:
         con.close()
     assert rows == [(143, 1, 1)]
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_ends_a_live_dashboard_run_stuck_on_a_hung_probe(tmp_path: Path,
+                                                                 sig: int) -> None:
+    """`run --live` in a terminal, its tick waiting for a hung squeue, ends on a signal with
+    128+signal, leaves the alternate screen, and stops its launched worker."""
+    from tests.test_display_live import _read, in_pty
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text(f'#!/bin/sh\necho $$ > "{tmp_path}/squeue.pid"\nexec sleep 300\n')
+    squeue.chmod(0o755)
+    ruleset = _ruleset(tmp_path, HUNG_SQUEUE.format(worker=_worker()))
+    argv = ["env", f"PATH={bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "RULESMON_SLURM_TIMEOUT=600", sys.executable, "-m", "rulesmon", "run", "--live",
+            str(ruleset), "--state", str(tmp_path / "s.db")]
+    try:
+        with in_pty(argv, tmp_path) as (proc, master):
+            out = b""
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (
+                    _pid(tmp_path / "squeue.pid") is None
+                    or _pid(tmp_path / "worker.pid") is None or b"\x1b[?1049h" not in out):
+                out += _read(master, time.monotonic() + 0.2)
+            worker = _pid(tmp_path / "worker.pid")
+            assert worker is not None and _alive(worker)
+            proc.send_signal(sig)
+            while proc.poll() is None and time.monotonic() < deadline + 30:
+                out += _read(master, time.monotonic() + 0.2)
+            out += _read(master, time.monotonic() + 0.5)
+            code = proc.wait(timeout=10)
+        assert code == 128 + sig, out[-2000:]
+        assert b"\x1b[?1049l" in out  # the terminal is given back
+        _until(lambda: not _alive(worker), "the worker to be stopped")
+    finally:
+        for name in ("worker.pid", "squeue.pid"):
+            pid = _pid(tmp_path / name)
+            if pid is not None and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
