@@ -207,10 +207,29 @@ class HardStop:
             proc.wait()
 
 
+def stop_children() -> None:
+    """SIGTERM the commands rulesmon itself still runs in its own process group (a hung
+    `squeue`, an `exec` action's command): what Ctrl-C in a terminal does to them anyway.
+    Launched workers have their own sessions and the engine stopped them already."""
+    try:
+        import psutil
+
+        me = os.getpgrp()
+        children = psutil.Process().children()
+    except Exception:
+        return
+    for child in children:
+        with contextlib.suppress(Exception):
+            if os.getpgid(child.pid) == me:
+                child.terminate()
+
+
 def exit_now(code: int) -> None:
-    """After a signal: exit with `code` without joining threads still stuck (a probe waiting
-    for a hung scheduler command would otherwise hold the interpreter's exit). Returns when
-    no such thread is left: the ordinary exit is then just as quick."""
+    """After a signal: stop the commands rulesmon still runs (`stop_children`), then exit
+    with `code` without joining threads still stuck (a probe waiting for a hung scheduler
+    command would otherwise hold the interpreter's exit). Returns when no such thread is
+    left: the ordinary exit is then just as quick."""
+    stop_children()
     stuck = [t for t in threading.enumerate()
              if t is not threading.current_thread() and t.is_alive() and not t.daemon]
     if not stuck:

@@ -146,7 +146,8 @@ def _worker() -> str:
 def test_signal_ends_a_run_stuck_waiting_for_a_hung_scheduler_command(
         tmp_path: Path, started: Callable[..., subprocess.Popen[str]], sig: int) -> None:
     """A signal ends a run whose tick waits for an squeue that hangs (probe timeout 120 s,
-    command timeout 600 s) with 128+signal, and its launched worker is stopped."""
+    command timeout 600 s) with 128+signal; its launched worker and the hung squeue are
+    stopped."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     squeue = bin_dir / "squeue"
@@ -166,6 +167,9 @@ def test_signal_ends_a_run_stuck_waiting_for_a_hung_scheduler_command(
     assert proc.returncode == 128 + sig, err[-2000:]
     assert "run_finished" in out + err and f"interrupted by signal {int(sig)}" in out + err
     _until(lambda: not _alive(worker), "the worker to be stopped")
+    hung = _pid(tmp_path / "squeue.pid")  # the command rulesmon ran ends with it
+    assert hung is not None
+    _until(lambda: not _alive(hung), "the hung squeue to be stopped")
     con = sqlite3.connect(str(tmp_path / "s.db"))
     try:
         assert list(con.execute("SELECT exit_code FROM runs")) == [(128 + sig,)]
