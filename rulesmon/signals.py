@@ -12,8 +12,11 @@ Two layers, because no single one works in every case:
    that was cut off is not committed, which is right for a restart: its next run resumes from
    the last complete tick. The engine then does the usual clean shutdown with every wait
    bounded (workers get SIGTERM and are SIGKILLed after `SIGNAL_GRACE`, notifications are
-   drained only until `BUDGET`), and the command exits with 128+signal without waiting for
-   threads still stuck in a probe (`exit_now`).
+   drained only until `BUDGET`, `exec` commands are not waited for), and the command exits
+   with 128+signal without waiting for threads still stuck in a probe; the commands it still
+   runs in its own process group get SIGTERM first (`exit_now`, `stop_children`). The state
+   database needs no care for threads: its connection allows use from any thread, but only
+   the main thread uses it, before and after a signal alike.
 
    Why not move the tick to a worker thread and keep the main thread free, as the obvious
    design would? Because CPython's regex engine (and any other long C loop) holds the GIL
