@@ -352,3 +352,35 @@ def test_many_idle_watched_processes_are_cheap(tmp_path: Path, spawn: Callable[.
     assert len(facts) == 100
     assert all(f["job.state"] == "RUNNING" for f in facts.values())
     assert spent < 0.5, spent
+
+
+def test_a_worker_that_exits_between_status_and_memory_reads_has_no_memory_sample() -> None:
+    """A process read as running whose memory is then read from its zombie (statm all zeros,
+    as when it exits between the two reads on a loaded machine) gives no memory or CPU sample
+    rather than a resident size of 0 bytes."""
+    from rulesmon.probes import local
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        real = psutil.Process(child.pid)
+        while real.status() != psutil.STATUS_ZOMBIE:  # exited, not reaped: a real zombie
+            time.sleep(0.01)
+        assert real.memory_info().rss == 0
+
+        class SeenRunning:
+            """The real zombie, except that its status was read just before it exited."""
+
+            pid = child.pid
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def status(self) -> str:
+                return psutil.STATUS_RUNNING
+
+        p = local._Proc(index=0, pid=child.pid, proc=SeenRunning(), seen=True,
+                        rss=4096, total_rss=4096, peak_rss=4096)
+        local._sample(p, local._Tree(), time.time())
+        assert (p.rss, p.total_rss, p.cpu_pct, p.peak_rss) == (None, None, None, 4096)
+    finally:
+        child.wait()

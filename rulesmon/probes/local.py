@@ -705,6 +705,9 @@ def _sample(p: _Proc, tree: _Tree, now: float) -> None:
         pct = proc.cpu_percent()
         rss = int(proc.memory_info().rss)
         created = proc.create_time()
+    if rss == 0:  # it exited between the status and the memory read: statm of a zombie is
+        p.cpu_pct = p.rss = p.total_pct = p.total_rss = None  # all zeros, not its memory
+        return
     if first:
         pct = _lifetime_pct(times, p.started or created)
     user = times.user + times.children_user
@@ -720,6 +723,8 @@ def _sample(p: _Proc, tree: _Tree, now: float) -> None:
                 kt = kid.cpu_times()
                 kpct = kid.cpu_percent()
                 krss = int(kid.memory_info().rss)
+                if krss == 0:  # an exiting child (zombie): no memory to count
+                    continue
                 if new:
                     kpct = _lifetime_pct(kt, kid.create_time())
         except _GONE:
