@@ -295,13 +295,10 @@ def _first_chars(items: Any, flags: int) -> tuple[frozenset[int], bool] | None:
     for op, av in items:
         if op is _P.AT:
             continue
+        if op is _P.LITERAL and not flags & re.IGNORECASE:
+            return (frozenset((av,)), False) if av < 128 else (frozenset(), True)
         if op in (_P.LITERAL, _P.NOT_LITERAL, _P.IN, _P.ANY):
-            state = _parser.State()
-            state.flags = flags
-            rx = _compiler.compile(_parser.SubPattern(state, [(op, av)]), flags)
-            chars = frozenset(c for c in range(128) if rx.match(chr(c)))
-            wide = op is not _P.LITERAL or av >= 128
-            return chars, wide
+            return _single(op, repr(av), av, flags)
         if op is _P.SUBPATTERN:
             found = _first_chars(av[3], (flags | av[1]) & ~av[2])
             if found is not None:
@@ -321,10 +318,38 @@ def _first_chars(items: Any, flags: int) -> tuple[frozenset[int], bool] | None:
     return None
 
 
-def _overlap(a: tuple[frozenset[int], bool] | None, b: tuple[frozenset[int], bool] | None) -> bool:
-    if a is None or b is None:
-        return True
-    return bool(a[0] & b[0]) or (a[1] and b[1])
+def _alternatives_overlap(alternatives: Any, flags: int) -> bool:
+    """Whether two alternatives can start with the same character (or one can match the empty
+    string); linear in their number, so lint stays fast on a pattern of thousands of them."""
+    seen: set[int] = set()
+    wide = False
+    for alternative in alternatives:
+        first = _first_chars(alternative, flags)
+        if first is None:
+            return True
+        chars, non_ascii = first
+        if seen & chars or (wide and non_ascii):
+            return True
+        seen |= chars
+        wide = wide or non_ascii
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _single_cached(op: Any, key: str, flags: int, av: Any) -> tuple[frozenset[int], bool]:
+    state = _parser.State()
+    state.flags = flags
+    rx = _compiler.compile(_parser.SubPattern(state, [(op, av)]), flags)
+    chars = frozenset(c for c in range(128) if rx.match(chr(c)))
+    return chars, op is not _P.LITERAL or av >= 128
+
+
+def _single(op: Any, key: str, av: Any, flags: int) -> tuple[frozenset[int], bool]:
+    """The ASCII characters one character item matches, and whether it matches others."""
+    try:
+        return _single_cached(op, key, flags, av)
+    except TypeError:  # an unhashable argument (a class's member list): not cached
+        return _single_cached.__wrapped__(op, key, flags, av)
 
 
 def _min_width(items: Any) -> int:
@@ -372,13 +397,9 @@ def _walk(items: Any, flags: int) -> str | None:
                         return "a repeat inside a repeat (nested quantifiers, like (a+)+)"
             if hi == _P.MAXREPEAT:
                 for branch, bflags in _branches_inside(body, flags):
-                    alternatives = branch[1]
-                    firsts = [_first_chars(a, bflags) for a in alternatives]
-                    for i in range(len(firsts)):
-                        for j in range(i + 1, len(firsts)):
-                            if _overlap(firsts[i], firsts[j]):
-                                return ("alternatives that can match the same text under a "
-                                        "repeat (like (a|a)*)")
+                    if _alternatives_overlap(branch[1], bflags):
+                        return ("alternatives that can match the same text under a repeat "
+                                "(like (a|a)*)")
             found = _walk(body, flags)
             if found:
                 return found
