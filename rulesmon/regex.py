@@ -258,6 +258,41 @@ def compile_runs(pattern: str) -> Any:
         raise Unsupported(f"RE2 refuses it ({exc})") from None
 
 
+@lru_cache(maxsize=256)
+def line_set(patterns: tuple[str, ...]) -> Any:
+    """`f(line)`: the indexes of the RE2 line regexes (their RE2 text, as `to_re2(p, True)`)
+    that match somewhere in one line, with one RE2 Set search; None if RE2 refuses the set."""
+    found = re2.Set.SearchSet(_options(never_nl=True, never_capture=True))
+    try:
+        for text in patterns:
+            found.Add(text)
+        found.Compile()
+    except re2.error:
+        return None
+    match = getattr(getattr(found, "_set", None), "Match", None)
+    return match if match is not None else found.Match
+
+
+def group_spans(rx: Any) -> Any:
+    """`f(buf, pos, end)`: the (start, end) of the whole first match of an RE2 regex in
+    buf[pos:end] and of each group ((-1, -1) when unset), or None when nothing matches."""
+    match = getattr(getattr(rx, "_regexp", None), "Match", None)
+    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if match is None or anchor is None:  # another google-re2 layout: the public API
+        def public(buf: Any, pos: int, end: int) -> list[tuple[int, int]] | None:
+            m = rx.search(buf, pos, end)
+            if m is None:
+                return None
+            return [m.span(i) if m.group(i) is not None else (-1, -1)
+                    for i in range(rx.groups + 1)]
+        return public
+
+    def fast(buf: Any, pos: int, end: int) -> list[tuple[int, int]] | None:
+        spans = match(anchor, buf, pos, end)
+        return None if spans[0][0] < 0 else spans
+    return fast
+
+
 def first_span(rx: Any, anchored: bool = False) -> Any:
     """`f(buf, pos, end)`: the (start, end) of the first match of an RE2 regex in
     buf[pos:end] (`anchored`: one starting at pos), (-1, -1) for none; without building match

@@ -740,14 +740,18 @@ class Re2Forms:
     count: Any
     run: Any
 
-    def runs(self, buf: bytes) -> tuple[int, list[tuple[int, int]]]:
-        """The matching lines counted, and the (start, end) of each run of them."""
+    def runs(self, buf: bytes, limit: int | None = None) -> tuple[int, list[tuple[int, int]],
+                                                                   int]:
+        """The matching lines counted, the (start, end) of each run of them, and where the
+        search stopped: the end of the chunk, or earlier after `limit` runs."""
         out: list[tuple[int, int]] = []
         total, pos, end = 0, 0, len(buf)
         find, rfind, lines = buf.find, buf.rfind, buf.count
         first = regex.first_span(self.count)
         extend = regex.first_span(self.run, anchored=True)
         while pos < end:
+            if limit is not None and len(out) >= limit:
+                return total, out, pos
             s, e = first(buf, pos, end)
             if s < 0:
                 break
@@ -760,7 +764,7 @@ class Re2Forms:
             out.append((start, after))
             total += lines(b"\n", start, after)
             pos = after
-        return total, out
+        return total, out, end
 
 
 @dataclass(frozen=True)
@@ -1200,6 +1204,19 @@ NEAR_END = 8 << 10  #: bytes searched first, from the end, for the last matching
 _INK_TEXT = re.compile(r"[^ \t\n\x0b\x0c]")  #: a character that makes a line not blank
 _INK_BYTES = re.compile(rb"[^ \t\n\x0b\x0c]")
 DENSE = 256  #: anchors more often than once in DENSE bytes: count with a whole-chunk search
+DENSE_RUNS = 64  #: RE2 patterns with more runs of matching lines than this (or one per
+DENSE_BYTES = 16 << 10  #: ...DENSE_BYTES of the chunk) are searched together, line by line
+
+
+def _prefix_lines(buf: bytes, runs: list[tuple[int, int]], stop: int) -> list[int]:
+    """The starts of the lines in `runs` (which end at or before `stop`)."""
+    out: list[int] = []
+    for first, after in runs:
+        pos = first
+        while pos < after:
+            out.append(pos)
+            pos = buf.find(b"\n", pos) + 1
+    return [s for s in out if s < stop]
 MIN_ANCHORS = 64  #: ...but never fewer than this many
 SAMPLE = 16 << 10  #: bytes sampled to choose an anchor set
 RARE = 4096  #: anchors rarer than once in RARE bytes (and LONG) are found even with a fast form
@@ -1251,6 +1268,8 @@ class Chunk:
                 data = data.decode("utf-8", "replace").encode()
         self.mode = mode
         self._sandboxed: dict[str, dict[int, regex.SandboxMatch]] = {}
+        self._re2 = [m for m in ms if m.engine == regex.ENGINE_RE2]
+        self._re2_found: dict[int, Found] | None = None
         self.buf: Any = data.decode("utf-8", "replace") if mode == "text" else data
         self.nl: Any = "\n" if mode == "text" else b"\n"
         self._reversed: Any = None
@@ -1276,8 +1295,13 @@ class Chunk:
         forms = self.forms(m)
         buf = self.buf
         if isinstance(forms, Re2Forms):
-            count, runs = forms.runs(buf)
-            return Found(count, "runs", runs=runs)
+            if self._re2_found is None:
+                self._re2_found = self._find_re2()
+            found = self._re2_found.get(id(m))
+            if found is None:  # a matcher the chunk was not made with
+                count, runs, _ = forms.runs(buf)
+                found = Found(count, "runs", runs=runs)
+            return found
         if m.engine == regex.ENGINE_SANDBOX:  # in the helper process, each line time-bounded
             lines, starts = self._lines()
             matched = {starts[i]: regex.SandboxMatch(span, groups)
@@ -1303,6 +1327,53 @@ class Chunk:
         if forms.backward is not None:
             return Found(len(forms.backward.findall(self.reversed())), "backward")
         return Found(len(forms.full.findall(buf)), "full")
+
+    def _find_re2(self) -> dict[int, Found]:
+        """Every RE2 pattern of the chunk counted at once: each by runs of matching lines
+        (`Re2Forms.runs`) until it has DENSE_RUNS runs; patterns that match that densely (two
+        or more) are then found together, one RE2 Set search per line, which costs less than
+        two calls per run each. The Set's answer is checked against the runs already found
+        (a Set that ran out of memory would report too few lines): on any difference each
+        pattern is counted by runs to the end."""
+        buf = self.buf
+        out: dict[int, Found] = {}
+        dense: list[tuple[Matcher, Re2Forms, int, list[tuple[int, int]]]] = []
+        limit = max(DENSE_RUNS, len(buf) // DENSE_BYTES)
+        for m in self._re2:
+            forms = self.forms(m)
+            assert isinstance(forms, Re2Forms)
+            count, runs, stop = forms.runs(buf, limit)
+            if stop >= len(buf):
+                out[id(m)] = Found(count, "runs", runs=runs)
+            else:
+                dense.append((m, forms, stop, runs))
+        if len(dense) >= 2:
+            starts = self._by_set([m for m, *_ in dense])
+            if starts is not None and all(
+                    _prefix_lines(buf, runs, stop) == [s for s in found if s < stop]
+                    for (_, _, stop, runs), found in zip(dense, starts, strict=True)):
+                for (m, *_), found in zip(dense, starts, strict=True):
+                    out[id(m)] = Found(len(found), "starts", found)
+                return out
+        for m, forms, _, _ in dense:
+            count, runs, _ = forms.runs(buf)
+            out[id(m)] = Found(count, "runs", runs=runs)
+        return out
+
+    def _by_set(self, ms: list[Matcher]) -> list[list[int]] | None:
+        """The starts of the lines each pattern matches, by one RE2 Set search per line."""
+        match = regex.line_set(tuple(m.rx.pattern for m in ms))
+        if match is None:
+            return None
+        starts: list[list[int]] = [[] for _ in ms]
+        pos = 0
+        for line in self.buf.split(b"\n")[:-1]:
+            hits = match(line)
+            if hits:
+                for i in hits:
+                    starts[i].append(pos)
+            pos += len(line) + 1
+        return starts
 
     def _sparsest(self, forms: Forms) -> tuple[int, int]:
         """The anchor set with the fewest occurrences in a sample of the chunk (its start),
@@ -1400,6 +1471,23 @@ class Chunk:
         pending = set(m.rx.groupindex)
         out: dict[str, tuple[int, str]] = {}
         if not pending:
+            return out
+        forms = self.forms(m)
+        if isinstance(forms, Re2Forms):  # group spans straight from RE2, no match objects
+            index = dict(m.rx.groupindex)
+            spans = regex.group_spans(forms.line)
+            buf = self.buf
+            for start, end in self.lines_back(m, found):
+                got = spans(buf, start, end)
+                if got is None:
+                    continue
+                for group in list(pending):
+                    a, b = got[index[group]]
+                    if a >= 0:
+                        pending.discard(group)
+                        out[group] = (start, buf[a:b].decode("utf-8", "replace"))
+                if not pending:
+                    break
             return out
         for start, end in self.lines_back(m, found):
             hit = self.search(m, start, end)

@@ -10,6 +10,7 @@ names the pattern with a stable code at its file:line:col.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,17 +199,16 @@ def test_backtracking_is_found_in_any_spelling(pattern: str) -> None:
 
 
 def test_ruleset_patterns_on_re2_find_what_re_finds_line_by_line() -> None:
-    """A log's own patterns, on RE2 over whole chunks (runs of matching lines, undecoded or
-    repaired UTF-8), count the lines and give the last group values and last lines that
-    Python's `re.search` of each decoded line gives, for the presets' patterns and patterns
-    with every construct the translation touches (`\\b` only on ASCII text: on RE2 it knows
-    only ASCII word characters)."""
+    """A log's own patterns, on RE2 over whole chunks (runs of matching lines, or all dense
+    patterns together with one Set search per line; undecoded or repaired UTF-8), count the
+    lines and give the last group values and last lines that Python's `re.search` of each
+    decoded line gives, for the presets' patterns and patterns with every construct the
+    translation touches (`\\b` only on ASCII text: on RE2 it knows only ASCII word
+    characters)."""
     import random
-    import re
 
     from rulesmon.probes import logs
     from rulesmon.probes.log_presets import PRESETS
-    from rulesmon.probes.tail import lines_of
 
     from ..test_logs_probe import TRICKY, random_chunk
 
@@ -218,24 +218,46 @@ def test_ruleset_patterns_on_re2_find_what_re_finds_line_by_line() -> None:
     on_re2 = [(p, m) for p, m in pairs if m.engine == regex.ENGINE_RE2]
     assert len(on_re2) > 60
     rng = random.Random(11)
-    for _ in range(40):
-        data = random_chunk(rng)
-        lines = lines_of(data)
-        for pattern, m in on_re2:
-            if "\\b" in pattern and "(?a)" not in pattern and not data.isascii():
-                continue
-            rx = re.compile(pattern)
-            hits = [i for i, line in enumerate(lines) if rx.search(line)]
-            chunk = logs.Chunk(data, [m])
-            index = {start: i for i, start in enumerate(chunk._lines()[1])}
-            got = chunk.find(m)
-            assert got.count == len(hits), (pattern, data)
-            values: dict[str, tuple[int, str]] = {}
-            for i in hits:
-                found = rx.search(lines[i])
-                assert found is not None
-                values.update({g: (i, v) for g, v in found.groupdict().items() if v is not None})
-            assert {g: (index[s], v) for g, (s, v) in chunk.last_values(m, got).items()} == \
-                values, (pattern, data)
-            assert [(index[s], t) for s, t in chunk.last_lines(m, got, 5)] == \
-                [(i, lines[i]) for i in hits[-5:]], (pattern, data)
+    saved = logs.DENSE_RUNS
+    ways: set[str] = set()
+    try:
+        for dense_runs in (saved, 1):  # 1: every pattern with two runs is found by the Set
+            logs.DENSE_RUNS = dense_runs
+            for _ in range(25):
+                ways |= _compare(on_re2, random_chunk(rng), dense_runs == 1)
+    finally:
+        logs.DENSE_RUNS = saved
+    assert ways == {"runs", "starts"}  # by runs, and together through the Set
+
+
+def _compare(on_re2: list[tuple[str, Any]], data: bytes, together: bool) -> set[str]:
+    """Each pattern's chunk search (alone, or all in one chunk) against `re` line by line;
+    returns how the lines were found."""
+    import re
+
+    from rulesmon.probes import logs
+    from rulesmon.probes.tail import lines_of
+
+    lines = lines_of(data)
+    chunk_all = logs.Chunk(data, [m for _, m in on_re2])
+    ways: set[str] = set()
+    for pattern, m in on_re2:
+        if "\\b" in pattern and "(?a)" not in pattern and not data.isascii():
+            continue
+        rx = re.compile(pattern)
+        hits = [i for i, line in enumerate(lines) if rx.search(line)]
+        chunk = chunk_all if together else logs.Chunk(data, [m])
+        index = {start: i for i, start in enumerate(chunk._lines()[1])}
+        got = chunk.find(m)
+        ways.add(got.how)
+        assert got.count == len(hits), (pattern, data)
+        values: dict[str, tuple[int, str]] = {}
+        for i in hits:
+            found = rx.search(lines[i])
+            assert found is not None
+            values.update({g: (i, v) for g, v in found.groupdict().items() if v is not None})
+        assert {g: (index[s], v) for g, (s, v) in chunk.last_values(m, got).items()} == \
+            values, (pattern, data)
+        assert [(index[s], t) for s, t in chunk.last_lines(m, got, 5)] == \
+            [(i, lines[i]) for i in hits[-5:]], (pattern, data)
+    return ways
