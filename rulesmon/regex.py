@@ -594,6 +594,9 @@ class Sandbox:
                 self._kill()
                 raise RegexTimeout(f"line {done + 1} took more than {LINE_SECONDS:g}s "
                                    f"({exc})") from None
+            except BaseException:  # a signal ending the run: no half-read answer stays behind
+                self._kill()
+                raise
             return found
 
     @staticmethod
