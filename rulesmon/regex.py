@@ -45,6 +45,7 @@ import re2
 _P: Any = _parser
 
 LINE_SECONDS = 2.0  #: the most one line may take on the `re` fallback before it is stopped
+CALL_SECONDS = 5.0  #: ...and one search of a chunk's lines, all lines together
 RE2_MAX_MEM = 64 << 20  #: RE2's memory budget per pattern (its DFA cache and program)
 
 ENGINE_RE2 = "re2"
@@ -579,11 +580,12 @@ class Sandbox:
             data = pickle.dumps((pattern, flags, full, lines), 4)
             found: list[tuple[int, tuple[int, int], dict[str, str | None]]] = []
             done = 0
+            overall = time.monotonic() + CALL_SECONDS
             try:
                 writer = threading.Thread(target=self._write, args=(proc, data), daemon=True)
                 writer.start()
                 while True:
-                    deadline = time.monotonic() + LINE_SECONDS
+                    deadline = min(time.monotonic() + LINE_SECONDS, overall)
                     size = _STRUCT.unpack(self._read(proc, 4, deadline))[0]
                     kind, done, part = pickle.loads(self._read(proc, size, deadline))
                     found.extend(part)
@@ -592,8 +594,10 @@ class Sandbox:
                 writer.join()
             except (RegexTimeout, OSError) as exc:
                 self._kill()
-                raise RegexTimeout(f"line {done + 1} took more than {LINE_SECONDS:g}s "
-                                   f"({exc})") from None
+                why = f"line {done + 1} took more than {LINE_SECONDS:g}s" \
+                    if time.monotonic() < overall else \
+                    f"{len(lines)} lines took more than {CALL_SECONDS:g}s"
+                raise RegexTimeout(f"{why} ({exc})") from None
             except BaseException:  # a signal ending the run: no half-read answer stays behind
                 self._kill()
                 raise
