@@ -70,7 +70,6 @@ Size = Annotated[
     }),
 ]
 
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*](?:[^()\\]|\\.)*\)[+*{]")
 
 
 def _regex(value: str) -> str:
@@ -85,11 +84,6 @@ def _regex(value: str) -> str:
         raise PydanticCustomError("RM207", "invalid regular expression: {msg}{where}",
                                   {"msg": msg, "where": where}) from None
     return value
-
-
-def backtracking_risk(pattern: str) -> bool:
-    """Nested quantifiers such as `(a+)+` or `(\\w*)*`: exponential backtracking on long lines."""
-    return bool(_NESTED_QUANTIFIER.search(pattern))
 
 
 def _extractor(value: str) -> str:
