@@ -71,7 +71,6 @@ Size = Annotated[
 ]
 
 
-
 def _regex(value: str) -> str:
     try:
         with warnings.catch_warnings():
