@@ -734,11 +734,24 @@ class Re2Forms:
     with its "\\n". None of them matches "\\n" inside a line; `^`/`$`/`\\A`/`\\Z` anchor at
     line ends. A chunk is counted with `count` finding the next matching line (RE2 skips ahead
     fast to a literal) and `run` taking the lines after it that match too: two RE2 calls per
-    run of matching lines, not one per line (a call costs ~1 µs through the Python binding)."""
+    run of matching lines, not one per line (a call costs ~1 µs through the Python binding).
+    `literals`: UTF-8 literals of which every match holds one (empty: none known), so a
+    pattern that matches most lines is counted on just the lines holding one, gathered into
+    one buffer where they form a few long runs (`Chunk._by_literals`); where they are rare,
+    only their lines are searched. `lead`: the literal every match starts with (b"": none), and
+    `tails` the `re` search for it and the rest of its line (a literal then `[^\\n]*\\n`: linear),
+    which gathers a line's part from that literal on, all a match can see, without
+    splitting the chunk in Python (`Chunk._by_lead`). `trail` and `heads`: the same for the
+    literal every match ends with, on the reversed chunk (each line's part up to it)."""
 
     line: Any
     count: Any
     run: Any
+    literals: tuple[bytes, ...] = ()
+    lead: bytes = b""
+    tails: Any = None
+    trail: bytes = b""
+    heads: Any = None
 
     def runs(self, buf: bytes, limit: int | None = None) -> tuple[int, list[tuple[int, int]],
                                                                    int]:
@@ -821,14 +834,41 @@ class Patterns:
     bars: frozenset[str] = frozenset()  #: extractors that read progress bars
 
 
+def _leading_literal(pattern: str, last: bool = False) -> bytes:
+    """The run of plain characters (UTF-8) every match of `pattern` starts with (`last`: ends
+    with), nothing (no assertion) before (after) it; b"" when there is none or case is
+    ignored."""
+    try:
+        parsed = _parse(pattern)
+        if parsed.state.flags & re.IGNORECASE:
+            return b""
+        flat: list[Any] = []
+        _flatten(list(parsed), flat)
+    except Exception:  # an unusual parse tree: no shortcut rather than a wrong one
+        return b""
+    chars: list[str] = []
+    for op, av in reversed(flat) if last else flat:
+        if op is not _P.LITERAL or av == _NL:
+            break
+        chars.append(chr(av))
+    return "".join(reversed(chars) if last else chars).encode()
+
+
 @lru_cache(maxsize=1024)
 def compile_ruleset(pattern: str) -> tuple[Any, None, Re2Forms | None, Re2Forms | None, str]:
     """`rx`, no text forms, the exact and ascii forms and the engine of a pattern that comes
     from a ruleset: RE2 when it can run it, else the time-bounded `re` helper (see Matcher)."""
     try:
         line = regex.compile_re2(pattern, line=True)
+        sets = _anchor_sets(_parse(pattern))
+        literals = tuple(lit.encode() for lit in sets[0]) \
+            if sets and len(sets[0]) <= MAX_LITERALS else ()
+        lead = _leading_literal(pattern)
+        tails = re.compile(re.escape(lead) + rb"[^\n]*\n") if lead else None
+        trail = b"" if lead else _leading_literal(pattern, last=True)
+        heads = re.compile(re.escape(trail[::-1]) + rb"[^\n]*\n") if trail else None
         forms = Re2Forms(line, regex.compile_re2(pattern, line=True, count=True),
-                         regex.compile_runs(pattern))
+                         regex.compile_runs(pattern), literals, lead, tails, trail, heads)
     except regex.Unsupported:
         return regex.SandboxRegex(pattern), None, None, None, regex.ENGINE_SANDBOX
     return line, None, forms, forms, regex.ENGINE_RE2
@@ -1206,6 +1246,11 @@ _INK_BYTES = re.compile(rb"[^ \t\n\x0b\x0c]")
 DENSE = 256  #: anchors more often than once in DENSE bytes: count with a whole-chunk search
 DENSE_RUNS = 64  #: RE2 patterns with more runs of matching lines than this (or one per
 DENSE_BYTES = 16 << 10  #: ...DENSE_BYTES of the chunk) are searched together, line by line
+MAX_LITERALS = 8  #: an RE2 pattern's literals (see Re2Forms) used to gather its lines, at most
+RUN_BYTES = 768  #: ...or, for one with literals, one per RUN_BYTES (runs cost less than
+#: gathering its lines, `Chunk._by_literals`, up to about that many)
+SPARSE_RE2 = 2048  #: RE2 patterns whose literals occur at most once in this many bytes (or
+SPARSE_MIN = 64  #: ...this many times): only the lines holding one are searched
 
 
 def _prefix_lines(buf: bytes, runs: list[tuple[int, int]], stop: int) -> list[int]:
@@ -1229,7 +1274,7 @@ class Found:
     (ascending) when they are known, else the form that counted them."""
 
     count: int
-    how: str  # "starts", "forward", "backward", "full" or "runs"
+    how: str  # "starts", "forward", "backward", "full", "runs" or "literals"
     starts: list[int] | None = None
     runs: list[tuple[int, int]] | None = None  #: runs of matching lines (start, end), for RE2
 
@@ -1274,6 +1319,7 @@ class Chunk:
         self.nl: Any = "\n" if mode == "text" else b"\n"
         self._reversed: Any = None
         self._split: tuple[list[str], list[int]] | None = None
+        self._split_bytes: list[bytes] | None = None
 
     def forms(self, m: Matcher) -> Forms | Re2Forms | None:
         return m.ascii if self.mode == "ascii" else m.exact if self.mode == "exact" else m.text
@@ -1339,14 +1385,28 @@ class Chunk:
         out: dict[int, Found] = {}
         dense: list[tuple[Matcher, Re2Forms, int, list[tuple[int, int]]]] = []
         limit = max(DENSE_RUNS, len(buf) // DENSE_BYTES)
+        long_runs = max(DENSE_RUNS, len(buf) // RUN_BYTES)
+        cap = max(SPARSE_MIN, len(buf) // SPARSE_RE2)
         for m in self._re2:
             forms = self.forms(m)
             assert isinstance(forms, Re2Forms)
-            count, runs, stop = forms.runs(buf, limit)
+            if forms.tails is not None or forms.heads is not None:
+                out[id(m)] = Found(self._by_lead(forms), "literals")
+                continue
+            if 0 < len(forms.literals) <= 2 and \
+                    sum(buf.count(lit) for lit in forms.literals) <= cap:
+                hits = self._re2_by_anchors(forms)
+                out[id(m)] = Found(len(hits), "starts", hits)
+                continue
+            count, runs, stop = forms.runs(buf, long_runs if forms.literals else limit)
             if stop >= len(buf):
                 out[id(m)] = Found(count, "runs", runs=runs)
             else:
                 dense.append((m, forms, stop, runs))
+        gathered = [d for d in dense if d[1].literals]
+        for m, forms, _, _ in gathered:
+            out[id(m)] = Found(self._by_literals(forms), "literals")
+        dense = [d for d in dense if not d[1].literals]
         if len(dense) >= 2:
             starts = self._by_set([m for m, *_ in dense])
             if starts is not None and all(
@@ -1359,6 +1419,55 @@ class Chunk:
             count, runs, _ = forms.runs(buf)
             out[id(m)] = Found(count, "runs", runs=runs)
         return out
+
+    def _re2_by_anchors(self, forms: Re2Forms) -> list[int]:
+        """The starts of the lines an RE2 pattern matches, among the few holding one of its
+        literals, each searched in place."""
+        buf = self.buf
+        first = regex.first_span(forms.count)
+        lines: dict[int, bool] = {}
+        for literal in forms.literals:
+            pos = buf.find(literal)
+            while pos >= 0:
+                start = buf.rfind(b"\n", 0, pos) + 1
+                end = buf.find(b"\n", pos)
+                if start not in lines:
+                    lines[start] = first(buf, start, end)[0] >= 0
+                pos = buf.find(literal, end + 1)
+        return sorted(start for start, hit in lines.items() if hit)
+
+    def _by_lead(self, forms: Re2Forms) -> int:
+        """The lines an RE2 pattern whose matches start with a literal (`Re2Forms.lead`)
+        matches, counted on each line's part from that literal on (all a match can see),
+        gathered by one `re` search into one buffer: a few long runs of matching parts, one
+        RE2 call each. With `trail`: each line's part up to the literal's last occurrence,
+        gathered from the reversed chunk."""
+        if forms.tails is not None:
+            parts = forms.tails.findall(self.buf)
+            return forms.runs(b"".join(parts))[0] if parts else 0
+        parts = forms.heads.findall(self.reversed())
+        if not parts:
+            return 0
+        return forms.runs(b"".join(parts)[-2::-1] + b"\n")[0]
+
+    def _by_literals(self, forms: Re2Forms) -> int:
+        """The lines an RE2 pattern matches, counted on the lines that hold one of its
+        literals (a match holds one), gathered into one buffer, in any order: where most of
+        them match they form a few long runs, one RE2 call each (`Re2Forms.runs`), instead of
+        a call or two per line of the chunk."""
+        if self._split_bytes is None:
+            self._split_bytes = self.buf.split(b"\n")
+            self._split_bytes.pop()
+        rest = self._split_bytes
+        held: list[bytes] = []
+        for i, literal in enumerate(forms.literals):
+            held += [line for line in rest if literal in line]
+            if i + 1 < len(forms.literals):
+                rest = [line for line in rest if literal not in line]
+        if not held:
+            return 0
+        held.append(b"")
+        return forms.runs(b"\n".join(held))[0]
 
     def _by_set(self, ms: list[Matcher]) -> list[list[int]] | None:
         """The starts of the lines each pattern matches, by one RE2 Set search per line."""
@@ -1420,6 +1529,23 @@ class Chunk:
 
     # --- the matching lines, from the last ---
 
+    def _literal_lines(self, forms: Re2Forms, verify: bool) -> Iterator[tuple[int, int]]:
+        """(start, end) of each line holding one of the literals of an RE2 pattern (a match
+        holds one), the last first; `verify`: only those it matches."""
+        buf = self.buf
+        first = regex.first_span(forms.count)
+        walk = forms.literals or (forms.lead or forms.trail,)
+        pos = len(buf)
+        while pos > 0:
+            at = max(buf.rfind(literal, 0, pos) for literal in walk)
+            if at < 0:
+                return
+            start = buf.rfind(b"\n", 0, at) + 1
+            end = buf.find(b"\n", at)
+            if not verify or first(buf, start, end)[0] >= 0:
+                yield start, end
+            pos = start
+
     def lines_back(self, m: Matcher, found: Found) -> Iterator[tuple[int, int]]:
         """(start, end) of each line counted in `found`, the last first."""
         buf, nl = self.buf, self.nl
@@ -1437,6 +1563,10 @@ class Chunk:
                     end = start - 1
             return
         forms = self.forms(m)
+        if found.how == "literals":
+            assert isinstance(forms, Re2Forms)
+            yield from self._literal_lines(forms, verify=True)
+            return
         assert isinstance(forms, Forms)  # Re2Forms and the fallback give starts
         if found.how == "backward":
             assert forms.backward is not None
@@ -1477,7 +1607,9 @@ class Chunk:
             index = dict(m.rx.groupindex)
             spans = regex.group_spans(forms.line)
             buf = self.buf
-            for start, end in self.lines_back(m, found):
+            lines = self._literal_lines(forms, verify=False) if found.how == "literals" \
+                else self.lines_back(m, found)  # a line it does not match gives no spans
+            for start, end in lines:
                 got = spans(buf, start, end)
                 if got is None:
                     continue

@@ -199,8 +199,10 @@ def test_backtracking_is_found_in_any_spelling(pattern: str) -> None:
 
 
 def test_ruleset_patterns_on_re2_find_what_re_finds_line_by_line() -> None:
-    """A log's own patterns, on RE2 over whole chunks (runs of matching lines, or all dense
-    patterns together with one Set search per line; undecoded or repaired UTF-8), count the
+    """A log's own patterns, on RE2 over whole chunks (runs of matching lines; the lines
+    holding a literal searched in place, or gathered into one buffer whole, from a leading
+    literal on, or up to a trailing one; dense patterns without literals together with one Set
+    search per line; undecoded or repaired UTF-8), count the
     lines and give the last group values and last lines that Python's `re.search` of each
     decoded line gives, for the presets' patterns and patterns with every construct the
     translation touches (`\\b` only on ASCII text: on RE2 it knows only ASCII word
@@ -217,17 +219,34 @@ def test_ruleset_patterns_on_re2_find_what_re_finds_line_by_line() -> None:
     pairs = [(p, logs._ruleset_matcher("p", p)) for p in [*patterns, *TRICKY]]
     on_re2 = [(p, m) for p, m in pairs if m.engine == regex.ENGINE_RE2]
     assert len(on_re2) > 60
+    forms = [m.exact for _, m in on_re2 if isinstance(m.exact, logs.Re2Forms)]
+    assert any(f.tails is not None for f in forms) and any(f.heads is not None for f in forms)
+    assert any(f.literals and f.tails is None and f.heads is None for f in forms)
     rng = random.Random(11)
-    saved = logs.DENSE_RUNS
+    saved, saved_bytes, saved_min = logs.DENSE_RUNS, logs.RUN_BYTES, logs.SPARSE_MIN
+    gathered: list[int] = []
+    by_literals = logs.Chunk._by_literals
+
+    def counted(chunk: Any, forms: Any) -> int:
+        gathered.append(1)
+        return by_literals(chunk, forms)
+
     ways: set[str] = set()
+    logs.Chunk._by_literals = counted  # type: ignore[method-assign,assignment]
     try:
-        for dense_runs in (saved, 1):  # 1: every pattern with two runs is found by the Set
+        # 1: every pattern with two runs is gathered by its literals, or found by the Set
+        # (and only a chunk without its literals is searched through them)
+        for dense_runs in (saved, 1):
             logs.DENSE_RUNS = dense_runs
+            logs.RUN_BYTES = saved_bytes if dense_runs == saved else 1 << 30
+            logs.SPARSE_MIN = saved_min if dense_runs == saved else 0
             for _ in range(25):
                 ways |= _compare(on_re2, random_chunk(rng), dense_runs == 1)
     finally:
-        logs.DENSE_RUNS = saved
-    assert ways == {"runs", "starts"}  # by runs, and together through the Set
+        logs.DENSE_RUNS, logs.RUN_BYTES, logs.SPARSE_MIN = saved, saved_bytes, saved_min
+        logs.Chunk._by_literals = by_literals  # type: ignore[method-assign]
+    # by runs; through literals or together through the Set; gathered by literals
+    assert ways == {"runs", "starts", "literals"} and gathered
 
 
 def _compare(on_re2: list[tuple[str, Any]], data: bytes, together: bool) -> set[str]:
