@@ -151,8 +151,36 @@ def _case(text: str, flags: int) -> str:
     return f"(?i:{text})" if flags & re.IGNORECASE else text
 
 
-def _emit(items: Any, flags: int, names: dict[int, str] | None, line: bool) -> str:
-    """RE2 text of parsed items; `names` None: every group non-capturing."""
+def _holds(items: Any, group: int) -> bool:
+    """Whether parsed items contain the group numbered `group`."""
+    for op, av in items:
+        if op is _P.SUBPATTERN and (av[0] == group or _holds(av[3], group)):
+            return True
+        if op is _P.BRANCH and any(_holds(a, group) for a in av[1]):
+            return True
+        if op in (_P.MAX_REPEAT, _P.MIN_REPEAT) and _holds(av[2], group):
+            return True
+    return False
+
+
+def _repeated(items: Any, group: int) -> bool:
+    """Whether the group numbered `group` is inside a repeat of more than one time."""
+    for op, av in items:
+        if op is _P.SUBPATTERN and _repeated(av[3], group):
+            return True
+        if op is _P.BRANCH and any(_repeated(a, group) for a in av[1]):
+            return True
+        if op in (_P.MAX_REPEAT, _P.MIN_REPEAT) and (
+                (av[1] > 1 and _holds(av[2], group)) or _repeated(av[2], group)):
+            return True
+    return False
+
+
+def _emit(items: Any, flags: int, names: dict[int, str] | None, line: bool,
+          require: int | None = None) -> str:
+    """RE2 text of parsed items; `names` None: every group non-capturing; `require`: only
+    the matches in which that group takes part (alternatives without it dropped, optional
+    repeats holding it made to occur)."""
     out: list[str] = []
     for op, av in items:
         name = str(op)
@@ -178,10 +206,14 @@ def _emit(items: Any, flags: int, names: dict[int, str] | None, line: bool) -> s
             else:
                 raise Unsupported(f"the anchor {at}")
         elif op is _P.BRANCH:
-            out.append("(?:" + "|".join(_emit(a, flags, names, line) for a in av[1]) + ")")
+            branches = av[1]
+            if require is not None and any(_holds(a, require) for a in branches):
+                branches = [a for a in branches if _holds(a, require)]
+            out.append("(?:" + "|".join(_emit(a, flags, names, line, require)
+                                        for a in branches) + ")")
         elif op is _P.SUBPATTERN:
             group, add, delete, sub = av
-            inner = _emit(sub, (flags | add) & ~delete, names, line)
+            inner = _emit(sub, (flags | add) & ~delete, names, line, require)
             if group is None or names is None:
                 out.append(f"(?:{inner})")
             elif group in names:
@@ -192,7 +224,12 @@ def _emit(items: Any, flags: int, names: dict[int, str] | None, line: bool) -> s
             lo, hi, sub = av
             if lo > 1000 or (hi != _P.MAXREPEAT and hi > 1000):
                 raise Unsupported("a repeat count over 1000")
-            body = _emit(sub, flags, names, line)
+            body = _emit(sub, flags, names, line, require)
+            if require is not None and lo == 0 and _holds(sub, require):
+                if hi == 0:
+                    out.append(_NEVER)
+                    continue
+                lo = 1
             if hi == _P.MAXREPEAT:
                 quant = "*" if lo == 0 else "+" if lo == 1 else f"{{{lo},}}"
             elif lo == hi:
@@ -224,6 +261,23 @@ def to_re2(pattern: str, line: bool = False, capture: bool = True) -> str:
     parsed = parse(pattern)
     names = {number: name for name, number in parsed.state.groupdict.items()}
     return _emit(list(parsed), parsed.state.flags, names if capture else None, line)
+
+
+@lru_cache(maxsize=256)
+def compile_requiring(pattern: str, group: str) -> Any:
+    """An RE2 line regex without captures (as `compile_re2(pattern, True, True)`) matching
+    wherever `pattern` can match with its group `group` taking part: where it finds nothing,
+    no match of `pattern` sets that group. Raises Unsupported as compile_re2, or when the
+    group is repeated (an iteration without it could be the one that matched)."""
+    parsed = parse(pattern)
+    if _repeated(list(parsed), parsed.state.groupdict[group]):
+        raise Unsupported("a repeated group")
+    text = _emit(list(parsed), parsed.state.flags, None, True,
+                 parsed.state.groupdict[group])
+    try:
+        return re2.compile(text, _options(never_nl=True, never_capture=True))
+    except re2.error as exc:
+        raise Unsupported(f"RE2 refuses it ({exc})") from None
 
 
 def _options(never_nl: bool = False, never_capture: bool = False) -> Any:

@@ -752,6 +752,7 @@ class Re2Forms:
     tails: Any = None
     trail: bytes = b""
     heads: Any = None
+    source: str = ""  #: the pattern as written (Python syntax)
 
     def runs(self, buf: bytes, limit: int | None = None) -> tuple[int, list[tuple[int, int]],
                                                                    int]:
@@ -868,7 +869,8 @@ def compile_ruleset(pattern: str) -> tuple[Any, None, Re2Forms | None, Re2Forms 
         trail = b"" if lead else _leading_literal(pattern, last=True)
         heads = re.compile(re.escape(trail[::-1]) + rb"[^\n]*\n") if trail else None
         forms = Re2Forms(line, regex.compile_re2(pattern, line=True, count=True),
-                         regex.compile_runs(pattern), literals, lead, tails, trail, heads)
+                         regex.compile_runs(pattern), literals, lead, tails, trail, heads,
+                         pattern)
     except regex.Unsupported:
         return regex.SandboxRegex(pattern), None, None, None, regex.ENGINE_SANDBOX
     return line, None, forms, forms, regex.ENGINE_RE2
@@ -1249,6 +1251,8 @@ DENSE_BYTES = 16 << 10  #: ...DENSE_BYTES of the chunk) are searched together, l
 MAX_LITERALS = 8  #: an RE2 pattern's literals (see Re2Forms) used to gather its lines, at most
 RUN_BYTES = 768  #: ...or, for one with literals, one per RUN_BYTES (runs cost less than
 #: gathering its lines, `Chunk._by_literals`, up to about that many)
+UNSET_AFTER = 4  #: matching lines walked for last values before unset groups are looked for
+SPARSE_LITERALS = 3  #: ...for an RE2 pattern with this many literals at most (each is a pass)
 SPARSE_RE2 = 2048  #: RE2 patterns whose literals occur at most once in this many bytes (or
 SPARSE_MIN = 64  #: ...this many times): only the lines holding one are searched
 
@@ -1393,11 +1397,14 @@ class Chunk:
             if forms.tails is not None or forms.heads is not None:
                 out[id(m)] = Found(self._by_lead(forms), "literals")
                 continue
-            if 0 < len(forms.literals) <= 2 and \
-                    sum(buf.count(lit) for lit in forms.literals) <= cap:
-                hits = self._re2_by_anchors(forms)
-                out[id(m)] = Found(len(hits), "starts", hits)
-                continue
+            sample = min(len(buf), SAMPLE)
+            if 0 < len(forms.literals) <= SPARSE_LITERALS and sample and sum(
+                    buf.count(lit, 0, sample) for lit in forms.literals
+            ) * len(buf) // sample <= cap:
+                hits = self._re2_by_anchors(forms, 4 * cap)
+                if hits is not None:
+                    out[id(m)] = Found(len(hits), "starts", hits)
+                    continue
             count, runs, stop = forms.runs(buf, long_runs if forms.literals else limit)
             if stop >= len(buf):
                 out[id(m)] = Found(count, "runs", runs=runs)
@@ -1420,15 +1427,17 @@ class Chunk:
             out[id(m)] = Found(count, "runs", runs=runs)
         return out
 
-    def _re2_by_anchors(self, forms: Re2Forms) -> list[int]:
+    def _re2_by_anchors(self, forms: Re2Forms, cap: int) -> list[int] | None:
         """The starts of the lines an RE2 pattern matches, among the few holding one of its
-        literals, each searched in place."""
+        literals, each searched in place; None after more than `cap` of them."""
         buf = self.buf
         first = regex.first_span(forms.count)
         lines: dict[int, bool] = {}
         for literal in forms.literals:
             pos = buf.find(literal)
             while pos >= 0:
+                if len(lines) > cap:
+                    return None
                 start = buf.rfind(b"\n", 0, pos) + 1
                 end = buf.find(b"\n", pos)
                 if start not in lines:
@@ -1609,6 +1618,7 @@ class Chunk:
             buf = self.buf
             lines = self._literal_lines(forms, verify=False) if found.how == "literals" \
                 else self.lines_back(m, found)  # a line it does not match gives no spans
+            seen = 0
             for start, end in lines:
                 got = spans(buf, start, end)
                 if got is None:
@@ -1618,6 +1628,9 @@ class Chunk:
                     if a >= 0:
                         pending.discard(group)
                         out[group] = (start, buf[a:b].decode("utf-8", "replace"))
+                seen += 1
+                if pending and seen == UNSET_AFTER and forms.source:
+                    pending -= self._never_set(forms, pending)
                 if not pending:
                     break
             return out
@@ -1633,6 +1646,21 @@ class Chunk:
                                   if isinstance(value, bytes) else value)
             if not pending:
                 break
+        return out
+
+    def _never_set(self, forms: Re2Forms, groups: set[str]) -> set[str]:
+        """The groups no match of the pattern sets anywhere in the chunk: where the pattern
+        with that group made to take part (`regex.compile_requiring`) finds nothing, one RE2
+        search of the chunk; so a group one alternative never sets (tqdm's s/it beside its
+        it/s) does not walk every matching line."""
+        out: set[str] = set()
+        for group in groups:
+            try:
+                rx = regex.compile_requiring(forms.source, group)
+            except regex.Unsupported:
+                continue
+            if regex.first_span(rx)(self.buf, 0, len(self.buf))[0] < 0:
+                out.add(group)
         return out
 
     def last_lines(self, m: Matcher, found: Found, n: int) -> list[tuple[int, str]]:

@@ -224,6 +224,7 @@ def test_ruleset_patterns_on_re2_find_what_re_finds_line_by_line() -> None:
     assert any(f.literals and f.tails is None and f.heads is None for f in forms)
     rng = random.Random(11)
     saved, saved_bytes, saved_min = logs.DENSE_RUNS, logs.RUN_BYTES, logs.SPARSE_MIN
+    saved_unset = logs.UNSET_AFTER  # 1: groups unset after one line are looked for at once
     gathered: list[int] = []
     by_literals = logs.Chunk._by_literals
 
@@ -240,10 +241,12 @@ def test_ruleset_patterns_on_re2_find_what_re_finds_line_by_line() -> None:
             logs.DENSE_RUNS = dense_runs
             logs.RUN_BYTES = saved_bytes if dense_runs == saved else 1 << 30
             logs.SPARSE_MIN = saved_min if dense_runs == saved else 0
+            logs.UNSET_AFTER = saved_unset if dense_runs == saved else 1
             for _ in range(25):
                 ways |= _compare(on_re2, random_chunk(rng), dense_runs == 1)
     finally:
         logs.DENSE_RUNS, logs.RUN_BYTES, logs.SPARSE_MIN = saved, saved_bytes, saved_min
+        logs.UNSET_AFTER = saved_unset
         logs.Chunk._by_literals = by_literals  # type: ignore[method-assign]
     # by runs; through literals or together through the Set; gathered by literals
     assert ways == {"runs", "starts", "literals"} and gathered
@@ -280,3 +283,14 @@ def _compare(on_re2: list[tuple[str, Any]], data: bytes, together: bool) -> set[
         assert [(index[s], t) for s, t in chunk.last_lines(m, got, 5)] == \
             [(i, lines[i]) for i in hits[-5:]], (pattern, data)
     return ways
+
+
+def test_a_group_no_match_sets_is_told_by_one_search() -> None:
+    """The pattern with one group made to take part finds a line only where a match can set
+    that group (so an alternative never taken is known unset without walking every line),
+    and a group inside a repeat is refused (another iteration could be the one that
+    matched)."""
+    rx = regex.compile_requiring(r"(?P<n>\d+) (?:(?P<rate>[\d.]+)it/s|(?P<spi>[\d.]+)s/it)?", "spi")
+    assert rx.search("12 3.5it/s") is None and rx.search("12 0.5s/it") is not None
+    with pytest.raises(regex.Unsupported):
+        regex.compile_requiring(r"(?:(?P<a>x)|y){2}z", "a")
