@@ -114,3 +114,18 @@ def test_folder_is_searched_and_test_files_skipped(write, tmp_path) -> None:  # 
     result = run_cli("lint", str(tmp_path / "a"), env=_env(HOOK="json://h/x"))
     files = {line.split(":", 1)[0] for line in result.stdout.splitlines()}
     assert files == {str(tmp_path / "a" / "one.yaml"), str(tmp_path / "a" / "b" / "two.yml")}
+
+
+def test_paths_are_relative_only_under_the_working_folder(tmp_path: Path) -> None:
+    """Lint names a file under the working folder by its relative path and any other file
+    (a sibling folder's too) by its absolute path, never by a `../` path that depends on
+    where the command runs."""
+    inside, sibling = tmp_path / "work", tmp_path / "other"
+    for folder in (inside / "sub", sibling):
+        folder.mkdir(parents=True)
+        (folder / "r.yaml").write_text("version: 1\nname: r\nevry: 5s\nrules: []\n",
+                                       encoding="utf-8")
+    out = run_cli("lint", str(inside / "sub" / "r.yaml"), str(sibling / "r.yaml"),
+                  cwd=inside).stdout
+    starts = sorted(line.split(":")[0] for line in out.splitlines() if "RM201" in line)
+    assert starts == sorted([os.path.join("sub", "r.yaml"), str(sibling / "r.yaml")]), out

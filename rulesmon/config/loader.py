@@ -69,11 +69,13 @@ def _builtin_path(name: str) -> Path | None:
 
 
 def display_path(path: Path) -> str:
+    """Relative to the working folder for a file under it (as linters print), else absolute:
+    a `../` path would depend on where the command happens to run."""
     try:
         rel = os.path.relpath(path)
     except ValueError:
         return str(path)
-    return str(path) if rel.startswith("../..") else rel
+    return str(path) if rel == ".." or rel.startswith(".." + os.sep) else rel
 
 
 @dataclass
