@@ -1379,12 +1379,17 @@ class Chunk:
         return Found(len(forms.full.findall(buf)), "full")
 
     def _find_re2(self) -> dict[int, Found]:
-        """Every RE2 pattern of the chunk counted at once: each by runs of matching lines
-        (`Re2Forms.runs`) until it has DENSE_RUNS runs; patterns that match that densely (two
-        or more) are then found together, one RE2 Set search per line, which costs less than
-        two calls per run each. The Set's answer is checked against the runs already found
-        (a Set that ran out of memory would report too few lines): on any difference each
-        pattern is counted by runs to the end."""
+        """Every RE2 pattern of the chunk counted at once, each in as few RE2 calls as its
+        shape allows: one whose matches start (end) with a literal on each line's part from
+        (up to) it, gathered into one buffer (`_by_lead`); one with a few rare literals on the
+        lines holding them (`_re2_by_anchors`); else by runs of matching lines
+        (`Re2Forms.runs`) until it has DENSE_RUNS runs (one per RUN_BYTES for one with
+        literals, which is then counted on the lines holding them, `_by_literals`); patterns
+        without literals that match that densely (two or more) are then found together, one
+        RE2 Set search per line, which costs less than two calls per run each. The Set's
+        answer is checked against the runs already found (a Set that ran out of memory would
+        report too few lines): on any difference each pattern is counted by runs to the
+        end."""
         buf = self.buf
         out: dict[int, Found] = {}
         dense: list[tuple[Matcher, Re2Forms, int, list[tuple[int, int]]]] = []
@@ -1543,17 +1548,21 @@ class Chunk:
         holds one), the last first; `verify`: only those it matches."""
         buf = self.buf
         first = regex.first_span(forms.count)
-        walk = forms.literals or (forms.lead or forms.trail,)
-        pos = len(buf)
-        while pos > 0:
-            at = max(buf.rfind(literal, 0, pos) for literal in walk)
+        # each literal's last occurrence before the lines already walked: each is searched
+        # for again only once the walk has passed it, so the walk stays linear
+        last = {literal: buf.rfind(literal) for literal in
+                forms.literals or (forms.lead or forms.trail,)}
+        while True:
+            at = max(last.values())
             if at < 0:
                 return
             start = buf.rfind(b"\n", 0, at) + 1
             end = buf.find(b"\n", at)
             if not verify or first(buf, start, end)[0] >= 0:
                 yield start, end
-            pos = start
+            for literal, i in last.items():
+                if i >= start:
+                    last[literal] = buf.rfind(literal, 0, start)
 
     def lines_back(self, m: Matcher, found: Found) -> Iterator[tuple[int, int]]:
         """(start, end) of each line counted in `found`, the last first."""
