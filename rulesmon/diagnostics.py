@@ -82,6 +82,9 @@ _CODES: list[Code] = [
     Code("RM009", "internal-error", E, "rulesmon itself failed while checking this file.",
          "The file may be fine; the failure is a bug in rulesmon. The message names the "
          "exception; please report it with the file."),
+    Code("RM010", "not-a-ruleset", E, "The file is a YAML mapping with no `version:` and none "
+         "of a ruleset's keys.", "It is not a ruleset (a stray YAML file, or a file named by "
+         "mistake); its keys are not listed back, as they may be a password file's lines."),
     # RM1xx: YAML syntax
     Code("RM101", "yaml-syntax", E, "The YAML cannot be parsed.", "Nothing after the error can "
          "be checked."),

@@ -129,3 +129,20 @@ def test_paths_are_relative_only_under_the_working_folder(tmp_path: Path) -> Non
                   cwd=inside).stdout
     starts = sorted(line.split(":")[0] for line in out.splitlines() if "RM201" in line)
     assert starts == sorted([os.path.join("sub", "r.yaml"), str(sibling / "r.yaml")]), out
+
+
+def test_a_file_that_is_not_a_ruleset_is_never_quoted(tmp_path: Path) -> None:
+    """Linting a file that is no ruleset (a password file's shape) gives one RM010 at 1:1 and
+    none of its lines; a ruleset with a mistake still gets the usual findings."""
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n"
+                      "daemon:*:19000:0:99999:7:::\n", encoding="utf-8")
+    result = run_cli("lint", str(shadow))
+    assert result.returncode == 1
+    assert [line.split(" ")[2] for line in result.stdout.splitlines()] == ["RM010"]
+    assert ":1:1: error RM010" in result.stdout
+    assert "hashhash" not in result.stdout + result.stderr and "daemon" not in result.stdout
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: t\njobz: {}\n", encoding="utf-8")
+    codes = {line.split(" ")[2] for line in run_cli("lint", str(typo)).stdout.splitlines()}
+    assert codes == {"RM201", "RM202"}

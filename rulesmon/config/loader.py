@@ -194,10 +194,26 @@ def _parse_parent(p: Path, display: str, ref: str, at: Pos) -> YMap:
     return root
 
 
+def _refuse_non_ruleset(root: YMap, display: str) -> None:
+    """A file with no `version:` and none of a ruleset's keys (a password file, a stray YAML
+    file) is one finding that never quotes it: its lines would come back as unknown keys."""
+    if "version" in root:
+        return
+    from .models import Ruleset
+
+    keys = {f.alias or name for name, f in Ruleset.model_fields.items()}
+    if any(str(k) in keys or str(k).startswith("x-") for k in root):
+        return  # a ruleset with a mistake: the usual findings say which
+    raise RulesetError([make(display, 1, 1, "RM010", "not a ruleset: no `version:` and none "
+                             "of a ruleset's keys (its content is not shown); a ruleset is a "
+                             "YAML mapping with `version: 1`")])
+
+
 def _load_tree(p: Path, display: str, ctx: _Ctx, stack: list[Path], via: list[Pos], *,
                trusted: bool, entry: tuple[str, Pos] | None) -> YMap:
     if entry is None:
         root = _parse_file(p, display)
+        _refuse_non_ruleset(root, display)
     else:
         try:
             root = _parse_parent(p, display, *entry)
