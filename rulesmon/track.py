@@ -18,10 +18,12 @@ In-process tracking measures the whole process (as a profiler of one task per wo
 process would): CPU from getrusage of the process and its reaped children, memory by
 sampling the resident size of the process and its children on a background thread. A
 tracked command's CPU time comes from wait4, exactly; its peak memory from the kernel's
-high-water mark of the command and its descendants (VmHWM, read on the meter thread). The
-wait4 peak is used only when it is above rulesmon's own peak at launch: a forked child
-starts with its parent's pages, and wait4 counts them, so `sleep 5` would otherwise
-"use" all of rulesmon's memory.
+high-water mark of the command and its descendants (VmHWM, read once the exec is done and
+on the meter thread). The wait4 peak is used only when it is clearly above rulesmon's own
+peak at launch (by more than the kernel's per-CPU counting slack): a forked child starts
+with its parent's pages, and wait4 counts them, so `sleep 5` would otherwise "use" all of
+rulesmon's memory. A command that never starts (not found, not executable) is recorded as
+an error with its CPU time and memory unknown, never rulesmon's own.
 """
 
 from __future__ import annotations
@@ -174,6 +176,7 @@ class Tracking:
         self.problem = ""
         self._meter: _Meter | None = None
         self._own = True
+        self._measured = True
 
     # --- context manager and decorator -----------------------------------------------------
 
@@ -211,17 +214,22 @@ class Tracking:
 
     # --- the record --------------------------------------------------------------------------
 
-    def start(self, pid: int | None = None) -> None:
+    def start(self, pid: int | None = None, *, measure: bool = True) -> None:
         """Open the record (status running) and start measuring `pid` (default: this
-        process)."""
+        process). With `measure=False` (a command that never started) nothing is measured:
+        the record's CPU time and memory stay unknown, never this process's."""
         self._started = time.time()
         self._clock0 = time.perf_counter()
         self._ru0 = _cpu()
         self._maxrss0 = _maxrss()
-        self._own = pid is None or pid == os.getpid()
-        self._meter = _Meter(pid or os.getpid(), self.sample_interval,
-                             max(1.0, self.sample_interval), child=not self._own)
-        self._meter.start()
+        self._measured = measure
+        self._own = measure and (pid is None or pid == os.getpid())
+        if measure:
+            self._meter = _Meter(pid or os.getpid(), self.sample_interval,
+                                 max(1.0, self.sample_interval), child=not self._own)
+            self._meter.start()
+        else:
+            self._meter = None
         values = self._values("running")
         values["start_time"] = self._started
         values["details"] = rows.dumps(liveness.identity(
@@ -240,7 +248,7 @@ class Tracking:
         end = self._started + duration
         if self._meter is not None:
             self._meter.stop()
-        if cpu is None:
+        if cpu is None and self._measured:
             now_cpu = _cpu()
             cpu = (max(0.0, now_cpu[0] - self._ru0[0]), max(0.0, now_cpu[1] - self._ru0[1]))
         if status is None:
@@ -251,9 +259,10 @@ class Tracking:
         values = self._values(status)
         values.update({
             "exit_code": returncode, "error": error, "start_time": self._started,
-            "end_time": end, "duration": duration, "cpu_user": cpu[0], "cpu_sys": cpu[1],
-            "cpu_total": cpu[0] + cpu[1], "mem_peak": peak, "signal": signum,
-            "cpu_eff": 100.0 * (cpu[0] + cpu[1]) / duration if duration > 0 else None,
+            "end_time": end, "duration": duration,
+            "cpu_user": cpu[0] if cpu else None, "cpu_sys": cpu[1] if cpu else None,
+            "cpu_total": cpu[0] + cpu[1] if cpu else None, "mem_peak": peak, "signal": signum,
+            "cpu_eff": 100.0 * (cpu[0] + cpu[1]) / duration if cpu and duration > 0 else None,
         })
         points = self._meter.points if self._meter else []
 
@@ -276,16 +285,17 @@ class Tracking:
         self._write(close)
         level = {"success": logging.INFO, "timeout": logging.WARNING,
                  "cancelled": logging.WARNING}.get(status, logging.ERROR)
-        log.log(level, "job %s ended %s after %.2fs (cpu %.2fs)%s", self.uid, status, duration,
-                cpu[0] + cpu[1], f": {error}" if error else "")
+        log.log(level, "job %s ended %s after %.2fs (cpu %s)%s", self.uid, status, duration,
+                f"{cpu[0] + cpu[1]:.2f}s" if cpu else "unknown", f": {error}" if error else "")
         self.result = {
             "id": self.uid, "job_id": self.task_id, "tool": self.tool, "script": self.script,
             "params": self.params, "status": status, "returncode": returncode, "error": error,
             "start_time": _iso(self._started), "end_time": _iso(end),
             "duration_seconds": round(duration, 3),
             "resource_usage": {
-                "cpu_user_seconds": round(cpu[0], 3), "cpu_system_seconds": round(cpu[1], 3),
-                "cpu_total_seconds": round(cpu[0] + cpu[1], 3),
+                "cpu_user_seconds": round(cpu[0], 3) if cpu else None,
+                "cpu_system_seconds": round(cpu[1], 3) if cpu else None,
+                "cpu_total_seconds": round(cpu[0] + cpu[1], 3) if cpu else None,
                 "memory_peak_bytes": peak,
                 "memory_peak_mb": round(peak / 1048576, 3) if peak else None},
         }
@@ -431,6 +441,16 @@ def _high_water() -> int:
     return hwm if hwm is not None else _maxrss()
 
 
+@functools.cache
+def _rss_slack() -> int:
+    """How far two readings of one process's resident size may differ in bytes: the kernel
+    keeps each of its three RSS counters per CPU and folds a CPU's share in only past a batch
+    of max(32, 2 x CPUs) pages (percpu_counter_batch), so a reading may miss that many pages
+    per CPU and counter."""
+    cpus = os.cpu_count() or 1
+    return 3 * max(32, 2 * cpus) * cpus * resource.getpagesize()
+
+
 def _vm_hwm(pid: str) -> int | None:
     """VmHWM of /proc/<pid>/status in bytes; None when the process has ended (or released
     its memory) or there is no /proc."""
@@ -517,14 +537,16 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
     except (FileNotFoundError, PermissionError, OSError) as exc:
         restore()
         code = 127 if isinstance(exc, FileNotFoundError) else 126
-        tracking.start()
+        tracking.start(measure=False)  # no process ran: its CPU and memory are unknown
         tracking.finish("error", code, f"cannot run {argv[0]}: {exc.strerror or exc}")
         _say(quiet, f"rulesmon: cannot run {argv[0]}: {exc.strerror or exc}")
         return code
     child.append(proc.pid)
     # The command's wait4 peak counts the pages it had before exec: ours, at most our peak so
-    # far (read after the exec, so it covers the moment of the fork).
+    # far (read after the exec, so it covers the moment of the fork). Its own high-water mark
+    # since exec (VmHWM, Popen returns once the exec is done) holds none of them.
     inherited = _high_water()
+    own_hwm = _vm_hwm(str(proc.pid)) or 0
     for signum in list(forwarded):
         _kill(proc.pid, signum, group=not interactive)
     tracking.start(pid=proc.pid)
@@ -560,9 +582,14 @@ def run_command(argv: Sequence[str], *, tool: str | None = None, script: str | N
     if timed_out.is_set():
         error = f"timed out after {timeout:g}s" + (f"; {error}" if error else "")
     waited = usage.ru_maxrss * 1024
+    # wait4's figure is the command's only when clearly above what the fork carried in: the
+    # kernel's resident-size counters are per-CPU approximations, so the copy counted at exec
+    # and our own mark read after it differ by a few pages either way (a `sleep` under load
+    # was recorded with its parent's 200 MB). Otherwise the command's own VmHWM readings.
+    mem_peak = waited if waited > inherited + _rss_slack() else None
     result = tracking.finish(status, proc.returncode if code >= 0 else None, error,
                              cpu=(usage.ru_utime, usage.ru_stime),
-                             mem_peak=waited if waited > inherited else None,
+                             mem_peak=max(mem_peak or 0, own_hwm) or None,
                              signum=-code if code < 0 else None)
     where = f"recorded in {tracking.db_path}" if tracking.recorded else \
         f"NOT recorded: {tracking.problem}"

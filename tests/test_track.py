@@ -434,6 +434,35 @@ def test_track_command_peak_memory_is_the_commands_not_rulesmons(tmp_path: Path)
     assert get_job_history(db=db)[0]["resource_usage"]["memory_peak_bytes"] >= 80 << 20
 
 
+def test_a_parent_mark_read_a_few_pages_low_does_not_give_the_command_its_memory(
+        tmp_path: Path) -> None:
+    """A `sleep` tracked from a process holding 200 MB is recorded with its own few MB even
+    when rulesmon's own high-water mark reads a few pages below what the kernel counted for
+    the fork at exec (the kernel's per-CPU RSS counters, which made this flaky under load)."""
+    db = tmp_path / "h.db"
+    code = (
+        "import sys\n"
+        "import rulesmon.track as track\n"
+        "real = track._high_water\n"
+        "track._high_water = lambda: real() - (64 << 10)  # counters 16 pages behind\n"
+        "held = bytearray(200 << 20)\n"
+        "held[::4096] = b'x' * len(held[::4096])\n"
+        f"sys.exit(track.run_command(['sleep', '0.5'], db={str(db)!r}, quiet=True))\n")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    small = get_job_history(db=db)[0]["resource_usage"]["memory_peak_bytes"]
+    assert small is not None and 0 < small < 16 << 20
+
+
+def test_a_command_that_never_starts_has_no_cpu_or_memory(tmp_path: Path) -> None:
+    """A tracked command that cannot be executed is recorded with CPU time and peak memory
+    unknown, not those of the rulesmon process that tried to start it."""
+    db = tmp_path / "h.db"
+    assert _track(db, "-q", "--", "/nonexistent").returncode == 127
+    usage = get_job_history(db=db)[0]["resource_usage"]
+    assert usage["memory_peak_bytes"] is None
+    assert usage["cpu_total_seconds"] is None and usage["cpu_user_seconds"] is None
+
+
 def test_track_command_that_cannot_start_is_recorded(tmp_path: Path) -> None:
     """A command that does not exist exits 127 with one line and an error record."""
     db = tmp_path / "h.db"
