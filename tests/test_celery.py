@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +63,55 @@ def hooked(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
         uninstall()
 
 
-@pytest.fixture
-def worker_hooked(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+_CELERY_ENV = ("CELERY_LOG_LEVEL", "CELERY_LOG_FILE")
+
+
+def _process_logging() -> tuple[Any, ...]:
+    """What an embedded Celery worker changes in this process's logging: every logger's
+    level, handlers, propagation and disabled flag (the root's included), the warnings
+    filters and capture, and the environment variables it sets."""
+    loggers = {"": logging.getLogger(), **{
+        name: logger for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)}}
+    return ({name: (logger.level, list(logger.handlers), logger.propagate, logger.disabled)
+             for name, logger in loggers.items()},
+            list(warnings.filters), logging._warnings_showwarning,  # type: ignore[attr-defined]
+            {key: os.environ.get(key) for key in _CELERY_ENV})
+
+
+@contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Put this process's logging back as it was: Celery's worker setup hijacks the root
+    logger (drops its handlers, sets it to the worker's level, ERROR here), so a later test
+    in the same process would see no WARNING records at all."""
+    from celery.app.log import Logging
+
+    loggers, filters, showwarning, env = _process_logging()
+    was_setup = Logging._setup
+    try:
+        yield
+    finally:
+        for name, (level, handlers, propagate, disabled) in loggers.items():
+            logger = logging.getLogger(name or None)
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate, logger.disabled = propagate, disabled
+        kept: list[Any] = warnings.filters  # type: ignore[assignment]
+        kept[:] = filters
+        if showwarning is None:
+            logging.captureWarnings(False)
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        Logging._setup = was_setup
+
+
+@contextmanager
+def _worker(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
     """A hooked app whose tasks a real (threaded, solo) worker runs off the in-memory
-    broker while the test runs."""
+    broker, this process's logging left as it was found."""
     from celery.contrib.testing.worker import start_worker
 
     db = tmp_path / "h.db"
@@ -70,11 +119,19 @@ def worker_hooked(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
     app.conf.broker_connection_retry_on_startup = False
     uninstall = install(app, db=db)
     try:
-        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False,
-                          shutdown_timeout=10):
+        with _logging_kept(), start_worker(app, pool="solo", concurrency=1,
+                                           perform_ping_check=False, shutdown_timeout=10):
             yield app, db
     finally:
         uninstall()
+
+
+@pytest.fixture
+def worker_hooked(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A hooked app whose tasks a real (threaded, solo) worker runs off the in-memory
+    broker while the test runs."""
+    with _worker(tmp_path) as hooked_worker:
+        yield hooked_worker
 
 
 def _closed(db: Path, count: int) -> list[dict[str, Any]]:
@@ -149,6 +206,18 @@ def test_a_real_worker_on_an_in_memory_broker_is_tracked(
     jobs = _closed(db, 4)
     assert sorted(j["status"] for j in jobs) == ["error", "success", "success", "success"]
     assert {j["job_id"] for j in jobs} == {r.id for r in results} | {bad.id}
+
+
+def test_a_worker_leaves_this_processes_logging_as_it_found_it(tmp_path: Path) -> None:
+    """Running a task on an embedded worker leaves the root logger's level and handlers,
+    the warnings setup and the environment as they were, so a later test still sees
+    rulesmon's WARNING records (the retention test failed when run after this file)."""
+    before = _process_logging()
+    with _worker(tmp_path) as (app, _db):
+        assert app.tasks["sim.add"].delay(1, 2).get(timeout=30) == 3
+        assert logging.getLogger().getEffectiveLevel() == logging.ERROR  # what Celery does
+    assert _process_logging() == before
+    assert logging.getLogger("rulesmon.track").isEnabledFor(logging.WARNING)
 
 
 def test_a_retried_task_records_each_attempt_and_ends_them_all(
