@@ -35,7 +35,7 @@ from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import Markup, soft_str
 
 from . import jsonout
-from .config.units import format_duration
+from .config.units import format_binary_size, format_duration
 from .rules.bounds import (
     MAX_DIGITS,
     MAX_ITEMS,
@@ -83,13 +83,7 @@ def _bytes(value: Any, binary: bool = False) -> str:
         return "unknown"
     v = float(value)
     if binary:  # seff's units: 1024-based, two decimals (seff writes MB for MiB)
-        v /= 1024
-        units = ("KiB", "MiB", "GiB", "TiB", "PiB")
-        i = 0
-        while abs(v) >= 1024 and i < len(units) - 1:
-            v /= 1024
-            i += 1
-        return f"{v:.2f} {units[i]}"
+        return format_binary_size(v)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(v) < 1000 or unit == "TB":
             return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"

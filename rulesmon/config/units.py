@@ -109,3 +109,15 @@ def format_size(n: float | None) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
         value /= 1024
     return f"{value:.2f} TB"  # pragma: no cover
+
+
+def format_binary_size(n: float) -> str:
+    """A size from KiB up in 1024-based units under their own names, two decimals, as seff
+    computes them (seff writes MB for MiB): `292.45 MiB`, `2.98 GiB`."""
+    value = float(n) / 1024
+    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
+    i = 0
+    while abs(value) >= 1024 and i < len(units) - 1:
+        value /= 1024
+        i += 1
+    return f"{value:.2f} {units[i]}"

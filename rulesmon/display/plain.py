@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
+from ..config.units import format_binary_size
 from ..engine import group_facts, group_members
 from ..facts import TERMINAL_STATES
 from .feed import Batch, Feed
@@ -60,15 +61,7 @@ def _seff_size(value: Any) -> str:
     """A size as seff prints it (1024-based, two decimals; seff says `MB` for MiB):
     `292.45 MiB`, `2.98 GiB`."""
     v = num(value)
-    if v is None:
-        return "?"
-    v /= 1024
-    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
-    i = 0
-    while abs(v) >= 1024 and i < len(units) - 1:
-        v /= 1024
-        i += 1
-    return f"{v:.2f} {units[i]}"
+    return "?" if v is None else format_binary_size(v)
 
 
 def _counts(counts: Mapping[str, int]) -> str:
