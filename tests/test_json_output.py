@@ -22,6 +22,8 @@ from rulesmon.config.loader import load_text
 from rulesmon.engine import Engine
 from rulesmon.testing import NullLog
 
+from .test_notifications import Facts
+
 ROOT = Path(__file__).resolve().parent.parent
 NAN_LOG = Path(__file__).parent / "fixtures" / "logs" / "tqdm_nan.log"
 RULESET = """\
@@ -142,31 +144,12 @@ def test_template_tojson_is_strict() -> None:
     assert strict(text) == json.loads(json.dumps(CLEAN, sort_keys=True))
 
 
-class Source:
-    """A scripted scheduler whose facts hold infinite figures (a CPU share, a rate, a time
-    left) that reach the history database."""
-
-    name = "slurm"
-
-    def __init__(self) -> None:
-        self.rows: dict[str, dict[str, Any]] = {}
-
-    def start(self, ctx: Any) -> None:
-        return None
-
-    def collect(self, ctx: Any) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in self.rows.items()}
-
-    def close(self) -> None:
-        return None
-
-
 @pytest.fixture
 def history_db(tmp_path: Path) -> Iterator[Path]:
     """A history database whose job row, sample and details hold inf (SQLite keeps inf; it
     turns NaN into NULL)."""
     db = tmp_path / "s.db"
-    source = Source()
+    source = Facts()  # a scripted scheduler; its facts hold infinite figures
     source.rows["train/1"] = {
         "job.key": "train", "job.source": "slurm", "job.id": "1", "job.state": "RUNNING",
         "job.name": "ft", "job.cpu_eff": math.inf, "job.cpu_pct": math.inf,
