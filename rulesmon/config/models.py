@@ -1,3 +1,6 @@
+# Over 800 lines: every source's and action's options model in one module, so the JSON Schema
+# and docs come from one place; it is to be divided per source with the layout of issue 16
+# (sources/<name>/ holding its own options).
 """The ruleset language as pydantic models: the single source of truth for keys, types,
 defaults and descriptions (the JSON Schema and the reference docs are generated from here).
 

@@ -1,3 +1,5 @@
+# Over 800 lines: NVML, nvidia-smi CSV and metrics-file readers beside the probe; they are to
+# become gpu/ modules (nvml, csv, probe) with the layout of issue 16.
 """`gpu.*` facts (and `worker.gpu_util`, `worker.gpu_mem`): from NVML on this machine, or from
 a GPU metrics CSV the job writes on a shared filesystem.
 

@@ -1,3 +1,5 @@
+# Over 800 lines: the probe, its history lookups and control in one module; it is to move into
+# an htcondor/ package (probe, lookups, facts) with the layout of issue 16.
 """HTCondor jobs: selected by id, owner, batch name or constraint, or submitted by the ruleset.
 
 Each tick makes ONE condor_q call for every watched job of the ruleset (the selections joined

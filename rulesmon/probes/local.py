@@ -1,3 +1,5 @@
+# Over 800 lines: launching, watching, sampling and ending processes in one module; it is to
+# become a local/ package (launch, watch, sample) with the layout of issue 16.
 """Processes on this machine: launched by rulesmon (`command:`) or only watched (`pid_file`,
 `pids`, `pattern`).
 

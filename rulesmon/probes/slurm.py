@@ -1,3 +1,5 @@
+# Over 800 lines: the probe's call spacing, accounting retries and control in one module; it is
+# to move into a slurm/ package with the layout of issue 16.
 """SLURM jobs: selected by id, array, user, name glob, partition or account, or submitted by the
 ruleset with sbatch.
 

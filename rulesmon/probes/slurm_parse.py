@@ -1,3 +1,6 @@
+# Over 800 lines: the parsers of four output layouts (squeue -O, squeue --json, sacct -P, sacct
+# --json) share their helpers here; they are to become one module per layout in a slurm/
+# package with the layout of issue 16.
 """Reading what squeue and sacct print, for every SLURM version rulesmon supports, as job facts.
 
 Four layouts are understood:
