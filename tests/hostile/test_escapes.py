@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import run_cli
+from .files import at as _at
 
 TIMEOUT = 120
 
@@ -63,13 +64,6 @@ class Outcome:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _at(path: Path, needle: str) -> tuple[int, int]:
-    """1-based line:col of the first `needle` in the file."""
-    text = path.read_text(encoding="utf-8")
-    i = text.index(needle)
-    return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
 
 
 def _header(log: Path) -> str:

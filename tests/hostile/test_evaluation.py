@@ -20,6 +20,7 @@ import pytest
 from rulesmon.lint import lint_file
 
 from ..conftest import run_cli
+from .files import at as _at
 
 TIMEOUT = 120  # seconds: far more than a bounded run needs, far less than the bombs would take
 
@@ -92,13 +93,6 @@ class Outcome:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _at(path: Path, needle: str) -> tuple[int, int]:
-    """1-based line:col of the first `needle` in the file."""
-    text = path.read_text(encoding="utf-8")
-    i = text.index(needle)
-    return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
 
 
 def _ruleset(folder: Path) -> Path:

@@ -19,21 +19,10 @@ from rulesmon.lint import lint_file
 
 from ..conftest import ROOT, run_cli
 from ..receiver import Receiver
+from .files import at as _at
+from .files import write as _write
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def _at(path: Path, needle: str) -> tuple[int, int]:
-    """1-based line:col of the first `needle` in the file."""
-    text = path.read_text(encoding="utf-8")
-    i = text.index(needle)
-    return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
 
 
 def _env(**extra: str) -> dict[str, str]:

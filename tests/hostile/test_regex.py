@@ -19,24 +19,13 @@ from rulesmon.diagnostics import Severity
 from rulesmon.lint import lint_file
 
 from ..conftest import run_cli
+from .files import at as _at
+from .files import write as _write
 
 #: nested quantifiers and overlapping alternatives, in several spellings
 SPELLINGS = [r"((a+))+$", r"(a|a)*$", r"(a*)*b", r"(.*a){20}$", r"(?:a+)+$", r"(a+)*$"]
 LONG = "a" * 48 + "!"
 TIMEOUT = 120  # seconds: far more than a bounded tick needs, far less than 2^48 steps
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def _at(path: Path, needle: str) -> tuple[int, int]:
-    """1-based line:col of the first `needle` in the file."""
-    text = path.read_text(encoding="utf-8")
-    i = text.index(needle)
-    return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
 
 
 def _quote(pattern: str) -> str:
