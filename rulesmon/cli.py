@@ -69,14 +69,23 @@ def lint(paths: tuple[str, ...], fmt: str, strict: bool, quiet: bool,
         click.echo(f"{len(paths)} path(s) checked: no findings", err=True)
 
 
-def _load_or_exit(path: str, extends_path: tuple[str, ...] = ()) -> Any:
+def _load_or_exit(path: str, extends_path: tuple[str, ...] = (), *, checked: bool = True
+                  ) -> Any:
+    """The ruleset, or exit 2 with its errors: `checked` applies lint's errors too (run,
+    facts, test), so nothing runs that `rulesmon lint` refuses."""
     from .config.loader import load
     from .diagnostics import RulesetError, format_text
+    from .lint import load_checked
 
     try:
+        if checked:
+            return load_checked(path, extends_path=extends_path)
         return load(path, extends_path=extends_path)
     except RulesetError as exc:
         click.echo(format_text(exc.diagnostics), err=True)
+        n = len(exc.diagnostics)
+        click.echo(f"rulesmon: {path}: {n} error{'s' if n != 1 else ''}; nothing was run",
+                   err=True)
         sys.exit(2)
 
 
@@ -279,14 +288,11 @@ def test(ruleset: str, tests: tuple[Path, ...], extends_path: tuple[str, ...]) -
     failed = 0
     for tfile in files:
         try:
-            results, problems = run_file(path, tfile, extends_path)
-        except RulesetError as exc:
+            results = run_file(path, tfile, extends_path)
+        except RulesetError as exc:  # the ruleset's lint errors, or a malformed test file
             click.echo(format_text(exc.diagnostics), err=True)
+            click.echo(f"rulesmon: {tfile}: not run; fix the errors above", err=True)
             sys.exit(2)
-        if problems:
-            click.echo(format_text(problems))
-            click.echo(f"FAIL {ruleset}: the ruleset does not lint")
-            sys.exit(1)
         for result in results:
             click.echo(f"{'PASS' if result.ok else 'FAIL'} {tfile}: {result.name}")
             for line in result.diff:  # the test's engine activated the ruleset's secrets
@@ -354,7 +360,7 @@ def silence() -> None:
 def _store_for(ruleset: str, state: Path | None) -> Any:
     from .store import StateStore
 
-    loaded = _load_or_exit(ruleset)
+    loaded = _load_or_exit(ruleset, checked=False)  # only its name and folder are needed
     return StateStore(_state_path(loaded, state))
 
 

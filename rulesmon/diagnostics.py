@@ -178,6 +178,10 @@ _CODES: list[Code] = [
     Code("RM415", "control-unsupported", E, "A `control` action names a verb that the "
          "scheduler of one of the rule's jobs cannot do (or a job has no scheduler).",
          "The action would fail every time it runs; restrict the rule with `jobs:`."),
+    Code("RM416", "type-mismatch", E, "A condition compares a numeric fact (a count, seconds, "
+         "bytes, a percentage, a time) with a string (`job.elapsed > \"5m\"`).",
+         "A number never equals a string, and ordering them is an error at every tick: the "
+         "rule would never fire. Durations are numbers of seconds (`seconds(\"5m\")`)."),
     # RM5xx: warnings
     Code("RM501", "for-shorter-than-tick", W, "A rule's `for:` is shorter than the tick interval "
          "`every:`.", "Conditions are evaluated once per tick, so the rule fires on the first "

@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from .config.loader import Loaded, display_path, from_validation, load
+from .config.loader import Loaded, display_path, from_validation
 from .config.models import Duration, Model
 from .config.nodes import to_plain
 from .config.yamlio import parse, read_text
-from .diagnostics import Diagnostic, RulesetError
+from .diagnostics import RulesetError
 from .probes.base import Facts, TickContext
 
 _MISSING_TOKENS = {"_", "~", "null"}
@@ -209,16 +209,11 @@ def run_case(loaded: Loaded, case: Case, interval: float) -> Result:
 
 
 def run_file(ruleset: Path, tests: Path, extends_path: Sequence[str | Path] = ()
-             ) -> tuple[list[Result], list[Diagnostic]]:
-    """Run every case; a ruleset that does not lint fails before any case runs."""
-    from .diagnostics import Severity
-    from .lint import lint_file
+             ) -> list[Result]:
+    """Run every case; a ruleset that does not lint is a RulesetError before any case runs."""
+    from .lint import load_checked
 
-    problems = [d for d in lint_file(ruleset, extends_path=extends_path)
-                if d.severity is Severity.ERROR]
-    if problems:
-        return [], problems
-    loaded = load(ruleset, extends_path=extends_path)
+    loaded = load_checked(ruleset, extends_path=extends_path)
     spec = load_tests(tests)
     interval = spec.interval or float(loaded.ruleset.every)
-    return [run_case(loaded, case, interval) for case in spec.tests], []
+    return [run_case(loaded, case, interval) for case in spec.tests]

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from .conftest import run_cli
 
 BAD = """\
@@ -146,3 +148,43 @@ def test_a_file_that_is_not_a_ruleset_is_never_quoted(tmp_path: Path) -> None:
     typo.write_text("name: t\njobz: {}\n", encoding="utf-8")
     codes = {line.split(" ")[2] for line in run_cli("lint", str(typo)).stdout.splitlines()}
     assert codes == {"RM201", "RM202"}
+
+
+REFUSED = """\
+version: 1
+name: refused
+jobs:
+  t: {local: {pids: [1]}}
+rules:
+  - {name: misspelt, when: job.stat == "FAILED", do: [log]}
+  - {name: no-such-function, when: nosuchfn(job.state), do: [log]}
+  - {name: bad-argument, when: "round(job.elapsed, 1, 2) > 1", do: [log]}
+  - {name: string-duration, when: job.elapsed > "5m", do: [log]}
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "facts", "test"])
+def test_run_facts_and_test_refuse_what_lint_refuses(write, command: str) -> None:  # type: ignore[no-untyped-def]
+    """`run`, `facts` and `test` apply lint's errors first: exit 2 with lint's located
+    messages, no traceback, nothing run."""
+    path: Path = write("refused.yaml", REFUSED)
+    linted = run_cli("lint", str(path))
+    errors = [line for line in linted.stdout.splitlines() if ": error RM" in line]
+    assert [e.split(": error ")[1][:5] for e in errors] == ["RM401", "RM402", "RM403", "RM416"]
+    args = [command, str(path)] + (["--once"] if command == "run" else [])
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    for line in errors:
+        assert line in result.stderr
+    assert "nothing was run" in result.stderr or "not run" in result.stderr
+    assert "STATUS_CHECK" not in result.stdout and not (path.parent / ".rulesmon").exists()
+
+
+def test_a_number_compared_with_a_string_is_a_type_mismatch(write) -> None:  # type: ignore[no-untyped-def]
+    """`job.elapsed > "5m"` is RM416 at its column, with the spelling that works."""
+    path: Path = write("typed.yaml", REFUSED.replace("name: refused", "name: typed"))
+    result = run_cli("lint", str(path))
+    line = next(x for x in result.stdout.splitlines() if "RM416" in x)
+    assert line.startswith(f"{path}:9:")
+    assert 'seconds("5m")' in line

@@ -35,8 +35,9 @@ def test_a_ruleset_that_does_not_lint_fails_its_tests(tmp_path: Path) -> None:
     bad.write_text("version: 1\nname: b\nrules:\n  - {name: x, when: job.stat == 1}\n",
                    encoding="utf-8")
     result = run_cli("test", str(bad), str(RULES / "broken.test.yaml"))
-    assert result.returncode == 1
-    assert "RM401" in result.stdout and "does not lint" in result.stdout
+    assert result.returncode == 2
+    assert "bad.yaml:4:21: error RM401" in result.stderr and "not run" in result.stderr
+    assert "PASS" not in result.stdout and "FAIL" not in result.stdout
 
 
 def test_a_bad_test_file_is_a_located_error(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ..config.loader import load
-from ..diagnostics import Diagnostic, RulesetError, make
+from ..config.loader import Loaded, load
+from ..diagnostics import Diagnostic, RulesetError, Severity, make
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -49,6 +49,23 @@ def lint_file(path: Path, env: Mapping[str, str] | None = None,
         detail = str(exc).splitlines()[0] if str(exc) else ""
         return [make(str(path), 0, 0, "RM009",
                      f"internal error {type(exc).__name__}: {detail} (please report this)")]
+
+
+def load_checked(path: str | Path, env: Mapping[str, str] | None = None,
+                 extends_path: Sequence[str | Path] = ()) -> Loaded:
+    """A ruleset for use by `run`, `facts` and `test`: what `rulesmon lint` refuses is refused
+    here too (RulesetError with lint's error diagnostics), so a misspelt fact or function never
+    runs silently or ends in a traceback at the first tick. Warnings do not stop a run."""
+    from .checks import check
+
+    try:
+        loaded = load(path, env, extends_path)
+        errors = [d for d in check(loaded) if d.severity is Severity.ERROR]
+    except RecursionError:
+        errors = [make(str(path), 0, 0, "RM006", "document nests too deep")]
+    if errors:
+        raise RulesetError(errors)
+    return loaded
 
 
 def lint(paths: Iterable[str], env: Mapping[str, str] | None = None,

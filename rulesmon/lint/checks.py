@@ -489,7 +489,12 @@ def _literals(loc: Loc, tree: ast.expr, cat: facts.Catalog) -> Iterator[Finding]
                 if path is None:
                     continue
                 found = facts.lookup(cat.tree, path)
-                if not (found.ok and found.fact and found.fact.values):
+                if not (found.ok and found.fact):
+                    continue
+                mismatch = _type_mismatch(found.fact.type, op, lit)
+                if mismatch:
+                    yield Finding(loc, "RM416", f"{'.'.join(path)} is {mismatch}")
+                if not found.fact.values:
                     continue
                 values = _string_literals(lit, op)
                 for value in values:
@@ -498,6 +503,27 @@ def _literals(loc: Loc, tree: ast.expr, cat: facts.Catalog) -> Iterator[Finding]
                         hint = _case(value, allowed) or _hint(value, allowed)
                         yield Finding(loc, "RM413", f"{'.'.join(path)} is never {value!r}{hint}; "
                                       "it is one of " + ", ".join(allowed))
+
+
+_NUMERIC = {"bytes": "a number of bytes", "float": "a number", "int": "a number",
+            "pct": "a percentage (a number)", "seconds": "a number of seconds",
+            "timestamp": "a Unix time in seconds"}
+
+
+def _type_mismatch(kind: str, op: ast.cmpop, other: ast.expr) -> str:
+    """`job.elapsed > "5m"`: a number compared with a string is never true (or an error at
+    every tick); what the fact is, and how to write the value instead."""
+    if kind not in _NUMERIC or not isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE | ast.Eq
+                                              | ast.NotEq):
+        return ""
+    if not (isinstance(other, ast.Constant) and isinstance(other.value, str)):
+        return ""
+    hint = ""
+    if kind == "seconds":
+        hint = f"; write seconds(\"{other.value}\") or a number of seconds"
+    elif kind == "bytes":
+        hint = "; write a number of bytes, e.g. 4 * 1024**3"
+    return f"{_NUMERIC[kind]}, compared with the string {other.value!r}{hint}"
 
 
 def _case(value: str, values: Sequence[str]) -> str:
