@@ -229,6 +229,9 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     except SchemaError as exc:  # a state file from a newer rulesmon, or not a database
         click.echo(f"rulesmon: {exc}", err=True)
         return 2
+    from .reload import loader  # SIGHUP reads the ruleset again (rulesmon/reload.py)
+
+    engine.reload_from = loader(ruleset, extends_path, every)
     if not dry_run:
         engine.delivery = Delivery(state_path, loaded.ruleset.notify, loaded.secrets, log)
         engine.delivery.start()

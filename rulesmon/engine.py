@@ -215,6 +215,9 @@ class Engine:
         #: the watchdog process of `rulesmon run` (signals.HardStop), if the caller gave one
         self._hard_stop: HardStop | None = None
         self._signal_at: float | None = None  #: time.monotonic() of the first signal
+        #: `rulesmon run`'s way to read its ruleset again on SIGHUP (rulesmon/reload.py)
+        self.reload_from: Callable[[], Loaded] | None = None
+        self._reload_asked = False  #: a SIGHUP came; applied between two ticks
         self._wake = threading.Event()
         self._fp: dict[tuple[str, str], str] = {}
         self._target_cache: dict[frozenset[str], list[tuple[str, Mapping[str, Any], History]]] \
@@ -826,7 +829,8 @@ class Engine:
         rulesmon/signals.py for why the tick stays on the main thread."""
         guard = None
         if threading.current_thread() is threading.main_thread():
-            guard = self._guard = Guard(self._on_signal, self._alive)
+            guard = self._guard = Guard(self._on_signal, self._alive,
+                                        self._ask_reload if self.reload_from else None)
             guard.install()
         self._hard_stop = hard_stop
         if hard_stop is not None:  # launched workers are known to the watchdog at once
@@ -854,7 +858,7 @@ class Engine:
                         self.log.warning("tick_overrun", tick=self.ticks,
                                          took=round(outcome.duration, 3), every=self.interval)
                         deadline = now
-                    self._wake.wait(max(0.0, deadline - time.monotonic()))
+                    deadline = self._sleep_until(deadline)  # a SIGHUP's reload applies here
             except Interrupted:
                 pass  # the tick it cut short is not committed: a restart resumes before it
             if guard is not None:
@@ -869,6 +873,16 @@ class Engine:
         if self.interrupted is None:
             self.interrupted, self._signal_at = signum, time.monotonic()
         self._wake.set()
+
+    def _ask_reload(self) -> None:
+        """SIGHUP: the ruleset is read again between this tick and the next."""
+        self._reload_asked = True
+        self._wake.set()
+
+    def _sleep_until(self, deadline: float) -> float:
+        from .reload import between_ticks
+
+        return between_ticks(self, deadline)
 
     def _shielded(self) -> AbstractContextManager[None]:
         return self._guard.shielded() if self._guard is not None else nullcontext()

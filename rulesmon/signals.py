@@ -37,6 +37,15 @@ Two layers, because no single one works in every case:
    that last-resort case the exit status is "killed by SIGKILL" (137), not 128+signal: no code
    of rulesmon could run to choose it. The watchdog exits by itself when rulesmon exits (end of
    file on its pipe), however rulesmon ends.
+
+SIGHUP asks for a reload of the ruleset (rulesmon/reload.py), as Prometheus and Alertmanager
+do. Its handler never raises: it records the request and wakes the loop, which applies it
+between two ticks, so a reload never cuts a tick, a commit or a launch in half; SIGHUPs that
+arrive before the loop gets to it are one reload. One exception keeps a terminal's old
+meaning: a SIGHUP that comes with the loss of rulesmon's controlling terminal (the terminal
+window was closed) is a hangup, not a request, and ends the run as SIGTERM does (129), unless
+SIGHUP was ignored when the run started (`nohup`), in which case it is ignored. After the run,
+while the state database is closed, SIGHUP is ignored.
 """
 
 from __future__ import annotations
@@ -83,17 +92,26 @@ class Interrupted(BaseException):
 
 
 class Guard:
-    """SIGINT/SIGTERM handlers for one run, installed on the main thread.
+    """SIGINT/SIGTERM (and SIGHUP) handlers for one run, installed on the main thread.
 
     `on_signal(signum)` is called first (record the signal, wake the loop); then, while the
-    guard is `armed` and not inside a `shielded()` block, the handler raises `Interrupted`."""
+    guard is `armed` and not inside a `shielded()` block, the handler raises `Interrupted`.
+    SIGHUP calls `on_reload()` instead and never raises (a terminal's hangup aside: see the
+    module docstring)."""
 
     def __init__(self, on_signal: Callable[[int], None],
-                 on_raise: Callable[[], None] | None = None) -> None:
+                 on_raise: Callable[[], None] | None = None,
+                 on_reload: Callable[[], None] | None = None) -> None:
         self.on_signal = on_signal
         #: called just before `Interrupted` is raised (a heartbeat for the watchdog: Python
         #: runs and the shutdown is on its way)
         self.on_raise = on_raise
+        #: SIGHUP: a reload is asked for (None: SIGHUP is left as it was)
+        self.on_reload = on_reload
+        #: the run started with a controlling terminal (a hangup can then be told apart)
+        self._had_tty = False
+        #: SIGHUP was ignored when the run started (`nohup`): a hangup stays ignored
+        self._hup_ignored = False
         self.armed = False
         self.signum: int | None = None
         #: time.monotonic() of the first signal
@@ -104,12 +122,28 @@ class Guard:
     def install(self) -> None:
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+        if self.on_reload is not None:
+            self._had_tty = controlling_terminal()
+            self._previous[signal.SIGHUP] = previous = signal.signal(signal.SIGHUP,
+                                                                     self._handle_hup)
+            self._hup_ignored = previous == signal.SIG_IGN
 
     def uninstall(self) -> None:
         self.armed = False
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # SIGHUP: the run is closing its state database; a late reload request (or
+            # hangup) must not kill it half-way, as SIGHUP's default action would
+            late_hup = sig == signal.SIGHUP and handler == signal.SIG_DFL
+            signal.signal(sig, signal.SIG_IGN if late_hup else handler)
         self._previous.clear()
+
+    def _handle_hup(self, signum: int, frame: FrameType | None) -> None:
+        if self._had_tty and not controlling_terminal():  # the terminal was closed
+            if not self._hup_ignored:
+                self._handle(signum, frame)
+            return
+        if self.on_reload is not None:
+            self.on_reload()
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is None:
@@ -134,6 +168,17 @@ class Guard:
             self._shield -= 1
         if not self._shield and self.armed and self.signum is not None:
             self._raise(self.signum)
+
+
+def controlling_terminal() -> bool:
+    """This process has a controlling terminal that still answers: false once a hangup took
+    it away (the terminal window was closed), and for a run without one (systemd, setsid)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 _WATCHDOG = Path(__file__).with_name("_watchdog.py")
