@@ -35,6 +35,14 @@ between the copy and the truncation are lost, as copytruncate itself loses them.
 path, a directory, a non-regular file or a permission error
 makes `read()` return what could still be drained from an open descriptor (usually nothing) and
 set `error` to a one-line reason; `read()` never raises.
+
+Descriptors come from a `handles.HandlePool` shared by the process's tailers, which closes the
+least recently used when too many are open (a glob over thousands of logs). A file whose
+descriptor was closed is opened again by path when it is next read, and read on only if the
+path still names it (device and inode); one renamed meanwhile is looked for beside its path by
+that identity (logrotate's `app.log.1`). A rotated file that was deleted, or moved out of its
+folder, while its descriptor was closed cannot be drained: what it held past the last read is
+lost (with a descriptor held it would still be read).
 """
 
 from __future__ import annotations
@@ -46,7 +54,10 @@ import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+
+from .handles import EXHAUSTED, HandlePool, default_pool
 
 MAX_LINE = 1 << 20  #: a longer line is cut...
 KEEP = 64 << 10  #: ...to its last KEEP bytes
@@ -115,9 +126,10 @@ class Positions(dict[FileId, Resume]):
                 del self.by_path[where]
 
 
-@dataclass
+@dataclass(eq=False)  # a pool's key: one per opened file, by identity
 class _Open:
-    """An open file being read: descriptor, identity, offset, pending bytes."""
+    """An open file being read: descriptor (-1 while the pool has it closed), identity,
+    offset, pending bytes."""
 
     fd: int
     ident: FileId
@@ -134,6 +146,8 @@ class _Open:
     #: the pending line was given out before its terminator came (see `Tailer.chunks`): the
     #: terminator that ends it, when it comes, adds no line
     given: bool = False
+    path: str = ""  #: where it was last opened: it is reopened there, or found beside it
+    busy: int = 0  #: reads using the descriptor now (the pool does not close it under them)
 
 
 def strip_ansi(text: str) -> str:
@@ -227,13 +241,15 @@ class Tailer:
     """Follows one path across appends, rotation and truncation."""
 
     def __init__(self, path: str | os.PathLike[str], *, max_read: int = MAX_READ,
-                 chunk: int = CHUNK, resume: dict[FileId, Resume] | None = None) -> None:
+                 chunk: int = CHUNK, resume: dict[FileId, Resume] | None = None,
+                 pool: HandlePool | None = None) -> None:
         """`resume` maps file identities to what was consumed of them under another path (a
         rotated file that a glob matches under its new name): such a file is read on from
         there, not again from 0, if its first bytes are unchanged. It is shared with the
         caller, who keeps it across tailers; entries recorded under this same path are not
         used (a deleted file's inode number can come back for a new file). A `Positions` map
-        makes finding the original of a copy cheap; a plain dict is searched entry by entry."""
+        makes finding the original of a copy cheap; a plain dict is searched entry by entry.
+        `pool` bounds the descriptors held (default: the process's pool)."""
         self.path = Path(path)
         self.where = str(self.path)  #: the path as positions record it
         self.max_read = max(1, max_read)
@@ -244,6 +260,8 @@ class Tailer:
         self.mtime: float | None = None
         self._cur: _Open | None = None
         self._old: _Open | None = None  # a rotated-away file still being drained
+        self.pool = pool if pool is not None else default_pool()
+        self._pinned: list[_Open] = []  # handles this read uses: not closed under it
 
     # --- public ----------------------------------------------------------------------------
 
@@ -321,12 +339,15 @@ class Tailer:
                     yield line
         except OSError as exc:  # an unexpected I/O error: report it, never raise
             self.error = _reason(exc, self.path)
+        finally:
+            for o in self._pinned:
+                o.busy -= 1
+            self._pinned.clear()
 
     def close(self) -> None:
         for o in (self._cur, self._old):
             if o is not None:
-                with contextlib.suppress(OSError):
-                    os.close(o.fd)
+                self._close(o)
         self._cur = self._old = None
 
     def __del__(self) -> None:
@@ -338,6 +359,9 @@ class Tailer:
     def _drain_old(self, budget: int) -> Iterator[tuple[int, bytes]]:
         old = self._old
         assert old is not None
+        if not self._hold(old):  # deleted or moved away while the pool had it closed
+            self._park_old()
+            return
         got = 0
         for used, lines in self._consume(old, budget):
             got += used
@@ -389,8 +413,84 @@ class Tailer:
         old, self._old = self._old, None
         if old is not None:
             self.resume[old.ident] = (old.offset, old.fingerprint, self.where)
+            self._close(old)
+
+    # --- descriptors, from the pool --------------------------------------------------------
+
+    def _close(self, o: _Open) -> None:
+        self.pool.discard(o)
+        fd, o.fd = o.fd, -1
+        if fd >= 0:
             with contextlib.suppress(OSError):
-                os.close(old.fd)
+                os.close(fd)
+
+    def _open_fd(self, path: str | Path) -> int:
+        """A read-only descriptor of `path`, made room for in the pool; on EMFILE or ENFILE
+        (descriptors held elsewhere in the process) the pool gives some back and it is tried
+        once more."""
+        self.pool.reserve()
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(path, flags)
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED:
+                raise
+            self.pool.shrink()
+            return os.open(path, flags)
+
+    def _pin(self, o: _Open) -> None:
+        """`o` is used by this read: counted in the pool, last to be closed, not closed now."""
+        o.busy += 1
+        self._pinned.append(o)
+        self.pool.add(o)
+
+    def _hold(self, o: _Open) -> bool:
+        """`o` with an open descriptor: kept, or opened again where it was (if that path
+        still names the same file) or beside it (renamed); False if it is not found. May raise
+        OSError (no descriptor left)."""
+        if o.fd >= 0:
+            self._pin(o)
+            return True
+        path = o.path or self.where
+        # lazily: the folder is scanned only when the path names another file now
+        for where in chain((path,), self._beside(path, o.ident)):
+            try:
+                fd = self._open_fd(where)
+            except OSError as exc:
+                if exc.errno in EXHAUSTED:
+                    raise
+                continue
+            try:
+                fst = os.fstat(fd)
+            except OSError:
+                os.close(fd)
+                continue
+            if (fst.st_dev, fst.st_ino) == o.ident and stat.S_ISREG(fst.st_mode):
+                o.fd, o.path = fd, str(where)
+                self._pin(o)
+                return True
+            os.close(fd)
+        return False
+
+    @staticmethod
+    def _beside(path: str, ident: FileId) -> Iterator[str]:
+        """Paths in the folder of `path` that name the file `ident` (it was renamed)."""
+        folder = Path(path).parent
+        try:
+            with os.scandir(folder) as it:
+                for n, entry in enumerate(it):
+                    if n >= COPY_SCAN:
+                        return
+                    if entry.inode() != ident[1] or entry.path == path:
+                        continue
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if (st.st_dev, st.st_ino) == ident:
+                        yield entry.path
+        except OSError:
+            return
 
     def _reopen(self) -> _Open | None:
         """The current file, (re)opened if the path now names another one."""
@@ -415,12 +515,17 @@ class Tailer:
             self.error = f"not a regular file: {self.path}"
             return None
         ident = (st.st_dev, st.st_ino)
-        if self._cur is not None and self._cur.ident == ident:
+        try:
+            same = self._cur is not None and self._cur.ident == ident and self._hold(self._cur)
+        except OSError as exc:  # no descriptor left to reopen it
+            self.error = _reason(exc, self.path)
+            return None
+        if same and self._cur is not None:
             cur = self._cur
         else:
             self._retire()
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+                fd = self._open_fd(self.path)
             except OSError as exc:
                 self.error = _reason(exc, self.path)
                 return None
@@ -435,7 +540,8 @@ class Tailer:
                 self.error = f"not a regular file: {self.path}"
                 return None
             ident = (fst.st_dev, fst.st_ino)
-            cur = _Open(fd, ident)
+            cur = _Open(fd, ident, path=self.where)
+            self._pin(cur)
             start, fingerprint, where = self.resume.get(ident, (0, b"", ""))
             if 0 < start <= fst.st_size and fingerprint and where != self.where \
                     and os.pread(fd, len(fingerprint), 0) == fingerprint:
@@ -518,7 +624,7 @@ class Tailer:
             return None
         for _, path, ident in sorted(found, reverse=True):
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+                fd = self._open_fd(path)
             except OSError:
                 continue
             try:
@@ -530,9 +636,11 @@ class Tailer:
             if not same:
                 os.close(fd)
                 continue
-            return _Open(fd, ident, offset=cur.offset, partial=cur.partial,
+            copy = _Open(fd, ident, offset=cur.offset, partial=cur.partial,
                          fingerprint=cur.fingerprint, cut=cur.cut, after_cr=cur.after_cr,
-                         redraw=cur.redraw, given=cur.given)
+                         redraw=cur.redraw, given=cur.given, path=path)
+            self._pin(copy)
+            return copy
         return None
 
     def _consume(self, o: _Open, budget: int) -> Iterator[tuple[int, bytes]]:
