@@ -139,6 +139,7 @@ class Guard:
 
     def _handle_hup(self, signum: int, frame: FrameType | None) -> None:
         if self._had_tty and not controlling_terminal():  # the terminal was closed
+            self._had_tty = False  # once: a later SIGHUP (kill -HUP) asks for a reload
             if not self._hup_ignored:
                 self._handle(signum, frame)
             return

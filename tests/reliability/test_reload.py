@@ -228,3 +228,135 @@ def test_changed_jobs_wait_for_a_restart_while_the_rules_apply(
     assert "jobs changed: restart rulesmon to apply" in run.err()
     (_, _, body), = run.events("reload")
     assert "jobs changed: restart rulesmon to apply" in body
+
+
+def _loaded(tmp_path: Path, title: str) -> Any:
+    from rulesmon.config.loader import load
+
+    path = tmp_path / "r.yaml"
+    path.write_text(_ruleset(("any-output", "files.out.count > 0", title)).replace(
+        "notify:\n  hook: ${HOOK}\n", "").replace("    notify: hook\n", ""), encoding="utf-8")
+    return load(path)
+
+
+def test_sighups_during_a_tick_neither_cut_it_nor_reload_more_than_once(
+        tmp_path: Path) -> None:
+    """Three SIGHUPs sent in the middle of a tick let it run to its end and make one reload,
+    applied before the next tick; SIGHUP is ignored once the run is over."""
+    from rulesmon.engine import Engine, TickReport
+    from rulesmon.testing import NullLog
+
+    previous = signal.getsignal(signal.SIGHUP)
+    seen: list[str] = []
+    reloads: list[int] = []
+
+    def observer(report: TickReport) -> None:
+        if report.tick == 1:
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGHUP)  # handled at once, on this thread
+            seen.append("tick 1 went on")
+
+    engine = Engine(_loaded(tmp_path, "old"), state_path=tmp_path / "s.db", log=NullLog(),
+                    observers=[observer])
+
+    def load_again() -> Any:
+        reloads.append(engine.ticks)
+        return _loaded(tmp_path, "new")
+
+    engine.reload_from = load_again
+    try:
+        assert engine.run(max_ticks=3) == 0
+        assert seen == ["tick 1 went on"] and reloads == [1]
+        assert engine.rules_by_name["any-output"].title == "new"
+        os.kill(os.getpid(), signal.SIGHUP)  # after the run: ignored, not the default's kill
+        assert reloads == [1]
+    finally:
+        engine.close()
+        signal.signal(signal.SIGHUP, previous)
+
+
+HANGUP_RUN = """\
+import os, signal, sys
+if sys.argv[1] == "nohup":
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+os.execv(sys.executable, [sys.executable, "-m", "rulesmon", *sys.argv[2:]])
+"""
+
+
+@pytest.mark.parametrize("mode", ["terminal", "nohup"])
+def test_closing_the_terminal_ends_the_run_unless_started_under_nohup(
+        tmp_path: Path, mode: str) -> None:
+    """A SIGHUP that comes with the loss of the controlling terminal (its window closed) ends
+    the run as a signal does (129), not a reload; under nohup the run keeps going, and a
+    later `kill -HUP` still reloads."""
+    import pty
+    import select
+    import threading
+
+    (tmp_path / "r.yaml").write_text(_ruleset(("any-output", "files.out.count > 9", "old")),
+                                     encoding="utf-8")
+    db = tmp_path / "s.db"
+    argv = [sys.executable, "-c", HANGUP_RUN, mode, "run", str(tmp_path / "r.yaml"),
+            "--state", str(db)]
+    env = {**os.environ, "HOOK": "json://127.0.0.1:9/hook"}
+    pid, master = pty.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the pty
+        try:
+            os.chdir(tmp_path)
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    output: list[bytes] = []
+
+    closing = threading.Event()
+
+    def drain() -> None:  # a full pty would block the run's writes
+        while not closing.is_set():  # never blocked in a read: that would hold the pty open
+            if not select.select([master], [], [], 0.05)[0]:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            output.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    status: list[int] = []
+
+    def ended() -> bool:
+        if not status:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status.append(os.waitstatus_to_exitcode(st))
+        return bool(status)
+
+    try:
+        _until(lambda: bool(_rows(db, "SELECT ticks FROM runs WHERE ticks >= 2")),
+               "two ticks")
+        closing.set()
+        reader.join(30)
+        os.close(master)  # the terminal window closes: the kernel hangs up the session
+        if mode == "terminal":
+            _until(ended, "the run to end")
+            assert status == [128 + signal.SIGHUP], b"".join(output)[-2000:]
+            assert _rows(db, "SELECT exit_code FROM runs") == [(128 + signal.SIGHUP,)]
+            return
+        start = int(_rows(db, "SELECT max(ticks) FROM runs")[0][0])
+        _until(lambda: int(_rows(db, "SELECT max(ticks) FROM runs")[0][0]) > start + 2,
+               "more ticks after the hangup")
+        assert not ended()
+        os.kill(pid, signal.SIGHUP)
+        _until(lambda: bool(_rows(db, "SELECT kind FROM events WHERE kind = 'reload'")),
+               "a reload")
+        os.kill(pid, signal.SIGTERM)
+        _until(ended, "the run to end")
+        assert status == [128 + signal.SIGTERM]
+    finally:
+        if not ended():
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        closing.set()
+        reader.join(30)
