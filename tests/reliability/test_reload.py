@@ -85,7 +85,7 @@ class Run:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rulesmon", "run", str(self.ruleset), "--state",
                  str(self.db)], cwd=tmp_path, stdout=out, stderr=err,
-                env={**os.environ, "HOOK": rx.url()})
+                env={**os.environ, "HOOK": rx.url(), "HOOK2": rx.url(path="moved")})
 
     def ticks(self) -> int:
         rows = _rows(self.db, "SELECT max(ticks) FROM runs")
@@ -95,6 +95,10 @@ class Run:
         """Wait until `n` more ticks than now are recorded."""
         start = self.ticks()
         _until(lambda: self.ticks() >= start + n, f"{n} ticks")
+
+    def paths(self) -> list[tuple[str, str]]:
+        with self.rx.lock:
+            return [(str(r["path"]), str(r["body"].get("title", ""))) for r in self.rx.received]
 
     def titles(self) -> list[str]:
         with self.rx.lock:
@@ -212,6 +216,23 @@ def test_a_removed_rules_alert_is_retired_without_a_resolved_message(
     assert _rows(run.db, "SELECT count(*) FROM outbox WHERE rule = 'any-output'") == [(1,)]
     (_, _, body), = run.events("reload")
     assert "1 added, 2 removed" in body and "1 alerts of removed rules retired" in body
+
+
+def test_a_moved_notify_target_gets_the_notifications_after_the_reload(
+        tmp_path: Path, start: Callable[[str], Run]) -> None:
+    """A reload that changes a target's URL restarts the delivery: what fires after it goes to
+    the new URL, what was sent before went to the old one, and nothing is sent twice."""
+    (tmp_path / "a.dat").write_text("x")
+    run = start(_ruleset(("any-output", "files.out.count > 0", "before")))
+    _until(lambda: "before" in run.titles(), "the first notification")
+    moved = _ruleset(("any-output", "files.out.count > 0", "before"),
+                     ("added-later", "files.out.count > 0", "after"))
+    run.reload(moved.replace("${HOOK}", "${HOOK2}"))
+    _until(lambda: "after" in run.titles(), "the added rule's notification")
+    run.after_ticks(2)
+    _until(run.delivered_all, "the outbox to be delivered")
+    assert run.stop() == 128 + signal.SIGTERM
+    assert sorted(run.paths()) == [("/hook", "before"), ("/moved", "after")]
 
 
 def test_changed_jobs_wait_for_a_restart_while_the_rules_apply(
