@@ -103,10 +103,16 @@ def reload(engine: Engine) -> bool:
                           "kept under its name)")
         new, restart = _keep_restart_only(engine.loaded, new)
         with engine._shielded():  # a signal never leaves the engine half-swapped
-            _apply(engine, new, restart)
+            retarget = _apply(engine, new, restart)
     except Refused as exc:
         _refused(engine, str(exc))
         return False
+    if engine.delivery is not None:
+        if retarget:  # not shielded: it waits for a message being sent, and a signal may not
+            engine.delivery = _restart_delivery(engine.delivery, new)
+        else:  # its workers read them at each message
+            engine.delivery.secrets = new.secrets
+    _report(engine, restart)
     return True
 
 
@@ -135,9 +141,14 @@ def _keep_restart_only(old: Loaded, new: Loaded) -> tuple[Loaded, list[str]]:
     return dataclasses.replace(new, ruleset=rs.model_copy(update=update)), restart
 
 
-def _apply(engine: Engine, new: Loaded, restart: list[str]) -> None:
+def _apply(engine: Engine, new: Loaded, restart: list[str]) -> bool:
+    """The new ruleset in place of the old, its reload recorded; True when the notify
+    targets changed."""
     rs = new.ruleset
-    program = build(rs)
+    try:
+        program = build(rs)
+    except Exception as exc:  # what lint let through and compiling does not: not a traceback
+        raise Refused(f"internal error {_one_line(exc)} (please report this)") from None
     now_by_name = {r.name: r for r in program.rules}
     before = engine.rules_by_name
     added = [n for n in now_by_name if n not in before]
@@ -168,7 +179,7 @@ def _apply(engine: Engine, new: Loaded, restart: list[str]) -> None:
             _insert_event(db, engine, event)
     except (sqlite3.Error, OSError) as exc:
         raise Refused(f"the state database could not record it: {_one_line(exc)}") from None
-    notify_changed = rs.notify != engine.rs.notify
+    notify_changed = bool(rs.notify != engine.rs.notify)
     engine.loaded, engine.rs, engine.program = new, rs, program
     engine.rules_by_name = now_by_name
     for name in retired:
@@ -186,16 +197,15 @@ def _apply(engine: Engine, new: Loaded, restart: list[str]) -> None:
     engine.store.secrets = new.secrets
     if engine.recorder is not None:
         engine.recorder.secrets = new.secrets
-    if engine.delivery is not None:
-        if notify_changed:
-            engine.delivery = _restart_delivery(engine.delivery, new)
-        else:  # its workers read them at each message
-            engine.delivery.secrets = new.secrets
     log = engine.log.warning if restart else engine.log.info
     log("ruleset_reloaded", added=",".join(added) or "-", removed=",".join(removed) or "-",
         changed=",".join(changed) or "-", retired_alerts=firing,
         restart_needed=",".join(restart) or "-",
         **({"watching_nothing": ",".join(watch_nothing)} if watch_nothing else {}))
+    return notify_changed
+
+
+def _report(engine: Engine, restart: list[str]) -> None:
     if restart:
         _say(f"rulesmon: reloaded {engine.loaded.path}; {', '.join(restart)} changed: "
              "restart rulesmon to apply (the rest is applied)")
