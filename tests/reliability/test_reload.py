@@ -197,6 +197,20 @@ def test_a_firing_alert_of_a_kept_rule_is_not_notified_again(
     assert sorted(run.titles()) == ["added", "fired"]
 
 
+def test_a_kept_rule_whose_new_condition_is_false_resolves_its_firing_alert(
+        tmp_path: Path, start: Callable[[str], Run]) -> None:
+    """A rule kept by name whose condition changed keeps its firing alert, and the new
+    condition, false, resolves it on the next tick with one resolved message (as Prometheus
+    keeps an alert's state by rule name and judges it by the new expression)."""
+    (tmp_path / "a.dat").write_text("x")
+    run = start(_ruleset(("any-output", "files.out.count > 0", "fired")))
+    _until(lambda: "fired" in run.titles(), "the first notification")
+    run.reload(_ruleset(("any-output", "files.out.count > 5", "fired")))
+    _until(lambda: any(i.endswith("-resolve") for i in run.ids()), "the resolved message")
+    assert run.stop() == 128 + signal.SIGTERM
+    assert [i.rsplit("-", 1)[1] for i in run.ids()] == ["fire", "resolve"]
+
+
 def test_a_removed_rules_alert_is_retired_without_a_resolved_message(
         tmp_path: Path, start: Callable[[str], Run]) -> None:
     """The firing alert of a rule the reload removes sends no resolved message (nor any
