@@ -219,15 +219,31 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     log = logsetup.setup("debug" if verbose else "info", log_json)
     structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
     state_path = _state_path(loaded, state)
-    shown = display.for_run(loaded, live=live)
-    from .store import SchemaError
+    import sqlite3
 
+    from .statelock import StateLock, StateLockError
+    from .store import SchemaError, StorageError
+    from .storefaults import classify
+
+    # one run per state file: a second refuses before it launches or sends anything (a dry
+    # run keeps its state in memory and needs no lock)
+    lock = StateLock(state_path)
+    if not dry_run:
+        try:
+            lock.acquire()
+        except StateLockError as exc:
+            click.echo(f"rulesmon: {exc}", err=True)
+            return 2
+    shown = display.for_run(loaded, live=live)
     try:
         engine = Engine(loaded, state_path=state_path, log=log, dry_run=dry_run,
                         allow_exec=allow_exec, allow_control=allow_control,
                         observers=shown.observers, group_filter=group_filter)
-    except SchemaError as exc:  # a state file from a newer rulesmon, or not a database
-        click.echo(f"rulesmon: {exc}", err=True)
+    except (SchemaError, StorageError, sqlite3.Error) as exc:
+        # a state file from a newer rulesmon, damaged, not a database, or not writable
+        why = exc if isinstance(exc, SchemaError) else classify(exc, state_path)
+        click.echo(f"rulesmon: {why}", err=True)
+        lock.release()
         return 2
     from .reload import loader  # SIGHUP reads the ruleset again (rulesmon/reload.py)
 
@@ -247,6 +263,10 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     finally:
         engine.close()
         watchdog.close()
+        lock.release()
+    if engine.storage_error is not None:  # rulesmon/storefaults.py: ended as on SIGTERM
+        click.echo(f"rulesmon: {engine.storage_error}; the run was stopped as on SIGTERM",
+                   err=True)
     if engine.interrupted is not None:  # a probe thread stuck in a hung command: not joined
         exit_now(code)
     return code

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ class Delivery:
         self.wake = threading.Condition()
         self.idle: dict[str, bool] = {}
         self.threads: list[threading.Thread] = []
+        #: per target: attempts made whose record could not be written yet (a full disk);
+        #: written before anything else is read, so a message sent is never sent again
+        self._unmarked: dict[str, list[tuple[list[int], float, bool, str, float]]] = {}
 
     def start(self) -> None:
         for name in self.targets:
@@ -159,20 +163,25 @@ class Delivery:
         """Wait until nothing is owed any more (or the time is up); True when drained."""
         if not self.threads:
             return True
-        db = sqlite3.connect(str(self.db_path), timeout=30)
         names = list(self.targets)
         marks = ",".join("?" * len(names))
         deadline = time.monotonic() + timeout
+        try:
+            db = sqlite3.connect(str(self.db_path), timeout=30)
+        except sqlite3.Error:
+            return False
         try:
             while True:
                 self.poke()
                 owed = db.execute(f"SELECT count(*) FROM outbox WHERE status = 'owed' AND "
                                   f"target IN ({marks})", names).fetchone()[0]
-                if owed == 0:
+                if owed == 0 and not any(self._unmarked.values()):
                     return True
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(0.05)
+        except (sqlite3.Error, OSError):  # the state file failed: what is owed stays owed
+            return False
         finally:
             db.close()
 
@@ -187,33 +196,89 @@ class Delivery:
     def _run(self, name: str) -> None:
         target = self.targets[name]
         urls = [u for u in target.urls if u.strip()]
-        db = sqlite3.connect(str(self.db_path), timeout=30, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=30000")
-        sends: deque[float] = deque(
-            t for (t,) in db.execute(
-                "SELECT DISTINCT delivered_at FROM outbox WHERE target = ? AND status = "
-                "'delivered' AND delivered_at > ? ORDER BY delivered_at",
-                (name, self.clock() - 3600)))
+        self._unmarked[name] = []
+        failing = ""
+        db: sqlite3.Connection | None = None
+        sends: deque[float] = deque()
         try:
             while not self.stopping.is_set():
-                wait = self._step(db, name, target, urls, sends)
+                try:
+                    if db is None:
+                        db = self._open(name, sends)
+                    wait = self._step(db, name, target, urls, sends)
+                except (sqlite3.Error, OSError) as exc:
+                    # the state file failed (a full disk, a damaged page): nothing is lost,
+                    # what is owed stays owed and is tried again (rulesmon/storefaults.py)
+                    if db is not None and db.in_transaction:
+                        with suppress(sqlite3.Error):
+                            db.execute("ROLLBACK")
+                    error = str(exc).strip().splitlines()[0] if str(exc).strip() else \
+                        type(exc).__name__
+                    if error != failing:
+                        self.log.warning("delivery_state_unavailable", target=name,
+                                         error=error, hint="retried every few seconds")
+                        failing = error
+                    wait = 5.0
+                else:
+                    failing = ""
                 with self.wake:
                     if wait is not None:
                         self.idle[name] = True
                         self.wake.notify_all()
                         if not self.stopping.is_set():
-                            self.wake.wait(timeout=min(wait, 1.0))
+                            self.wake.wait(timeout=min(wait, 1.0 if not failing else 5.0))
         except Exception as exc:  # the worker must never die silently
             self.log.error("delivery_worker_failed", target=name, error=type(exc).__name__)
         finally:
             with self.wake:
                 self.idle[name] = True
                 self.wake.notify_all()
+            if db is not None:
+                db.close()
+
+    def _open(self, name: str, sends: deque[float]) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.db_path), timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            sends.clear()
+            sends.extend(t for (t,) in db.execute(
+                "SELECT DISTINCT delivered_at FROM outbox WHERE target = ? AND status = "
+                "'delivered' AND delivered_at > ? ORDER BY delivered_at",
+                (name, self.clock() - 3600)))
+        except BaseException:
             db.close()
+            raise
+        return db
+
+    def _mark(self, db: sqlite3.Connection, name: str) -> None:
+        """Write the record of the attempts made (oldest first); raises while it cannot."""
+        unmarked = self._unmarked[name]
+        while unmarked:
+            seqs, stamp, ok, error, delay = unmarked[0]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?)",
+                               [(s, stamp, int(ok), error or None) for s in seqs])
+                if ok:
+                    db.executemany("UPDATE outbox SET status = 'delivered', delivered_at = ?, "
+                                   "attempts = attempts + 1 WHERE seq = ?",
+                                   [(stamp, s) for s in seqs])
+                else:
+                    db.executemany("UPDATE outbox SET attempts = attempts + 1, next_attempt = "
+                                   "?, last_error = ? WHERE seq = ?",
+                                   [(stamp + delay, error, s) for s in seqs])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+            unmarked.pop(0)
 
     def _step(self, db: sqlite3.Connection, name: str, target: Target, urls: list[str],
               sends: deque[float]) -> float | None:
         """Deliver one message if one is due; None when it did, else seconds to wait."""
+        self._mark(db, name)
         now = self.clock()
         rows = [Row(*r) for r in db.execute(
             "SELECT seq, id, kind, rule, instance, severity, title, body, release_at, group_key,"
@@ -268,7 +333,9 @@ class Delivery:
                                [(sealed, s) for (s,) in seqs])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
         title, body, ids = combine(batch)
         missing: list[str] = []
@@ -279,23 +346,9 @@ class Delivery:
                              variables=",".join(sorted(set(missing))))
         ok, error = self._deliver(name, target, urls, title, body, ids)
         stamp = self.clock()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?)",
-                           [(s, stamp, int(ok), error or None) for (s,) in seqs])
-            if ok:
-                db.executemany("UPDATE outbox SET status = 'delivered', delivered_at = ?, "
-                               "attempts = attempts + 1 WHERE seq = ?",
-                               [(stamp, s) for (s,) in seqs])
-            else:
-                delay = min(target.retry_max, 2.0 ** min(head.attempts, 30))
-                db.executemany("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, "
-                               "last_error = ? WHERE seq = ?",
-                               [(stamp + delay, error, s) for (s,) in seqs])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        delay = 0.0 if ok else min(target.retry_max, 2.0 ** min(head.attempts, 30))
+        self._unmarked[name].append(([s for (s,) in seqs], stamp, ok, error, delay))
+        self._mark(db, name)  # if it cannot be written now, before anything else later
         if ok:
             sends.append(stamp)
             self.log.debug("notify_sent", target=name, rule=head.rule, count=len(batch))

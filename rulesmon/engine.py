@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -33,7 +34,7 @@ from .rules.state import AlertState, Owed, step
 from .rules.unknown import UNKNOWN, Unknown
 from .signals import BUDGET as SHUTDOWN_BUDGET
 from .signals import SIGNAL_GRACE, Guard, HardStop, Interrupted
-from .store import OutboxRow, StateStore
+from .store import OutboxRow, StateStore, StorageError
 from .templates import render
 
 SOURCE_PROBES = ("slurm", "htcondor", "dagman", "local")
@@ -173,7 +174,8 @@ class Engine:
         # observers see; the outbox keeps messages sealed until their delivery
         self.secrets = loaded.secrets
         redact.activate(self.secrets)
-        self.store = StateStore(Path(":memory:") if dry_run else state_path, self.secrets)
+        self.store = StateStore(Path(":memory:") if dry_run else state_path, self.secrets,
+                                log=log, verify=not dry_run)
         self.alerts: dict[str, dict[str, AlertState]] = {}
         for rule_name, inst, st in self.store.alerts().values():
             # last_eval=None: the first tick after a restart credits no time, so downtime
@@ -210,6 +212,8 @@ class Engine:
         #: at its natural end: 1 when a job failed, else 0.
         self.stop_requested = False
         self.interrupted: int | None = None
+        #: the state database failed for good (damaged) during the run: it ends as on SIGTERM
+        self.storage_error: StorageError | None = None
         #: the signal handlers while `run` runs (rulesmon/signals.py); None outside it
         self._guard: Guard | None = None
         #: the watchdog process of `rulesmon run` (signals.HardStop), if the caller gave one
@@ -335,15 +339,12 @@ class Engine:
                 events, self._events = self._events, []
             history = self.recorder.stage(now, instances, run_snapshot) \
                 if self.recorder else None
+            # kept in memory when the disk is full, and written (then `after` runs) with a
+            # later tick; a damaged file raises StateDamaged (rulesmon/storefaults.py)
             self.store.save_tick(((fp, r, i, st) for fp, (r, i, st) in changed.items()),
                                  last_values, events, self.run_id, self.ticks, self.overruns,
-                                 self._outbox, history)
-            for probe in self.probes:  # the files probe persists the new files it reported
-                committed = getattr(probe, "tick_committed", None)
-                if callable(committed):
-                    committed(now)
-            if self._outbox and self.delivery is not None:
-                self.delivery.poke()
+                                 self._outbox, history,
+                                 after=partial(self._committed, now, bool(self._outbox)))
             self._outbox = []
         outcome.finished = bool(run_facts.get("run.all_terminal")) and not (
             controls_busy or self._controlled)
@@ -353,6 +354,16 @@ class Engine:
                 self.ticks, now, outcome.duration, snapshots, run_snapshot, outcome.fired,
                 events, self.run_id))
         return outcome
+
+    def _committed(self, now: float, owed: bool) -> None:
+        """The tick `now` is written: the files probe persists the new files it reported,
+        and delivery sends what the tick owes."""
+        for probe in self.probes:
+            committed = getattr(probe, "tick_committed", None)
+            if callable(committed):
+                committed(now)
+        if owed and self.delivery is not None:
+            self.delivery.poke()
 
     def _notify_observers(self, report: TickReport) -> None:
         report = redact.scrub_report(report, self.secrets)  # displays, the state file
@@ -861,6 +872,8 @@ class Engine:
                     deadline = self._sleep_until(deadline)  # a SIGHUP's reload applies here
             except Interrupted:
                 pass  # the tick it cut short is not committed: a restart resumes before it
+            except StorageError as exc:  # a damaged state file: ends as on SIGTERM
+                self.storage_error = exc
             if guard is not None:
                 guard.armed = False
             return self._finish(outcome)
@@ -915,11 +928,15 @@ class Engine:
 
     def _finish(self, outcome: TickOutcome) -> int:
         self._alive()
-        if (self.interrupted is not None or self.stop_requested) and not self.dry_run:
+        broken = self.storage_error is not None
+        if (self.interrupted is not None or self.stop_requested or broken) and \
+                not self.dry_run:
             self._terminate_launched()
             self._alive()
         failed = int(self.run_facts.get("run.failed", 0) or 0)
-        if self.interrupted is not None:
+        if broken:
+            code, reason = 2, "state database unusable"
+        elif self.interrupted is not None:
             code = 128 + self.interrupted
             reason = f"interrupted by signal {self.interrupted}"
         elif self.stop_requested:
@@ -936,17 +953,29 @@ class Engine:
         self._alive()
         with self._lock:
             events, self._events = self._events, []
-        if events:
-            self.store.save_tick((), (), events, None, self.ticks, self.overruns)
         summary = str(self.run_facts.get("run.summary", ""))
-        self.store.end_run(self.run_id, self.clock(), code, summary)
+        try:
+            if events:
+                self.store.save_tick((), (), events, None, self.ticks, self.overruns)
+            self.store.end_run(self.run_id, self.clock(), code, summary)
+            if self.recorder is not None:
+                self.store.write(partial(self.recorder.finish, now=self.clock()))
+        except StorageError as exc:
+            self.storage_error = self.storage_error or exc
         self._flush_state_file()
-        if self.recorder is not None:
-            self.recorder.finish(self.store.db, self.clock())
+        lost = self.store.unsaved()
+        if lost:  # said, so a notification that could not be recorded is never silent
+            self.log.error("state_not_saved_at_exit", error=str(self.storage_error or
+                                                                self.store.failing),
+                           owed=lost)
         self.log.info("run_finished", reason=reason, exit_code=code, summary=summary,
                       overruns=self.overruns)
-        if self.rs.summary is not None and not self.dry_run and outcome.finished:
-            self._send_summary(reason, code)
+        if self.rs.summary is not None and not self.dry_run and outcome.finished and \
+                self.store.failing is None and not broken:
+            try:
+                self._send_summary(reason, code)
+            except StorageError as exc:
+                self.storage_error = exc
         # What is owed goes out before exit when the services answer (after a signal, only
         # within the shutdown budget); the rest stays owed in the outbox for the next run.
         self._alive()

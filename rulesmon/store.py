@@ -15,7 +15,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,11 +23,13 @@ from typing import Any, NamedTuple
 from .history.schema import SCHEMA_VERSION, SchemaError, connect
 from .redact import Secrets
 from .rules.state import AlertState
+from .storefaults import StateDamaged, StorageError, _Pending, check, classify, foreign
 
 #: Work a caller adds to a tick's transaction (the history recorder's rows).
 TickWriter = Callable[[sqlite3.Connection], None]
 
-__all__ = ["SCHEMA_VERSION", "OutboxRow", "SchemaError", "Silence", "StateStore"]
+__all__ = ["SCHEMA_VERSION", "OutboxRow", "SchemaError", "Silence", "StateDamaged",
+           "StateStore", "StorageError"]
 
 
 class OutboxRow(NamedTuple):
@@ -61,13 +63,28 @@ class Silence(NamedTuple):
 class StateStore:
     """The persisted state of one ruleset's runs."""
 
-    def __init__(self, path: Path, secrets: Secrets | None = None) -> None:
+    def __init__(self, path: Path, secrets: Secrets | None = None, *, log: Any = None,
+                 verify: bool = False) -> None:
         self.path = path
         #: what is masked (sealed in the outbox) before anything is written
         self.secrets = secrets or Secrets()
+        #: where a write that failed is reported (once per streak of failed ticks)
+        self.log = log
+        #: what the ticks that could not be written hold, written with the next tick that can
+        self.pending = _Pending()
+        #: the last write failed: state is kept in memory only (rulesmon/storefaults.py)
+        self.failing: StorageError | None = None
+        self._silences: list[Silence] = []
         # The schema and its migrations live in history/schema.py (documented in
         # docs/history.md); an older file is migrated here, a newer one is a SchemaError.
-        self.db = connect(path)
+        try:
+            if str(path) != ":memory:":
+                foreign(path)
+            self.db = connect(path)
+            if verify:  # a damaged page is found now, before anything is launched
+                check(self.db, path)
+        except (sqlite3.Error, OSError) as exc:
+            raise classify(exc, path) from None
 
     def close(self) -> None:
         self.db.close()
@@ -77,10 +94,12 @@ class StateStore:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # a failed COMMIT may already have rolled back
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     # --- reading at start -------------------------------------------------------------------
 
@@ -101,47 +120,117 @@ class StateStore:
                   last_values: Iterable[tuple[str, str, Any]],
                   events: Iterable[tuple[float, str, str, str, str, str, str]],
                   run_id: int | None, ticks: int, overruns: int,
-                  outbox: Iterable[OutboxRow] = (), history: TickWriter | None = None) -> None:
+                  outbox: Iterable[OutboxRow] = (), history: TickWriter | None = None,
+                  after: Callable[[], None] | None = None) -> bool:
         """Everything a tick changed, atomically: a transition and the notifications it owes
-        are recorded together or not at all, and the tick's history rows with them."""
+        are recorded together or not at all, and the tick's history rows with them.
+
+        When the write fails for a reason that may pass (a full disk, an I/O error, a
+        read-only file), the tick is kept in memory and written with the next tick that can
+        (False is returned; `after` runs once it is written). A damaged database raises
+        StateDamaged: nothing more can be recorded in it."""
         now = time.time()
         sec = self.secrets
         mask, seal = sec.scrub, sec.seal
-        with self.transaction() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO outbox (id, target, kind, rule, instance, severity, title,"
-                " body, created, release_at, group_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.id, r.target, r.kind, r.rule, mask(r.instance), r.severity, seal(r.title),
-                  seal(r.body), r.created, r.release_at, mask(r.group_key)) for r in outbox])
-            db.executemany(
-                "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE"
-                " SET status=excluded.status, state=excluded.state, updated=excluded.updated",
-                [(fp, rule, mask(inst), st.status, json.dumps(sec.scrub_obj(st.to_json())), now)
-                 for fp, rule, inst, st in alerts])
-            db.executemany(
-                "INSERT INTO last_values VALUES (?, ?, ?) ON CONFLICT(instance, key) DO UPDATE"
-                " SET value=excluded.value",
-                [(mask(inst), key, json.dumps(sec.scrub_obj(value), default=str))
-                 for inst, key, value in last_values])
-            db.executemany(
-                "INSERT INTO events (t, kind, rule, instance, severity, title, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(t, kind, rule, mask(inst), sev, mask(title), mask(body))
-                 for t, kind, rule, inst, sev, title, body in events])
-            if run_id is not None:
-                db.execute("UPDATE runs SET ticks=?, overruns=? WHERE id=?",
-                           (ticks, overruns, run_id))
-            if history is not None:
-                history(db)
+        pending = self.pending
+        pending.outbox.extend(
+            (r.id, r.target, r.kind, r.rule, mask(r.instance), r.severity, seal(r.title),
+             seal(r.body), r.created, r.release_at, mask(r.group_key)) for r in outbox)
+        for fp, rule, inst, st in alerts:
+            pending.alerts[fp] = (fp, rule, mask(inst), st.status,
+                                  json.dumps(sec.scrub_obj(st.to_json())), now)
+        for inst, key, value in last_values:
+            pending.last_values[(inst, key)] = (
+                mask(inst), key, json.dumps(sec.scrub_obj(value), default=str))
+        pending.events.extend((t, kind, rule, mask(inst), sev, mask(title), mask(body))
+                              for t, kind, rule, inst, sev, title, body in events)
+        if run_id is not None:
+            pending.run = (ticks, overruns, run_id)
+        if history is not None:
+            pending.add_history(history, self._warn)
+        if after is not None:
+            pending.after.append(after)
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Write what is pending; True when nothing is left pending."""
+        pending = self.pending
+        if pending.empty():
+            return True
+        try:
+            with self.transaction() as db:
+                db.executemany(
+                    "INSERT OR IGNORE INTO outbox (id, target, kind, rule, instance, severity,"
+                    " title, body, created, release_at, group_key) VALUES "
+                    "(?,?,?,?,?,?,?,?,?,?,?)", pending.outbox)
+                db.executemany(
+                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(fingerprint) DO "
+                    "UPDATE SET status=excluded.status, state=excluded.state, "
+                    "updated=excluded.updated", list(pending.alerts.values()))
+                db.executemany(
+                    "INSERT INTO last_values VALUES (?, ?, ?) ON CONFLICT(instance, key) DO "
+                    "UPDATE SET value=excluded.value", list(pending.last_values.values()))
+                db.executemany(
+                    "INSERT INTO events (t, kind, rule, instance, severity, title, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", pending.events)
+                if pending.run is not None:
+                    db.execute("UPDATE runs SET ticks=?, overruns=? WHERE id=?", pending.run)
+                for write in pending.history:
+                    write(db)
+        except (sqlite3.Error, OSError) as exc:
+            for write in reversed(pending.history):  # the writers' memory of what is written
+                undo = getattr(write, "rollback", None)
+                if callable(undo):
+                    undo()
+            error = classify(exc, self.path)
+            if isinstance(error, StateDamaged):
+                raise error from None
+            if self.failing is None:
+                self._warn("state_not_saved", error=str(error),
+                           hint="kept in memory and written as soon as a write succeeds; "
+                           "a kill now loses what is not written")
+            self.failing = error
+            return False
+        done, self.pending = pending.after, _Pending()
+        if self.failing is not None:
+            self.failing = None
+            self._warn("state_saved", level="info", note="the state written again")
+        for callback in done:
+            callback()
+        return True
+
+    def _warn(self, event: str, level: str = "warning", **fields: Any) -> None:
+        if self.log is not None:
+            getattr(self.log, level)(event, state=str(self.path), **fields)
 
     def start_run(self, ruleset: str, started: float) -> int:
-        cur = self.db.execute("INSERT INTO runs (ruleset, started) VALUES (?, ?)",
-                              (ruleset, started))
+        try:
+            cur = self.db.execute("INSERT INTO runs (ruleset, started) VALUES (?, ?)",
+                                  (ruleset, started))
+        except (sqlite3.Error, OSError) as exc:
+            raise classify(exc, self.path) from None
         return int(cur.lastrowid or 0)
 
     def end_run(self, run_id: int, ended: float, exit_code: int, summary: str) -> None:
-        self.db.execute("UPDATE runs SET ended=?, exit_code=?, summary=? WHERE id=?",
-                        (ended, exit_code, self.secrets.scrub(summary), run_id))
+        """The run's end; after the last try to write what is still pending."""
+        self.flush()
+        try:
+            self.db.execute("UPDATE runs SET ended=?, exit_code=?, summary=? WHERE id=?",
+                            (ended, exit_code, self.secrets.scrub(summary), run_id))
+        except (sqlite3.Error, OSError) as exc:
+            raise classify(exc, self.path) from None
+
+    def unsaved(self) -> list[str]:
+        """The notifications owed that are not written (the run could not save them)."""
+        return [f"{row[1]}: {row[6]}" for row in self.pending.outbox]
+
+    def write(self, work: TickWriter) -> None:
+        """One write outside a tick (the history's end of run), faults as StorageError."""
+        try:
+            with self.transaction() as db:
+                work(db)
+        except (sqlite3.Error, OSError) as exc:
+            raise classify(exc, self.path) from None
 
     # --- silences ------------------------------------------------------------------------------
 
@@ -157,9 +246,19 @@ class StateStore:
 
     def silences(self, now: float, *, include_expired: bool = False) -> list[Silence]:
         sql = "SELECT id, created, expires, rule, instance, comment FROM silences"
-        rows = self.db.execute(sql + ("" if include_expired else " WHERE expires > ?") +
-                               " ORDER BY id", () if include_expired else (now,))
-        return [Silence(*row) for row in rows]
+        try:
+            rows = self.db.execute(sql + ("" if include_expired else " WHERE expires > ?") +
+                                   " ORDER BY id", () if include_expired else (now,))
+            found = [Silence(*row) for row in rows]
+        except (sqlite3.Error, OSError) as exc:
+            error = classify(exc, self.path)
+            if isinstance(error, StateDamaged):
+                raise error from None
+            # a read that may work next tick: the silences last read still hold
+            return [s for s in self._silences if include_expired or s.expires > now]
+        if not include_expired:
+            self._silences = found
+        return found
 
     def outbox_counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM outbox GROUP BY status"))

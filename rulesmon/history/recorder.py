@@ -13,6 +13,7 @@ goes into the tick's own transaction (`stage` returns the work; the store runs i
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 import zlib
 from collections.abc import Mapping
@@ -90,7 +91,8 @@ class Recorder:
     def stage(self, now: float, instances: Mapping[str, Mapping[str, Any]],
               run_facts: Mapping[str, Any]) -> TickWriter | None:
         """The tick's history writes as a function of the connection (run by the store
-        inside the tick's transaction), or None when there is nothing to write."""
+        inside the tick's transaction), or None when there is nothing to write. When that
+        transaction fails, the store calls its `rollback` and may run it again later."""
         changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]] = []
         samples: list[tuple[Any, ...]] = []
         live_map = self.live
@@ -120,15 +122,7 @@ class Recorder:
         if not (changed or samples or prune):
             return None
 
-        def write(db: sqlite3.Connection) -> None:
-            if changed:
-                samples.extend(self._write(db, now, changed, run_facts))
-            if samples:
-                db.executemany(_INSERT_SAMPLE, samples)
-            if prune:
-                self._prune(db, now)
-
-        return write
+        return _TickWrite(self, now, changed, samples, run_facts, prune)
 
     def _write(self, db: sqlite3.Connection, now: float,
                changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]],
@@ -342,3 +336,46 @@ def _int(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value)
+
+
+class _TickWrite:
+    """One tick's history writes. What the recorder remembers of the rows it writes is
+    changed as they are written, so a transaction that fails (a full disk) takes that memory
+    back with `rollback`: otherwise later ticks would update rows that were never written."""
+
+    def __init__(self, recorder: Recorder, now: float,
+                 changed: list[tuple[str, Mapping[str, Any], tuple[Any, ...]]],
+                 samples: list[tuple[Any, ...]], run_facts: Mapping[str, Any],
+                 prune: bool) -> None:
+        self.recorder = recorder
+        self.now = now
+        self.changed = changed
+        self.samples = samples
+        self.run_facts = run_facts
+        self.prune = prune
+        self._undo: tuple[dict[str, _Live | None], float | None] | None = None
+
+    def __call__(self, db: sqlite3.Connection) -> None:
+        rec = self.recorder
+        self._undo = ({key: copy.copy(rec.live.get(key)) for key, _f, _s in self.changed},
+                      rec._next_prune)
+        samples = list(self.samples)  # run again after a rollback: never the rows twice
+        if self.changed:
+            samples.extend(rec._write(db, self.now, self.changed, self.run_facts))
+        if samples:
+            db.executemany(_INSERT_SAMPLE, samples)
+        if self.prune:
+            rec._prune(db, self.now)
+
+    def rollback(self) -> None:
+        """The transaction this ran in was not committed."""
+        if self._undo is None:
+            return
+        before, self._undo = self._undo, None
+        rec = self.recorder
+        for key, live in before[0].items():
+            if live is None:
+                rec.live.pop(key, None)
+            else:
+                rec.live[key] = live
+        rec._next_prune = before[1]
