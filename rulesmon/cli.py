@@ -130,6 +130,10 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
     When stdout is not a terminal, prints plain timestamped lines (STATUS_CHECK,
     STATE_CHANGE, COMPUTE_METRICS, RESOURCE_STATUS, RUN_PROGRESS, ALERT, ALL_COMPLETE) on it.
 
+    SIGHUP reloads RULESET between two ticks: lint first (a bad file keeps the old one
+    running), alert states kept for rules that still exist; a changed `jobs:` waits for a
+    restart (docs/reliability.md).
+
     Exit status: 0 when every job succeeded, 1 when one failed or could not be found
     (UNKNOWN: an id or pid no scheduler or process has), the code of a `stop` action (a bare
     `stop` keeps 0 or 1), 2 for an unusable ruleset, 128+N after signal N (SIGINT and SIGTERM
