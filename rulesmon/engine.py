@@ -34,7 +34,7 @@ from .rules.state import AlertState, Owed, step
 from .rules.unknown import UNKNOWN, Unknown
 from .signals import BUDGET as SHUTDOWN_BUDGET
 from .signals import SIGNAL_GRACE, Guard, HardStop, Interrupted
-from .store import OutboxRow, StateStore, StorageError
+from .store import OutboxRow, StateDamaged, StateStore, StorageError
 from .templates import render
 
 SOURCE_PROBES = ("slurm", "htcondor", "dagman", "local")
@@ -960,8 +960,10 @@ class Engine:
             self.store.end_run(self.run_id, self.clock(), code, summary)
             if self.recorder is not None:
                 self.store.write(partial(self.recorder.finish, now=self.clock()))
-        except StorageError as exc:
+        except StateDamaged as exc:
             self.storage_error = self.storage_error or exc
+        except StorageError as exc:  # the file may work again: the next run resumes this one
+            self.log.error("run_end_not_saved", error=str(exc))
         self._flush_state_file()
         lost = self.store.unsaved()
         if lost:  # said, so a notification that could not be recorded is never silent

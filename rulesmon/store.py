@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from .history.schema import SCHEMA_VERSION, SchemaError, connect
 from .redact import Secrets
 from .rules.state import AlertState
-from .storefaults import StateDamaged, StorageError, _Pending, check, classify, foreign
+from .storefaults import StateDamaged, StorageError, _Pending, classify, preflight
 
 #: Work a caller adds to a tick's transaction (the history recorder's rows).
 TickWriter = Callable[[sqlite3.Connection], None]
@@ -79,10 +79,10 @@ class StateStore:
         # docs/history.md); an older file is migrated here, a newer one is a SchemaError.
         try:
             if str(path) != ":memory:":
-                foreign(path)
+                # faults of the file itself are told apart here (connect calls any of them
+                # "not a usable database"); a damaged page is found before anything launches
+                preflight(path, verify=verify)
             self.db = connect(path)
-            if verify:  # a damaged page is found now, before anything is launched
-                check(self.db, path)
         except (sqlite3.Error, OSError) as exc:
             raise classify(exc, path) from None
 

@@ -76,13 +76,25 @@ def foreign(path: Path) -> None:
                            "file); give this run another --state, or move the file aside")
 
 
-def check(db: sqlite3.Connection, path: Path) -> None:
-    """Raise StateDamaged when SQLite finds a damaged page anywhere in the file."""
-    rows = db.execute("PRAGMA quick_check(1)").fetchall()
-    if rows != [("ok",)]:
-        found = str(rows[0][0]) if rows else "no answer"
-        raise classify(sqlite3.DatabaseError(f"database disk image is malformed: {found}"),
-                       path)
+def preflight(path: Path, *, verify: bool) -> None:
+    """Open the state file once as SQLite, in WAL mode, and read its schema (with `verify`,
+    every page: `PRAGMA quick_check`); a fault raises sqlite3.Error or OSError for
+    `classify`, or StateDamaged."""
+    foreign(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if verify:
+            rows = db.execute("PRAGMA quick_check(1)").fetchall()
+            if rows != [("ok",)]:
+                found = str(rows[0][0]) if rows else "no answer"
+                raise classify(sqlite3.DatabaseError(
+                    f"database disk image is malformed: {found}"), path)
+    finally:
+        db.close()
 
 
 @dataclass
