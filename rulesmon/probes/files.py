@@ -178,7 +178,7 @@ class SeenStore:
                 return None
             return {row[0] for row in db.execute(
                 "SELECT path FROM seen WHERE instance=? AND fileset=?", (instance, fileset))}
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self._fail(exc)
             return None
 
@@ -194,7 +194,7 @@ class SeenStore:
                            (instance, fileset, time.time()))
                 db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
                                [(instance, fileset, p) for p in paths])
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self._fail(exc)
 
     def close(self) -> None:
