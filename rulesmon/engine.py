@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import redact
+from . import redact, resume
 from .actions import ACTIONS, ActionContext, Notification
 from .actions.base import Sender
 from .config.loader import Loaded
@@ -191,11 +191,18 @@ class Engine:
         self.job_trackers: dict[str, JobProgress] = {}
         self.diagnoser = Diagnoser()
         self.probes = probes if probes is not None else default_probes(loaded, self.base_dir)
-        if not dry_run:  # probes that keep state of their own across restarts (files)
+        #: what this run takes over from the previous run on this state file: "resume" its
+        #: workers and alerts, or start "new", or "relaunch" the workers a signal stopped
+        self.resume_plan = resume.plan(None if dry_run else self.store.previous_run())
+        if not dry_run:  # probes that keep state of their own across restarts (files, local)
             for probe in self.probes:
                 use_state = getattr(probe, "use_state", None)
                 if callable(use_state):
                     use_state(Path(state_path))
+                new_run = getattr(probe, "new_run", None)
+                if callable(new_run) and self.resume_plan != "resume":
+                    new_run(launches_only=self.resume_plan == "relaunch")
+            self._retire_previous()
         self.health = {p.name: ProbeHealth() for p in self.probes}
         self.inflight: dict[str, Future[dict[str, Facts]]] = {}
         self.executor = ThreadPoolExecutor(max_workers=max(2, len(self.probes)),
@@ -249,6 +256,21 @@ class Engine:
                                      retention=h.retention, sample_retention=h.sample_retention)
         self.instances: dict[str, Facts] = {}
         self.run_facts: Facts = {}
+
+    def _retire_previous(self) -> None:
+        """A run that is over leaves its alerts behind: they are retired without a
+        notification (a rerun never sends "[RESOLVED]" about the previous run's jobs)."""
+        if self.resume_plan == "resume":
+            return
+        launched = resume.launched_jobs(self.rs.jobs)
+        rows, events = resume.retire(
+            self.alerts,
+            (lambda _inst: True) if self.resume_plan == "new"
+            else (lambda inst: inst.split("/", 1)[0] in launched),
+            {r.name: r.severity for r in self.program.rules}, self.clock(),
+            lambda rule, inst: fingerprint(self.rs.name, rule, inst))
+        if rows or events:
+            self.store.save_tick(rows, (), events, None, 0, 0)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -957,7 +979,7 @@ class Engine:
         try:
             if events:
                 self.store.save_tick((), (), events, None, self.ticks, self.overruns)
-            self.store.end_run(self.run_id, self.clock(), code, summary)
+            self.store.end_run(self.run_id, self.clock(), code, summary, outcome=reason)
             if self.recorder is not None:
                 self.store.write(partial(self.recorder.finish, now=self.clock()))
         except StateDamaged as exc:

@@ -63,7 +63,8 @@ DIAGNOSIS_DOCS: dict[str, str] = {
     "cancelled": "Cancelled, removed or preempted; SIGTERM or SIGINT.",
     "node_failure": "NODE_FAIL or BOOT_FAIL.",
     "launch_failed": "The job could not start (preflight, exec, a missing input file).",
-    "zombie": "A watched process became a zombie.",
+    "zombie": "A watched process became a zombie its parent does not reap (an orphan that "
+              "init is about to reap is classified by its exit status instead).",
     "unknown": "Ended, but the evidence says nothing more (never `ok`).",
 }
 

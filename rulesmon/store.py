@@ -108,6 +108,17 @@ class StateStore:
         return {fp: (rule, inst, AlertState.from_json(json.loads(state)))
                 for fp, rule, inst, state in rows}
 
+    def previous_run(self) -> tuple[int, str | None] | None:
+        """(id, outcome) of the last run recorded, None when there is none. The outcome is
+        why it ended (`all jobs terminal`, `stop action`, `one tick`, `tick limit`,
+        `interrupted by signal N`, ...); None for a run that never recorded its end (killed)."""
+        row = self.db.execute("SELECT id, ended, outcome FROM runs ORDER BY id DESC LIMIT 1"
+                              ).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), (str(row[2]) if row[1] is not None and row[2] is not None
+                             else None)
+
     def last_values(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for inst, key, value in self.db.execute("SELECT instance, key, value FROM last_values"):
@@ -211,12 +222,15 @@ class StateStore:
             raise classify(exc, self.path) from None
         return int(cur.lastrowid or 0)
 
-    def end_run(self, run_id: int, ended: float, exit_code: int, summary: str) -> None:
-        """The run's end; after the last try to write what is still pending."""
+    def end_run(self, run_id: int, ended: float, exit_code: int, summary: str,
+                outcome: str | None = None) -> None:
+        """The run's end (`outcome`: why it ended, see `previous_run`); after the last try to
+        write what is still pending."""
         self.flush()
         try:
-            self.db.execute("UPDATE runs SET ended=?, exit_code=?, summary=? WHERE id=?",
-                            (ended, exit_code, self.secrets.scrub(summary), run_id))
+            self.db.execute("UPDATE runs SET ended=?, exit_code=?, summary=?, outcome=? "
+                            "WHERE id=?", (ended, exit_code, self.secrets.scrub(summary),
+                                           outcome, run_id))
         except (sqlite3.Error, OSError) as exc:
             raise classify(exc, self.path) from None
 

@@ -127,3 +127,89 @@ def test_sigterm_flushes_and_exits_cleanly(setup) -> None:  # type: ignore[no-un
     assert proc.wait(timeout=10) == 128 + signal.SIGTERM
     assert _rows(db, "SELECT exit_code FROM runs") == [(143,)]
     del folder
+
+
+UNKNOWN_RULESET = """\
+version: 1
+name: judged
+every: 1s
+jobs:
+  train:
+    slurm: {user: a}
+rules:
+  - name: bad-exit
+    when: job.exit_code != 0
+    do: [log]
+"""
+
+
+class _Scripted:
+    """A source probe that returns the facts the test sets."""
+
+    name = "slurm"
+
+    def __init__(self) -> None:
+        self.facts: dict[str, object] = {}
+
+    def start(self, ctx: object) -> None:
+        return None
+
+    def collect(self, ctx: object) -> dict[str, dict[str, object]]:
+        return {"train/1": {"job.key": "train", "job.source": "slurm", **self.facts}}
+
+    def close(self) -> None:
+        return None
+
+
+def _engine(db: Path, probe: _Scripted):  # type: ignore[no-untyped-def]
+    from rulesmon.config.loader import load_text
+    from rulesmon.engine import Engine
+    from rulesmon.testing import NullLog
+
+    return Engine(load_text(UNKNOWN_RULESET), state_path=db, log=NullLog(), probes=[probe])
+
+
+def _kinds(engine) -> list[str]:  # type: ignore[no-untyped-def]
+    return [str(e[1]) for e in reversed(engine.store.events()) if e[2] == "bad-exit"]
+
+
+def test_an_alert_whose_facts_are_missing_after_a_restart_never_resolves(tmp_path: Path) -> None:
+    """A firing alert resumed by a restart whose condition is unknown (its fact missing)
+    stays firing, without a resolved message, until the fact is known again."""
+    probe = _Scripted()
+    probe.facts = {"job.state": "FAILED", "job.exit_code": 3}
+    first = _engine(tmp_path / "s.db", probe)
+    first.tick(1000.0)
+    first.store.close()  # killed: the run never recorded its end
+    probe.facts = {"job.state": "COMPLETED"}  # no exit code: unknown
+    second = _engine(tmp_path / "s.db", probe)
+    assert second.resume_plan == "resume"
+    for i in range(5):
+        second.tick(1010.0 + i)
+    assert _kinds(second) == ["fire"]
+    assert second.alerts["bad-exit"]["train/1"].status == "firing"
+    probe.facts = {"job.state": "COMPLETED", "job.exit_code": 0}
+    second.tick(1020.0)
+    assert _kinds(second) == ["fire", "resolve"]
+    second.close()
+
+
+def test_a_rerun_after_a_finished_run_retires_old_alerts_silently(tmp_path: Path) -> None:
+    """A run that ended with every job terminal is over: the next run retires its firing
+    alert (a `retired` event, no resolved message) and a new firing notifies with a new id."""
+    probe = _Scripted()
+    probe.facts = {"job.state": "FAILED", "job.exit_code": 3}
+    first = _engine(tmp_path / "s.db", probe)
+    fired = first.tick(1000.0).fired
+    first.store.end_run(first.run_id, 1001.0, 1, "", outcome="all jobs terminal")
+    first.close()
+    probe.facts = {"job.state": "RUNNING"}
+    second = _engine(tmp_path / "s.db", probe)
+    assert second.resume_plan == "new"
+    second.tick(1010.0)
+    assert _kinds(second) == ["fire", "retired"]
+    probe.facts = {"job.state": "FAILED", "job.exit_code": 3}
+    again = second.tick(1011.0).fired
+    assert _kinds(second) == ["fire", "retired", "fire"]
+    assert [n.id for n in again] != [n.id for n in fired]
+    second.close()

@@ -188,6 +188,7 @@ def test_a_version_3_database_gains_the_run_index(tmp_path: Path) -> None:
     StateStore(db).close()
     con = sqlite3.connect(str(db))
     con.execute("DROP INDEX jobs_run")
+    con.execute("ALTER TABLE runs DROP COLUMN outcome")
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.execute("INSERT INTO jobs (uid, run_id, instance, source, status, first_seen, "
                 "last_seen) VALUES ('u1', 7, 'train/1', 'local', 'success', 1.0, 2.0)")
@@ -202,5 +203,26 @@ def test_a_version_3_database_gains_the_run_index(tmp_path: Path) -> None:
             "GROUP BY status"))
         assert "jobs_run" in plan
         assert store.db.execute("SELECT uid FROM jobs WHERE run_id = 7").fetchall() == [("u1",)]
+    finally:
+        store.close()
+
+
+def test_a_version_4_database_gains_the_run_outcome(tmp_path: Path) -> None:
+    """A file of version 4 keeps its runs and gains `runs.outcome`, NULL for its old runs
+    (read as killed, so the next run resumes them), and the next end records why it ended."""
+    db = tmp_path / "v4.db"
+    StateStore(db).close()
+    con = sqlite3.connect(str(db))
+    con.execute("ALTER TABLE runs DROP COLUMN outcome")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.execute("INSERT INTO runs (ruleset, started, ended, exit_code) VALUES ('r', 1, 2, 0)")
+    con.commit()
+    con.close()
+    store = StateStore(db)
+    try:
+        assert store.previous_run() == (1, None)
+        run = store.start_run("r", 3.0)
+        store.end_run(run, 4.0, 0, "done", outcome="all jobs terminal")
+        assert store.previous_run() == (run, "all jobs terminal")
     finally:
         store.close()

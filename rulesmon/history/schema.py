@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Version 2: the engine's state. Statements are idempotent, so files written before the
 #: version was recorded (they only ever gained tables) are brought to version 2 by running it.
@@ -252,7 +252,14 @@ _V4 = """
 CREATE INDEX IF NOT EXISTS jobs_run ON jobs(run_id, status);
 """
 
-MIGRATIONS: dict[int, str] = {3: _V3, 4: _V4}
+#: Version 5: why each run ended (`outcome`: "all jobs terminal", "stop action", "one tick",
+#: "tick limit", "interrupted by signal N", ...; NULL while it runs or when it was killed), so
+#: the next run knows whether it resumes an unfinished run or starts a new one.
+_V5 = """
+ALTER TABLE runs ADD COLUMN outcome TEXT;
+"""
+
+MIGRATIONS: dict[int, str] = {3: _V3, 4: _V4, 5: _V5}
 
 
 class SchemaError(Exception):

@@ -18,6 +18,8 @@ How an end is classified (terminal states never change back):
 | SIGKILL or exit 137 (oom only with evidence)| FAILED     | killed        |
 | any other signal                            | FAILED     | signal        |
 | a watched process became a zombie           | FAILED     | zombie        |
+| (an orphan zombie, init about to reap it:   |            |               |
+| classified by the wait status /proc shows)  |            |               |
 | a watched process vanished (exit unknown)   | COMPLETED  | unknown       |
 | a watched pid not found in 10 looks         | UNKNOWN    | unknown       |
 | preflight or exec failed                    | FAILED     | launch_failed |
@@ -38,6 +40,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -48,6 +51,7 @@ import psutil
 
 from .. import regex
 from .base import Facts, TickContext, instance_key, job_base, render_path
+from .local_state import MARKER, Registry
 
 if TYPE_CHECKING:
     from ..config.models import Job, LocalSource, Preflight, Ruleset
@@ -79,6 +83,9 @@ class _End:
     exit_code: int | None = None
     signal: int | None = None
     succeeded: bool | None = None
+    #: False when the end was only found after it happened (while rulesmon was down): no
+    #: `job.end_time` or `job.elapsed` is claimed
+    time_known: bool = True
 
 
 @dataclass
@@ -125,6 +132,9 @@ class _Proc:
     log: str | None = None
     err: str | None = None
     end: _End | None = None
+    adopted: bool = False  # a launched worker taken over after a restart (not our child)
+    recorded: bool = False  # its pid and start time are in the registry
+    end_saved: bool = False  # its end is in the registry
 
     @property
     def alive(self) -> bool:
@@ -147,6 +157,8 @@ class _Run:
     regex: Any = None  #: a ruleset pattern: RE2, or the time-bounded `re` fallback
     pid_file_seen: tuple[int, str] | None = None  # (mtime_ns, text) last adopted from
     pid_file_note: str | None = None
+    token: str | None = None  # the launch's marker (local_state.MARKER)
+    launch_saved: bool = False  # launch_ok is in the registry
 
     @property
     def launched(self) -> bool:
@@ -181,6 +193,9 @@ class LocalProbe:
         self._lock = threading.Lock()
         #: called with each launched worker's pid (the engine tells its signal watchdog)
         self.on_launch: Callable[[int], None] | None = None
+        #: where launches, watched pids and ends survive a restart (`use_state`)
+        self._registry: Registry | None = None
+        self._restored = False
         for key, job in ruleset.jobs.items():
             if job.local is None:
                 continue
@@ -191,15 +206,65 @@ class LocalProbe:
 
     # --- Probe protocol --------------------------------------------------------------------
 
+    def use_state(self, state_path: Path) -> None:
+        """Keep launches, watched pids and ends beside the engine's state database, so a
+        restart adopts them (local_state.py)."""
+        if self._runs:
+            self._registry = Registry(state_path.with_suffix(".local.db"))
+
+    def new_run(self, launches_only: bool = False) -> None:
+        """The previous run is over: this run adopts nothing of it and launches again
+        (`launches_only`: its launched workers were stopped; watched pids are resumed)."""
+        if self._registry is not None:
+            self._registry.forget([r.key for r in self._runs if r.launched]
+                                  if launches_only else None)
+
     def start(self, ctx: TickContext) -> None:
-        """Run the preflight checks and launch the workers of every `command:` job."""
+        """Adopt what an unfinished previous run left, then run the preflight checks and
+        launch the workers of every `command:` job not adopted."""
         with self._lock:
+            self._restore(ctx)
             for run in self._runs:
                 if run.launched and not run.started:
                     self._launch(run, ctx)
 
+    def _restore(self, ctx: TickContext) -> None:
+        if self._restored or self._registry is None or ctx.dry_run:
+            self._restored = True
+            return
+        from . import local_adopt
+
+        self._restored = True
+        for run in self._runs:
+            if run.launched:
+                for pid in local_adopt.restore_launched(run, self._registry, ctx.now):
+                    if self.on_launch is not None:
+                        self.on_launch(pid)
+            else:
+                local_adopt.restore_watched(run, self._registry, ctx.now)
+
+    def _persist(self, run: _Run) -> None:
+        """Record new live processes and new ends (at once: not with the tick, which a
+        kill may never commit)."""
+        reg = self._registry
+        if reg is None or run.dry_note is not None:
+            return
+        if run.launched and run.launch_ok is not None and not run.launch_saved:
+            run.launch_saved = True
+            reg.verified(run.key, run.launch_ok, run.launch_error)
+        for unit, p in run.procs.items():
+            if not p.recorded and p.end is None and p.pid is not None and p.seen \
+                    and not p.missing:
+                p.recorded = True
+                reg.proc(run.key, unit, p.index, p.pid, p.create_time, p.started,
+                         {"log": p.log, "err": p.err, "workdir": p.workdir, "gpu": p.gpu})
+            if p.end is not None and not p.end_saved and (p.recorded or run.launched):
+                p.end_saved = True
+                reg.ended(run.key, unit, p.index, p.end)
+
     def collect(self, ctx: TickContext) -> dict[str, Facts]:
         with self._lock:
+            self._restore(ctx)
             tree = _Tree()
             scan = self._scan() if any(r.regex for r in self._runs) else []
             out: dict[str, Facts] = {}
@@ -210,11 +275,15 @@ class LocalProbe:
                     _update(proc, tree, ctx.now)
                 if run.launched:
                     _verify_launch(run, ctx.now)
+                self._persist(run)
                 out.update(self._facts(run, ctx.now))
             return out
 
     def close(self) -> None:
-        """Nothing to release: launched workers keep running until `terminate` is called."""
+        """Launched workers keep running until `terminate` is called (a `--once` run leaves
+        them to the next run, which adopts them)."""
+        if self._registry is not None:
+            self._registry.close()
 
     def terminate(self, grace: float = 5.0) -> None:
         """SIGTERM every launched worker's process group, then SIGKILL what is left after
@@ -224,8 +293,9 @@ class LocalProbe:
         locked = self._lock.acquire(timeout=0.5)
         try:
             live = [p for run in list(self._runs) for p in list(run.procs.values())
-                    if p.popen is not None and p.pid is not None and p.end is None
-                    and p.popen.returncode is None]
+                    if p.pid is not None and p.end is None and (
+                        (p.popen is not None and p.popen.returncode is None)
+                        or (p.adopted and p.proc is not None))]
             for p in live:
                 p.terminated = True
                 _signal_group(p, signal.SIGTERM)
@@ -283,10 +353,20 @@ class LocalProbe:
                 proc.end = _launch_failed(reason, ctx.now)
             return
         errors: list[str] = []
+        run.token = uuid.uuid4().hex
+        if self._registry is not None:  # before any spawn: a restart never launches twice
+            self._registry.launch(run.key, run.token, ctx.now)
         for i, plan in enumerate(plans):
             assert plan is not None
-            error = _spawn(run.procs[str(i)], plan)
-            pid = run.procs[str(i)].pid
+            plan.env[MARKER] = f"{run.token}:{i}"
+            proc = run.procs[str(i)]
+            error = _spawn(proc, plan)
+            pid = proc.pid
+            if not error and pid is not None and self._registry is not None:
+                proc.recorded = True
+                self._registry.proc(run.key, str(i), i, pid, proc.create_time, proc.started,
+                                    {"log": proc.log, "err": proc.err,
+                                     "workdir": proc.workdir, "gpu": proc.gpu})
             if not error and pid is not None and self.on_launch is not None:
                 self.on_launch(pid)
             if error:
@@ -357,6 +437,8 @@ class LocalProbe:
         if version == run.pid_file_seen:
             return
         run.pid_file_seen = version
+        if self._registry is not None:
+            self._registry.pid_file(run.key, version)
         known = run.procs.get(str(pid))
         if known is not None and (known.end is None or known.missing):
             return
@@ -565,6 +647,10 @@ def _adopt(run: _Run, pid: int, proc: Any = None) -> None:
 
 
 def _vanished(p: _Proc, now: float) -> _End:
+    if p.adopted:
+        from .local_adopt import adopted_end
+
+        return adopted_end(p, now)
     return _End("COMPLETED", "ended", "unknown", "unknown",
                 f"process {p.pid} ended; its exit code is unknown (rulesmon did not launch it)",
                 "exited", now)
@@ -575,9 +661,12 @@ def _zombie(p: _Proc, now: float) -> _End:
     status = _zombie_status(p.pid) if p.pid is not None else None
     if status is not None:
         code, sig = _split(os.waitstatus_to_exitcode(status))
-    parent = ""
+    parent, ppid = "", None
     with contextlib.suppress(*_GONE):
-        parent = f" (pid {p.proc.ppid()})"
+        ppid = p.proc.ppid()
+        parent = f" (pid {ppid})"
+    if ppid == 1 and status is not None:  # an orphan init is about to reap: it just ended,
+        return _exited(p, os.waitstatus_to_exitcode(status), now)  # and how is known
     return _End("FAILED", "zombie", "failed", "zombie",
                 f"process {p.pid} is a zombie: it exited but its parent{parent} has not "
                 "reaped it", "zombie", now, exit_code=code, signal=sig)
@@ -681,7 +770,11 @@ def _update(p: _Proc, tree: _Tree, now: float) -> None:
     p.seen = True
     if p.status != psutil.STATUS_ZOMBIE:
         return
-    if p.popen is None:
+    if p.adopted:  # an adopted worker's wait status, while /proc still shows it
+        status = _zombie_status(p.pid) if p.pid is not None else None
+        if status is not None:
+            p.end = _exited(p, os.waitstatus_to_exitcode(status), now)
+    elif p.popen is None:
         p.end = _zombie(p, now)
     elif (code := _reap(p)) is not None:  # our worker exited while we sampled it
         p.end = _exited(p, code, now)
@@ -830,7 +923,7 @@ def _signal_group(p: _Proc, sig: signal.Signals) -> None:
 def _group_alive(p: _Proc) -> bool:
     """The worker or anything left in its process group still runs (reaping the worker)."""
     assert p.pid is not None
-    leader = _reap(p) is None
+    leader = _reap(p) is None if p.popen is not None else _exists(p)
     try:
         os.killpg(p.pid, 0)
     except ProcessLookupError:
@@ -871,14 +964,20 @@ def _proc_facts(run: _Run, p: _Proc, now: float) -> Facts:
             f["job.exit_code"] = f["worker.exit_code"] = end.exit_code
         if end.signal is not None:
             f["job.signal"] = f["worker.signal"] = end.signal
-        if p.started is not None:
+        if not end.time_known:
+            del f["job.end_time"]
+        elif p.started is not None:
             f["job.elapsed"] = max(0.0, end.time - p.started)
         return f
     if p.missing:
         f.update({"job.state": "UNKNOWN", "job.raw_state": f"no process {p.pid}",
                   "job.terminal": False, "job.outcome": "unknown", "worker.state": "missing"})
         return f
-    if run.dry_note is not None or not p.seen:
+    if run.dry_note is not None:  # never launched, never will be: it holds no run open
+        f.update({"job.state": "PENDING", "job.raw_state": run.dry_note, "job.terminal": True,
+                  "job.outcome": "unknown", "worker.state": "starting"})
+        return f
+    if not p.seen:
         f.update({"job.state": "PENDING", "job.raw_state": run.dry_note or "starting",
                   "job.terminal": False, "job.outcome": "unknown", "worker.state": "starting"})
         return f
