@@ -10,9 +10,11 @@ import re
 import select
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ import pytest
 
 from rulesmon.history import rows
 from rulesmon.history.schema import BASE, connect
+from rulesmon.web.gate import MAX_CONNECTIONS, WORKERS, GatedHTTPServer
 from rulesmon.web.svg import DAG_FULL_LIMIT, STATUS_COLOURS
 
 from .conftest import ROOT, run_cli
@@ -682,3 +686,164 @@ def test_a_job_reads_alike_in_show_and_on_its_page(recorded: Path) -> None:
     assert f"Duration:     {duration}" in text and f"Memory Utilized: {peak}" in text
     assert f"<th>Duration</th><td>{duration}</td>" in body
     assert f"<th>Peak memory</th><td>{peak}</td>" in body
+
+
+# --- connections: idle sockets, slow requests, the wrong file ------------------------------------
+
+
+def _eof(sock: socket.socket) -> bool:
+    """The server closed this connection (it reads as EOF or a reset)."""
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _wait(cond: Any, timeout: float = 60.0) -> None:
+    """Poll `cond` until it holds; the deadline only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_idle_connections_hold_no_thread_and_the_server_still_answers(recorded: Path) -> None:
+    """300 idle connections to `rulesmon serve` leave its thread count bounded (no thread per
+    connection) and its descriptors under its connection cap, the longest waiting ones are
+    closed to make room, and a normal request is still answered."""
+    idle: list[socket.socket] = []
+    with served(str(_db(recorded))) as srv:
+        host, port = "127.0.0.1", int(srv.url.rsplit(":", 1)[1].strip("/"))
+        try:
+            for _ in range(300):
+                idle.append(socket.create_connection((host, port), timeout=30))
+            for sock in idle:
+                sock.setblocking(False)
+            # past the cap the server closes the longest waiting: it has accepted all 300
+            _wait(lambda: sum(_eof(s) for s in idle) >= 300 - MAX_CONNECTIONS)
+            status, _headers, body = srv.get("/api/runs")
+            assert status == 200 and json.loads(body)[0]["ruleset"] == "web"
+            threads = len(os.listdir(f"/proc/{srv.proc.pid}/task"))
+            fds = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+            assert threads <= WORKERS + 6, threads
+            assert fds <= MAX_CONNECTIONS + 32, fds
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+@contextmanager
+def _gated(**options: Any) -> Iterator[tuple[GatedHTTPServer, int]]:
+    """A GatedHTTPServer on 127.0.0.1 answering every GET with "ok", in this process."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = GatedHTTPServer(("127.0.0.1", 0), Handler, **options)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield server, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
+def _get(port: int, request: bytes = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n") -> bytes:
+    """What the server answers to `request` (to nothing, if empty) before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        if request:
+            sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        return data
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout_and_holds_no_thread() -> None:
+    """A connection that sends nothing is closed once the idle timeout has passed, and while
+    it waits it holds no thread of the server."""
+    before = threading.active_count()
+    with _gated(idle_timeout=0.5, workers=2) as (_server, port):
+        started = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(20)]
+        try:
+            assert _get(port).endswith(b"ok")
+            assert threading.active_count() <= started + 2  # the two workers, at most
+            for sock in idle:
+                sock.setblocking(False)
+            _wait(lambda: all(_eof(s) for s in idle))
+        finally:
+            for sock in idle:
+                sock.close()
+    assert started <= before + 2  # serve_forever's and the gate's; none per connection
+
+
+def test_a_request_that_stops_half_way_frees_its_worker_after_the_request_timeout() -> None:
+    """A client that sends half a request and stalls holds its worker only until the request
+    timeout: the server's one worker then answers the next request."""
+    with _gated(workers=1, request_timeout=0.5) as (_server, port):
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            stalled.sendall(b"GET / HTTP/1.0\r\nHo")
+            assert _get(port).endswith(b"ok")
+            stalled.settimeout(30)
+            _wait(lambda: _closed(stalled))  # its worker gave up on it
+        finally:
+            stalled.close()
+
+
+def _closed(sock: socket.socket) -> bool:
+    """The server has ended this connection (whatever it said before it)."""
+    try:
+        while data := sock.recv(4096):
+            del data
+        return True
+    except TimeoutError:  # still open
+        return False
+    except OSError:  # reset
+        return True
+
+
+def test_past_the_connection_cap_with_none_idle_a_new_connection_gets_a_503() -> None:
+    """When every held connection is being answered or waits for a worker, a new one is
+    refused with a 503 and closed, and the server goes on answering afterwards."""
+    with _gated(workers=1, max_connections=2, request_timeout=60) as (server, port):
+        stalled = []
+        try:
+            for _ in range(2):  # ready (bytes sent) but incomplete: held, not idle
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                sock.sendall(b"GET / HTTP/1.0\r\n")
+                stalled.append(sock)
+            _wait(lambda: server.held() == (0, 1, 1))  # one answered, one waits for it
+            # the client sends nothing, so the refusal's close is not a reset hiding it
+            assert _get(port, b"").startswith(b"HTTP/1.0 503")
+        finally:
+            for sock in stalled:
+                sock.close()
+        _wait(lambda: _get(port).endswith(b"ok"), timeout=30)
+
+
+@pytest.mark.parametrize("content", ["version: 1\nname: x\njobs: {}\n", "just some text\n"])
+def test_serving_a_db_file_that_is_not_sqlite_is_one_line_and_status_2(tmp_path: Path,
+                                                                       content: str) -> None:
+    """`rulesmon serve x.db` where x.db is a ruleset or text, not SQLite, stops with one line
+    and status 2 and is never read as a ruleset."""
+    target = tmp_path / "x.db"
+    target.write_text(content, encoding="utf-8")
+    for args in (("serve", str(target)), ("serve", "--db", str(target))):
+        result = run_cli(*args, "--port", "0", timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"rulesmon: {target}: not an SQLite database")
+        assert len(result.stderr.splitlines()) == 1 and result.stdout == ""

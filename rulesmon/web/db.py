@@ -30,15 +30,34 @@ class WebError(Exception):
 
 
 def is_database(path: Path) -> bool:
-    """Whether `path` names a database rather than a ruleset: an SQLite file, or a name
-    ending in .db/.sqlite (which may not exist yet: that is then a clear error)."""
-    if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                return fh.read(16) == _SQLITE_MAGIC
-        except OSError:
-            return False
-    return path.suffix.lower() in (".db", ".sqlite", ".sqlite3")
+    """Whether `path` names a database rather than a ruleset: a name ending in .db/.sqlite
+    (which may not exist, or not be SQLite: that is then a clear error, never a ruleset
+    parsed), or an SQLite file under another name."""
+    if path.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        return True
+    return _header(path) == _SQLITE_MAGIC
+
+
+def _header(path: Path) -> bytes | None:
+    """The first bytes of a regular file; None if it is not one or cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(_SQLITE_MAGIC))
+    except OSError:
+        return None
+
+
+def not_sqlite(path: Path) -> str | None:
+    """Why `path`, an existing file, cannot be an SQLite database (its first bytes are not
+    SQLite's: a ruleset or a text file named .db), in one line; None if it may be one or is
+    not there."""
+    head = _header(path)
+    if not head or head == _SQLITE_MAGIC:  # SQLite takes an empty file as an empty database
+        return None
+    return (f"{path}: not an SQLite database; give a history database (.rulesmon/<name>.db) "
+            "or a ruleset (.yaml)")
 
 
 def connect(path: Path) -> sqlite3.Connection:

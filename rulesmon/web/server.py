@@ -5,7 +5,8 @@ never holds anything the engine waits for. Pages carry a Content-Security-Policy
 no script at all (the pages have none), which turns any escaping slip into dead text. Bound to
 the loopback by default, the server also refuses requests whose Host header names another
 machine, so a web page elsewhere cannot read it through DNS rebinding. There is no
-authentication: anyone who can connect reads everything.
+authentication: anyone who can connect reads everything. Connections go through gate.py: an
+idle one holds no thread, and few threads answer requests.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import socket
 import sqlite3
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -24,6 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .. import jsonout
 from . import db, pages
 from .fmt import REFRESH_CHOICES, message_page, page
+from .gate import GatedHTTPServer
 
 _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
         "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
@@ -177,27 +179,31 @@ def _is_loopback(host: str) -> bool:
 
 def serve(path: Path, *, host: str = "127.0.0.1", port: int = 8642,
           out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Serve the dashboard until Ctrl-C or SIGTERM; 0 then, 1 when the database or the
-    address cannot be used (one line on `err`)."""
+    """Serve the dashboard until Ctrl-C or SIGTERM; 0 then, 2 when `path` is a file but not
+    SQLite (a ruleset or a text file named .db: the wrong argument), 1 when the database or
+    the address cannot be used (one line on `err`)."""
+    wrong = db.not_sqlite(path)
+    if wrong:
+        err.write(f"rulesmon: {wrong}\n")
+        return 2
     try:
         db.check(path)
     except db.WebError as exc:
         err.write(f"rulesmon: {exc}\n")
         return 1
     loopback = _is_loopback(host)
-    server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
+    server_class: type[GatedHTTPServer] = GatedHTTPServer
     if ":" in host:
-        class _V6(ThreadingHTTPServer):
+        class _V6(GatedHTTPServer):
             address_family = socket.AF_INET6
 
         server_class = _V6
     app = App(path, log=err)
     try:
-        server = server_class((host, port), _handler(app, loopback))
+        server = server_class((host, port), _handler(app, loopback), log=err)
     except OSError as exc:
         err.write(f"rulesmon: cannot listen on {host}:{port}: {exc.strerror or exc}\n")
         return 1
-    server.daemon_threads = True
     # Ctrl-C and SIGTERM ask the loop to finish (shutdown() from another thread) rather than
     # raise in it: an exception raised inside a request's dispatch would be swallowed there.
     stopping = threading.Event()
