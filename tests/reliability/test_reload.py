@@ -8,6 +8,7 @@ deadlines only bound a hang.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -395,3 +396,41 @@ def test_closing_the_terminal_ends_the_run_unless_started_under_nohup(
             os.waitpid(pid, 0)
         closing.set()
         reader.join(30)
+
+
+WORKER_JOB = """\
+  train:
+    local:
+      command: ["{python}", "-c",
+                "import os, time; open('launches', 'a').write(f'{{os.getpid()}}\\\\n');
+                 time.sleep(300)"]
+"""
+
+
+def test_a_reload_keeps_the_launched_worker_and_launches_nothing_again(
+        tmp_path: Path, start: Callable[[str], Run]) -> None:
+    """A reload that changes only rules keeps the jobs' probes as they are: the worker
+    launched at start goes on running, watched, and is never launched a second time."""
+    job = WORKER_JOB.format(python=sys.executable)
+    launches = tmp_path / "launches"
+
+    def pids() -> list[int]:
+        return [int(x) for x in launches.read_text().split()] if launches.exists() else []
+
+    run = start(_ruleset(("worker-running", 'job.state == "RUNNING"', "old"), jobs_extra=job))
+    try:
+        _until(lambda: "old" in run.titles(), "the worker to run")
+        run.reload(_ruleset(("worker-running", 'job.state == "RUNNING"', "old"),
+                            ("worker-seen", 'job.state == "RUNNING"', "new"),
+                            jobs_extra=job))
+        _until(lambda: "new" in run.titles(), "the added rule's notification")
+        run.after_ticks(2)
+        assert len(pids()) == 1
+        os.kill(pids()[0], 0)  # still running
+        assert "restart rulesmon to apply" not in run.err()
+        assert run.stop() == 128 + signal.SIGTERM
+        assert sorted(run.titles()) == ["new", "old"]
+    finally:
+        for pid in pids():  # the run stops its worker; this only covers a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
