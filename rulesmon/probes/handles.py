@@ -105,16 +105,28 @@ class HandlePool:
             self._evict(SHRINK)
 
     def add(self, handle: Handle) -> None:
-        """A handle just opened (its reader uses it now)."""
+        """A handle just opened, in use by its reader until `release`."""
         with self._lock:
+            handle.busy += 1
             self._open[handle] = None
             self._open.move_to_end(handle)
 
-    def touch(self, handle: Handle) -> None:
-        """The handle was used: it is the last to be closed to make room."""
+    def claim(self, handle: Handle) -> bool:
+        """Use the handle if its descriptor is still open (then it is not closed until
+        `release`, and is the last to be closed to make room); False if the pool closed it.
+        One step under the lock, so another thread cannot close it in between."""
         with self._lock:
+            if handle.fd < 0:
+                return False
+            handle.busy += 1
             if handle in self._open:
                 self._open.move_to_end(handle)
+            return True
+
+    def release(self, handle: Handle) -> None:
+        """The reader is done with the handle for now: it may be closed to make room."""
+        with self._lock:
+            handle.busy -= 1
 
     def discard(self, handle: Handle) -> None:
         """The handle's owner closes it (or has closed it): no longer counted."""

@@ -341,7 +341,7 @@ class Tailer:
             self.error = _reason(exc, self.path)
         finally:
             for o in self._pinned:
-                o.busy -= 1
+                self.pool.release(o)
             self._pinned.clear()
 
     def close(self) -> None:
@@ -439,17 +439,16 @@ class Tailer:
             return os.open(path, flags)
 
     def _pin(self, o: _Open) -> None:
-        """`o` is used by this read: counted in the pool, last to be closed, not closed now."""
-        o.busy += 1
-        self._pinned.append(o)
+        """`o`, just opened, is used by this read: counted in the pool, not closed now."""
         self.pool.add(o)
+        self._pinned.append(o)
 
     def _hold(self, o: _Open) -> bool:
         """`o` with an open descriptor: kept, or opened again where it was (if that path
         still names the same file) or beside it (renamed); False if it is not found. May raise
         OSError (no descriptor left)."""
-        if o.fd >= 0:
-            self._pin(o)
+        if self.pool.claim(o):
+            self._pinned.append(o)
             return True
         path = o.path or self.where
         # lazily: the folder is scanned only when the path names another file now
