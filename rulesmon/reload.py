@@ -80,7 +80,10 @@ def between_ticks(engine: Engine, deadline: float) -> float:
         engine._wake.clear()
         engine._reload_asked = False  # SIGHUPs from here on ask for one more reload
         before = engine.interval
-        reload(engine)
+        try:
+            reload(engine)
+        except Exception as exc:  # a bug of rulesmon's: said in one line, the watching goes on
+            engine.log.error("reload_failed", error=_one_line(exc), hint="please report this")
         deadline += engine.interval - before
 
 
