@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import queue
 import selectors
 import socket
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, TextIO
 
@@ -61,8 +61,12 @@ class GatedHTTPServer(HTTPServer):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._pool = ThreadPoolExecutor(max_workers=self.workers,
-                                        thread_name_prefix="rulesmon-web")
+        # daemon threads, as the standard library's server has: a request being answered
+        # never holds up the end of the process after Ctrl-C
+        self._jobs: queue.SimpleQueue[tuple[socket.socket, Address] | None] = \
+            queue.SimpleQueue()
+        for n in range(self.workers):
+            threading.Thread(target=self._work, name=f"rulesmon-web-{n}", daemon=True).start()
         self._gate = threading.Thread(target=self._watch, name="rulesmon-web-gate",
                                       daemon=True)
         self._gate.start()
@@ -102,7 +106,8 @@ class GatedHTTPServer(HTTPServer):
             self._closing = True
         self._wake()
         self._gate.join(timeout=5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in range(self.workers):
+            self._jobs.put(None)
         for sock in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 sock.close()
@@ -196,13 +201,11 @@ class GatedHTTPServer(HTTPServer):
                 if self._active >= self.workers:
                     return
                 self._active += 1
-            sock, address = ready.popleft()
-            try:
-                self._pool.submit(self._answer, sock, address)
-            except RuntimeError:  # the pool is shut down: the server is closing
-                with self._lock:
-                    self._active -= 1
-                self._close(sock)
+            self._jobs.put(ready.popleft())
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._answer(*job)
 
     def _answer(self, sock: socket.socket, address: Address) -> None:
         try:
