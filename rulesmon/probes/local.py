@@ -1,5 +1,6 @@
-# Over 800 lines: launching, watching, sampling and ending processes in one module; it is to
-# become a local/ package (launch, watch, sample) with the layout of issue 16.
+# Over 800 lines: launching, watching, sampling and ending processes in one module (what a
+# restart adopts is apart already: local_state.py, local_adopt.py); it is to become a local/
+# package (launch, watch, sample, adopt) with the layout of issue 16.
 """Processes on this machine: launched by rulesmon (`command:`) or only watched (`pid_file`,
 `pids`, `pattern`).
 
@@ -243,25 +244,6 @@ class LocalProbe:
             else:
                 local_adopt.restore_watched(run, self._registry, ctx.now)
 
-    def _persist(self, run: _Run) -> None:
-        """Record new live processes and new ends (at once: not with the tick, which a
-        kill may never commit)."""
-        reg = self._registry
-        if reg is None or run.dry_note is not None:
-            return
-        if run.launched and run.launch_ok is not None and not run.launch_saved:
-            run.launch_saved = True
-            reg.verified(run.key, run.launch_ok, run.launch_error)
-        for unit, p in run.procs.items():
-            if not p.recorded and p.end is None and p.pid is not None and p.seen \
-                    and not p.missing:
-                p.recorded = True
-                reg.proc(run.key, unit, p.index, p.pid, p.create_time, p.started,
-                         {"log": p.log, "err": p.err, "workdir": p.workdir, "gpu": p.gpu})
-            if p.end is not None and not p.end_saved and (p.recorded or run.launched):
-                p.end_saved = True
-                reg.ended(run.key, unit, p.index, p.end)
-
     def collect(self, ctx: TickContext) -> dict[str, Facts]:
         with self._lock:
             self._restore(ctx)
@@ -275,7 +257,8 @@ class LocalProbe:
                     _update(proc, tree, ctx.now)
                 if run.launched:
                     _verify_launch(run, ctx.now)
-                self._persist(run)
+                if self._registry is not None and run.dry_note is None:
+                    self._registry.persist(run)
                 out.update(self._facts(run, ctx.now))
             return out
 
@@ -363,10 +346,7 @@ class LocalProbe:
             error = _spawn(proc, plan)
             pid = proc.pid
             if not error and pid is not None and self._registry is not None:
-                proc.recorded = True
-                self._registry.proc(run.key, str(i), i, pid, proc.create_time, proc.started,
-                                    {"log": proc.log, "err": proc.err,
-                                     "workdir": proc.workdir, "gpu": proc.gpu})
+                self._registry.spawned(run.key, str(i), proc)
             if not error and pid is not None and self.on_launch is not None:
                 self.on_launch(pid)
             if error:

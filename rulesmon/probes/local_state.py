@@ -148,6 +148,27 @@ class Registry:
                     "started=excluded.started, info=excluded.info, ended=NULL",
                     (job, unit, index, pid, create_time, started, json.dumps(info)))
 
+    def spawned(self, job: str, unit: str, p: Any) -> None:
+        """A process (a `local._Proc`) to find again after a restart: recorded once."""
+        p.recorded = True
+        self.proc(job, unit, p.index, p.pid, p.create_time, p.started,
+                  {"log": p.log, "err": p.err, "workdir": p.workdir, "gpu": p.gpu})
+
+    def persist(self, run: Any) -> None:
+        """What a collection found about a job (a `local._Run`) that is not recorded yet:
+        live processes, ends and the launch check's verdict; written at once, not with the
+        tick (which a kill may never commit)."""
+        if run.launched and run.launch_ok is not None and not run.launch_saved:
+            run.launch_saved = True
+            self.verified(run.key, run.launch_ok, run.launch_error)
+        for unit, p in run.procs.items():
+            if not p.recorded and p.end is None and p.pid is not None and p.seen \
+                    and not p.missing:
+                self.spawned(run.key, unit, p)
+            if p.end is not None and not p.end_saved and (p.recorded or run.launched):
+                p.end_saved = True
+                self.ended(run.key, unit, p.index, p.end)
+
     def ended(self, job: str, unit: str, index: int, end: Any) -> None:
         """A process's end (a `local._End`), kept for good."""
         self._write("INSERT INTO procs (job, unit, idx, ended) VALUES (?, ?, ?, ?) ON CONFLICT "
