@@ -414,6 +414,8 @@ def report(args: argparse.Namespace, total: float, jobs: list[list[Any]], hook: 
         ticked = [s for s in life.samples if s[4] > 0]
         if len(ticked) >= 2 and ticked[-1][4] > ticked[0][4]:
             periods.append((ticked[-1][0] - ticked[0][0]) / (ticked[-1][4] - ticked[0][4]))
+    # from a process's start to its first tick recorded (imports, lint, the first squeue)
+    startups = [next((s[0] for s in life.samples if s[4] >= 1), None) for life in lives]
     overruns = 0
     with contextlib.suppress(sqlite3.Error):
         con = sqlite3.connect(str(db))
@@ -426,6 +428,8 @@ def report(args: argparse.Namespace, total: float, jobs: list[list[Any]], hook: 
         "rss_mb_peak": round(max((s[1] for w in warm for s in w), default=0) / 2**20, 1),
         "rss_growth_mb": round(rss_growth / 2**20, 1), "fd_growth": fd_growth,
         "thread_growth": thread_growth,
+        "first_tick_s_max": max((round(x, 1) for x in startups if x is not None), default=None),
+        "lives_without_a_tick": sum(x is None for x in startups),
         "tick_period_s": round(sum(periods) / len(periods), 2) if periods else None,
         "overruns": overruns, "owed": len(owed), "delivered": len(set(owed) & set(delivered)),
         "lost": len(lost), "messages": len(hook.messages), "refused_while_down": hook.refused,
@@ -460,6 +464,10 @@ def report(args: argparse.Namespace, total: float, jobs: list[list[Any]], hook: 
     if exit_code != (1 if any(j[3] for j in jobs) else 0):
         broken.append(f"exit code {exit_code}")
     result["broken"] = broken
+    # not rulesmon's promises: whether this run exercised what it was meant to
+    result["not_exercised"] = [note for note, missed in [
+        ("no delivery was tried while the receiver was down", hook.refused == 0),
+        ("no process was killed", killed == 0)] if missed]
     return result
 
 
@@ -483,12 +491,14 @@ def main() -> int:
         args.kills = max(3, int(duration(args.duration) // 180))
     result = soak(args)
     rows = [(k, v) for k, v in result.items()
-            if k not in ("examples", "stderr_tail", "broken", "lives")]
+            if k not in ("examples", "stderr_tail", "broken", "lives", "not_exercised")]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     for promise in result["broken"]:
         print(f"BROKEN: {promise}")
+    for note in result["not_exercised"]:
+        print(f"NOT EXERCISED: {note}")
     if result["broken"]:
         print(json.dumps(result["examples"]))
         print(json.dumps(result["lives"]))
