@@ -224,6 +224,10 @@ class GatedHTTPServer(HTTPServer):
         with contextlib.suppress(OSError):
             sock.setblocking(False)
             sock.send(_BUSY)
+            sock.shutdown(socket.SHUT_WR)
+            for _ in range(16):  # what has come (closing with it unread would be a reset)
+                if not sock.recv(4096):
+                    break
         GatedHTTPServer._close(sock)
 
     @staticmethod
