@@ -20,6 +20,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import psutil
+import pytest
+
 from .conftest import HookReceiver, Procs, Request, db_rows, dedup, wait_for
 
 WATCHED = [f"w{i}" for i in range(5)]
@@ -147,6 +150,13 @@ def _owed_rows(db: Path) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
 def _launches(folder: Path) -> list[str]:
     path = folder / "launches"
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
@@ -206,6 +216,13 @@ def test_twelve_kills_lose_nothing_repeat_nothing_launch_once(
     for n in range(KILLS):
         if n and rng.random() < 0.5:
             log.append(f"down: released {release_one()}")
+        if n == KILLS // 2:  # every trial has a failing worker end while rulesmon is down
+            for job in [f"train/{i}" for i, c in enumerate(CODES) if c]:
+                if job in pending and _fired(receiver, job):
+                    pending.remove(job)
+                    (folder / "release" / job.replace("/", "-")).write_text("", "utf-8")
+                    log.append(f"down: released {job} (exit {CODES[int(job[-1])]})")
+                    break
         runs = len(_runs(db))
         # the first kill lands while the workers are being launched; later ones anywhere
         kind = "launch" if n == 0 else rng.choice(["start", "ticks", "ticks", "owed", "deliver"])
@@ -258,6 +275,9 @@ def test_twelve_kills_lose_nothing_repeat_nothing_launch_once(
         if key[0] == "worker-ended"
         and said not in (str(CODES[int(key[1].split("/")[1])]), "unknown"))
     launches = _launches(folder)
+    said = sorted({(key[1], code) for req in receiver.accepted()
+                   for _nid, key, code in _notifications(req) if key[0] == "worker-ended"})
+    log.append("worker-ended says: " + ", ".join(f"{job} code={code}" for job, code in said))
     for mid in held:
         log.append(f"held {mid}: received {sum(r.msg_id == mid for r in receiver.requests)}x")
     print("\n".join(log))
@@ -281,3 +301,59 @@ def test_twelve_kills_lose_nothing_repeat_nothing_launch_once(
         problems.append(f"final run exit {code}, not 1 (workers 1 and 3 failed)")
     assert not problems, "\n".join(problems) + "\n" + stderr
     wait_for(lambda: not procs.marked(), 30, "every process of the trials to end")
+
+
+ONE_WORKER = """\
+version: 1
+name: down
+every: 0.3s
+jobs:
+  train:
+    local:
+      command: [PYTHON, "worker.py", FOLDER, "{{ worker }}"]
+      workers: 2
+rules:
+  - name: worker-ended
+    when: job.terminal
+    resolve: false
+    do: [log]
+"""
+
+
+@pytest.mark.parametrize("when", ["down", "adopted"])
+def test_failed_workers_ending_unseen_are_not_counted_a_success(
+        tmp_path: Path, procs: Procs, when: str) -> None:
+    """Worker 0 exits 0 under rulesmon's eyes; worker 1 exits 3 while rulesmon is killed
+    (down), or after a restarted run adopted it (no longer its child): the run cannot know
+    that code, so it must not end with exit 0, which says every job succeeded."""
+    (tmp_path / "release").mkdir()
+    (tmp_path / "worker.py").write_text(WORKER, encoding="utf-8")
+    ruleset = tmp_path / "r.yaml"
+    ruleset.write_text(ONE_WORKER.replace("PYTHON", sys.executable)
+                       .replace("FOLDER", str(tmp_path)), encoding="utf-8")
+    db = tmp_path / "s.db"
+    argv = [sys.executable, "-m", "rulesmon", "run", str(ruleset), "--state", str(db)]
+    first = procs.spawn(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(_launches(tmp_path)) == 2 and bool(_runs(db))
+             and _runs(db)[-1][1] >= 2, 60, "both workers up")
+    pids = {int(i): int(pid) for i, pid in (line.split() for line in _launches(tmp_path))}
+    (tmp_path / "release" / "train-0").write_text("", encoding="utf-8")
+    wait_for(lambda: bool(db_rows(db, "SELECT 1 FROM events WHERE kind = 'fire' AND "
+                                      "rule = 'worker-ended' AND instance = 'train/0'")),
+             60, "worker 0's end seen")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    err = (tmp_path / "again.err").open("wb")
+    if when == "adopted":
+        again = procs.spawn(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+        wait_for(lambda: len(_runs(db)) == 2 and _runs(db)[-1][1] >= 2, 60,
+                 "the restarted run to tick")
+    (tmp_path / "release" / "train-1").write_text("", encoding="utf-8")
+    wait_for(lambda: not _alive(pids[1]), 30, "worker 1 to end")
+    if when == "down":
+        again = procs.spawn(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+    err.close()
+    code = again.wait(timeout=120)
+    assert code != 0, (tmp_path / "again.err").read_text(errors="replace")[-2000:]
+    assert len(_launches(tmp_path)) == 2
