@@ -67,10 +67,11 @@ class StateLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StateLockError(
-                f"state {shown(self.state)} cannot be used: {_reason(exc)} "
-                f"({shown(self.path) if exc.filename else 'its folder'}); give this run a "
-                "writable --state") from None
+            # mkdir of a path that is a file says "file exists": it is not a folder
+            why = "not a folder" if isinstance(exc, FileExistsError) else _reason(exc)
+            where = shown(Path(exc.filename)) if exc.filename else shown(self.path)
+            raise StateLockError(f"state {shown(self.state)} cannot be used: {why} ({where}); "
+                                 "give this run a writable --state") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

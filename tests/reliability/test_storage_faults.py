@@ -279,7 +279,7 @@ def test_state_folder_that_cannot_be_made_is_refused(tmp_path: Path) -> None:
     _setup(tmp_path)
     (tmp_path / "plain").write_text("", encoding="utf-8")
     err = _refuses(tmp_path, state="plain/state.db")
-    assert "state plain/state.db cannot be used" in err
+    assert "state plain/state.db cannot be used: not a folder (plain)" in err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder modes: a 0555 folder is "
