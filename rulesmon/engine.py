@@ -5,6 +5,7 @@ The engine orchestrates and persists; evaluating a rule is the pure `rules.state
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ from .rules.unknown import UNKNOWN, Unknown
 from .signals import BUDGET as SHUTDOWN_BUDGET
 from .signals import SIGNAL_GRACE, Guard, HardStop, Interrupted
 from .store import OutboxRow, StateDamaged, StateStore, StorageError
+from .storefaults import classify
 from .templates import render
 
 SOURCE_PROBES = ("slurm", "htcondor", "dagman", "local")
@@ -894,8 +896,9 @@ class Engine:
                     deadline = self._sleep_until(deadline)  # a SIGHUP's reload applies here
             except Interrupted:
                 pass  # the tick it cut short is not committed: a restart resumes before it
-            except StorageError as exc:  # a damaged state file: ends as on SIGTERM
-                self.storage_error = exc
+            except (StorageError, sqlite3.Error) as exc:  # a damaged state file: ends as
+                # on SIGTERM (an sqlite3 error a store method did not classify: the same)
+                self.storage_error = classify(exc, self.store.path)
             if guard is not None:
                 guard.armed = False
             return self._finish(outcome)
