@@ -804,6 +804,28 @@ def test_a_request_that_stops_half_way_frees_its_worker_after_the_request_timeou
             stalled.close()
 
 
+def test_a_request_trickled_a_byte_at_a_time_is_cut_off_at_the_answer_deadline() -> None:
+    """A client that keeps a request going a byte at a time, within the request timeout,
+    holds its worker no longer than the answer deadline: the server ends the connection."""
+    with _gated(workers=1, request_timeout=30, answer_deadline=1.0) as (_server, port):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            sock.sendall(b"GET / HTTP/1.0\r\n")
+            sock.setblocking(False)
+
+            def cut_off() -> bool:
+                try:
+                    sock.send(b"X")  # a header line that never ends
+                    return _eof(sock)
+                except OSError:  # reset, or a broken pipe
+                    return True
+
+            _wait(cut_off, timeout=60)
+            assert _answered(port)  # the worker is free again
+        finally:
+            sock.close()
+
+
 def _closed(sock: socket.socket) -> bool:
     """The server has ended this connection (whatever it said before it)."""
     try:

@@ -5,7 +5,8 @@ blocks reading the request for as long as the client likes: 300 idle sockets (a 
 preconnects, a port scanner, a slowloris) are 300 threads, and past `ulimit -n` the server
 cannot open the database. Here an accepted connection waits in one selector, watched by one
 gate thread, until it has bytes to read; only then does one of `workers` threads take it, with
-`request_timeout` seconds for the request to arrive in full. A connection idle for
+`request_timeout` seconds between two reads of its request, and `answer_deadline` seconds in all
+(a client that trickles a byte every few seconds is cut off then). A connection idle for
 `idle_timeout` is closed. At most `max_connections` are held at once (waiting, ready or being
 answered): past that the longest waiting one is closed to take a new one, and when none is
 waiting the new one gets a 503 and is closed. Nothing here raises into the accept loop.
@@ -27,7 +28,8 @@ from typing import Any, TextIO
 WORKERS = 8  #: threads answering requests
 MAX_CONNECTIONS = 128  #: connections held at once; the rest wait in the listen backlog
 IDLE_TIMEOUT = 30.0  #: seconds a connection may stay open without sending anything
-REQUEST_TIMEOUT = 10.0  #: seconds for a request that has begun to arrive in full
+REQUEST_TIMEOUT = 10.0  #: seconds a request that has begun may go without sending more
+ANSWER_DEADLINE = 60.0  #: seconds a worker may spend on one connection in all
 
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
          b"Retry-After: 1\r\nContent-Length: 22\r\nConnection: close\r\n\r\n"
@@ -45,11 +47,13 @@ class GatedHTTPServer(HTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *,
                  workers: int = WORKERS, max_connections: int = MAX_CONNECTIONS,
                  idle_timeout: float = IDLE_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT,
-                 log: TextIO = sys.stderr) -> None:
+                 answer_deadline: float = ANSWER_DEADLINE, log: TextIO = sys.stderr) -> None:
         self.workers = max(1, workers)
         self.max_connections = max(1, max_connections)
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
+        self.answer_deadline = answer_deadline
+        self._answering: dict[socket.socket, float] = {}  # connection: when a worker took it
         self.log = log
         self._lock = threading.Lock()
         self._inbox: collections.deque[tuple[socket.socket, Address]] = collections.deque()
@@ -147,10 +151,11 @@ class GatedHTTPServer(HTTPServer):
                 self._dispatch(ready)
                 with self._lock:
                     self._counts = (len(waiting), len(ready))
-                timeout = self.idle_timeout
+                timeout = min(self.idle_timeout, self._cut_overdue(now))
                 if waiting:
                     oldest = next(iter(waiting.values()))[0]
-                    timeout = max(0.05, oldest + self.idle_timeout - now)
+                    timeout = min(timeout, oldest + self.idle_timeout - now)
+                timeout = max(0.05, timeout)
                 for key, _events in selector.select(timeout):
                     if key.fileobj is self._wake_r:
                         with contextlib.suppress(OSError):
@@ -173,6 +178,19 @@ class GatedHTTPServer(HTTPServer):
                 self._close(sock)
         finally:
             selector.close()
+
+    def _cut_overdue(self, now: float) -> float:
+        """End the connections a worker has spent `answer_deadline` on (its blocked read or
+        write returns at once); the seconds until the next one is due."""
+        with self._lock:
+            overdue = [s for s, t in self._answering.items() if now - t >= self.answer_deadline]
+            for sock in overdue:
+                del self._answering[sock]
+            started = min(self._answering.values(), default=None)
+        for sock in overdue:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return self.answer_deadline if started is None else started + self.answer_deadline - now
 
     def _admit(self, selector: selectors.BaseSelector,
                waiting: dict[socket.socket, tuple[float, Address]],
@@ -208,12 +226,17 @@ class GatedHTTPServer(HTTPServer):
             self._answer(*job)
 
     def _answer(self, sock: socket.socket, address: Address) -> None:
+        with self._lock:
+            self._answering[sock] = time.monotonic()
+        self._wake()  # the gate's next wake-up takes this deadline into account
         try:
             sock.settimeout(self.request_timeout)
             self.finish_request(sock, address)
         except Exception:
             self.handle_error(sock, address)
         finally:
+            with self._lock:
+                self._answering.pop(sock, None)
             self.shutdown_request(sock)
             with self._lock:
                 self._active -= 1
