@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, overload
 
@@ -136,9 +138,10 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
 
     Exit status: 0 when every job succeeded, 1 when one failed or could not be found
     (UNKNOWN: an id or pid no scheduler or process has), the code of a `stop` action (a bare
-    `stop` keeps 0 or 1), 2 for an unusable ruleset, 128+N after signal N (SIGINT and SIGTERM
-    end a run within about 2 s; 137 when rulesmon was stuck in C code and its watchdog had to
-    kill it).
+    `stop` keeps 0 or 1), 2 for an unusable ruleset or state file (lint errors; a state
+    that is damaged, not writable, or in use by another run), 128+N after signal N (SIGINT
+    and SIGTERM end a run within about 2 s; 137 when rulesmon was stuck in C code and its
+    watchdog had to kill it).
     """
     sys.exit(_run(ruleset, once=once, dry_run=dry_run, state=state, allow_exec=allow_exec,
                   allow_control=allow_control, log_json=log_json, verbose=verbose, live=live,
@@ -223,6 +226,9 @@ def _run(ruleset: str, *, once: bool = False, dry_run: bool = False, state: Path
     log = logsetup.setup("debug" if verbose else "info", log_json)
     structlog.contextvars.bind_contextvars(ruleset=loaded.ruleset.name)
     state_path = _state_path(loaded, state)
+    from .probes.handles import raise_nofile_limit
+
+    raise_nofile_limit()  # many followed logs; the logs probe keeps within the limit anyway
     import sqlite3
 
     from .statelock import StateLock, StateLockError
@@ -384,11 +390,28 @@ def silence() -> None:
     logged)."""
 
 
-def _store_for(ruleset: str, state: Path | None) -> Any:
-    from .store import StateStore
+@contextlib.contextmanager
+def _store_for(ruleset: str, state: Path | None) -> Iterator[Any]:
+    """The ruleset's state store for a short command; a state that is damaged, not SQLite or
+    not writable is one line and exit 2, never a traceback."""
+    import sqlite3
+
+    from .store import SchemaError, StateStore, StorageError
+    from .storefaults import classify
 
     loaded = _load_or_exit(ruleset, checked=False)  # only its name and folder are needed
-    return StateStore(_state_path(loaded, state))
+    path = _state_path(loaded, state)
+    store = None
+    try:
+        store = StateStore(path)
+        yield store
+    except (SchemaError, StorageError, sqlite3.Error) as exc:
+        click.echo(f"rulesmon: {exc if isinstance(exc, SchemaError) else classify(exc, path)}",
+                   err=True)
+        sys.exit(2)
+    finally:
+        if store is not None:
+            store.close()
 
 
 @silence.command("add")
@@ -405,9 +428,8 @@ def silence_add(ruleset: str, rule: str, instance: str, duration: str, comment: 
     import time
 
     seconds = _duration_opt(duration, "--for")
-    store = _store_for(ruleset, state)
-    sid = store.add_silence(rule, instance, time.time() + seconds, comment)
-    store.close()
+    with _store_for(ruleset, state) as store:
+        sid = store.add_silence(rule, instance, time.time() + seconds, comment)
     click.echo(f"silence {sid}: rule {rule} instance {instance} for {duration}")
 
 
@@ -421,10 +443,9 @@ def silence_list(ruleset: str, show_all: bool, state: Path | None) -> None:
 
     from .config.units import format_duration
 
-    store = _store_for(ruleset, state)
     now = time.time()
-    rows = store.silences(now, include_expired=show_all)
-    store.close()
+    with _store_for(ruleset, state) as store:
+        rows = store.silences(now, include_expired=show_all)
     if not rows:
         click.echo("no silences")
     for s in rows:
@@ -438,9 +459,8 @@ def silence_list(ruleset: str, show_all: bool, state: Path | None) -> None:
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def silence_remove(ruleset: str, silence_id: int, state: Path | None) -> None:
     """Remove a silence before it expires."""
-    store = _store_for(ruleset, state)
-    found = store.remove_silence(silence_id)
-    store.close()
+    with _store_for(ruleset, state) as store:
+        found = store.remove_silence(silence_id)
     if not found:
         click.echo(f"no silence {silence_id}", err=True)
         sys.exit(1)

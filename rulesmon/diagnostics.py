@@ -182,6 +182,10 @@ _CODES: list[Code] = [
          "bytes, a percentage, a time) with a string (`job.elapsed > \"5m\"`).",
          "A number never equals a string, and ordering them is an error at every tick: the "
          "rule would never fire. Durations are numbers of seconds (`seconds(\"5m\")`)."),
+    Code("RM417", "inherited-rule-inert", INFO, "A rule brought by `extends:` has `scope: "
+         "group`, and none of this ruleset's jobs has `group_by` (RM412 in the file that "
+         "declares it).", "The rule never fires here: a shared ruleset may carry per-run rules "
+         "that only some of the rulesets extending it use."),
     # RM5xx: warnings
     Code("RM501", "for-shorter-than-tick", W, "A rule's `for:` is shorter than the tick interval "
          "`every:`.", "Conditions are evaluated once per tick, so the rule fires on the first "

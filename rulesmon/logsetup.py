@@ -74,7 +74,7 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
     root.addHandler(console)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(json_file, encoding="utf-8")
+        fh = _FileHandler(json_file, encoding="utf-8")
         fh.setFormatter(structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -82,6 +82,35 @@ def setup(level: str = "info", json_file: Path | None = None, color: bool | None
                         _masked(structlog.processors.JSONRenderer(jsonout.dumps))]))
         root.addHandler(fh)
     return structlog.get_logger("rulesmon")
+
+
+class _FileHandler(logging.FileHandler):
+    """The JSON log file, which a full disk (or `ulimit -f`) must not turn into a traceback
+    per line: a failed write is said once on stderr, and once more when writes work again."""
+
+    failing = False  #: the last write failed (said once)
+    _failed_now = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)  # a failure calls handleError
+        if self.failing and not self._failed_now:
+            self.failing = False
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"rulesmon: writing the JSON log {self.baseFilename} works "
+                                 "again\n")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_now = True
+        if self.failing:
+            return
+        self.failing = True
+        exc = sys.exc_info()[1]
+        why = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+               else type(exc).__name__ if exc is not None else "unknown error")
+        with contextlib.suppress(Exception):  # stderr itself may be gone
+            sys.stderr.write(f"rulesmon: cannot write the JSON log {self.baseFilename} ({why});"
+                             " its lines are lost until writes work again\n")
 
 
 class _SinkHandler(logging.Handler):

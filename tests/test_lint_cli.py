@@ -188,3 +188,18 @@ def test_a_number_compared_with_a_string_is_a_type_mismatch(write) -> None:  # t
     line = next(x for x in result.stdout.splitlines() if "RM416" in x)
     assert line.startswith(f"{path}:9:")
     assert 'seconds("5m")' in line
+
+
+def test_an_inherited_group_rule_without_group_by_is_noted_not_refused(write) -> None:  # type: ignore[no-untyped-def]
+    """A `scope: group` rule brought by `extends:` over jobs without group_by is RM417 (info,
+    it never fires here), so `run` accepts the ruleset; the same rule in the file is RM412."""
+    path: Path = write("d.yaml", "version: 1\nname: d\nextends: [builtin:dagman-training]\n"
+                       "jobs:\n  pipeline:\n    dagman: {dag: p.dag}\n")
+    result = run_cli("lint", str(path))
+    assert result.returncode == 0, result.stdout
+    inert = [x for x in result.stdout.splitlines() if "RM417" in x]
+    assert len(inert) == 2 and all(x.startswith("builtin:dagman-training:") for x in inert)
+    assert "RM412" not in result.stdout
+    own = write("g.yaml", "version: 1\nname: g\njobs:\n  t: {local: {pids: [1]}}\nrules:\n"
+                "  - {name: r, scope: group, when: group.failed > 0, do: [log]}\n")
+    assert "error RM412" in run_cli("lint", str(own)).stdout

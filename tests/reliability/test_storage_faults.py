@@ -380,3 +380,39 @@ def test_files_state_that_fills_up_falls_back_to_memory(tmp_path: Path, caplog: 
     warnings = [r for r in caplog.records if "files_state_unavailable" in r.getMessage()]
     assert len(warnings) == 1
     seen.close()
+
+
+def test_json_log_on_a_full_disk_is_said_once_not_a_traceback_per_line(
+        tmp_path: Path, procs: Procs) -> None:
+    """With `--log-json` on the full disk, the log file's failed writes are one line on
+    stderr (and one more when writes work again), never logging's traceback per line."""
+    db = _setup(tmp_path)
+    run = Run(procs, tmp_path, "--log-json", "log.jsonl")
+    wait_for(lambda: _ticks(db) >= 3, what="three ticks written")
+    run.file_limit(1)  # the state database and the JSON log are both past it
+    (tmp_path / "flag1").write_text("")
+    wait_for(lambda: run.count("state_not_saved") == 1, what="the warning")
+    wait_for(lambda: run.count("cannot write the JSON log") == 1, what="the log's failure")
+    run.file_limit(resource.RLIM_INFINITY)
+    wait_for(lambda: run.count("state_saved") >= 1, what="the state written again")
+    wait_for(lambda: run.count("works again") == 1, what="the log's recovery")
+    run.proc.send_signal(signal.SIGTERM)
+    text = run.finish()
+    assert "Traceback" not in text and "Logging error" not in text, text
+    assert run.count("cannot write the JSON log") == 1, text
+    assert '"event": "state_saved"' in (tmp_path / "log.jsonl").read_text(encoding="utf-8")
+
+
+def test_silence_commands_on_a_foreign_state_are_one_line(tmp_path: Path) -> None:
+    """`rulesmon silence add/list/remove` on a state file that is not SQLite say so in one
+    line and exit 2, without a traceback."""
+    _setup(tmp_path)
+    (tmp_path / "state.db").write_text("not a database, only text\n" * 200, encoding="utf-8")
+    for args in (["add", "--for", "1h"], ["list"], ["remove", "1"]):
+        cmd = [sys.executable, "-m", "rulesmon", "silence", args[0], "r.yaml", *args[1:],
+               "--state", "state.db"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                               check=False)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("rulesmon: state state.db is not an SQLite database")
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
