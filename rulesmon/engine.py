@@ -873,6 +873,12 @@ class Engine:
                 if hasattr(probe, "on_launch"):
                     probe.on_launch = hard_stop.register
         outcome = TickOutcome(self.ticks)
+        if self.dry_run and not once and self._launches():
+            # its workers are never launched, so nothing of theirs would ever change: one
+            # tick shows what fires now (they stay PENDING, not terminal: no job-ended rule)
+            self.log.info("dry_run_one_tick", reason="launched jobs are not launched in a "
+                          "dry run")
+            once = True
         try:
             try:
                 with self._shielded():  # a launch is never cut in half
@@ -906,6 +912,11 @@ class Engine:
             if guard is not None:
                 guard.uninstall()
             self._guard = None
+
+    def _launches(self) -> bool:
+        """The ruleset has jobs rulesmon launches itself (`local: {command: ...}`)."""
+        return any(job.local is not None and job.local.command
+                   for job in self.rs.jobs.values())
 
     def _on_signal(self, signum: int) -> None:
         if self.interrupted is None:

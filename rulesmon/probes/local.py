@@ -953,8 +953,8 @@ def _proc_facts(run: _Run, p: _Proc, now: float) -> Facts:
         f.update({"job.state": "UNKNOWN", "job.raw_state": f"no process {p.pid}",
                   "job.terminal": False, "job.outcome": "unknown", "worker.state": "missing"})
         return f
-    if run.dry_note is not None:  # never launched, never will be: it holds no run open
-        f.update({"job.state": "PENDING", "job.raw_state": run.dry_note, "job.terminal": True,
+    if run.dry_note is not None:  # never launched in a dry run, which is one tick (engine)
+        f.update({"job.state": "PENDING", "job.raw_state": run.dry_note, "job.terminal": False,
                   "job.outcome": "unknown", "worker.state": "starting"})
         return f
     if not p.seen:

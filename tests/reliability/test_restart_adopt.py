@@ -282,12 +282,16 @@ def test_once_twice_adopts_the_first_calls_workers(scene: Scene) -> None:
 
 def test_dry_run_with_launched_jobs_ends(scene: Scene) -> None:
     """`rulesmon run --dry-run` on a ruleset with launched jobs launches nothing and ends
-    after its first tick, its workers shown PENDING (each counted as ended)."""
+    after its first tick, its workers shown PENDING and not ended: a rule on the end of the
+    run does not fire."""
     scene.write("version: 1\nname: dry\nevery: 0.2s\njobs:\n  train:\n    local:\n"
-                f"      command: {scene.worker(0)}\n      workers: 2\n" + LAUNCHED)
+                f"      command: {scene.worker(0)}\n      workers: 2\n" + LAUNCHED +
+                "  - {name: all-done, scope: run, when: run.all_terminal, do: [log]}\n")
     assert finish(scene.rulesmon("--dry-run"), timeout=60) == 0, scene.output(1)
     assert scene.started() == []
-    assert "Summary: 2 jobs - 2 PENDING" in scene.output(1)
+    out = scene.output(1)
+    assert "Result: 0 PENDING, 2 RUNNING" not in out and "2 PENDING" in out, out
+    assert "dry_run_one_tick" in out and "all-done" not in out, out
 
 
 def test_rerun_of_a_finished_ruleset_is_a_new_run_without_stale_resolves(scene: Scene) -> None:
