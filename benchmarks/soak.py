@@ -441,7 +441,10 @@ def report(args: argparse.Namespace, total: float, jobs: list[list[Any]], hook: 
                      "wrong": wrong[:5]},
         "lives": [{"pid": life.pid, "seconds": round(life.samples[-1][0], 1)
                    if life.samples else 0, "threads": _runs([s[3] for s in life.samples]),
-                   "fds": _runs([s[2] for s in life.samples])} for life in lives],
+                   "fds": _runs([s[2] for s in life.samples]),
+                   "rss_mb_warm_first_last_max": [round(x / 2**20, 1) for x in (
+                       (w[0][1], w[-1][1], max(s[1] for s in w)) if w else ())]}
+                  for life, w in zip(lives, warm, strict=True)],
         "stderr_tail": errors.read_text(errors="replace")[-1500:],
     }
     broken = []
