@@ -137,8 +137,9 @@ def run(ruleset: str, once: bool, dry_run: bool, state: Path | None, allow_exec:
     restart (docs/reliability.md).
 
     Exit status: 0 when every job succeeded, 1 when one failed or could not be found
-    (UNKNOWN: an id or pid no scheduler or process has), the code of a `stop` action (a bare
-    `stop` keeps 0 or 1), 2 for an unusable ruleset or state file (lint errors; a state
+    (UNKNOWN: an id or pid no scheduler or process has), 3 when none failed but one ended
+    with an outcome no evidence shows (`run.unknown`), the code of a `stop` action (a bare
+    `stop` keeps 0, 1 or 3), 2 for an unusable ruleset or state file (lint errors; a state
     that is damaged, not writable, or in use by another run), 128+N after signal N (SIGINT
     and SIGTERM end a run within about 2 s; 137 when rulesmon was stuck in C code and its
     watchdog had to kill it).

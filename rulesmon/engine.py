@@ -553,7 +553,7 @@ class Engine:
                    now: float) -> Facts:
         counts: dict[str, int] = {}
         with_source = watched = 0
-        terminal = succeeded = failed = pending = running = 0
+        terminal = succeeded = failed = unknown = pending = running = 0
         for key, facts in instances.items():
             if key in self._context:
                 continue
@@ -574,6 +574,8 @@ class Engine:
                 elif outcome in FAILED_OUTCOMES or facts.get("job.succeeded") is False \
                         or state == "UNKNOWN":  # a watched job that could not be found
                     failed += 1
+                else:  # ended, and no evidence says how: neither a success nor a failure
+                    unknown += 1
         elapsed = now - self.started
         out: Facts = dict(run_level)
         out.update({
@@ -585,6 +587,7 @@ class Engine:
             "run.terminal": terminal,
             "run.succeeded": succeeded,
             "run.failed": failed,
+            "run.unknown": unknown,
             "run.all_terminal": with_source > 0 and terminal == with_source,
             "run.all_succeeded": with_source > 0 and succeeded == with_source,
             "run.elapsed": elapsed,
@@ -597,8 +600,9 @@ class Engine:
             out[f"run.counts.{state}"] = n
         by_state = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs"
         out["run.summary"] = (f"{with_source} job instance(s): {by_state}; {succeeded} "
-                              f"succeeded, {failed} failed; total time "
-                              f"{format_duration(elapsed)}")
+                              f"succeeded, {failed} failed"
+                              + (f", {unknown} ended with outcome unknown" if unknown else "")
+                              + f"; total time {format_duration(elapsed)}")
         if watched:
             out["run.summary"] += f"; {watched} watched without a source (logs and files only)"
         if run_level.get("probe.slurm.accounting_disabled") is True:
@@ -913,6 +917,14 @@ class Engine:
                 guard.uninstall()
             self._guard = None
 
+    def _verdict(self) -> int:
+        """The exit status of a run that ended by itself: 1 when a job failed, 3 when none
+        failed but one ended with an outcome no evidence shows (0 would claim it succeeded),
+        else 0."""
+        if int(self.run_facts.get("run.failed", 0) or 0):
+            return 1
+        return 3 if int(self.run_facts.get("run.unknown", 0) or 0) else 0
+
     def _launches(self) -> bool:
         """The ruleset has jobs rulesmon launches itself (`local: {command: ...}`)."""
         return any(job.local is not None and job.local.command
@@ -969,17 +981,16 @@ class Engine:
                 not self.dry_run:
             self._terminate_launched()
             self._alive()
-        failed = int(self.run_facts.get("run.failed", 0) or 0)
         if broken:
             code, reason = 2, "state database unusable"
         elif self.interrupted is not None:
             code = 128 + self.interrupted
             reason = f"interrupted by signal {self.interrupted}"
         elif self.stop_requested:
-            code = self.stop_code if self.stop_code is not None else 1 if failed else 0
+            code = self.stop_code if self.stop_code is not None else self._verdict()
             reason = "stop action"
         elif outcome.finished:
-            code = 1 if failed else 0
+            code = self._verdict()
             reason = "all jobs terminal"
         else:
             code, reason = 0, "one tick" if self.ticks == 1 else "tick limit"

@@ -377,6 +377,9 @@ RUN: Namespace = {
     "succeeded": _f("int", "Instances that succeeded."),
     "failed": _f("int", "Instances that ended badly (failed, timeout, cancelled, error), or "
                  "UNKNOWN: a watched job that could not be found (`rulesmon run` exits 1)."),
+    "unknown": _f("int", "Instances that ended with an outcome no evidence shows: a watched "
+                  "process (not rulesmon's child), a worker that ended while rulesmon was down, "
+                  "a job accounting never had (`rulesmon run` exits 3 when no job failed)."),
     "all_terminal": _f("bool", "Every watched instance has ended."),
     "all_succeeded": _f("bool", "Every watched instance has ended and succeeded."),
     "elapsed": _f("seconds", "Time since the run started."),

@@ -26,6 +26,8 @@ import socket
 import time
 from pathlib import Path
 
+from . import jsonout
+
 #: How long a run that lost the race waits for the holder to write who it is (the message
 #: only; the holder writes it right after taking the lock).
 _WHO_WAIT = 5.0
@@ -82,7 +84,7 @@ class StateLock:
                                  " (a file system without locks?); give this run a --state on "
                                  "a local disk") from None
         self._fd = fd
-        who = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+        who = jsonout.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                           "started": time.time()}).encode()
         with contextlib.suppress(OSError):  # who holds it is for the message only
             os.ftruncate(fd, 0)

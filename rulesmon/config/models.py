@@ -608,7 +608,8 @@ class StopAction(Model):
 
     stop: int | None = Field(
         None, ge=0, le=255, description="Exit code of `rulesmon run`; without one (a bare "
-        "`stop`) the run's own: 0 when every job succeeded, 1 when one failed.")
+        "`stop`) the run's own: 0 when every job succeeded, 1 when one failed, 3 when none "
+        "failed but one's outcome is unknown.")
 
 
 ACTION_KINDS = ("notify", "log", "exec", "control", "stop")

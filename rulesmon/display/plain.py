@@ -386,7 +386,9 @@ class PlainLines:
         lines = [f"{stamp} ALL_COMPLETE: Monitoring finished",
                  f"  Summary: {total} job{'s' if total != 1 else ''} - {by_state}",
                  f"  Succeeded: {int(num(run.get('run.succeeded')) or 0)}, "
-                 f"failed: {int(num(run.get('run.failed')) or 0)}"]
+                 f"failed: {int(num(run.get('run.failed')) or 0)}"
+                 + (f", outcome unknown: {unknown}"
+                    if (unknown := int(num(run.get("run.unknown")) or 0)) else "")]
         elapsed = num(run.get("run.elapsed"))
         if elapsed is not None:
             lines.append(f"  Total time: {duration(elapsed)}")

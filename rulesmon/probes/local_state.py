@@ -39,6 +39,8 @@ from typing import Any
 
 import psutil
 
+from .. import jsonout
+
 log = logging.getLogger(__name__)
 
 #: The environment variable every launched worker carries: `<launch token>:<worker index>`.
@@ -146,7 +148,7 @@ class Registry:
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, unit) DO UPDATE SET "
                     "idx=excluded.idx, pid=excluded.pid, create_time=excluded.create_time, "
                     "started=excluded.started, info=excluded.info, ended=NULL",
-                    (job, unit, index, pid, create_time, started, json.dumps(info)))
+                    (job, unit, index, pid, create_time, started, jsonout.dumps(info)))
 
     def spawned(self, job: str, unit: str, p: Any) -> None:
         """A process (a `local._Proc`) to find again after a restart: recorded once."""
@@ -173,7 +175,7 @@ class Registry:
         """A process's end (a `local._End`), kept for good."""
         self._write("INSERT INTO procs (job, unit, idx, ended) VALUES (?, ?, ?, ?) ON CONFLICT "
                     "(job, unit) DO UPDATE SET ended=excluded.ended",
-                    (job, unit, index, json.dumps(asdict(end))))
+                    (job, unit, index, jsonout.dumps(asdict(end))))
 
     def pid_file(self, job: str, version: tuple[int, str]) -> None:
         """The pid file version last adopted from (an unchanged file is not read again)."""

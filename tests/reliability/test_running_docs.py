@@ -50,15 +50,16 @@ def _check(line: str) -> list[str]:
 
 def test_unit_file_parses_with_the_settings_the_page_explains() -> None:
     """The example unit is an INI file whose [Service] lets rulesmon stop its workers
-    (SIGTERM to rulesmon alone), reloads with SIGHUP and restarts only after a failure."""
+    (SIGTERM to rulesmon alone) and leaves them to be adopted when rulesmon dies, reloads
+    with SIGHUP and restarts only after a failure, not after the run's own verdicts."""
     unit = _unit()
     assert unit.sections() == ["Unit", "Service", "Install"]
     service = unit["Service"]
-    assert service["KillMode"] == "mixed"
+    assert service["KillMode"] == "process"
     assert service["KillSignal"] == "SIGTERM"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["Restart"] == "on-failure"
-    assert service["RestartPreventExitStatus"].split() == ["1", "2"]
+    assert service["RestartPreventExitStatus"].split() == ["1", "2", "3"]
     assert int(service["TimeoutStopSec"]) > 0
     assert unit["Install"]["WantedBy"] == "default.target"
     start = shlex.split(service["ExecStart"])
