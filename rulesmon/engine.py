@@ -877,7 +877,7 @@ class Engine:
                 if hasattr(probe, "on_launch"):
                     probe.on_launch = hard_stop.register
         outcome = TickOutcome(self.ticks)
-        if self.dry_run and not once and self._launches():
+        if self.dry_run and not once and resume.launched_jobs(self.rs.jobs):
             # its workers are never launched, so nothing of theirs would ever change: one
             # tick shows what fires now (they stay PENDING, not terminal: no job-ended rule)
             self.log.info("dry_run_one_tick", reason="launched jobs are not launched in a "
@@ -924,11 +924,6 @@ class Engine:
         if int(self.run_facts.get("run.failed", 0) or 0):
             return 1
         return 3 if int(self.run_facts.get("run.unknown", 0) or 0) else 0
-
-    def _launches(self) -> bool:
-        """The ruleset has jobs rulesmon launches itself (`local: {command: ...}`)."""
-        return any(job.local is not None and job.local.command
-                   for job in self.rs.jobs.values())
 
     def _on_signal(self, signum: int) -> None:
         if self.interrupted is None:
