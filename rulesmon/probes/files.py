@@ -58,6 +58,7 @@ from .base import (
     render_path,
     sourceless_instances,
 )
+from .sidecar import Sidecar
 
 if TYPE_CHECKING:
     from ..config.models import FileSpec, Job, Ruleset
@@ -122,50 +123,24 @@ class SetState:
     unconfirmed: dict[str, float] = field(default_factory=dict)
 
 
-class SeenStore:
-    """The files of each set already known (baseline or reported), across restarts: a SQLite
-    file of its own (the probe runs on worker threads; the state database belongs to the
-    engine's thread). Any failure to open or write it is logged once and leaves the probe
-    working from memory."""
+class SeenStore(Sidecar):
+    """The files of each set already known (baseline or reported), across restarts (a
+    sidecar file: rulesmon/probes/sidecar.py)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._failed = False
+    schema = ("CREATE TABLE IF NOT EXISTS sets (instance TEXT, fileset TEXT, updated REAL, "
+              "PRIMARY KEY (instance, fileset))",
+              "CREATE TABLE IF NOT EXISTS seen (instance TEXT, fileset TEXT, path TEXT, "
+              "PRIMARY KEY (instance, fileset, path)) WITHOUT ROWID")
+    logger = log
+    unavailable = "files_state_unavailable"
+    consequence = "new files are tracked in memory only"
 
-    def _conn(self) -> sqlite3.Connection | None:
-        if self._db is not None or self._failed:
-            return self._db
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=5, check_same_thread=False,
-                                 isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS sets (instance TEXT, fileset TEXT, "
-                       "updated REAL, PRIMARY KEY (instance, fileset))")
-            db.execute("CREATE TABLE IF NOT EXISTS seen (instance TEXT, fileset TEXT, "
-                       "path TEXT, PRIMARY KEY (instance, fileset, path)) WITHOUT ROWID")
-            old = time.time() - SEEN_RETENTION
-            with db:
-                db.execute("DELETE FROM seen WHERE (instance, fileset) IN (SELECT instance, "
-                           "fileset FROM sets WHERE updated < ?)", (old,))
-                db.execute("DELETE FROM sets WHERE updated < ?", (old,))
-        except (sqlite3.Error, OSError) as exc:
-            self._fail(exc)
-            return None
-        self._db = db
-        return db
-
-    def _fail(self, exc: Exception) -> None:
-        if not self._failed:
-            log.warning("files_state_unavailable path=%s error=%s (new files are tracked in "
-                        "memory only)", self.path, str(exc).splitlines()[0] if str(exc) else
-                        type(exc).__name__)
-        self._failed = True
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-        self._db = None
+    def _opened(self, db: sqlite3.Connection) -> None:
+        old = time.time() - SEEN_RETENTION
+        with db:
+            db.execute("DELETE FROM seen WHERE (instance, fileset) IN (SELECT instance, "
+                       "fileset FROM sets WHERE updated < ?)", (old,))
+            db.execute("DELETE FROM sets WHERE updated < ?", (old,))
 
     def load(self, instance: str, fileset: str) -> set[str] | None:
         """The known paths of a set, or None when no baseline was ever taken."""

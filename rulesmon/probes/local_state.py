@@ -40,6 +40,7 @@ from typing import Any
 import psutil
 
 from .. import jsonout
+from .sidecar import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -61,43 +62,19 @@ _SCHEMA = (
 )
 
 
-class Registry:
+class Registry(Sidecar):
     """The durable record of launches, processes and ends (autocommit: each write is on disk
-    when the call returns)."""
+    when the call returns; a sidecar file: rulesmon/probes/sidecar.py)."""
+
+    schema = _SCHEMA
+    logger = log
+    unavailable = "local_state_unavailable"
+    consequence = ("launched workers and watched processes are known in memory only: a "
+                   "restart cannot adopt them")
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._failed = False
+        super().__init__(path)
         self._lock = threading.Lock()
-
-    def _conn(self) -> sqlite3.Connection | None:
-        if self._db is not None or self._failed:
-            return self._db
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=5, check_same_thread=False,
-                                 isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            for statement in _SCHEMA:
-                db.execute(statement)
-        except (sqlite3.Error, OSError) as exc:
-            self._fail(exc)
-            return None
-        self._db = db
-        return db
-
-    def _fail(self, exc: Exception) -> None:
-        if not self._failed:
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.warning("local_state_unavailable path=%s error=%s (launched workers and "
-                        "watched processes are known in memory only: a restart cannot "
-                        "adopt them)", self.path, text)
-        self._failed = True
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-        self._db = None
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         with self._lock:
