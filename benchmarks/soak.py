@@ -79,15 +79,17 @@ def clock(s):
 jobs = plan["jobs"]
 out = []
 if name == "squeue":
-    for jid, start, end, code in jobs:
-        if now >= end:
+    for jid, submit, start, end, code in jobs:
+        if now >= end + plan["min_job_age"] or now < submit:
             continue
         running = now >= start
-        used = now - start if running else 0
+        ended = now >= end
+        used = min(now, end) - start if running else 0
         rec = [jid, jid, jid, "N/A", "soak-" + jid, "soak", "cpu", "acct", "normal",
+               ("COMPLETED" if code == 0 else "FAILED") if ended else
                "RUNNING" if running else "PENDING", "None" if running else "Priority", "1",
                "n001" if running else "", "1", "cpu=1,mem=1G,node=1", "N/A", "1G",
-               str(int(T0 - 60)), str(int(T0 + start)) if running else "0",
+               str(int(T0 + submit)), str(int(T0 + start)) if running else "0",
                str(int(T0 + start + 3600)) if running else "0", clock(used), "1:00:00",
                clock(3600 - used), "0", d, d + "/slurm-%j.out", d + "/slurm-%j.out"]
         out.append(SEP.join(rec) + SEP)
@@ -99,14 +101,14 @@ elif name == "sacct":
             asked.update(sys.argv[i + 1].split(","))
     fields = plan["sacct_fields"]
     out.append(SEP.join(fields))
-    for jid, start, end, code in jobs:
+    for jid, submit, start, end, code in jobs:
         if jid not in asked or now < end:
             continue
         base = dict.fromkeys(fields, "")
         state = "COMPLETED" if code == 0 else "FAILED"
         job = dict(base, JobID=jid, JobIDRaw=jid, JobName="soak-" + jid, User="soak",
                    Partition="cpu", State=state, ExitCode="%d:0" % code,
-                   Submit=str(int(T0 - 60)), Start=str(int(T0 + start)),
+                   Submit=str(int(T0 + submit)), Start=str(int(T0 + start)),
                    End=str(int(T0 + end)), ElapsedRaw=str(int(end - start)),
                    TimelimitRaw="60", NNodes="1", NodeList="n001", AllocCPUS="1",
                    ReqMem="1G", AllocTRES="cpu=1,mem=1G,node=1", WorkDir=d)
@@ -134,7 +136,7 @@ notify:
 jobs:
   soak:
     slurm:
-      ids: [{ids}]
+      user: soak
       min_interval: {every}
       sacct_retries: 50
 rules:
@@ -209,6 +211,10 @@ class Hook:
             self.server.server_close()
 
 
+def _code(rng: random.Random) -> int:
+    return 0 if rng.random() < 0.9 else rng.choice([1, 2, 3, 42, 137])
+
+
 def duration(text: str) -> float:
     """`30m`, `90s`, `1h` or plain seconds."""
     units = {"s": 1, "m": 60, "h": 3600}
@@ -226,6 +232,7 @@ class Life:
     """One rulesmon process: its samples (seconds since start, rss, fds, threads, ticks)."""
 
     pid: int
+    born: float  # seconds after the soak's start
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -294,12 +301,27 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         path = bindir / tool
         path.write_text(FAKE.format(python=sys.executable), encoding="utf-8")
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    jobs = []
-    for n in range(args.jobs):
-        start = rng.uniform(0.0, 0.4) * total
-        end = rng.uniform(max(start, 0.05 * total), 0.85 * total)
-        code = 0 if rng.random() < 0.9 else rng.choice([1, 2, 3, 42, 137])
-        jobs.append([str(5_000_000 + n), round(start, 2), round(end, 2), code])
+    cycle = args.cycle if args.cycle is not None else total / 4
+    last_end = 0.85 * total
+    planned: list[tuple[float, float, float, int]] = []  # submit, start, end, exit code
+    for _slot in range(args.jobs):
+        if cycle <= 0:  # no cycling: every job in the queue from the start
+            start = rng.uniform(0.0, 0.4) * total
+            end = rng.uniform(max(start, 0.05 * total), last_end)
+            planned.append((-60.0, start, end, _code(rng)))
+            continue
+        # the slot's first job is queued before the start and ends within the first cycle;
+        # each next one is submitted as the previous ends and lives half to 0.9 of a cycle
+        submit, start = -60.0, rng.uniform(0.0, 0.3) * cycle
+        end = rng.uniform(max(start, 0.1 * cycle), cycle)
+        while end <= last_end:
+            planned.append((submit, start, end, _code(rng)))
+            submit = end
+            start = submit + rng.uniform(0.0, 0.2) * cycle
+            end = submit + rng.uniform(0.5, 0.9) * cycle
+    planned.sort()
+    jobs = [[str(5_000_000 + n), round(sub, 2), round(st, 2), round(en, 2), code]
+            for n, (sub, st, en, code) in enumerate(planned)]
     # the scheduler misbehaves on a schedule: each fault a few ticks long, then recovers
     faults = []
     t = 0.1 * total
@@ -316,16 +338,24 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     url = hook.start()
     ruleset = folder / "soak.yaml"
     ruleset.write_text(RULESET.format(every=f"{args.every:g}s", retry=f"{max(1, args.every):g}s",
-                                      ids=", ".join(str(j[0]) for j in jobs), others=others),
+                                      others=others),
                        encoding="utf-8")
     db = folder / "soak.db"
     env = dict(os.environ, SOAK_DIR=str(folder), SOAK_HOOK=url,
                PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
                RULESMON_SLURM_TIMEOUT=str(max(2.0, 2 * args.every)))
+    launcher = ["-m", "rulesmon"]
+    if args.tracemalloc is not None:
+        args.tracemalloc.mkdir(parents=True, exist_ok=True)
+        launcher = [str(Path(__file__).with_name("soak_traced.py"))]
+        env.update(SOAK_TRACE_DIR=str(args.tracemalloc),
+                   SOAK_TRACE_FIRST=str(max(cycle, 10 * args.every)),
+                   SOAK_TRACE_EVERY=str(max(10.0, cycle / 4)))
     kills = sorted(rng.uniform(0.05, 0.9) * total for _ in range(args.kills))
     t0 = time.time()
     (folder / "plan.json").write_text(json.dumps({
-        "t0": t0, "jobs": jobs, "faults": faults, "sacct_fields": list(sp.SACCT_FIELDS)}),
+        "t0": t0, "jobs": jobs, "faults": faults, "sacct_fields": list(sp.SACCT_FIELDS),
+        "min_job_age": args.min_job_age}),
         encoding="utf-8")
     lives: list[Life] = []
     killed = 0
@@ -334,14 +364,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     deadline = t0 + total * 1.5 + 120
     with errors.open("ab") as err:
         while time.time() < deadline and exit_code is None:
-            proc = subprocess.Popen([sys.executable, "-m", "rulesmon", "run", str(ruleset),
+            proc = subprocess.Popen([sys.executable, *launcher, "run", str(ruleset),
                                      "--state", str(db)], env=env, stdout=subprocess.DEVNULL,
                                     stderr=err, cwd=folder)
             before = latest_run(db)[0]  # ticks count once this process's run is recorded
-            life = Life(proc.pid)
+            born = time.time()
+            life = Life(proc.pid, born - t0)
             lives.append(life)
             ps = psutil.Process(proc.pid)
-            born = time.time()
             next_sample = born
             while proc.poll() is None and time.time() < deadline:
                 now = time.time()
@@ -370,14 +400,23 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             if any(a.startswith(str(bindir)) for a in leftover.info["cmdline"] or ()):
                 leftover.kill()
     hook.stop()
-    return report(args, total, jobs, hook, lives, killed, exit_code, db, errors)
+    return report(args, total, cycle, jobs, hook, lives, killed, exit_code, db, errors)
 
 
-def report(args: argparse.Namespace, total: float, jobs: list[list[Any]], hook: Hook,
+def steady(life: Life, samples: list[Sample], cycle: float, total: float) -> list[Sample]:
+    """The samples of a process in the steady state: after its first full cycle (by then every
+    job it found has ended and been replaced, so its facts, alert states and sent notifications
+    cover a cycle's worth of jobs), and before the last jobs end without successors."""
+    end = 0.85 * total - cycle
+    return [s for s in samples if s[0] >= cycle and life.born + s[0] <= end]
+
+
+def report(args: argparse.Namespace, total: float, cycle: float, jobs: list[list[Any]],
+           hook: Hook,
            lives: list[Life], killed: int, exit_code: int | None, db: Path,
            errors: Path) -> dict[str, Any]:
     owed: dict[tuple[str, str], int] = {}
-    for jid, _start, _end, code in jobs:
+    for jid, _submit, _start, _end, code in jobs:
         owed[("job-ended", jid)] = code
         if code:
             owed[("job-failed", jid)] = code
@@ -403,7 +442,10 @@ def report(args: argparse.Namespace, total: float, jobs: list[list[Any]], hook: 
     lost = sorted(set(owed) - set(delivered))
     repeated = sorted(k for k, v in delivered.items() if len(v) > 1)
     warm = [warmed(life.samples, args.warmup_ticks) for life in lives]
-    rss_growth = max((growth([s[1] for s in w]) for w in warm), default=0)
+    calm = [steady(life, w, cycle, total) if cycle > 0 else w for life, w in zip(lives, warm,
+                                                                                   strict=True)]
+    rss_growth = max((growth([s[1] for s in w]) for w in calm), default=0)
+    longest = max(calm, key=len, default=[])
     # fds and threads between scheduler calls: a call under way holds pipes, and a hung one
     # a thread, until its timeout ends it
     quiet = [[s for s in w if s[5] == 0] for w in warm]
@@ -424,7 +466,10 @@ def report(args: argparse.Namespace, total: float, jobs: list[list[Any]], hook: 
     result = {
         "duration_s": total, "jobs": len(jobs), "rules": args.rules, "every_s": args.every,
         "kills": killed, "processes": len(lives), "exit_code": exit_code,
-        "rss_mb_after_warmup": round(max((w[0][1] for w in warm if w), default=0) / 2**20, 1),
+        "cycle_s": round(cycle, 1),
+        "steady_seconds_longest_life": round(longest[-1][0] - longest[0][0]) if longest else 0,
+        "rss_mb_after_warmup": round(longest[0][1] / 2**20, 1) if longest else None,
+        "rss_mb_end_of_steady": round(longest[-1][1] / 2**20, 1) if longest else None,
         "rss_mb_peak": round(max((s[1] for w in warm for s in w), default=0) / 2**20, 1),
         "rss_growth_mb": round(rss_growth / 2**20, 1), "fd_growth": fd_growth,
         "thread_growth": thread_growth,
@@ -482,6 +527,14 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=5.0, help="tick interval, seconds")
     parser.add_argument("--kills", type=int, default=None,
                         help="SIGKILLs at random moments (default: one per 3 minutes, >= 3)")
+    parser.add_argument("--cycle", type=float, default=None,
+                        help="seconds in which every job ends and another takes its place "
+                             "(default: a quarter of the duration; 0: no job replaced)")
+    parser.add_argument("--min-job-age", type=float, default=300.0,
+                        help="seconds squeue still lists an ended job (slurm.conf MinJobAge)")
+    parser.add_argument("--tracemalloc", type=Path, default=None,
+                        help="run rulesmon under tracemalloc; write each process's top growth "
+                             "sites since its warm-up to DIR/trace-<pid>.txt")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--sample-every", type=float, default=2.0)
     parser.add_argument("--warmup-ticks", type=int, default=10,
