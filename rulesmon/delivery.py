@@ -22,10 +22,10 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,21 @@ def apprise_send(target: str, urls: list[str], title: str, body: str,
             if entry.level in ("WARNING", "ERROR", "CRITICAL"):
                 errors.append(entry.message)
     return False, "; ".join(dict.fromkeys(errors)) or "delivery failed"
+
+
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction on an autocommit connection, rolled back when it fails (a full
+    disk): the worker retries it, never half of it."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
 
 
 class Delivery:
@@ -255,8 +270,7 @@ class Delivery:
         unmarked = self._unmarked[name]
         while unmarked:
             seqs, stamp, ok, error, delay = unmarked[0]
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(db):
                 db.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?)",
                                [(s, stamp, int(ok), error or None) for s in seqs])
                 if ok:
@@ -267,12 +281,6 @@ class Delivery:
                     db.executemany("UPDATE outbox SET attempts = attempts + 1, next_attempt = "
                                    "?, last_error = ? WHERE seq = ?",
                                    [(stamp + delay, error, s) for s in seqs])
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
             unmarked.pop(0)
 
     def _step(self, db: sqlite3.Connection, name: str, target: Target, urls: list[str],
@@ -327,16 +335,9 @@ class Delivery:
         if SEALED not in head.group_key:
             # the message is fixed before it leaves: one id always means one payload
             sealed = f"{head.group_key}{SEALED}{head.id}"
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(db):
                 db.executemany("UPDATE outbox SET group_key = ? WHERE seq = ?",
                                [(sealed, s) for (s,) in seqs])
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
         title, body, ids = combine(batch)
         missing: list[str] = []
         title = self.secrets.unseal(title, missing=missing)

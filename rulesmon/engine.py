@@ -1,3 +1,6 @@
+# Over 800 lines: the tick, its run facts, grouping, dispatch and shutdown in one module; it is
+# to be divided along those seams (run facts and groups into their own modules) with the
+# layout of issue 16.
 """The tick: probes → snapshot → rules → actions → state, and nothing else.
 
 The engine orchestrates and persists; evaluating a rule is the pure `rules.state.step`.

@@ -1,3 +1,6 @@
+# Over 800 lines: following, extractors, error buffers and log facts in one module (the
+# tailing itself is apart: tail.py, handles.py); it is to become a logs/ package with the
+# layout of issue 16.
 """`log.*` facts: follow each job instance's logs and match extractors and error patterns.
 
 For every instance whose job declares `logs:` (a job without a source is one instance,
